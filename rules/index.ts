@@ -1,0 +1,3 @@
+export * from './money.ts';
+export * from './cost-model.ts';
+export * from './states.ts';
