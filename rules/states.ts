@@ -64,8 +64,40 @@ export interface StateChange {
   /** Epoch milliseconds. */
   at: number;
   reason: string;
-  /** Condition ids that hold (e.g. "day_hard"). */
-  conditions: string[];
-  /** Set for operator actions. */
+  /** Every condition that holds at the change, with value, threshold and top component. */
+  holds: ConditionHit[];
+  /** Trailing 7-day burn of the scope (today included), USD micros. */
+  weekMicros: number;
+  /** Set for operator actions (acknowledge, lift). */
   actor?: string;
+}
+
+export type ConditionLevel = 'WARNING' | 'HARD_STOP' | 'EMERGENCY_STOP';
+
+/** Stable ids of the design's stop conditions. */
+export type ConditionId =
+  | 'day_soft'
+  | 'week_soft'
+  | 'unit_near_cap'
+  | 'day_hard'
+  | 'week_hard'
+  | 'run_cap'
+  | 'unit_cap_consecutive'
+  | 'failure_burn'
+  | 'day_emergency'
+  | 'unit_emergency'
+  | 'hard_three_days';
+
+/** One condition that holds, as evaluated. */
+export interface ConditionHit {
+  id: ConditionId;
+  level: ConditionLevel;
+  /** Canonical metric the condition reads, e.g. "forge.cost.total.day_usd". */
+  metric: string;
+  /** Unit of value and threshold: USD micros, a ratio (0..1), or a count (tasks, days). */
+  unit: 'usd_micros' | 'ratio' | 'count';
+  value: number;
+  threshold: number;
+  /** The cost component contributing most to the value. */
+  topComponent: 'rli' | 'gas' | 'compute' | 'storage' | 'llm';
 }

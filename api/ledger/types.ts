@@ -1,0 +1,72 @@
+import type { Micros, ScopeKey } from '../../rules/index.ts';
+
+/**
+ * The live ledger: spend counters and reservations that admissions check atomically.
+ * Two implementations (in-process for the embedded default, Redis + Lua for several API processes),
+ * one contract suite (test/ledger-contract.test.ts).
+ *
+ * Counters per scope: spend per UTC day (of the event time), cumulative "run" spend, and the sum of open
+ * reservations. Week = the 7 UTC days ending on the day of `now`, today included.
+ * An event id counts once: `settle` and `record` with the same eventId add its spend once in total.
+ */
+export interface ScopeCaps {
+  /** B_day_hard, USD micros. */
+  dayHard: Micros;
+  /** B_week_hard, USD micros. */
+  weekHard: Micros;
+  /** B_run_cap, USD micros. */
+  runCap: Micros;
+}
+
+export interface ReserveInput {
+  /** Chosen by the caller (unique). */
+  reservationId: string;
+  /** Every scope the task touches, each with its hard caps. */
+  scopes: ReadonlyArray<{ scope: ScopeKey; caps: ScopeCaps }>;
+  /** Estimated cost, USD micros (> 0). */
+  amountMicros: Micros;
+  /** Epoch ms. */
+  now: number;
+  /** The reservation is released if not settled within ttlMs. */
+  ttlMs: number;
+}
+
+/**
+ * Admission rule (atomic over all scopes): allow when, for every scope and every cap,
+ * used + reserved < cap, where used is that cap's spend (day / week / run). Then reserve amountMicros in
+ * every scope. So admitted spend past a cap is at most one reservation's amount.
+ */
+export type ReserveOutcome =
+  | { ok: true; reservationId: string; expiresAt: number }
+  | { ok: false; scope: ScopeKey; cap: 'day' | 'week' | 'run'; usedMicros: Micros; reservedMicros: Micros; capMicros: Micros };
+
+export interface ScopeSnapshot {
+  dayMicros: Micros;
+  weekMicros: Micros;
+  runMicros: Micros;
+  reservedMicros: Micros;
+  openReservations: number;
+}
+
+export interface ExpiredReservation {
+  reservationId: string;
+  scopes: ScopeKey[];
+  amountMicros: Micros;
+  expiresAt: number;
+}
+
+export interface LiveLedger {
+  reserve(input: ReserveInput): Promise<ReserveOutcome>;
+  /**
+   * Releases the reservation and records the actual spend (at eventTime) once per eventId.
+   * Returns 'settled', 'unknown' (no such open reservation: expired or settled before; the spend is
+   * still recorded once by eventId) .
+   */
+  settle(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] }): Promise<'settled' | 'unknown'>;
+  /** Records spend that arrived without a reservation (e.g. ingested events); once per eventId. Returns false for a duplicate. */
+  record(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): Promise<boolean>;
+  /** Releases every reservation whose expiry is <= now and returns them (each once, across processes). */
+  expire(now: number): Promise<ExpiredReservation[]>;
+  snapshot(scope: ScopeKey, now: number): Promise<ScopeSnapshot>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,56 @@
+/**
+ * The benchmark contract. Each `benchmarks/*.bench.ts` default-exports a Benchmark. `npm run bench`
+ * runs them all at full size and rewrites RESULTS.md; the test suite runs them at tiny size as a
+ * smoke test (that they run and produce figures, never how fast).
+ */
+export type BenchSize = 'full' | 'tiny';
+
+export interface BenchRow {
+  /** What is measured, e.g. "guardrail decision p99". */
+  metric: string;
+  /** Forge's figure. */
+  value: number;
+  /** Unit of value and baseline, e.g. "µs", "events/s", "USD". */
+  unit: string;
+  /** What Forge is compared with, measured in the same run. */
+  baselineLabel: string;
+  baseline: number;
+  /** value / baseline, or a statement when a ratio makes no sense (e.g. baseline 0). */
+  ratio?: number;
+  /** Target from the issue, e.g. "p99 < 5 µs". */
+  target?: string;
+  note?: string;
+}
+
+export interface BenchResult {
+  rows: BenchRow[];
+  /** Free text for RESULTS.md (how it was run). */
+  notes?: string[];
+}
+
+export interface Benchmark {
+  name: string;
+  description: string;
+  run(size: BenchSize): Promise<BenchResult>;
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx] as number;
+}
+
+export function median(values: readonly number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+export function ratio(value: number, baseline: number): number | undefined {
+  return baseline === 0 ? undefined : value / baseline;
+}
+
+/** Runs fn `repeats` times and returns the median of what it returns (noisy shared machines). */
+export async function medianOf(repeats: number, fn: () => Promise<number> | number): Promise<number> {
+  const out: number[] = [];
+  for (let i = 0; i < repeats; i++) out.push(await fn());
+  return median(out);
+}
