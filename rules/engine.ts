@@ -1,5 +1,5 @@
 import type { Thresholds } from './bands.ts';
-import { COMPONENTS, topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
+import { topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
 import type { Micros } from './money.ts';
 import { maxState, stateRank, type ConditionHit, type ConditionId, type ConditionLevel, type GuardState } from './states.ts';
 
@@ -106,16 +106,6 @@ export function emptyScope(now: number, storageDayMicros: Micros = 0): ScopeStat
   return { spend: emptySpend(storageDayMicros), guard: { state: 'NORMAL', since: now, seq: 0, acknowledged: false, waived: [] } };
 }
 
-function addComponents(a: ComponentMicros, b: ComponentMicros, withStorage: boolean): ComponentMicros {
-  return {
-    rli: a.rli + b.rli,
-    gas: a.gas + b.gas,
-    compute: a.compute + b.compute,
-    storage: withStorage ? a.storage + b.storage : a.storage,
-    llm: a.llm + b.llm,
-  };
-}
-
 function opsOf(c: ComponentMicros): Micros {
   return c.rli + c.gas + c.compute + c.llm;
 }
@@ -136,36 +126,54 @@ function storageOn(spend: ScopeSpend, day: number, now: number): Micros {
 export function applyTask(spend: ScopeSpend, t: TaskOutcome, unitCap: Micros): ScopeSpend {
   const day = dayOf(t.at);
   const days = spend.days.slice();
-  let idx = days.findIndex((d) => d.day === day);
   let run = spend.run;
-  if (idx < 0) {
-    const oldest = days.length > 0 ? days[days.length - 1]!.day : -Infinity;
-    if (days.length >= DAYS_KEPT && day < oldest) {
-      // Older than any kept day: it only changes the run total.
-      idx = -1;
-    } else {
-      days.push({ day, components: zeroComponents(), opsMicros: 0, tasks: 0, failed: 0 });
-      days.sort((a, b) => b.day - a.day);
-      while (days.length > DAYS_KEPT) {
-        const dropped = days.pop()!;
-        // A day leaving the window has finished: its storage is now part of the run.
-        run = addStorageToRun(run, spend.storageDayMicros, dropped);
-      }
-      idx = days.findIndex((d) => d.day === day);
+  let idx = indexOfDay(days, day);
+  if (idx < 0 && !(days.length >= DAYS_KEPT && day < days[days.length - 1]!.day)) {
+    // A new day bucket (a day older than every kept one only changes the run total).
+    days.push({ day, components: zeroComponents(), opsMicros: 0, tasks: 0, failed: 0 });
+    days.sort(byDayDesc);
+    while (days.length > DAYS_KEPT) {
+      // A day leaving the window has finished: its storage is now part of the run.
+      run = addStorageToRun(run, spend.storageDayMicros, days.pop()!);
     }
+    idx = indexOfDay(days, day);
   }
+  const c = t.components;
   if (idx >= 0) {
     const d = days[idx]!;
-    const components = addComponents(d.components, t.components, false);
-    days[idx] = { day, components, opsMicros: opsOf(components), tasks: d.tasks + 1, failed: d.failed + (t.failed ? 1 : 0) };
+    const dc = d.components;
+    const components: ComponentMicros = { rli: dc.rli + c.rli, gas: dc.gas + c.gas, compute: dc.compute + c.compute, storage: dc.storage, llm: dc.llm + c.llm };
+    days[idx] = { day, components, opsMicros: d.opsMicros + opsOf(c), tasks: d.tasks + 1, failed: t.failed ? d.failed + 1 : d.failed };
   }
-  const runComponents = addComponents(run.components, t.components, false);
+  const rc = run.components;
   return {
-    ...spend,
     days,
-    run: { components: runComponents, totalMicros: run.totalMicros + opsOf(t.components), tasks: run.tasks + 1 },
+    run: {
+      components: { rli: rc.rli + c.rli, gas: rc.gas + c.gas, compute: rc.compute + c.compute, storage: rc.storage, llm: rc.llm + c.llm },
+      totalMicros: run.totalMicros + opsOf(c),
+      tasks: run.tasks + 1,
+    },
+    storageDayMicros: spend.storageDayMicros,
     consecutiveAtCap: t.totalMicros >= unitCap ? spend.consecutiveAtCap + 1 : 0,
+    hardDays: spend.hardDays,
   };
+}
+
+function byDayDesc(a: DaySpend, b: DaySpend): number {
+  return b.day - a.day;
+}
+
+function indexOfDay(days: readonly DaySpend[], day: number): number {
+  for (let i = 0; i < days.length; i++) if (days[i]!.day === day) return i;
+  return -1;
+}
+
+function addInto(into: ComponentMicros, c: ComponentMicros): void {
+  into.rli += c.rli;
+  into.gas += c.gas;
+  into.compute += c.compute;
+  into.storage += c.storage;
+  into.llm += c.llm;
 }
 
 function addStorageToRun(run: ScopeSpend['run'], storageDay: Micros, _day: DaySpend): ScopeSpend['run'] {
@@ -181,21 +189,23 @@ export function totalsOf(spend: ScopeSpend, now: number): SpendTotals {
   let tasksDay = 0;
   let failedDay = 0;
   let storageInRunWindow = 0;
+  let sawToday = false;
   for (const d of spend.days) {
     const storage = storageOn(spend, d.day, now);
     if (d.day <= today) storageInRunWindow += storage;
     if (d.day === today) {
-      for (const k of COMPONENTS) dayComponents[k] += d.components[k];
+      sawToday = true;
+      addInto(dayComponents, d.components);
       dayComponents.storage += storage;
       tasksDay = d.tasks;
       failedDay = d.failed;
     }
     if (d.day <= today && d.day > today - 7) {
-      for (const k of COMPONENTS) weekComponents[k] += d.components[k];
+      addInto(weekComponents, d.components);
       weekComponents.storage += storage;
     }
   }
-  if (!spend.days.some((d) => d.day === today)) {
+  if (!sawToday) {
     const s = storageOn(spend, today, now);
     dayComponents.storage += s;
     weekComponents.storage += s;
@@ -239,6 +249,7 @@ export function conditionsFor(
 ): { holds: ConditionHit[]; spend: ScopeSpend; totals: SpendTotals } {
   const t = totalsOf(spend, now);
   const holds: ConditionHit[] = [];
+  // No closures here: this runs for every scope of every task.
   const dayTop = topComponent(t.dayComponents);
   const weekTop = topComponent(t.weekComponents);
   const DAY = 'forge.cost.total.day_usd';
@@ -271,7 +282,9 @@ export function conditionsFor(
   }
   let nextSpend = spend;
   const today = dayOf(now);
-  if (holds.some((h) => h.level === 'HARD_STOP') && spend.hardDays[0] !== today) {
+  let hard = false;
+  for (const h of holds) if (h.level === 'HARD_STOP') hard = true;
+  if (hard && spend.hardDays[0] !== today) {
     nextSpend = { ...spend, hardDays: [today, ...spend.hardDays].slice(0, 3) };
   }
   const hd = nextSpend.hardDays;
@@ -289,8 +302,7 @@ function levelOf(holds: readonly ConditionHit[], waived: readonly ConditionId[])
 
 /** Latches the guard: escalate by itself; a WARNING clears only once acknowledged and no longer holding. */
 function latch(guard: GuardStatus, holds: readonly ConditionHit[], now: number): { guard: GuardStatus; change?: Evaluation['change'] } {
-  const holding = new Set(holds.map((h) => h.id));
-  const waived = guard.waived.filter((id) => holding.has(id));
+  const waived = guard.waived.length === 0 ? guard.waived : guard.waived.filter((id) => holds.some((h) => h.id === id));
   const derived = levelOf(holds, waived);
   let next: GuardState = maxState(guard.state, derived);
   if (guard.state === 'WARNING' && guard.acknowledged && derived === 'NORMAL') next = 'NORMAL';
@@ -321,7 +333,7 @@ export function evaluateRollup(
   fromLog: { days: readonly DaySpend[]; run: ScopeSpend['run']; storageDayMicros?: Micros },
   now: number,
 ): Evaluation {
-  const days = [...fromLog.days].sort((x, y) => y.day - x.day).slice(0, DAYS_KEPT);
+  const days = [...fromLog.days].sort(byDayDesc).slice(0, DAYS_KEPT);
   const spend: ScopeSpend = {
     ...s.spend,
     days,

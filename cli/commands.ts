@@ -1,0 +1,2 @@
+// Commands of later parts register themselves here (start, keys, run).
+export {};
