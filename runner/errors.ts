@@ -1,0 +1,41 @@
+/**
+ * Runner and halt-bus failures: one Error subclass with a stable `code`, listed here once.
+ * Expected outcomes (a denied admission, a halted scope, a postponed task) are values, not errors.
+ */
+export const RUNNER_ERROR_CODES = {
+  FORGE_ERR_HALT_BUS_INPUT: 'invalid state change',
+  FORGE_ERR_HALT_BUS_UNAVAILABLE: 'halt bus unavailable',
+  FORGE_ERR_HALT_BUS_CLOSED: 'halt bus closed',
+  FORGE_ERR_RUNNER_CONFIG: 'invalid runner configuration',
+  FORGE_ERR_RUNNER_TASK: 'invalid task',
+  FORGE_ERR_ADMISSION_UNAVAILABLE: 'admission service unavailable',
+  FORGE_ERR_ADMISSION_PROTOCOL: 'unexpected admission response',
+  FORGE_ERR_EVENTS_UNAVAILABLE: 'event collector unavailable',
+  FORGE_ERR_SUITE_CONFIG: 'invalid suite file',
+} as const;
+
+export type RunnerErrorCode = keyof typeof RUNNER_ERROR_CODES;
+
+export class RunnerError extends Error {
+  readonly code: RunnerErrorCode;
+  /** The offending field, when the error is about one. */
+  readonly field: string | undefined;
+
+  constructor(code: RunnerErrorCode, message: string, opts: { field?: string; cause?: unknown } = {}) {
+    super(`${RUNNER_ERROR_CODES[code]}: ${message}`, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'RunnerError';
+    this.code = code;
+    this.field = opts.field;
+  }
+}
+
+export function isRunnerError(e: unknown, code?: RunnerErrorCode): e is RunnerError {
+  return e instanceof RunnerError && (code === undefined || e.code === code);
+}
+
+/** One sink for failures of background loops (subscribers, watchdogs, reconnects). */
+export type ErrorHandler = (err: unknown, where: string) => void;
+
+export const defaultErrorHandler: ErrorHandler = (err, where) => {
+  console.error(`[forge runner] ${where}:`, err);
+};
