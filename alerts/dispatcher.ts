@@ -1,0 +1,510 @@
+import { z } from 'zod';
+import { GUARD_STATES, parseScope, stateRank, type GuardState, type StateChange } from '../rules/index.ts';
+import { systemClock, systemTimers, type Clock, type Timers } from './clock.ts';
+import type { AlertsConfig, RouteKey } from './config.ts';
+import { DestinationSender, type DeliveryOutcome, type OutboundMessage } from './delivery.ts';
+import { ALERTS_ERROR_CODES, AlertsError, AlertsInputError } from './errors.ts';
+import { componentFailureView, guardView, hungTaskView, pagerDutyEvent, slackMessage, type SlackVariant } from './format.ts';
+import { stderrLogger, type AlertLogger, type AlertLogRecord, type AlertLogSink } from './log-sink.ts';
+import { Redactor } from './secret.ts';
+import type { AlertView, EventAction, OperationalAlert } from './types.ts';
+
+export interface AlertDispatcherOptions {
+  config: AlertsConfig;
+  /** Persists delivered / failed / dead-lettered records (the store's alert_log). */
+  sink?: AlertLogSink;
+  /** pino-style logger; everything passed to it is redacted first. Default: JSON lines on stderr. */
+  logger?: AlertLogger;
+  clock?: Clock;
+  timers?: Timers;
+  fetch?: typeof fetch;
+  /** Jitter source in [0, 1). */
+  random?: () => number;
+  /** Receives every background failure (sink errors, bad input from a subscriber); never throws back. */
+  onError?: (err: unknown) => void;
+}
+
+export type DispatchResult =
+  | { outcome: 'dispatched'; dedupKeys: string[]; deliveries: DeliveryOutcome[] }
+  | { outcome: 'ignored'; reason: 'stale_seq' | 'stopped' | 'nothing_open' }
+  | { outcome: 'invalid'; error: AlertsInputError };
+
+export type AckResult =
+  | { acknowledged: true; scope: string; actor: string; at: number; dedupKeys: string[] }
+  | { acknowledged: false; scope: string; reason: 'nothing_to_acknowledge' | 'already_acknowledged'; by?: string };
+
+/** An unacknowledged-or-acknowledged warning of one scope. */
+export interface OpenWarning {
+  scope: string;
+  dedupKey: string;
+  condition: string;
+  /** False once the scope left WARNING; kept for the day so the same warning does not notify twice. */
+  active: boolean;
+  notifications: number;
+  lastNotifiedAt: number;
+  acknowledged?: { actor: string; at: number };
+}
+
+interface Incident {
+  view: AlertView;
+  /** PagerDuty destinations the trigger was routed to. */
+  destinations: string[];
+  acknowledged: boolean;
+}
+
+interface WarningState extends OpenWarning {
+  view: AlertView;
+}
+
+const DAY_MS = 86_400_000;
+const MAX_DEAD_LETTERS = 1000;
+
+const hitSchema = z.object({
+  id: z.string().min(1),
+  level: z.enum(['WARNING', 'HARD_STOP', 'EMERGENCY_STOP']),
+  metric: z.string(),
+  unit: z.enum(['usd_micros', 'ratio', 'count']),
+  value: z.number().finite(),
+  threshold: z.number().finite(),
+  topComponent: z.enum(['rli', 'gas', 'compute', 'storage', 'llm']),
+});
+const stateChangeSchema = z.object({
+  scope: z.string().refine((s) => parseScope(s) !== undefined, 'not a scope key (global, tenant:<id>, run:<tenant>/<run>)'),
+  state: z.enum(GUARD_STATES),
+  previous: z.enum(GUARD_STATES),
+  seq: z.number().int().nonnegative(),
+  at: z.number().int().nonnegative(),
+  reason: z.string(),
+  holds: z.array(hitSchema),
+  weekMicros: z.number().int(),
+  actor: z.string().optional(),
+});
+const idPart = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits, . _ : - (max 128)');
+const operationalSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('hung_task'),
+    tenantId: idPart,
+    runId: idPart,
+    taskId: idPart,
+    silentForMs: z.number().finite().nonnegative(),
+    at: z.number().int().nonnegative().optional(),
+  }),
+  z.object({
+    kind: z.literal('component_failure'),
+    component: z.enum(['collector', 'api', 'store']),
+    error: z.union([z.string(), z.instanceof(Error)]),
+    at: z.number().int().nonnegative().optional(),
+  }),
+]);
+
+function inputError(e: z.ZodError, prefix: string): AlertsInputError {
+  const issue = e.issues[0];
+  const path = issue?.path.map(String).join('.') ?? '';
+  return new AlertsInputError(path ? `${prefix}.${path}` : prefix, issue?.message ?? 'invalid');
+}
+
+/**
+ * Sends guardrail state changes and operational alerts to Slack and PagerDuty.
+ *
+ * - WARNING -> routes.WARNING (Slack), re-notified every `renotify.intervalSeconds` until acknowledged.
+ * - HARD_STOP / EMERGENCY_STOP -> routes (PagerDuty trigger + Slack), one page per dedup key.
+ * - A drop from a stop (a lift) resolves the scope's open PagerDuty incidents with the same dedup keys.
+ * Changes of one scope are handled in order, so a resolve never overtakes its trigger.
+ * No method rejects on delivery failure: failures become dead letters, other errors go to `onError`.
+ */
+export class AlertDispatcher {
+  readonly #config: AlertsConfig;
+  readonly #clock: Clock;
+  readonly #timers: Timers;
+  readonly #logger: AlertLogger;
+  readonly #sink: AlertLogSink | undefined;
+  readonly #onError: (err: unknown) => void;
+  readonly #redactor: Redactor;
+  readonly #senders = new Map<string, DestinationSender>();
+  readonly #abort = new AbortController();
+  readonly #chains = new Map<string, Promise<unknown>>();
+  readonly #background = new Set<Promise<unknown>>();
+  readonly #lastSeq = new Map<string, number>();
+  readonly #warnings = new Map<string, WarningState>();
+  /** scope -> dedup key -> open incident. */
+  readonly #incidents = new Map<string, Map<string, Incident>>();
+  readonly #deadLetters: AlertLogRecord[] = [];
+  #interval: unknown;
+  #ticking = false;
+  #stopped = false;
+
+  constructor(opts: AlertDispatcherOptions) {
+    this.#config = opts.config;
+    this.#clock = opts.clock ?? systemClock;
+    this.#timers = opts.timers ?? systemTimers;
+    this.#logger = opts.logger ?? stderrLogger;
+    this.#sink = opts.sink;
+    this.#redactor = new Redactor(opts.config.secrets);
+    this.#onError =
+      opts.onError ??
+      ((e: unknown) => this.#log('error', { error: this.#redactor.error(e) }, 'alerts background error'));
+    const fetchFn = opts.fetch ?? globalThis.fetch;
+    const random = opts.random ?? Math.random;
+    for (const dest of opts.config.destinations.values()) {
+      this.#senders.set(
+        dest.name,
+        new DestinationSender(dest, {
+          fetch: fetchFn,
+          clock: this.#clock,
+          redactor: this.#redactor,
+          random,
+          signal: this.#abort.signal,
+          record: (rec) => this.#record(rec),
+          log: (level, fields, msg) => this.#log(level, fields, msg),
+        }),
+      );
+    }
+  }
+
+  /** A subscriber for the halt bus / rules engine: never throws, never leaves a rejected promise. */
+  listener(): (change: StateChange) => void {
+    return (change) => {
+      void this.onStateChange(change);
+    };
+  }
+
+  /** Handles one guardrail state change. Resolves once its deliveries finished (or were dead-lettered). */
+  async onStateChange(change: StateChange): Promise<DispatchResult> {
+    try {
+      const parsed = stateChangeSchema.safeParse(change);
+      if (!parsed.success) {
+        const error = inputError(parsed.error, 'stateChange');
+        this.#onError(error);
+        return { outcome: 'invalid', error };
+      }
+      if (this.#stopped) return { outcome: 'ignored', reason: 'stopped' };
+      return await this.#enqueue(change.scope, () => this.#applyChange(change));
+    } catch (e) {
+      this.#onError(e);
+      return { outcome: 'ignored', reason: 'stopped' };
+    }
+  }
+
+  /** Raises a hung-task or component-failure alert (routes.hung_task / routes.component_failure). */
+  async raise(alert: OperationalAlert): Promise<DispatchResult> {
+    const parsed = operationalSchema.safeParse(alert);
+    if (!parsed.success) {
+      const error = inputError(parsed.error, 'alert');
+      this.#onError(error);
+      return { outcome: 'invalid', error };
+    }
+    if (this.#stopped) return { outcome: 'ignored', reason: 'stopped' };
+    const at = alert.at ?? this.#clock.now();
+    const view =
+      alert.kind === 'hung_task'
+        ? hungTaskView({ ...alert, at }, this.#config)
+        : componentFailureView({ ...alert, at, errorText: this.#redactor.error(alert.error) }, this.#config);
+    return this.#enqueue(view.scope, async () => {
+      const deliveries = await this.#open(view, alert.kind, `${view.dedupKey}|notify`);
+      return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
+    });
+  }
+
+  /** Resolves an operational alert raised today (task finished, component recovered). */
+  async resolveAlert(
+    alert: { kind: 'hung_task'; tenantId: string; runId: string; taskId: string } | { kind: 'component_failure'; component: string },
+  ): Promise<DispatchResult> {
+    const scope = alert.kind === 'hung_task' ? `run:${alert.tenantId}/${alert.runId}` : 'global';
+    const condition = alert.kind === 'hung_task' ? `hung_task:${alert.taskId}` : `component_failure:${alert.component}`;
+    return this.#enqueue(scope, async (): Promise<DispatchResult> => {
+      const incs = this.#incidents.get(scope);
+      const open = [...(incs?.values() ?? [])].filter((i) => i.view.condition === condition);
+      if (open.length === 0) return { outcome: 'ignored', reason: 'nothing_open' };
+      const deliveries = (await Promise.all(open.map((i) => this.#resolveIncident(scope, i)))).flat();
+      return { outcome: 'dispatched', dedupKeys: open.map((i) => i.view.dedupKey), deliveries };
+    });
+  }
+
+  /**
+   * Acknowledges the scope's open warning (stops its re-notifications) and its open pages
+   * (PagerDuty `acknowledge`). The caller (the API) authenticates and audits; this is the hook.
+   * Notifications of the acknowledgement go out in the background (see whenIdle).
+   */
+  acknowledge(scope: string, actor: string): Promise<AckResult> {
+    if (parseScope(scope) === undefined) return Promise.reject(new AlertsInputError('scope', 'not a scope key'));
+    if (typeof actor !== 'string' || actor.trim() === '' || actor.length > 200) {
+      return Promise.reject(new AlertsInputError('actor', 'must be a non-empty string of at most 200 characters'));
+    }
+    const now = this.#clock.now();
+    const w = this.#warnings.get(scope);
+    const incs = [...(this.#incidents.get(scope)?.values() ?? [])].filter((i) => !i.acknowledged);
+    const warningOpen = w !== undefined && w.active && w.acknowledged === undefined;
+    if (!warningOpen && incs.length === 0) {
+      if (w?.active && w.acknowledged) {
+        return Promise.resolve({ acknowledged: false, scope, reason: 'already_acknowledged', by: w.acknowledged.actor });
+      }
+      return Promise.resolve({ acknowledged: false, scope, reason: 'nothing_to_acknowledge' });
+    }
+    const dedupKeys: string[] = [];
+    if (warningOpen) {
+      w.acknowledged = { actor, at: now };
+      dedupKeys.push(w.dedupKey);
+    }
+    for (const i of incs) {
+      i.acknowledged = true;
+      if (!dedupKeys.includes(i.view.dedupKey)) dedupKeys.push(i.view.dedupKey);
+    }
+    this.#log('info', { scope, actor, dedupKeys }, 'alert acknowledged');
+    const sends = this.#enqueue(scope, async () => {
+      const out: Promise<DeliveryOutcome>[] = [];
+      if (warningOpen) {
+        for (const s of this.#routed('WARNING', 'slack')) {
+          out.push(s.send(this.#slack(w.view, { type: 'acknowledged', actor }, `${w.dedupKey}|ack`, 'notify')));
+        }
+      }
+      for (const i of incs) {
+        for (const s of this.#named(i.destinations)) {
+          out.push(s.send(this.#pd(i.view, 'acknowledge')));
+        }
+      }
+      return Promise.all(out);
+    });
+    this.#track(sends);
+    return Promise.resolve({ acknowledged: true, scope, actor, at: now, dedupKeys });
+  }
+
+  /** Sends reminders for unacknowledged warnings that are due. The loop started by start() calls it. */
+  async tick(): Promise<void> {
+    const now = this.#clock.now();
+    const due = [...this.#warnings.values()].filter(
+      (w) => w.active && !w.acknowledged && now - w.lastNotifiedAt >= this.#config.renotifyIntervalMs,
+    );
+    const runs = due.map((w) => {
+      w.lastNotifiedAt = now;
+      w.notifications += 1;
+      const n = w.notifications;
+      return this.#enqueue(w.scope, async () => {
+        // An acknowledgement or a state change may have landed while this waited its turn.
+        if (!w.active || w.acknowledged || this.#warnings.get(w.scope) !== w) return [];
+        return Promise.all(
+          this.#routed('WARNING', 'slack').map((s) =>
+            s.send(this.#slack(w.view, { type: 'reminder', n }, `${w.dedupKey}|notify|r${n}`, 'notify')),
+          ),
+        );
+      });
+    });
+    await Promise.all(runs);
+    for (const s of this.#senders.values()) s.prune(now - 3 * DAY_MS);
+    for (const [scope, w] of this.#warnings) if (!w.active && now - w.lastNotifiedAt > 2 * DAY_MS) this.#warnings.delete(scope);
+  }
+
+  /** Starts the re-notify loop. */
+  start(): void {
+    if (this.#interval !== undefined || this.#stopped) return;
+    this.#interval = this.#timers.setInterval(() => {
+      if (this.#ticking) return;
+      this.#ticking = true;
+      this.tick()
+        .catch((e: unknown) => this.#onError(e))
+        .finally(() => {
+          this.#ticking = false;
+        });
+    }, this.#config.renotifyCheckMs);
+  }
+
+  /** Stops the loop, aborts waiting retries (they become dead letters) and waits for in-flight work. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#interval !== undefined) this.#timers.clearInterval(this.#interval);
+    this.#interval = undefined;
+    this.#abort.abort(new AlertsError(ALERTS_ERROR_CODES.delivery, 'alert dispatcher stopped'));
+    await this.whenIdle();
+  }
+
+  /** Resolves when no delivery is queued or in flight. */
+  async whenIdle(): Promise<void> {
+    while (this.#chains.size > 0 || this.#background.size > 0) {
+      await Promise.allSettled([...this.#chains.values(), ...this.#background]);
+    }
+  }
+
+  /** Warnings of the day, acknowledged or not (copies). */
+  openWarnings(): OpenWarning[] {
+    return [...this.#warnings.values()].map(({ view: _view, ...w }) => ({ ...w }));
+  }
+
+  /** Open incidents (pages) per scope: dedup keys. */
+  openIncidents(): Array<{ scope: string; dedupKey: string; condition: string; acknowledged: boolean }> {
+    return [...this.#incidents].flatMap(([scope, m]) =>
+      [...m.values()].map((i) => ({ scope, dedupKey: i.view.dedupKey, condition: i.view.condition, acknowledged: i.acknowledged })),
+    );
+  }
+
+  /** Recent dead letters (newest last), also appended to the sink. */
+  deadLetters(): readonly AlertLogRecord[] {
+    return [...this.#deadLetters];
+  }
+
+  /** Destinations by name and type; never their URLs or keys. */
+  describe(): { destinations: Array<{ name: string; type: string }>; routes: Readonly<Record<RouteKey, readonly string[]>> } {
+    return {
+      destinations: [...this.#senders.values()].map((s) => ({ name: s.name, type: s.type })),
+      routes: this.#config.routes,
+    };
+  }
+
+  toJSON(): unknown {
+    return this.describe();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  async #applyChange(change: StateChange): Promise<DispatchResult> {
+    const last = this.#lastSeq.get(change.scope);
+    if (last !== undefined && change.seq <= last) return { outcome: 'ignored', reason: 'stale_seq' };
+    this.#lastSeq.set(change.scope, change.seq);
+
+    const view = guardView(change, this.#config);
+    const { scope, state, previous } = change;
+    const jobs: Promise<DeliveryOutcome[]>[] = [];
+    const dedupKeys: string[] = [];
+
+    // Resolve pages whose level the scope has dropped below (a lift, or a partial one).
+    const incs = this.#incidents.get(scope);
+    if (incs) {
+      for (const inc of [...incs.values()]) {
+        if (inc.view.kind === 'guard' && inc.view.state && stateRank(state) < stateRank(inc.view.state)) {
+          dedupKeys.push(inc.view.dedupKey);
+          jobs.push(this.#resolveIncident(scope, inc));
+        }
+      }
+    }
+    if (stateRank(state) < stateRank(previous) && stateRank(previous) >= stateRank('HARD_STOP')) {
+      const variant: SlackVariant = change.actor ? { type: 'lifted', actor: change.actor, state } : { type: 'lifted', state };
+      jobs.push(
+        Promise.all(
+          this.#routed(previous, 'slack').map((s) => s.send(this.#slack(view, variant, `${view.dedupKey}|lifted|${change.seq}`, 'notify'))),
+        ),
+      );
+    }
+
+    const w = this.#warnings.get(scope);
+    if (state !== 'WARNING' && w) w.active = false;
+
+    if (state === 'WARNING') {
+      if (w && w.dedupKey === view.dedupKey) {
+        // Same warning again today: no new notification; an unacknowledged one keeps its reminders.
+        w.active = true;
+        w.view = view;
+      } else {
+        this.#warnings.set(scope, {
+          scope,
+          dedupKey: view.dedupKey,
+          condition: view.condition,
+          active: true,
+          notifications: 1,
+          lastNotifiedAt: this.#clock.now(),
+          view,
+        });
+        dedupKeys.push(view.dedupKey);
+        jobs.push(this.#open(view, 'WARNING', `${view.dedupKey}|notify|s${change.seq}`));
+      }
+    } else if (state === 'HARD_STOP' || state === 'EMERGENCY_STOP') {
+      dedupKeys.push(view.dedupKey);
+      jobs.push(this.#open(view, state, `${view.dedupKey}|notify|s${change.seq}`));
+    }
+
+    const deliveries = (await Promise.all(jobs)).flat();
+    return { outcome: 'dispatched', dedupKeys, deliveries };
+  }
+
+  /** Sends a new alert to a route: PagerDuty trigger (recorded as an open incident) and Slack. */
+  async #open(view: AlertView, route: RouteKey, slackKey: string): Promise<DeliveryOutcome[]> {
+    const pd = this.#routed(route, 'pagerduty');
+    if (pd.length > 0) {
+      let m = this.#incidents.get(view.scope);
+      if (!m) this.#incidents.set(view.scope, (m = new Map()));
+      const existing = m.get(view.dedupKey);
+      const names = new Set([...(existing?.destinations ?? []), ...pd.map((s) => s.name)]);
+      m.set(view.dedupKey, { view, destinations: [...names], acknowledged: existing?.acknowledged ?? false });
+    }
+    const sends = [
+      ...pd.map((s) => {
+        s.forget(`${view.dedupKey}|resolve`);
+        return s.send(this.#pd(view, 'trigger'));
+      }),
+      ...this.#routed(route, 'slack').map((s) => s.send(this.#slack(view, { type: 'new' }, slackKey, 'notify'))),
+    ];
+    return Promise.all(sends);
+  }
+
+  async #resolveIncident(scope: string, inc: Incident): Promise<DeliveryOutcome[]> {
+    this.#incidents.get(scope)?.delete(inc.view.dedupKey);
+    if (this.#incidents.get(scope)?.size === 0) this.#incidents.delete(scope);
+    const out = await Promise.all(
+      this.#named(inc.destinations).map((s) => {
+        // The incident is over: a new breach with the same key later today pages again.
+        s.forget(`${inc.view.dedupKey}|trigger`);
+        s.forget(`${inc.view.dedupKey}|acknowledge`);
+        return s.send(this.#pd(inc.view, 'resolve'));
+      }),
+    );
+    return out;
+  }
+
+  #pd(view: AlertView, action: 'trigger' | 'acknowledge' | 'resolve'): OutboundMessage {
+    return {
+      idempotencyKey: `${view.dedupKey}|${action}`,
+      view,
+      eventAction: action,
+      body: pagerDutyEvent(view, action, this.#config.source),
+    };
+  }
+
+  #slack(view: AlertView, variant: SlackVariant, key: string, action: EventAction): OutboundMessage {
+    return { idempotencyKey: key, view, eventAction: action, body: slackMessage(view, variant) };
+  }
+
+  #routed(route: RouteKey | GuardState, type: 'slack' | 'pagerduty'): DestinationSender[] {
+    const names = (this.#config.routes as Record<string, readonly string[] | undefined>)[route] ?? [];
+    return this.#named(names).filter((s) => s.type === type);
+  }
+
+  #named(names: readonly string[]): DestinationSender[] {
+    return names.map((n) => this.#senders.get(n)).filter((s): s is DestinationSender => s !== undefined);
+  }
+
+  /** Runs fn after everything queued for the scope; fn's failure goes to onError, never to the chain. */
+  #enqueue<T>(scope: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#chains.get(scope) ?? Promise.resolve();
+    const next = prev.then(fn);
+    const settled = next.catch((e: unknown) => this.#onError(e));
+    this.#chains.set(scope, settled);
+    void settled.finally(() => {
+      if (this.#chains.get(scope) === settled) this.#chains.delete(scope);
+    });
+    return next;
+  }
+
+  #track(p: Promise<unknown>): void {
+    const q = p.catch((e: unknown) => this.#onError(e));
+    this.#background.add(q);
+    void q.finally(() => this.#background.delete(q));
+  }
+
+  async #record(rec: AlertLogRecord): Promise<void> {
+    if (rec.status === 'dead_letter' || rec.status === 'rate_limited') {
+      this.#deadLetters.push(rec);
+      if (this.#deadLetters.length > MAX_DEAD_LETTERS) this.#deadLetters.shift();
+    }
+    if (!this.#sink) return;
+    try {
+      await this.#sink.append(rec);
+    } catch (e) {
+      this.#onError(new AlertsError(ALERTS_ERROR_CODES.sink, `alert log append failed: ${this.#redactor.error(e)}`));
+    }
+  }
+
+  #log(level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, msg: string): void {
+    try {
+      this.#logger[level](this.#redactor.value(fields), this.#redactor.text(msg));
+    } catch {
+      // A broken logger must not break delivery.
+    }
+  }
+}
