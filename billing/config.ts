@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { BillingError } from './errors.ts';
+import { checkKeyId, masterKeys, parseMasterKey, type MasterKeys } from './vault/cipher.ts';
+import type { ProviderEndpoint } from './vault/vault.ts';
+import type { StripeSettings } from './stripe.ts';
+
+/**
+ * Billing configuration from the environment, parsed once at start. Every error names the variable.
+ * Stripe and the vault are optional parts: absent variables leave them off (null), a half-set part fails.
+ */
+export interface BillingConfig {
+  plansFile: string;
+  database: string;
+  vault: { keys: MasterKeys; providers: Record<string, ProviderEndpoint> } | null;
+  stripe: StripeSettings | null;
+}
+
+const env = z.object({
+  FORGE_PLANS_FILE: z.string().min(1).default('config/plans.yaml'),
+  FORGE_BILLING_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/).default('forge'),
+  FORGE_VAULT_MASTER_KEY: z.string().optional(),
+  FORGE_VAULT_MASTER_KEY_ID: z.string().default('k1'),
+  FORGE_VAULT_PREVIOUS_KEYS: z.string().default(''),
+  FORGE_BYOK_OPENAI_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.openai.com/v1'),
+  FORGE_BYOK_ANTHROPIC_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.anthropic.com/v1'),
+  STRIPE_SECRET_KEY: z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, 'must look like sk_test_... or sk_live_...').optional(),
+  STRIPE_WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=_-]+$/, 'must look like whsec_...').optional(),
+  FORGE_STRIPE_API_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.stripe.com'),
+  FORGE_STRIPE_METER_EVENT: z.string().regex(/^[a-z][a-z0-9_]{0,99}$/).default('forge_executions'),
+  FORGE_STRIPE_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(2),
+});
+
+export function loadBillingConfig(source: Record<string, string | undefined> = process.env): BillingConfig {
+  const r = env.safeParse(source);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    const name = String(i?.path[0] ?? '(env)');
+    throw new BillingError('FORGE_ERR_BILLING_CONFIG', `${name}: ${i?.message ?? 'invalid'}`, { field: name });
+  }
+  const e = r.data;
+  let vault: BillingConfig['vault'] = null;
+  if (e.FORGE_VAULT_MASTER_KEY !== undefined) {
+    const active = parseMasterKey(e.FORGE_VAULT_MASTER_KEY, 'FORGE_VAULT_MASTER_KEY');
+    const activeId = checkKeyId(e.FORGE_VAULT_MASTER_KEY_ID, 'FORGE_VAULT_MASTER_KEY_ID');
+    const previous = new Map<string, Buffer>();
+    for (const part of e.FORGE_VAULT_PREVIOUS_KEYS.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const idx = part.indexOf(':');
+      if (idx <= 0) throw new BillingError('FORGE_ERR_VAULT_CONFIG', 'FORGE_VAULT_PREVIOUS_KEYS entries are <id>:<base64>', { field: 'FORGE_VAULT_PREVIOUS_KEYS' });
+      const id = checkKeyId(part.slice(0, idx), 'FORGE_VAULT_PREVIOUS_KEYS');
+      previous.set(id, parseMasterKey(part.slice(idx + 1), `FORGE_VAULT_PREVIOUS_KEYS (${id})`));
+    }
+    vault = {
+      keys: masterKeys(activeId, active, previous),
+      providers: {
+        openai: { baseUrl: e.FORGE_BYOK_OPENAI_BASE_URL, auth: 'bearer' },
+        anthropic: { baseUrl: e.FORGE_BYOK_ANTHROPIC_BASE_URL, auth: 'x-api-key', extraHeaders: { 'anthropic-version': '2023-06-01' } },
+      },
+    };
+  }
+  let stripe: StripeSettings | null = null;
+  if (e.STRIPE_SECRET_KEY !== undefined || e.STRIPE_WEBHOOK_SECRET !== undefined) {
+    if (e.STRIPE_SECRET_KEY === undefined) throw new BillingError('FORGE_ERR_BILLING_CONFIG', 'STRIPE_SECRET_KEY: required with STRIPE_WEBHOOK_SECRET', { field: 'STRIPE_SECRET_KEY' });
+    if (e.STRIPE_WEBHOOK_SECRET === undefined) throw new BillingError('FORGE_ERR_BILLING_CONFIG', 'STRIPE_WEBHOOK_SECRET: required with STRIPE_SECRET_KEY', { field: 'STRIPE_WEBHOOK_SECRET' });
+    stripe = {
+      secretKey: e.STRIPE_SECRET_KEY,
+      webhookSecret: e.STRIPE_WEBHOOK_SECRET,
+      apiBaseUrl: e.FORGE_STRIPE_API_BASE_URL,
+      maxNetworkRetries: e.FORGE_STRIPE_MAX_RETRIES,
+      meterEventName: e.FORGE_STRIPE_METER_EVENT,
+    };
+  }
+  return { plansFile: e.FORGE_PLANS_FILE, database: e.FORGE_BILLING_DATABASE, vault, stripe };
+}

@@ -1,0 +1,91 @@
+/**
+ * billing/: plans and limits, execution metering, cost guardrails, the prepaid credit ledger, the BYOK key
+ * vault, model routing, Stripe, the halt seam and the finance report. The api's billing routes are a thin
+ * shell over these.
+ */
+export { BillingError, BILLING_ERROR_CODES, type BillingErrorCode } from './errors.ts';
+export {
+  parsePlans,
+  loadPlans,
+  getPlan,
+  isPlanId,
+  subscriptionPriceMicros,
+  PlansConfigError,
+  MODEL_TIERS,
+  PLAN_IDS,
+  CHANNELS,
+  type Plan,
+  type PlanId,
+  type ModelTier,
+  type ModelInfo,
+  type CreditPack,
+  type BillingCatalog,
+  type Channel,
+} from './plans.ts';
+export {
+  checkExecutionLimit,
+  checkSandboxTry,
+  checkRunningAgents,
+  checkDailySpend,
+  checkTokens,
+  checkModelAllowed,
+  burnAlerts,
+  monthStartUtc,
+  nextMonthStartUtc,
+  dayStartUtc,
+  nextDayStartUtc,
+  monthKey,
+  type ExecutionUsage,
+  type LimitDecision,
+  type SimpleDecision,
+  type BurnAlert,
+  type BurnMetric,
+} from './limits.ts';
+export { routeModel, findModel, blendedPrice, type RoutingPreference, type RouteOutcome } from './routing.ts';
+export {
+  MemoryUsageSource,
+  ClickHouseUsageSource,
+  type UsageSource,
+  type MeterQuery,
+  type ExecutionCount,
+  type MeteredExecution,
+  type ClickHouseUsageOptions,
+} from './metering.ts';
+export {
+  CreditLedger,
+  creditsFor,
+  assertBalanced,
+  type HoldGuard,
+  type HoldRequest,
+  type HoldOutcome,
+  type SettleOutcome,
+  type Balance,
+} from './credits/ledger.ts';
+export { MemoryCreditEntryStore, ACCOUNTS, type CreditEntryStore, type LedgerEntry, type CreditUnit, type TxKind } from './credits/entries.ts';
+export { ClickHouseCreditEntryStore, migrateBilling, type BillingClickHouse } from './credits/clickhouse-store.ts';
+export { KeyedSerial } from './serial.ts';
+export { SecretString } from './vault/secret.ts';
+export { seal, open, sealedKeyId, parseMasterKey, masterKeys, type MasterKeys } from './vault/cipher.ts';
+export {
+  KeyVault,
+  MemoryVaultStore,
+  type VaultStore,
+  type VaultRecord,
+  type VaultKeyView,
+  type ByokMode,
+  type ProviderEndpoint,
+  type KeyRouting,
+} from './vault/vault.ts';
+export { StripeBilling, createStripeClient, type StripeSettings, type WebhookOutcome } from './stripe.ts';
+export {
+  MemoryAccountStore,
+  newAccount,
+  effectivePlanId,
+  type AccountStore,
+  type BillingAccount,
+  type SubscriptionStatus,
+} from './subscriptions.ts';
+export { BillingHaltGate, type HaltSource, type GateDecision } from './halt-gate.ts';
+export { marginReport, financeReport, type MarginReport, type MarginRow } from './finance.ts';
+export { BillingService, type StartJobInput, type StartJobOutcome, type SettleJobInput } from './service.ts';
+export { loadBillingConfig, type BillingConfig } from './config.ts';

@@ -1,0 +1,305 @@
+import type { Micros } from '../rules/index.ts';
+import { BillingError } from './errors.ts';
+import { creditsFor, type CreditLedger } from './credits/ledger.ts';
+import type { BillingHaltGate } from './halt-gate.ts';
+import {
+  burnAlerts,
+  checkDailySpend,
+  checkExecutionLimit,
+  checkModelAllowed,
+  checkRunningAgents,
+  checkSandboxTry,
+  checkTokens,
+  dayStartUtc,
+  monthStartUtc,
+  nextDayStartUtc,
+  nextMonthStartUtc,
+  type BurnAlert,
+  type LimitDecision,
+} from './limits.ts';
+import type { UsageSource } from './metering.ts';
+import type { BillingCatalog, ModelInfo, ModelTier, Plan } from './plans.ts';
+import { findModel, routeModel, type RoutingPreference } from './routing.ts';
+import { effectivePlanId, newAccount, type AccountStore, type BillingAccount } from './subscriptions.ts';
+import type { KeyRouting, KeyVault } from './vault/vault.ts';
+
+export interface StartJobInput {
+  tenantId: string;
+  userId: string;
+  /** Unique per execution; also the credit hold id. */
+  executionId: string;
+  runId?: string;
+  agentId?: string;
+  /** Either a skill (the router picks the model) or an explicit model id. */
+  skill?: string;
+  model?: string;
+  preference?: RoutingPreference;
+  /** Input + output tokens the execution may use. */
+  maxTokens: number;
+  /** Sandbox tries the execution may make. */
+  sandboxTries?: number;
+  /** Estimated platform-key LLM spend, USD micros (0 when unknown). */
+  estimatedLlmMicros?: Micros;
+  /** The caller's counts that only it knows (running agents of the team, the user's sandbox tries today). */
+  runningAgents?: number;
+  sandboxTriesToday?: number;
+  now: number;
+}
+
+export type StartJobOutcome =
+  | {
+      decision: 'allow';
+      executionId: string;
+      planId: string;
+      model: ModelInfo;
+      /** Which key the call uses; the key itself is a SecretString (redacted in JSON and logs). */
+      key: KeyRouting | { source: 'platform'; provider: string; model: string; countedAgainstTier: true; reason: 'no_vault' };
+      hold: { unit: 'credit' | 'run'; amount: number } | null;
+      limit: Extract<LimitDecision, { decision: 'allow' }>;
+      alerts: BurnAlert[];
+    }
+  | { decision: 'throttle'; reason: 'throttled'; retryAfterMs: number; message: string }
+  | {
+      decision: 'deny';
+      reason:
+        | 'halted'
+        | 'limit_reached'
+        | 'daily_spend_cap'
+        | 'max_tokens'
+        | 'model_blocked'
+        | 'unknown_model'
+        | 'unknown_skill'
+        | 'no_model_meets_threshold'
+        | 'tier_blocked'
+        | 'agents_limit'
+        | 'sandbox_tries_reached'
+        | 'insufficient_credits';
+      message: string;
+      resetsAt?: number;
+    };
+
+export interface SettleJobInput {
+  tenantId: string;
+  userId: string;
+  executionId: string;
+  /** What the execution used. */
+  modelCalls?: Partial<Record<ModelTier, number>>;
+  sandboxTries?: number;
+  /** Actual LLM spend, USD micros. */
+  llmMicros: Micros;
+  now: number;
+}
+
+interface Pending {
+  tenantId: string;
+  userId: string;
+  at: number;
+  estimateMicros: Micros;
+  platformKey: boolean;
+  tier: ModelTier;
+}
+
+/**
+ * The billing decisions for one execution, in the order a runner meets them: halt, plan limits, guardrails,
+ * model and key routing, credits. Admitted-but-unfinished executions are counted in-process on top of the
+ * event log, so the limit holds between admission and the event's arrival in the log.
+ */
+export class BillingService {
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(
+    private readonly deps: {
+      catalog: BillingCatalog;
+      accounts: AccountStore;
+      usage: UsageSource;
+      ledger: CreditLedger;
+      gate?: BillingHaltGate;
+      vault?: KeyVault;
+      /** Called for every finalized execution (e.g. MemoryUsageSource.record, or nothing when the log meters). */
+      onFinalized?: (e: { executionId: string; tenantId: string; userId: string; at: number; llmMicros: Micros; byok: boolean }) => void;
+      /** Per-user metering from the event log needs a user column; without it per-user spend is counted in-process. */
+      perUserFromLog?: boolean;
+    },
+  ) {}
+
+  async account(tenantId: string, now: number): Promise<BillingAccount> {
+    return (await this.deps.accounts.get(tenantId)) ?? newAccount(tenantId, now);
+  }
+
+  async plan(tenantId: string, now: number): Promise<Plan> {
+    return this.deps.catalog.plans[effectivePlanId(await this.account(tenantId, now))];
+  }
+
+  /** Opt in or out of overage instead of throttling (plans that offer it). */
+  async setOverage(tenantId: string, optIn: boolean, now: number): Promise<BillingAccount> {
+    const a = await this.account(tenantId, now);
+    const plan = this.deps.catalog.plans[effectivePlanId(a)];
+    if (optIn && !plan.overageAvailable) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} has no overage`, { field: 'overageOptIn' });
+    const next = { ...a, overageOptIn: optIn, updatedAt: now };
+    await this.deps.accounts.put(next);
+    return next;
+  }
+
+  /** Executions of the team this month (log + admitted in-process), and of one user when asked. */
+  async executionUsage(tenantId: string, now: number, userId?: string): Promise<{ count: number; lastAt: number | null }> {
+    const from = monthStartUtc(now);
+    const to = nextMonthStartUtc(now);
+    const logged = await this.deps.usage.executions({ tenantId, ...(userId !== undefined && this.deps.perUserFromLog !== false ? { userId } : {}), from, to });
+    let count = logged.count;
+    let lastAt = logged.lastAt;
+    for (const p of this.pending.values()) {
+      if (p.tenantId !== tenantId || (userId !== undefined && p.userId !== userId) || p.at < from || p.at >= to) continue;
+      count++;
+      lastAt = lastAt === null ? p.at : Math.max(lastAt, p.at);
+    }
+    return { count, lastAt };
+  }
+
+  async startJob(input: StartJobInput): Promise<StartJobOutcome> {
+    const { tenantId, userId, now } = input;
+    if (this.pending.has(input.executionId)) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} already started`, { field: 'executionId' });
+    const gate = this.deps.gate;
+    if (gate) {
+      await gate.prime(tenantId, input.runId);
+      const g = gate.check(tenantId, input.runId);
+      if (!g.ok) return { decision: 'deny', reason: 'halted', message: `${g.state} on ${g.scope}: ${g.reason}` };
+    }
+    const acct = await this.account(tenantId, now);
+    const plan = this.deps.catalog.plans[effectivePlanId(acct)];
+    const deny = (d: { reason: string; message: string; resetsAt?: number }): StartJobOutcome =>
+      ({ decision: 'deny', reason: d.reason, message: d.message, ...(d.resetsAt !== undefined ? { resetsAt: d.resetsAt } : {}) }) as StartJobOutcome;
+
+    const tokens = checkTokens(plan, input.maxTokens);
+    if (tokens.decision === 'deny') return deny(tokens);
+    if (input.runningAgents !== undefined) {
+      const a = checkRunningAgents(plan, input.runningAgents);
+      if (a.decision === 'deny') return deny(a);
+    }
+    if ((input.sandboxTries ?? 0) > 0 && input.sandboxTriesToday !== undefined) {
+      const s = checkSandboxTry(plan, input.sandboxTriesToday, now);
+      if (s.decision === 'deny') return deny(s);
+    }
+
+    let model: ModelInfo;
+    if (input.model !== undefined) {
+      const m = findModel(this.deps.catalog, input.model);
+      const ok = checkModelAllowed(plan, m, input.model);
+      if (ok.decision === 'deny') return deny(ok);
+      model = m as ModelInfo;
+    } else if (input.skill !== undefined) {
+      const r = routeModel(this.deps.catalog, input.skill, { plan, ...(input.preference ? { preference: input.preference } : {}) });
+      if (!r.ok) return deny(r);
+      model = r.model;
+    } else {
+      throw new BillingError('FORGE_ERR_BILLING_INPUT', 'one of skill or model is required', { field: 'skill' });
+    }
+
+    const key: Extract<StartJobOutcome, { decision: 'allow' }>['key'] = this.deps.vault
+      ? await this.deps.vault.routeKey({ tenantId, userId, ...(input.agentId !== undefined ? { agentId: input.agentId } : {}), model: model.id, provider: model.provider })
+      : { source: 'platform', provider: model.provider, model: model.id, countedAgainstTier: true, reason: 'no_vault' };
+    const platformKey = key.source === 'platform';
+    const estimate = platformKey ? Math.max(0, input.estimatedLlmMicros ?? 0) : 0;
+
+    const dayFrom = dayStartUtc(now);
+    let spentToday = 0;
+    if (platformKey) {
+      spentToday = await this.userSpend(tenantId, userId, dayFrom, nextDayStartUtc(now));
+      const cap = checkDailySpend(plan, spentToday, estimate, now);
+      if (cap.decision === 'deny') return deny(cap);
+    }
+
+    const used = await this.executionUsage(tenantId, now);
+    const limit = checkExecutionLimit(
+      plan,
+      { count: used.count, monthStart: monthStartUtc(now), lastExecutionAt: used.lastAt, seats: acct.seats, overageOptIn: acct.overageOptIn },
+      now,
+    );
+    if (limit.decision === 'throttle') {
+      return { decision: 'throttle', reason: 'throttled', retryAfterMs: limit.retryAfterMs, message: `${plan.name}: past ${limit.throttleAfter} executions this month, one per ${plan.throttleIntervalMs / 1000} s` };
+    }
+    if (limit.decision === 'deny') return deny({ reason: limit.reason, message: limit.message, resetsAt: limit.resetsAt });
+
+    // Credits: BYOK model calls cost no model credits (the user pays the provider); sandbox tries always do.
+    const credits = creditsFor(this.deps.catalog, {
+      modelCalls: platformKey ? { [model.tier]: 1 } : {},
+      sandboxTries: input.sandboxTries ?? 0,
+    });
+    let hold: { unit: 'credit' | 'run'; amount: number } | null = null;
+    if (credits > 0) {
+      const h = await this.deps.ledger.hold({
+        owner: tenantId,
+        holdId: input.executionId,
+        credits,
+        freeMonthlyRuns: plan.freeMonthlyRuns,
+        ...(input.runId !== undefined ? { runId: input.runId } : {}),
+        now,
+        memo: `${model.tier} ${model.id}`,
+      });
+      if (!h.ok) {
+        return h.reason === 'halted'
+          ? deny({ reason: 'halted', message: `${h.state} on ${h.scope}` })
+          : deny({ reason: 'insufficient_credits', message: `needs ${h.needed} credits, ${h.available} available` });
+      }
+      hold = { unit: h.unit, amount: h.amount };
+    }
+
+    this.pending.set(input.executionId, { tenantId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier });
+    const seats = plan.perSeat ? Math.max(1, acct.seats) : 1;
+    const alerts = burnAlerts({
+      percents: this.deps.catalog.burnAlertPercents,
+      metric: 'executions_month',
+      tenantId,
+      before: used.count,
+      after: used.count + 1,
+      limit: plan.executionsPerMonth === null ? null : plan.executionsPerMonth * seats,
+      unit: 'count',
+      windowStart: monthStartUtc(now),
+      now,
+    });
+    return { decision: 'allow', executionId: input.executionId, planId: plan.id, model, key, hold, limit, alerts };
+  }
+
+  /** Finalizes an execution: deducts its credits (refunding the rest of the hold) and returns spend alerts. */
+  async settleJob(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
+    const p = this.pending.get(input.executionId);
+    if (!p) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
+    const credits = creditsFor(this.deps.catalog, { modelCalls: p.platformKey ? (input.modelCalls ?? { [p.tier]: 1 }) : {}, sandboxTries: input.sandboxTries ?? 0 });
+    const s = await this.deps.ledger.settle(input.tenantId, input.executionId, credits, input.now);
+    const plan = await this.plan(input.tenantId, input.now);
+    const dayFrom = dayStartUtc(p.at);
+    const before = p.platformKey ? await this.userSpend(input.tenantId, input.userId, dayFrom, dayFrom + 86_400_000, input.executionId) : 0;
+    this.pending.delete(input.executionId);
+    this.deps.onFinalized?.({ executionId: input.executionId, tenantId: input.tenantId, userId: input.userId, at: p.at, llmMicros: input.llmMicros, byok: !p.platformKey });
+    const alerts = p.platformKey
+      ? burnAlerts({
+          percents: this.deps.catalog.burnAlertPercents,
+          metric: 'daily_spend',
+          tenantId: input.tenantId,
+          userId: input.userId,
+          before,
+          after: before + input.llmMicros,
+          limit: plan.dailySpendCapMicros,
+          unit: 'usd_micros',
+          windowStart: dayFrom,
+          now: input.now,
+        })
+      : [];
+    if (!s.ok) return { charged: 0, refunded: 0, shortfall: 0, alerts };
+    return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts };
+  }
+
+  /** Cancels an execution that did not run: the whole hold is refunded and it no longer counts. */
+  async cancelJob(tenantId: string, executionId: string, now: number): Promise<void> {
+    if (!this.pending.delete(executionId)) return;
+    await this.deps.ledger.release(tenantId, executionId, now);
+  }
+
+  /** Platform-key spend of a user in the window: settled (log or in-process) + estimates of open executions. */
+  private async userSpend(tenantId: string, userId: string, from: number, to: number, exclude?: string): Promise<Micros> {
+    let s = await this.deps.usage.platformLlmMicros({ tenantId, ...(this.deps.perUserFromLog === false ? {} : { userId }), from, to });
+    for (const [id, p] of this.pending) {
+      if (id !== exclude && p.tenantId === tenantId && p.userId === userId && p.platformKey && p.at >= from && p.at < to) s += p.estimateMicros;
+    }
+    return s;
+  }
+}
