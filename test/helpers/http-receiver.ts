@@ -37,7 +37,7 @@ export class HttpReceiver {
   ) {}
 
   static async start(opts: HttpReceiverOptions = {}): Promise<HttpReceiver> {
-    let self: HttpReceiver | undefined;
+    const box: { self?: HttpReceiver } = {};
     const server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -49,7 +49,7 @@ export class HttpReceiver {
         } catch {
           json = undefined;
         }
-        const r = self as HttpReceiver;
+        const r = box.self as HttpReceiver;
         const fail = r.#failures.shift();
         const status = fail?.status ?? opts.ok?.status ?? 200;
         const problems = json === undefined ? ['body is not JSON'] : (opts.check?.({ path: req.url ?? '', json, headers: req.headers }) ?? []);
@@ -67,8 +67,8 @@ export class HttpReceiver {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
-    self = new HttpReceiver(server, `http://127.0.0.1:${port}`);
-    return self;
+    box.self = new HttpReceiver(server, `http://127.0.0.1:${port}`);
+    return box.self;
   }
 
   /** The next `n` requests are answered with `status` (500 unless told) and `body`. */
