@@ -1,0 +1,158 @@
+import type { Micros, ScopeKey } from '../../rules/index.ts';
+import { LedgerError } from './errors.ts';
+import type { ExpiredReservation, LiveLedger, ReserveInput, ReserveOutcome, ScopeSnapshot } from './types.ts';
+import { WEEK_DAYS, checkId, checkReserve, checkSpend, utcDay } from './validate.ts';
+
+interface ScopeCounters {
+  /** Spend per UTC day number. */
+  days: Map<number, Micros>;
+  run: Micros;
+  reserved: Micros;
+  open: number;
+}
+
+interface Reservation {
+  scopes: ScopeKey[];
+  amountMicros: Micros;
+  expiresAt: number;
+}
+
+export interface InProcessLedgerOptions {
+  /** How long an eventId is remembered for idempotence, ms (default 8 days). */
+  eventIdTtlMs?: number;
+  /** Clock for eventId retention only (counters use the times passed in). */
+  clock?: () => number;
+}
+
+/**
+ * The embedded default: counters and reservations in memory. Every method runs to completion without
+ * awaiting, so each is atomic with respect to the others in this process.
+ */
+export class InProcessLedger implements LiveLedger {
+  private readonly scopes = new Map<ScopeKey, ScopeCounters>();
+  private readonly reservations = new Map<string, Reservation>();
+  /** eventId -> forget-after (clock ms); insertion order is expiry order. */
+  private readonly events = new Map<string, number>();
+  private readonly ttl: number;
+  private readonly clock: () => number;
+  private closed = false;
+
+  constructor(opts: InProcessLedgerOptions = {}) {
+    this.ttl = opts.eventIdTtlMs ?? 8 * 86_400_000;
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  private counters(scope: ScopeKey): ScopeCounters {
+    let c = this.scopes.get(scope);
+    if (!c) {
+      c = { days: new Map(), run: 0, reserved: 0, open: 0 };
+      this.scopes.set(scope, c);
+    }
+    return c;
+  }
+
+  private week(c: ScopeCounters, today: number): Micros {
+    let sum = 0;
+    for (let d = today - WEEK_DAYS + 1; d <= today; d++) sum += c.days.get(d) ?? 0;
+    return sum;
+  }
+
+  async reserve(input: ReserveInput): Promise<ReserveOutcome> {
+    this.assertOpen();
+    checkReserve(input);
+    const existing = this.reservations.get(input.reservationId);
+    if (existing) return { ok: true, reservationId: input.reservationId, expiresAt: existing.expiresAt };
+    const today = utcDay(input.now);
+    for (const { scope, caps } of input.scopes) {
+      const c = this.scopes.get(scope);
+      const reserved = c?.reserved ?? 0;
+      const used = { day: c?.days.get(today) ?? 0, week: c ? this.week(c, today) : 0, run: c?.run ?? 0 };
+      const capOf = { day: caps.dayHard, week: caps.weekHard, run: caps.runCap };
+      for (const cap of ['day', 'week', 'run'] as const) {
+        if (used[cap] + reserved >= capOf[cap]) {
+          return { ok: false, scope, cap, usedMicros: used[cap], reservedMicros: reserved, capMicros: capOf[cap] };
+        }
+      }
+    }
+    const expiresAt = input.now + input.ttlMs;
+    for (const { scope } of input.scopes) {
+      const c = this.counters(scope);
+      c.reserved += input.amountMicros;
+      c.open += 1;
+    }
+    this.reservations.set(input.reservationId, { scopes: input.scopes.map((s) => s.scope), amountMicros: input.amountMicros, expiresAt });
+    return { ok: true, reservationId: input.reservationId, expiresAt };
+  }
+
+  private release(id: string, r: Reservation): void {
+    for (const scope of r.scopes) {
+      const c = this.counters(scope);
+      c.reserved -= r.amountMicros;
+      c.open -= 1;
+    }
+    this.reservations.delete(id);
+  }
+
+  private addSpend(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): boolean {
+    const now = this.clock();
+    for (const [id, until] of this.events) {
+      if (until > now) break;
+      this.events.delete(id);
+    }
+    if (this.events.has(eventId)) return false;
+    this.events.set(eventId, now + this.ttl);
+    const day = utcDay(eventTime);
+    for (const scope of scopes) {
+      const c = this.counters(scope);
+      c.days.set(day, (c.days.get(day) ?? 0) + amountMicros);
+      c.run += amountMicros;
+    }
+    return true;
+  }
+
+  async settle(
+    reservationId: string,
+    actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] },
+  ): Promise<'settled' | 'unknown'> {
+    this.assertOpen();
+    checkId(reservationId, 'reservationId');
+    checkSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
+    const r = this.reservations.get(reservationId);
+    if (r) this.release(reservationId, r);
+    this.addSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
+    return r ? 'settled' : 'unknown';
+  }
+
+  async record(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): Promise<boolean> {
+    this.assertOpen();
+    checkSpend(eventId, scopes, amountMicros, eventTime);
+    return this.addSpend(eventId, scopes, amountMicros, eventTime);
+  }
+
+  async expire(now: number): Promise<ExpiredReservation[]> {
+    this.assertOpen();
+    const out: ExpiredReservation[] = [];
+    for (const [id, r] of this.reservations) {
+      if (r.expiresAt > now) continue;
+      this.release(id, r);
+      out.push({ reservationId: id, scopes: [...r.scopes], amountMicros: r.amountMicros, expiresAt: r.expiresAt });
+    }
+    return out.sort((a, b) => a.expiresAt - b.expiresAt);
+  }
+
+  async snapshot(scope: ScopeKey, now: number): Promise<ScopeSnapshot> {
+    this.assertOpen();
+    const c = this.scopes.get(scope);
+    if (!c) return { dayMicros: 0, weekMicros: 0, runMicros: 0, reservedMicros: 0, openReservations: 0 };
+    const today = utcDay(now);
+    return { dayMicros: c.days.get(today) ?? 0, weekMicros: this.week(c, today), runMicros: c.run, reservedMicros: c.reserved, openReservations: c.open };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new LedgerError('FORGE_ERR_LEDGER_CLOSED', 'the ledger is closed');
+  }
+}

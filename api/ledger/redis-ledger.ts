@@ -1,0 +1,297 @@
+import type { Micros, ScopeKey } from '../../rules/index.ts';
+import { LedgerError } from './errors.ts';
+import { LedgerConnection } from './redis-conn.ts';
+import type { ExpiredReservation, LiveLedger, ReserveInput, ReserveOutcome, ScopeSnapshot } from './types.ts';
+import { WEEK_DAYS, checkId, checkReserve, checkSpend, utcDay } from './validate.ts';
+
+export interface RedisLedgerOptions {
+  /** redis://host:port[/db] */
+  url: string;
+  /** Prefix of every key (one namespace per deployment or test). Default 'forge:'. */
+  keyPrefix?: string;
+  /** A command not answered within this many ms rejects with FORGE_ERR_LEDGER_UNAVAILABLE. Default 500. */
+  commandTimeoutMs?: number;
+  /** Reconnect backoff. Default 50 ms doubling to 2 s. */
+  backoff?: { initialMs: number; maxMs: number };
+  /** How long an eventId is remembered for idempotence, ms (default 8 days). */
+  eventIdTtlMs?: number;
+  /** First error of each Redis outage (the methods reject as well). */
+  onError?: (err: unknown) => void;
+}
+
+/*
+ * Keys (prefix P):
+ *   P l:s:<scope>   hash: d:<utc day> -> spend micros, run -> cumulative, res -> reserved, n -> open count
+ *   P l:r:<id>      hash: amt, exp, scopes (newline-joined)
+ *   P l:exp         zset of open reservation ids by expiry
+ *   P l:ev:<id>     eventId seen (SET NX PX ttl), shared by settle and record
+ * Scripts touch scope hashes named from a reservation (not declared in KEYS): fine on one Redis node;
+ * on a cluster the prefix must carry a hash tag, e.g. "{forge}:".
+ * Amounts go into HINCRBY as the decimal strings they were given, so no float formatting touches them;
+ * comparisons use Lua numbers (doubles), exact for integers below 2^53.
+ */
+
+const RELEASE_FN = `
+local function release(prefix, amt, scopes)
+  for scope in string.gmatch(scopes, '[^\\n]+') do
+    local k = prefix .. scope
+    redis.call('HINCRBY', k, 'res', '-' .. amt)
+    redis.call('HINCRBY', k, 'n', -1)
+  end
+end
+`;
+
+// KEYS: reservation, exp zset, scope hashes...   ARGV: id, amount, today, expiresAt, n, scopesJoined, (scope, dayCap, weekCap, runCap)*n
+const RESERVE_LUA = `
+local existing = redis.call('HGET', KEYS[1], 'exp')
+if existing then return {1, existing} end
+local today = tonumber(ARGV[3])
+local n = tonumber(ARGV[5])
+local fields = {'run', 'res'}
+for d = 0, ${WEEK_DAYS - 1} do fields[#fields + 1] = 'd:' .. string.format('%d', today - d) end
+local names = {'day', 'week', 'run'}
+for i = 1, n do
+  local base = 6 + (i - 1) * 4
+  local v = redis.call('HMGET', KEYS[2 + i], unpack(fields))
+  local run = tonumber(v[1] or '0')
+  local res = tonumber(v[2] or '0')
+  local day = tonumber(v[3] or '0')
+  local week = 0
+  for j = 3, ${WEEK_DAYS + 2} do week = week + tonumber(v[j] or '0') end
+  local used = {day, week, run}
+  for c = 1, 3 do
+    if used[c] + res >= tonumber(ARGV[base + 1 + c]) then
+      return {0, ARGV[base + 1], names[c], string.format('%.0f', used[c]), string.format('%.0f', res), ARGV[base + 1 + c]}
+    end
+  end
+end
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[2 + i], 'res', ARGV[2])
+  redis.call('HINCRBY', KEYS[2 + i], 'n', 1)
+end
+redis.call('HSET', KEYS[1], 'amt', ARGV[2], 'exp', ARGV[4], 'scopes', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return {1, ARGV[4]}
+`;
+
+// KEYS: reservation, exp zset, event key, actual scope hashes...   ARGV: id, scope prefix, amount, event day, event ttl ms
+const SETTLE_LUA = `${RELEASE_FN}
+local result = 'unknown'
+local r = redis.call('HMGET', KEYS[1], 'amt', 'scopes')
+if r[1] then
+  release(ARGV[2], r[1], r[2] or '')
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  result = 'settled'
+end
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[5]) then
+  for i = 4, #KEYS do
+    redis.call('HINCRBY', KEYS[i], 'd:' .. ARGV[4], ARGV[3])
+    redis.call('HINCRBY', KEYS[i], 'run', ARGV[3])
+  end
+end
+return result
+`;
+
+// KEYS: event key, scope hashes...   ARGV: amount, event day, event ttl ms
+const RECORD_LUA = `
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return 0 end
+for i = 2, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'd:' .. ARGV[2], ARGV[1])
+  redis.call('HINCRBY', KEYS[i], 'run', ARGV[1])
+end
+return 1
+`;
+
+// KEYS: exp zset   ARGV: now, limit, reservation prefix, scope prefix
+const EXPIRE_LUA = `${RELEASE_FN}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  local rk = ARGV[3] .. id
+  local r = redis.call('HMGET', rk, 'amt', 'scopes', 'exp')
+  redis.call('ZREM', KEYS[1], id)
+  if r[1] then
+    release(ARGV[4], r[1], r[2] or '')
+    redis.call('DEL', rk)
+    out[#out + 1] = id
+    out[#out + 1] = r[1]
+    out[#out + 1] = r[3] or '0'
+    out[#out + 1] = r[2] or ''
+  end
+end
+return out
+`;
+
+const EXPIRE_BATCH = 500;
+
+type Script = (...args: (string | number)[]) => Promise<unknown>;
+
+// Replies that mean "Redis is there but cannot serve now": treated as unavailable (fail closed).
+const TRANSIENT_REPLY = /^(LOADING|BUSY|OOM|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|NOREPLICAS|MISCONF)/;
+
+/**
+ * The shared live ledger for several API processes: every mutation is one Lua script, so reserve is
+ * atomic over all scopes and two processes enforce one budget. A Redis that cannot be reached makes
+ * every method reject with FORGE_ERR_LEDGER_UNAVAILABLE within the command timeout.
+ */
+export class RedisLedger implements LiveLedger {
+  private readonly conn: LedgerConnection;
+  private readonly p: string;
+  private readonly eventTtl: number;
+  private closed = false;
+
+  constructor(opts: RedisLedgerOptions) {
+    this.p = opts.keyPrefix ?? 'forge:';
+    this.eventTtl = opts.eventIdTtlMs ?? 8 * 86_400_000;
+    this.conn = new LedgerConnection(opts.url, {
+      commandTimeoutMs: opts.commandTimeoutMs ?? 500,
+      backoff: opts.backoff ?? { initialMs: 50, maxMs: 2000 },
+      onError: opts.onError ?? ((e) => console.error('[forge ledger] redis:', e)),
+    });
+    const r = this.conn.redis;
+    r.defineCommand('forgeLedgerReserve', { lua: RESERVE_LUA });
+    r.defineCommand('forgeLedgerSettle', { lua: SETTLE_LUA });
+    r.defineCommand('forgeLedgerRecord', { lua: RECORD_LUA });
+    r.defineCommand('forgeLedgerExpire', { lua: EXPIRE_LUA });
+  }
+
+  /** Resolves once connected (or rejects with FORGE_ERR_LEDGER_UNAVAILABLE after the command timeout). */
+  async ready(): Promise<void> {
+    await this.run('ready', async () => undefined);
+  }
+
+  private scopeKey(scope: ScopeKey): string {
+    return `${this.p}l:s:${scope}`;
+  }
+  private resKey(id: string): string {
+    return `${this.p}l:r:${id}`;
+  }
+  private get expKey(): string {
+    return `${this.p}l:exp`;
+  }
+  private eventKey(id: string): string {
+    return `${this.p}l:ev:${id}`;
+  }
+
+  // ioredis scripts defined without numberOfKeys take the key count as their first argument.
+  private script(name: string): Script {
+    const fn = (this.conn.redis as unknown as Record<string, Script>)[name];
+    if (!fn) throw new LedgerError('FORGE_ERR_LEDGER_INTERNAL', `script ${name} is not defined`);
+    return fn.bind(this.conn.redis);
+  }
+
+  async reserve(input: ReserveInput): Promise<ReserveOutcome> {
+    this.assertOpen();
+    checkReserve(input);
+    const expiresAt = input.now + input.ttlMs;
+    const keys = [this.resKey(input.reservationId), this.expKey, ...input.scopes.map((s) => this.scopeKey(s.scope))];
+    const argv: (string | number)[] = [
+      input.reservationId,
+      String(input.amountMicros),
+      String(utcDay(input.now)),
+      String(expiresAt),
+      String(input.scopes.length),
+      input.scopes.map((s) => s.scope).join('\n'),
+    ];
+    for (const { scope, caps } of input.scopes) argv.push(scope, String(caps.dayHard), String(caps.weekHard), String(caps.runCap));
+    const r = (await this.run('reserve', () => this.script('forgeLedgerReserve')(keys.length, ...keys, ...argv))) as Array<string | number>;
+    if (Number(r[0]) === 1) return { ok: true, reservationId: input.reservationId, expiresAt: Number(r[1]) };
+    return {
+      ok: false,
+      scope: String(r[1]),
+      cap: String(r[2]) as 'day' | 'week' | 'run',
+      usedMicros: Number(r[3]),
+      reservedMicros: Number(r[4]),
+      capMicros: Number(r[5]),
+    };
+  }
+
+  async settle(
+    reservationId: string,
+    actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] },
+  ): Promise<'settled' | 'unknown'> {
+    this.assertOpen();
+    checkId(reservationId, 'reservationId');
+    checkSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
+    const keys = [this.resKey(reservationId), this.expKey, this.eventKey(actual.eventId), ...actual.scopes.map((s) => this.scopeKey(s))];
+    const r = await this.run('settle', () =>
+      this.script('forgeLedgerSettle')(
+        keys.length,
+        ...keys,
+        reservationId,
+        `${this.p}l:s:`,
+        String(actual.amountMicros),
+        String(utcDay(actual.eventTime)),
+        String(this.eventTtl),
+      ),
+    );
+    return r === 'settled' ? 'settled' : 'unknown';
+  }
+
+  async record(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): Promise<boolean> {
+    this.assertOpen();
+    checkSpend(eventId, scopes, amountMicros, eventTime);
+    const keys = [this.eventKey(eventId), ...scopes.map((s) => this.scopeKey(s))];
+    const r = await this.run('record', () =>
+      this.script('forgeLedgerRecord')(keys.length, ...keys, String(amountMicros), String(utcDay(eventTime)), String(this.eventTtl)),
+    );
+    return Number(r) === 1;
+  }
+
+  async expire(now: number): Promise<ExpiredReservation[]> {
+    this.assertOpen();
+    if (!Number.isFinite(now)) throw new LedgerError('FORGE_ERR_LEDGER_INPUT', 'now must be epoch milliseconds', { field: 'now' });
+    const out: ExpiredReservation[] = [];
+    for (;;) {
+      const flat = (await this.run('expire', () =>
+        this.script('forgeLedgerExpire')(1, this.expKey, String(now), String(EXPIRE_BATCH), `${this.p}l:r:`, `${this.p}l:s:`),
+      )) as string[];
+      for (let i = 0; i + 3 < flat.length; i += 4) {
+        out.push({
+          reservationId: flat[i]!,
+          amountMicros: Number(flat[i + 1]),
+          expiresAt: Number(flat[i + 2]),
+          scopes: flat[i + 3]!.split('\n').filter((s) => s.length > 0),
+        });
+      }
+      if (flat.length / 4 < EXPIRE_BATCH) break;
+    }
+    return out;
+  }
+
+  async snapshot(scope: ScopeKey, now: number): Promise<ScopeSnapshot> {
+    this.assertOpen();
+    const today = utcDay(now);
+    const dayFields = Array.from({ length: WEEK_DAYS }, (_, d) => `d:${today - d}`);
+    const v = await this.run('snapshot', () => this.conn.redis.hmget(this.scopeKey(scope), 'run', 'res', 'n', ...dayFields));
+    const num = (x: string | null | undefined): number => (x ? Number(x) : 0);
+    let week = 0;
+    for (let i = 3; i < v.length; i++) week += num(v[i]);
+    return { dayMicros: num(v[3]), weekMicros: week, runMicros: num(v[0]), reservedMicros: num(v[1]), openReservations: num(v[2]) };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.conn.close();
+  }
+
+  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      await this.conn.ensureReady();
+      return await fn();
+    } catch (e) {
+      if (e instanceof LedgerError) throw e;
+      const err = e as Error;
+      if (err.name === 'ReplyError' && !TRANSIENT_REPLY.test(err.message)) {
+        throw new LedgerError('FORGE_ERR_LEDGER_INTERNAL', `${what}: ${err.message}`, { cause: e });
+      }
+      throw new LedgerError('FORGE_ERR_LEDGER_UNAVAILABLE', `${what}: ${err.message}`, { cause: e });
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new LedgerError('FORGE_ERR_LEDGER_CLOSED', 'the ledger is closed');
+  }
+}

@@ -1,0 +1,60 @@
+import { DAY_MS, parseScope, type ScopeKey } from '../../rules/index.ts';
+import { LedgerError } from './errors.ts';
+import type { ReserveInput } from './types.ts';
+
+/** Days of the rolling week: the 7 UTC days ending on the day of `now`, today included. */
+export const WEEK_DAYS = 7;
+
+export function utcDay(ms: number): number {
+  return Math.floor(ms / DAY_MS);
+}
+
+function bad(field: string, msg: string): never {
+  throw new LedgerError('FORGE_ERR_LEDGER_INPUT', `${field} ${msg}`, { field });
+}
+
+function micros(v: unknown, field: string, min: number): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) bad(field, `must be a whole number of USD micros >= ${min}`);
+}
+
+function epochMs(v: unknown, field: string): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) bad(field, 'must be epoch milliseconds');
+}
+
+export function checkId(v: unknown, field: string): void {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 200 || /[\s]/.test(v)) bad(field, 'must be 1-200 characters without spaces');
+}
+
+export function checkScopes(scopes: unknown, field: string): asserts scopes is readonly ScopeKey[] {
+  if (!Array.isArray(scopes) || scopes.length === 0) bad(field, 'must list at least one scope');
+  const seen = new Set<string>();
+  for (const [i, s] of (scopes as unknown[]).entries()) {
+    if (typeof s !== 'string' || !parseScope(s)) bad(`${field}[${i}]`, 'must be global, tenant:<id> or run:<tenant>/<run>');
+    if (seen.has(s)) bad(`${field}[${i}]`, `repeats scope ${s}`);
+    seen.add(s);
+  }
+}
+
+export function checkReserve(i: ReserveInput): void {
+  checkId(i.reservationId, 'reservationId');
+  if (!Array.isArray(i.scopes) || i.scopes.length === 0) bad('scopes', 'must list at least one scope');
+  const seen = new Set<string>();
+  for (const [n, s] of i.scopes.entries()) {
+    if (typeof s?.scope !== 'string' || !parseScope(s.scope)) bad(`scopes[${n}].scope`, 'must be global, tenant:<id> or run:<tenant>/<run>');
+    if (seen.has(s.scope)) bad(`scopes[${n}].scope`, `repeats scope ${s.scope}`);
+    seen.add(s.scope);
+    micros(s.caps?.dayHard, `scopes[${n}].caps.dayHard`, 0);
+    micros(s.caps?.weekHard, `scopes[${n}].caps.weekHard`, 0);
+    micros(s.caps?.runCap, `scopes[${n}].caps.runCap`, 0);
+  }
+  micros(i.amountMicros, 'amountMicros', 1);
+  epochMs(i.now, 'now');
+  if (!Number.isSafeInteger(i.ttlMs) || i.ttlMs < 1) bad('ttlMs', 'must be a whole number of milliseconds >= 1');
+}
+
+export function checkSpend(eventId: unknown, scopes: unknown, amountMicros: unknown, eventTime: unknown): void {
+  checkId(eventId, 'eventId');
+  checkScopes(scopes, 'scopes');
+  micros(amountMicros, 'amountMicros', 0);
+  epochMs(eventTime, 'eventTime');
+}
