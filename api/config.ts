@@ -1,0 +1,45 @@
+import { z } from 'zod';
+
+/** Raised when the process environment is wrong: the message names the variable. */
+export class ConfigError extends Error {
+  readonly code = 'FORGE_ERR_CONFIG';
+}
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const envSchema = z.object({
+  FORGE_HOST: z.string().default('127.0.0.1'),
+  FORGE_PORT: int(0, 65535).default(8080),
+  FORGE_DATA_DIR: z.string().min(1).default('./data'),
+  FORGE_CLICKHOUSE_URL: z.string().url().optional(),
+  FORGE_CLICKHOUSE_USER: z.string().optional(),
+  FORGE_CLICKHOUSE_PASSWORD: z.string().optional(),
+  FORGE_CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+  FORGE_BUDGETS_FILE: z.string().default('config/pilot-budgets.yaml'),
+  FORGE_PRICING_FILE: z.string().optional(),
+  FORGE_ALERTS_FILE: z.string().optional(),
+  FORGE_REDIS_URL: z.string().url().optional(),
+  /** When shared state (Redis) is unreachable: deny admissions (closed, the default) or allow them (open). */
+  FORGE_ADMISSIONS_ON_LEDGER_FAILURE: z.enum(['closed', 'open']).default('closed'),
+  FORGE_RESERVATION_TTL_MS: int(1_000, 86_400_000).default(15 * 60_000),
+  FORGE_ROLLUP_INTERVAL_MS: int(1_000, 86_400_000).default(3_600_000),
+  FORGE_FLUSH_INTERVAL_MS: int(10, 60_000).default(200),
+  FORGE_METRICS_PUBLIC: bool.default(true),
+  FORGE_PUBLIC_URL: z.string().url().optional(),
+  FORGE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  FORGE_BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(5 * 1024 * 1024),
+});
+
+export type ForgeConfig = z.output<typeof envSchema>;
+
+/** Parses the environment once, at start; fails fast naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ForgeConfig {
+  const picked = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('FORGE_') && v !== ''));
+  const r = envSchema.safeParse(picked);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    throw new ConfigError(`${String(i.path[0])}: ${i.message}`);
+  }
+  return r.data;
+}

@@ -1,0 +1,148 @@
+import type {} from '@fastify/swagger';
+import type { FastifyInstance } from 'fastify';
+import { BandsConfigError, bandsFromModelKeys, microsToUsd, thresholdsOf, type Bands, type ScopeKey } from '../../rules/index.ts';
+import { ROLES, type KeyStore, type Role } from '../auth.ts';
+import { ApiError, errorBodySchema } from '../errors.ts';
+import type { AuditRecord, Guardrail } from '../guardrail.ts';
+import { principalOf, scopeParam } from '../http.ts';
+
+const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
+const USD = { anyOf: [{ type: 'string', pattern: '^\\d{1,12}(\\.\\d{1,6})?$' }, { type: 'number', minimum: 0, maximum: 1e12 }] } as const;
+const bandsSchema = {
+  type: 'object',
+  properties: {
+    B_day_soft: { type: 'string' }, B_day_hard: { type: 'string' }, B_week_soft: { type: 'string' }, B_week_hard: { type: 'string' },
+    B_run_cap: { type: 'string' }, B_unit_cap: { type: 'string' }, K: { type: 'integer' }, emergency_day_usd: { type: 'string' },
+  },
+} as const;
+
+export interface BudgetVersion {
+  version: number;
+  bands: Bands;
+  actor: string;
+  reason: string;
+  at: number;
+}
+
+/** Versioned bands per scope; version 1 is what the bands file resolves to. Every change is audited. */
+export class BudgetVersions {
+  private readonly versions = new Map<ScopeKey, BudgetVersion[]>();
+  constructor(private readonly g: Guardrail) {}
+
+  current(scope: ScopeKey): BudgetVersion {
+    const list = this.versions.get(scope);
+    if (list && list.length > 0) return list[list.length - 1]!;
+    const t = this.g.bandsFor(scope);
+    return { version: 1, bands: { daySoft: t.daySoft, dayHard: t.dayHard, weekSoft: t.weekSoft, weekHard: t.weekHard, runCap: t.runCap, unitCap: t.unitCap, k: t.k }, actor: 'config', reason: 'bands file', at: 0 };
+  }
+
+  history(scope: ScopeKey): BudgetVersion[] {
+    return this.versions.get(scope) ?? [this.current(scope)];
+  }
+
+  change(scope: ScopeKey, bands: Bands, actor: string, reason: string, at: number): BudgetVersion {
+    const prev = this.current(scope);
+    const list = this.versions.get(scope) ?? [prev];
+    const v: BudgetVersion = { version: prev.version + 1, bands, actor, reason, at };
+    list.push(v);
+    this.versions.set(scope, list);
+    this.g.setBands(scope, thresholdsOf(bands));
+    return v;
+  }
+}
+
+export function bandsJson(b: Bands) {
+  return {
+    B_day_soft: microsToUsd(b.daySoft), B_day_hard: microsToUsd(b.dayHard), B_week_soft: microsToUsd(b.weekSoft), B_week_hard: microsToUsd(b.weekHard),
+    B_run_cap: microsToUsd(b.runCap), B_unit_cap: microsToUsd(b.unitCap), K: b.k, emergency_day_usd: microsToUsd(thresholdsOf(b).dayEmergency),
+  };
+}
+
+export async function adminRoutes(
+  app: FastifyInstance,
+  opts: { guardrail: Guardrail; budgets: BudgetVersions; keys: KeyStore; audit: (r: AuditRecord) => Promise<void>; now: () => number },
+): Promise<void> {
+  const versionSchema = { type: 'object', properties: { scope: { type: 'string' }, version: { type: 'integer' }, actor: { type: 'string' }, reason: { type: 'string' }, at: { type: 'string' }, bands: bandsSchema } } as const;
+  const view = (scope: ScopeKey, v: BudgetVersion) => ({ scope, version: v.version, actor: v.actor, reason: v.reason, at: new Date(v.at).toISOString(), bands: bandsJson(v.bands) });
+
+  app.get<{ Params: { scope: string } }>(
+    '/v1/budgets/:scope',
+    { config: { roles: ['finance', 'oncall', 'auditor', 'runner'] }, schema: { tags: ['budgets'], summary: 'Current bands of a scope (own or inherited) and their version', params: { type: 'object', properties: { scope: { type: 'string' } } }, response: { 200: versionSchema, ...errors } } },
+    async (req) => {
+      const scope = scopeParam(req, req.params.scope);
+      return view(scope, opts.budgets.current(scope));
+    },
+  );
+
+  app.get<{ Params: { scope: string } }>(
+    '/v1/budgets/:scope/versions',
+    { config: { roles: ['finance', 'oncall', 'auditor'] }, schema: { tags: ['budgets'], summary: 'Every version of a scope\'s bands', params: { type: 'object', properties: { scope: { type: 'string' } } }, response: { 200: { type: 'object', properties: { versions: { type: 'array', items: versionSchema } } }, ...errors } } },
+    async (req) => {
+      const scope = scopeParam(req, req.params.scope);
+      return { versions: opts.budgets.history(scope).map((v) => view(scope, v)) };
+    },
+  );
+
+  app.put<{ Params: { scope: string }; Body: Record<string, string | number> & { reason: string } }>(
+    '/v1/budgets/:scope',
+    {
+      config: { roles: ['admin'] },
+      schema: {
+        tags: ['budgets'],
+        summary: 'Change a scope\'s bands (admin; a new version; audited). Keys not given keep their current value.',
+        params: { type: 'object', properties: { scope: { type: 'string' } } },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['reason'],
+          properties: { reason: { type: 'string', minLength: 3, maxLength: 1000 }, B_day_soft: USD, B_day_hard: USD, B_week_soft: USD, B_week_hard: USD, B_run_cap: USD, B_unit_cap: USD, K: { type: 'integer', minimum: 1, maximum: 10000 } },
+        },
+        response: { 200: versionSchema, ...errors },
+      },
+    },
+    async (req) => {
+      const scope = scopeParam(req, req.params.scope);
+      const { reason, ...changes } = req.body;
+      const merged: Record<string, string | number> = { ...bandsJson(opts.budgets.current(scope).bands), ...changes };
+      delete merged.emergency_day_usd;
+      let bands: Bands;
+      try {
+        bands = bandsFromModelKeys(merged);
+      } catch (e) {
+        if (e instanceof BandsConfigError) throw new ApiError('FORGE_ERR_VALIDATION', `${e.key} ${e.problem}`, e.key);
+        throw e;
+      }
+      const p = principalOf(req);
+      const actor = `${p.name} (${p.keyId})`;
+      const at = opts.now();
+      const v = opts.budgets.change(scope, bands, actor, reason, at);
+      await opts.audit({ kind: 'budget_change', scope, at, actor, reason, details: { version: v.version, bands: bandsJson(bands) } });
+      return view(scope, v);
+    },
+  );
+
+  app.post<{ Body: { name: string; roles: Role[]; tenant_id?: string | null } }>(
+    '/v1/keys',
+    {
+      config: { roles: ['admin'] },
+      schema: {
+        tags: ['keys'],
+        summary: 'Create an API key (shown once; stored hashed)',
+        body: {
+          type: 'object', additionalProperties: false, required: ['name', 'roles'],
+          properties: { name: { type: 'string', minLength: 1, maxLength: 100 }, roles: { type: 'array', minItems: 1, items: { type: 'string', enum: [...ROLES] } }, tenant_id: { type: ['string', 'null'], pattern: '^[A-Za-z0-9._-]{1,64}$' } },
+        },
+        response: { 201: { type: 'object', properties: { id: { type: 'string' }, key: { type: 'string' } } }, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const p = principalOf(req);
+      const tenantId = req.body.tenant_id ?? null;
+      // A key bound to one tenant can only make keys for that tenant.
+      if (p.tenantId !== null && tenantId !== p.tenantId) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'a tenant-bound admin can only create keys for its tenant', 'tenant_id');
+      const made = opts.keys.create({ name: req.body.name, roles: req.body.roles, tenantId });
+      void reply.status(201);
+      return made;
+    },
+  );
+}

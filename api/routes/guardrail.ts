@@ -1,0 +1,177 @@
+import type { FastifyInstance } from 'fastify';
+import type {} from '@fastify/swagger';
+import { microsToUsd } from '../../rules/index.ts';
+import { requireTenant } from '../auth.ts';
+import { errorBodySchema } from '../errors.ts';
+import type { Guardrail } from '../guardrail.ts';
+import { scopesOfReservation, usdToMicrosField } from '../guardrail.ts';
+import { ApiError } from '../errors.ts';
+import { principalOf, scopeParam } from '../http.ts';
+
+const ID = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } as const;
+const RUN_ID = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } as const;
+const USD = { anyOf: [{ type: 'string', pattern: '^\\d{1,12}(\\.\\d{1,6})?$' }, { type: 'number', minimum: 0, maximum: 1e12 }] } as const;
+const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema };
+const scopeParams = { type: 'object', required: ['scope'], properties: { scope: { type: 'string', maxLength: 256 } } } as const;
+
+const band = { type: 'object', properties: { value_usd: { type: 'string' }, limit_usd: { type: 'string' }, used_ratio: { type: ['number', 'null'] } } } as const;
+const guardrailView = {
+  type: 'object',
+  properties: {
+    scope: { type: 'string' },
+    state: { type: 'string', enum: ['NORMAL', 'WARNING', 'HARD_STOP', 'EMERGENCY_STOP'] },
+    since: { type: 'string' },
+    seq: { type: 'integer' },
+    acknowledged: { type: 'boolean' },
+    waived: { type: 'array', items: { type: 'string' } },
+    conditions: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' }, level: { type: 'string' }, metric: { type: 'string' }, value: { type: 'string' }, threshold: { type: 'string' },
+          unit: { type: 'string' }, top_component: { type: 'string' }, waived: { type: 'boolean' },
+        },
+      },
+    },
+    spend: {
+      type: 'object',
+      properties: {
+        day_usd: { type: 'string' }, week_usd: { type: 'string' }, run_usd: { type: 'string' }, reserved_usd: { type: 'string' },
+        open_reservations: { type: 'integer' }, tasks_today: { type: 'integer' }, failed_today: { type: 'integer' },
+      },
+    },
+    bands: {
+      type: 'object',
+      properties: {
+        day_soft: band, day_hard: band, day_emergency: band, week_soft: band, week_hard: band, run_cap: band,
+        unit_cap: { type: 'object', properties: { limit_usd: { type: 'string' }, consecutive_at_cap: { type: 'integer' }, k: { type: 'integer' } } },
+      },
+    },
+  },
+} as const;
+
+export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: Guardrail; now: () => number }): Promise<void> {
+  const g = opts.guardrail;
+
+  app.get<{ Params: { scope: string } }>(
+    '/v1/guardrail/:scope',
+    {
+      config: { roles: ['runner', 'finance', 'oncall', 'auditor'] },
+      schema: { tags: ['guardrail'], summary: 'State of a scope: conditions that hold, spend against every band, since when', params: scopeParams, response: { 200: guardrailView, ...errors } },
+    },
+    async (req) => g.view(scopeParam(req, req.params.scope)),
+  );
+
+  app.post<{ Body: { tenant_id: string; run_id: string; task_type: string; estimated_cost_usd?: string | number } }>(
+    '/v1/admissions',
+    {
+      config: { roles: ['runner'] },
+      schema: {
+        tags: ['admissions'],
+        summary: 'Reserve a task\'s estimated cost before starting it',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['tenant_id', 'run_id', 'task_type'],
+          properties: { tenant_id: ID, run_id: RUN_ID, task_type: { type: 'string', minLength: 1, maxLength: 128 }, estimated_cost_usd: USD },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              decision: { type: 'string', enum: ['allow', 'deny'] },
+              reservation_id: { type: 'string' },
+              expires_at: { type: 'string' },
+              estimated_cost_usd: { type: 'string' },
+              estimate_source: { type: 'string' },
+              state: { type: 'string' },
+              scope: { type: 'string' },
+              reason: { type: 'string' },
+              retry_after_ms: { type: ['integer', 'null'] },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const b = req.body;
+      requireTenant(principalOf(req), b.tenant_id);
+      const estimate = b.estimated_cost_usd === undefined ? undefined : usdToMicrosField(b.estimated_cost_usd, 'estimated_cost_usd');
+      const d = await g.admit({ tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type, ...(estimate !== undefined ? { estimatedMicros: estimate } : {}) });
+      if (d.decision === 'allow') {
+        return { decision: 'allow', reservation_id: d.reservationId, expires_at: new Date(d.expiresAt).toISOString(), estimated_cost_usd: microsToUsd(d.estimatedMicros), estimate_source: d.estimateSource };
+      }
+      return { decision: 'deny', state: d.state, scope: d.scope, reason: d.reason, retry_after_ms: d.retryAfterMs };
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { actual_cost_usd: string | number; event_id: string; finalized_at?: string } }>(
+    '/v1/admissions/:id/settle',
+    {
+      config: { roles: ['runner'] },
+      schema: {
+        tags: ['admissions'],
+        summary: 'Settle a reservation with the task\'s actual cost',
+        params: { type: 'object', properties: { id: { type: 'string', maxLength: 512 } } },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['actual_cost_usd', 'event_id'],
+          properties: { actual_cost_usd: USD, event_id: { type: 'string', minLength: 1, maxLength: 128 }, finalized_at: { type: 'string', format: 'date-time' } },
+        },
+        response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['settled', 'unknown'] } } }, ...errors },
+      },
+    },
+    async (req) => {
+      const who = scopesOfReservation(req.params.id);
+      if (!who) throw new ApiError('FORGE_ERR_NOT_FOUND', 'reservation not found', 'id');
+      requireTenant(principalOf(req), who.tenantId, 'id');
+      const amount = usdToMicrosField(req.body.actual_cost_usd, 'actual_cost_usd');
+      const at = req.body.finalized_at ? Date.parse(req.body.finalized_at) : opts.now();
+      const status = await g.settle(req.params.id, { eventId: req.body.event_id, amountMicros: amount, eventTime: at });
+      return { status };
+    },
+  );
+
+  const actionBody = (reasonRequired: boolean) =>
+    ({
+      type: 'object',
+      additionalProperties: false,
+      required: reasonRequired ? ['reason'] : [],
+      properties: { reason: { type: 'string', minLength: reasonRequired ? 3 : 0, maxLength: 1000 } },
+    }) as const;
+  const actionResponse = { 200: { type: 'object', properties: { scope: { type: 'string' }, state: { type: 'string' }, waived: { type: 'array', items: { type: 'string' } } } }, ...errors };
+
+  app.post<{ Params: { scope: string }; Body: { reason?: string } }>(
+    '/v1/guardrail/:scope/acknowledge',
+    { config: { roles: ['oncall'] }, schema: { tags: ['operator'], summary: 'Acknowledge a WARNING (stops re-notification; audited)', params: scopeParams, body: actionBody(false), response: actionResponse } },
+    async (req) => {
+      const scope = scopeParam(req, req.params.scope);
+      const p = principalOf(req);
+      return { scope, ...g.acknowledge(scope, `${p.name} (${p.keyId})`, req.body?.reason || 'acknowledged') };
+    },
+  );
+
+  app.post<{ Params: { scope: string }; Body: { reason: string } }>(
+    '/v1/guardrail/:scope/lift',
+    { config: { roles: ['oncall'] }, schema: { tags: ['operator'], summary: 'Lift a HARD_STOP or EMERGENCY_STOP (reason required; audited)', params: scopeParams, body: actionBody(true), response: actionResponse } },
+    async (req) => {
+      const scope = scopeParam(req, req.params.scope);
+      const p = principalOf(req);
+      return { scope, ...g.lift(scope, `${p.name} (${p.keyId})`, req.body.reason) };
+    },
+  );
+
+  // Scopes a caller may list: its own tenant's, or all.
+  app.get(
+    '/v1/guardrail',
+    { config: { roles: ['runner', 'finance', 'oncall', 'auditor'] }, schema: { tags: ['guardrail'], summary: 'States of every known scope the key may see', response: { 200: { type: 'object', properties: { scopes: { type: 'array', items: { type: 'object', properties: { scope: { type: 'string' }, state: { type: 'string' } } } } } }, ...errors } } },
+    async (req) => {
+      const p = principalOf(req);
+      const visible = g.knownScopes().filter((s) => p.tenantId === null || s === `tenant:${p.tenantId}` || s.startsWith(`run:${p.tenantId}/`));
+      return { scopes: visible.sort().map((scope) => ({ scope, state: g.effectiveState(scope) })) };
+    },
+  );
+}

@@ -1,0 +1,190 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { usdToMicros } from '../rules/index.ts';
+import { costEvent, makeTestApi, type TestApi } from './helpers/api.ts';
+
+let t: TestApi;
+beforeEach(async () => {
+  t = await makeTestApi();
+});
+afterEach(async () => {
+  await t.close();
+});
+
+const auth = (key: string) => ({ authorization: `Bearer ${key}` });
+
+describe('auth on every route', () => {
+  it('no key: 401 with a code; a bad key: 401', async () => {
+    const r = await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme' });
+    expect(r.statusCode).toBe(401);
+    expect(r.json().error.code).toBe('FORGE_ERR_UNAUTHENTICATED');
+    const bad = await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: auth('fk_000000000000_' + 'x'.repeat(32)) });
+    expect(bad.statusCode).toBe(401);
+  });
+  it('wrong role: 403 naming the roles needed', async () => {
+    const r = await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: auth(t.key(['finance'])), payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval' } });
+    expect(r.statusCode).toBe(403);
+    expect(r.json().error).toMatchObject({ code: 'FORGE_ERR_FORBIDDEN_ROLE' });
+  });
+  it("another tenant's scope: 403, nothing of it in the body", async () => {
+    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(42), eventTime: t.clock.now })]);
+    const r = await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: auth(t.key(['finance'], 'globex')) });
+    expect(r.statusCode).toBe(403);
+    expect(r.body).not.toContain('42');
+    const g = await t.app.inject({ method: 'GET', url: '/v1/guardrail/global', headers: auth(t.key(['finance'], 'globex')) });
+    expect(g.statusCode).toBe(403);
+    const list = await t.app.inject({ method: 'GET', url: '/v1/guardrail', headers: auth(t.key(['finance'], 'globex')) });
+    expect(list.json().scopes).toEqual([]);
+  });
+  it('schema violations: 400 naming the field', async () => {
+    const k = auth(t.key(['runner']));
+    const missing = await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', task_type: 'eval' } });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json().error).toMatchObject({ code: 'FORGE_ERR_VALIDATION', field: 'run_id' });
+    const neg = await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', estimated_cost_usd: -1 } });
+    expect(neg.json().error.field).toBe('estimated_cost_usd');
+    const extra = await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', cost: 1 } });
+    expect(extra.json().error).toMatchObject({ code: 'FORGE_ERR_VALIDATION', field: 'cost' });
+    const scope = await t.app.inject({ method: 'GET', url: '/v1/guardrail/planet:earth', headers: k });
+    expect(scope.json().error).toMatchObject({ code: 'FORGE_ERR_VALIDATION', field: 'scope' });
+    const json = await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: { ...k, 'content-type': 'application/json' }, payload: '{nope' });
+    expect(json.statusCode).toBe(400);
+  });
+  it('health and docs are public; the OpenAPI document lists the routes', async () => {
+    expect((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    const doc = await t.app.inject({ method: 'GET', url: '/docs/json' });
+    expect(doc.statusCode).toBe(200);
+    expect(Object.keys(doc.json().paths)).toEqual(expect.arrayContaining(['/v1/admissions', '/v1/guardrail/{scope}', '/v1/budgets/{scope}']));
+  });
+});
+
+describe('guardrail state', () => {
+  it('shows state, conditions with value/threshold/top component, spend against every band', async () => {
+    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(85), eventTime: t.clock.now })]);
+    const r = await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: auth(t.key(['oncall'], 'acme')) });
+    expect(r.statusCode).toBe(200);
+    const v = r.json();
+    expect(v.state).toBe('WARNING');
+    expect(v.conditions).toEqual([expect.objectContaining({ id: 'day_soft', value: '85', threshold: '80', top_component: 'rli' })]);
+    expect(v.bands.day_hard).toEqual({ value_usd: '85', limit_usd: '100', used_ratio: 0.85 });
+    expect(v.spend).toMatchObject({ day_usd: '85', week_usd: '85', run_usd: '85', tasks_today: 1 });
+  });
+  it('the same event_id twice counts once', async () => {
+    const e = costEvent({ tenantId: 'acme', totalMicros: usdToMicros(30), eventTime: t.clock.now });
+    t.guardrail.ingest([e]);
+    t.guardrail.ingest([e]);
+    const v = (await t.app.inject({ method: 'GET', url: '/v1/guardrail/run:acme%2Fr1', headers: auth(t.key(['runner'], 'acme')) })).json();
+    expect(v.spend.day_usd).toBe('30');
+  });
+});
+
+describe('admissions: reserve, then settle', () => {
+  it('1,000 concurrent admissions never admit past cap + one estimate', async () => {
+    const k = auth(t.key(['runner'], 'acme'));
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, () => t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', estimated_cost_usd: '0.7' } })),
+    );
+    const allowed = results.filter((r) => r.json().decision === 'allow').length;
+    const admitted = allowed * 0.7;
+    // Day hard cap of tenant acme is $100: at most one estimate past it.
+    expect(admitted).toBeGreaterThanOrEqual(100);
+    expect(admitted).toBeLessThanOrEqual(100 + 0.7);
+    const denied = results.find((r) => r.json().decision === 'deny')!.json();
+    expect(denied).toMatchObject({ decision: 'deny', scope: 'tenant:acme' });
+    expect(denied.reason).toMatch(/day hard cap of tenant:acme/);
+    expect(denied.retry_after_ms).toBeGreaterThan(0);
+  });
+  it('settle releases the reservation; expiry releases it and is logged; no false stop is left', async () => {
+    const k = auth(t.key(['runner'], 'acme'));
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', estimated_cost_usd: 40 } })).json();
+      expect(r.decision).toBe('allow');
+      ids.push(r.reservation_id);
+    }
+    const full = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', estimated_cost_usd: 1 } })).json();
+    expect(full.decision).toBe('deny');
+    expect(full.reason).toMatch(/fully reserved/);
+    const s = await t.app.inject({ method: 'POST', url: `/v1/admissions/${ids[0]}/settle`, headers: k, payload: { actual_cost_usd: '12.5', event_id: 'e-settle-1' } });
+    expect(s.json()).toEqual({ status: 'settled' });
+    const again = await t.app.inject({ method: 'POST', url: `/v1/admissions/${ids[0]}/settle`, headers: k, payload: { actual_cost_usd: '12.5', event_id: 'e-settle-1' } });
+    expect(again.json()).toEqual({ status: 'unknown' });
+    t.clock.now += 61_000;
+    expect(await t.guardrail.expireReservations()).toBe(2);
+    expect(t.audit.filter((a) => a.kind === 'reservation_expired')).toHaveLength(2);
+    const view = (await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: k })).json();
+    expect(view.state).toBe('NORMAL');
+    expect(view.spend.reserved_usd).toBe('0');
+    const after = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', estimated_cost_usd: 40 } })).json();
+    expect(after.decision).toBe('allow');
+  });
+  it('without an estimate uses the p95 unit cost of the task type, else the unit cap', async () => {
+    const k = auth(t.key(['runner'], 'acme'));
+    const first = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval' } })).json();
+    expect(first).toMatchObject({ decision: 'allow', estimate_source: 'unit_cap', estimated_cost_usd: '200' });
+    t.clock.now += 61_000;
+    await t.guardrail.expireReservations();
+    for (let i = 1; i <= 20; i++) t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(i / 10), eventTime: t.clock.now })]);
+    const p95 = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval' } })).json();
+    expect(p95).toMatchObject({ estimate_source: 'p95', estimated_cost_usd: '1.9' });
+  });
+  it('a halted scope denies at once with its state', async () => {
+    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(100), eventTime: t.clock.now })]);
+    const r = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: auth(t.key(['runner'], 'acme')), payload: { tenant_id: 'acme', run_id: 'r2', task_type: 'eval', estimated_cost_usd: 1 } })).json();
+    expect(r).toMatchObject({ decision: 'deny', state: 'HARD_STOP', scope: 'tenant:acme', retry_after_ms: null });
+  });
+});
+
+describe('operator actions', () => {
+  it('acknowledge needs oncall; lift needs a reason; both audited and published', async () => {
+    const seen: string[] = [];
+    t.bus.subscribe((c) => seen.push(`${c.scope}:${c.state}`));
+    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(100), eventTime: t.clock.now })]);
+    await t.guardrail.drain();
+    expect(seen).toContain('tenant:acme:HARD_STOP');
+    const oncall = auth(t.key(['oncall'], 'acme'));
+    const noReason = await t.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:acme/lift', headers: oncall, payload: {} });
+    expect(noReason.json().error).toMatchObject({ code: 'FORGE_ERR_VALIDATION', field: 'reason' });
+    const byRunner = await t.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:acme/lift', headers: auth(t.key(['runner'], 'acme')), payload: { reason: 'go on' } });
+    expect(byRunner.statusCode).toBe(403);
+    const lift = await t.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:acme/lift', headers: oncall, payload: { reason: 'budget raised by finance' } });
+    expect(lift.json()).toMatchObject({ scope: 'tenant:acme', state: 'WARNING', waived: ['day_hard'] });
+    await t.guardrail.drain();
+    expect(seen).toContain('tenant:acme:WARNING');
+    expect(t.audit.find((a) => a.kind === 'lift')).toMatchObject({ scope: 'tenant:acme', reason: expect.stringContaining('budget raised by finance'), actor: expect.stringContaining('test-oncall') });
+    const ack = await t.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:acme/acknowledge', headers: oncall, payload: { reason: 'seen' } });
+    expect(ack.json()).toMatchObject({ state: 'WARNING' });
+    await t.guardrail.drain();
+    expect(t.audit.filter((a) => a.kind === 'acknowledge')).toHaveLength(1);
+    const nothing = await t.app.inject({ method: 'POST', url: '/v1/guardrail/run:acme%2Fzzz/lift', headers: oncall, payload: { reason: 'nothing here' } });
+    expect(nothing.statusCode).toBe(409);
+  });
+});
+
+describe('budgets', () => {
+  it('admin changes bands: versioned, audited, effective at once; others may not', async () => {
+    const admin = auth(t.key(['admin']));
+    const before = (await t.app.inject({ method: 'GET', url: '/v1/budgets/tenant:acme', headers: admin })).json();
+    expect(before).toMatchObject({ version: 1, bands: { B_day_hard: '100', emergency_day_usd: '110' } });
+    const bad = await t.app.inject({ method: 'PUT', url: '/v1/budgets/tenant:acme', headers: admin, payload: { reason: 'x', B_day_soft: 500 } });
+    expect(bad.json().error).toMatchObject({ code: 'FORGE_ERR_VALIDATION' });
+    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(60), eventTime: t.clock.now })]);
+    const put = await t.app.inject({ method: 'PUT', url: '/v1/budgets/tenant:acme', headers: admin, payload: { reason: 'tighten', B_day_soft: 50, B_day_hard: 70 } });
+    expect(put.json()).toMatchObject({ version: 2, bands: { B_day_soft: '50', B_day_hard: '70', B_week_hard: '500' } });
+    const v = (await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: admin })).json();
+    expect(v.state).toBe('WARNING');
+    const versions = (await t.app.inject({ method: 'GET', url: '/v1/budgets/tenant:acme/versions', headers: admin })).json();
+    expect(versions.versions.map((x: { version: number }) => x.version)).toEqual([1, 2]);
+    expect(t.audit.find((a) => a.kind === 'budget_change')).toMatchObject({ scope: 'tenant:acme', reason: 'tighten' });
+    const finance = await t.app.inject({ method: 'PUT', url: '/v1/budgets/tenant:acme', headers: auth(t.key(['finance'])), payload: { reason: 'nope', B_day_hard: 1 } });
+    expect(finance.statusCode).toBe(403);
+  });
+  it('keys: admin creates a key that works; a tenant admin cannot mint keys for another tenant', async () => {
+    const r = await t.app.inject({ method: 'POST', url: '/v1/keys', headers: auth(t.key(['admin'])), payload: { name: 'ci', roles: ['runner'], tenant_id: 'acme' } });
+    expect(r.statusCode).toBe(201);
+    const ok = await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: auth(r.json().key) });
+    expect(ok.statusCode).toBe(200);
+    const cross = await t.app.inject({ method: 'POST', url: '/v1/keys', headers: auth(t.key(['admin'], 'acme')), payload: { name: 'x', roles: ['admin'], tenant_id: 'globex' } });
+    expect(cross.statusCode).toBe(403);
+    expect(JSON.stringify(t.keys.list())).not.toContain(r.json().key.split('_')[2]);
+  });
+});
