@@ -386,7 +386,20 @@ export class AlertDispatcher {
     const w = this.#warnings.get(scope);
     if (state !== 'WARNING' && w) w.active = false;
 
-    if (state === 'WARNING') {
+    if (state === 'WARNING' && change.actor !== undefined) {
+      // An operator action landed the scope in WARNING (a lift leaves the soft conditions holding): the
+      // operator has seen it, so it counts as acknowledged; the lift note above already told Slack.
+      this.#warnings.set(scope, {
+        scope,
+        dedupKey: view.dedupKey,
+        condition: view.condition,
+        active: true,
+        notifications: 0,
+        lastNotifiedAt: this.#clock.now(),
+        acknowledged: w?.acknowledged ?? { actor: change.actor, at: this.#clock.now() },
+        view,
+      });
+    } else if (state === 'WARNING') {
       if (w && w.dedupKey === view.dedupKey) {
         // Same warning again today: no new notification; an unacknowledged one keeps its reminders.
         w.active = true;

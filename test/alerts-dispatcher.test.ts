@@ -258,6 +258,20 @@ describe('alerts: delivery', () => {
     expect(r.slack.problems()).toEqual([]);
   });
 
+  it('a lift that leaves the scope in WARNING counts as acknowledged by the lifter: no warning reminders', async () => {
+    const r = await rig();
+    const scope = freshTenant();
+    await r.d.onStateChange(change(scope, 'WARNING', 'HARD_STOP', 1, [DAY_SOFT, DAY_HARD]));
+    await r.d.onStateChange(change(scope, 'HARD_STOP', 'WARNING', 2, [DAY_SOFT, DAY_HARD], { actor: 'erin' }));
+    expect(pdBodies(r).map((e) => e.event_action)).toEqual(['trigger', 'resolve']);
+    expect(slackTexts(r)).toHaveLength(2); // the stop, then the lift note
+    expect(slackTexts(r)[1]).toContain('lifted by erin');
+    r.clock.advance(10 * 60_000);
+    await r.d.tick();
+    expect(slackTexts(r)).toHaveLength(2);
+    expect(r.d.openWarnings()).toMatchObject([{ scope, active: true, acknowledged: { actor: 'erin' } }]);
+  });
+
   it('a resolve waits for its trigger that is still retrying (per-scope order)', async () => {
     const r = await rig({ delivery: { maxAttempts: 4, initialBackoffMs: 20, maxBackoffMs: 40, timeoutMs: 2000 } });
     const scope = freshTenant();
