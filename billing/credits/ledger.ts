@@ -97,16 +97,16 @@ export class CreditLedger {
   ) {}
 
   /** Adds a bought credit pack. Idempotent by purchaseId (e.g. the Stripe payment id). */
-  purchase(owner: string, purchaseId: string, credits: number, now: number, memo = ''): Promise<{ available: number; replay: boolean }> {
+  async purchase(owner: string, purchaseId: string, credits: number, now: number, memo = ''): Promise<{ available: number; replay: boolean }> {
     return this.credit(owner, 'purchase', purchaseId, credits, ACCOUNTS.sales, now, memo);
   }
 
   /** Gives credits for free (promotion, goodwill). Idempotent by grantId. */
-  grant(owner: string, grantId: string, credits: number, now: number, memo = ''): Promise<{ available: number; replay: boolean }> {
+  async grant(owner: string, grantId: string, credits: number, now: number, memo = ''): Promise<{ available: number; replay: boolean }> {
     return this.credit(owner, 'grant', grantId, credits, ACCOUNTS.grants, now, memo);
   }
 
-  private credit(owner: string, kind: TxKind, ref: string, credits: number, from: string, now: number, memo: string) {
+  private async credit(owner: string, kind: TxKind, ref: string, credits: number, from: string, now: number, memo: string) {
     checkId('owner', owner);
     checkId(kind === 'purchase' ? 'purchaseId' : 'grantId', ref);
     checkPositiveInt('credits', credits);
@@ -123,7 +123,7 @@ export class CreditLedger {
   }
 
   /** Holds credits (or one free run) at job start. Refused for a halted scope or short of credits. */
-  hold(req: HoldRequest): Promise<HoldOutcome> {
+  async hold(req: HoldRequest): Promise<HoldOutcome> {
     checkId('owner', req.owner);
     checkId('holdId', req.holdId);
     checkPositiveInt('credits', req.credits);
@@ -180,7 +180,7 @@ export class CreditLedger {
    * the excess is taken from the available balance as far as it goes (never below zero); the remainder is
    * reported as `shortfall`. A free-run hold is consumed whole.
    */
-  settle(owner: string, holdId: string, actualCredits: number, now: number): Promise<SettleOutcome> {
+  async settle(owner: string, holdId: string, actualCredits: number, now: number): Promise<SettleOutcome> {
     checkId('owner', owner);
     checkId('holdId', holdId);
     if (!(Number.isSafeInteger(actualCredits) && actualCredits >= 0)) {
@@ -222,7 +222,7 @@ export class CreditLedger {
   }
 
   /** Returns an unused hold whole (job cancelled, never started, or halted before it ran). */
-  release(owner: string, holdId: string, now: number): Promise<SettleOutcome> {
+  async release(owner: string, holdId: string, now: number): Promise<SettleOutcome> {
     checkId('owner', owner);
     checkId('holdId', holdId);
     return this.serial.run(owner, async () => {
@@ -257,7 +257,7 @@ export class CreditLedger {
     return done;
   }
 
-  balance(owner: string, now: number): Promise<Balance> {
+  async balance(owner: string, now: number): Promise<Balance> {
     checkId('owner', owner);
     return this.serial.run(owner, async () => {
       const s = await this.state(owner);
