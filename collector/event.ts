@@ -1,0 +1,266 @@
+import { z } from 'zod';
+import { Dec } from '../rules/index.ts';
+import type { TaskStatus } from '../store/index.ts';
+
+/**
+ * The `forge.task.finalized` event as producers send it (snake_case JSON, or the same keys in an OTLP
+ * log record's body). Only cost *inputs* are accepted: Forge computes every amount itself. Keys starting
+ * with `reported_` (a producer's own computed amounts) are tolerated and ignored; any other unknown key
+ * is an error, so a misspelt input cannot silently price as zero.
+ */
+export const TASK_FINALIZED = 'forge.task.finalized';
+
+/** A validated, normalized event: what priceTaskEvent needs. Decimals are canonical strings. */
+export interface TaskEvent {
+  eventId: string;
+  tenantId: string;
+  runId: string;
+  taskId: string;
+  taskType: string;
+  /** Primary model of the task, '' when none. */
+  model: string;
+  environment: string;
+  status: TaskStatus;
+  /** Epoch ms (UTC). */
+  finalizedAt: number;
+  /** C_rli_eval, USD (decimal string). */
+  rliEvalUsd: string;
+  gas: GasInput;
+  /** H_task, hours (decimal string). */
+  taskHours: string;
+  llm: Array<{ model: string; inputTokens: number; outputTokens: number }>;
+}
+
+export type GasInput =
+  | { kind: 'none' }
+  /** Priced from the chain: receipt gasUsed x effectiveGasPrice. from/nonce let Forge tell a replaced tx. */
+  | { kind: 'tx'; txHash: `0x${string}`; chainId: number; from?: `0x${string}`; nonce?: number }
+  /** G_used (gas units) and P_gas (gwei) as reported by the producer. */
+  | { kind: 'reported'; gasUsed: string; gasPriceGwei: string; chainId: number };
+
+/** Why one event was refused: `field` is the snake_case path inside the event ("gas.tx_hash", "llm[0].model"). */
+export interface Rejection {
+  code: 'FORGE_ERR_VALIDATION' | 'FORGE_ERR_FORBIDDEN_TENANT';
+  field: string;
+  reason: string;
+}
+
+export type ParseOutcome = { ok: true; event: TaskEvent } | ({ ok: false } & Rejection);
+
+export interface ParseOptions {
+  /** Epoch ms; finalized_at may not be later than now + maxFutureSkewMs. */
+  now: number;
+  maxFutureSkewMs?: number;
+}
+
+// Bounds that make "enormous" concrete; the per-operation total is also capped by pricing limits.
+const MAX_USD_INPUT = new Dec('1e6');
+const MAX_HOURS = new Dec(24 * 366);
+const MAX_GAS_USED = new Dec('18446744073709551615'); // UInt64, the column type
+const MAX_GWEI = new Dec('1e9');
+const MAX_TOKENS = 1e12;
+const MIN_TIME = Date.UTC(2000, 0, 1);
+
+/** A non-negative decimal given as a JSON number or a decimal string, returned as a canonical string. */
+function decimal(what: string, max: InstanceType<typeof Dec>, opts: { integer?: boolean } = {}) {
+  return z.union([z.number(), z.string()], { error: `${what} must be a number or a decimal string` }).transform((v, ctx) => {
+    if (typeof v === 'number' && !Number.isFinite(v)) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be a finite number, got ${String(v)}` });
+      return z.NEVER;
+    }
+    const s = typeof v === 'number' ? String(v) : v.trim();
+    if (!/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(s)) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be a decimal number, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    const d = new Dec(s);
+    if (d.isNegative()) {
+      ctx.addIssue({ code: 'custom', message: `${what} must not be negative, got ${s}` });
+      return z.NEVER;
+    }
+    if (d.greaterThan(max)) {
+      ctx.addIssue({ code: 'custom', message: `${what} is implausibly large: ${s} (at most ${max.toFixed()})` });
+      return z.NEVER;
+    }
+    if (opts.integer && !d.isInteger()) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be a whole number, got ${s}` });
+      return z.NEVER;
+    }
+    return d.toFixed();
+  });
+}
+
+/** ISO 8601 with a time zone, or epoch milliseconds. */
+const timestamp = z.union([z.number(), z.string()], { error: 'must be an ISO 8601 timestamp or epoch milliseconds' }).transform((v, ctx) => {
+  let ms: number;
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) {
+      ctx.addIssue({ code: 'custom', message: `must be whole epoch milliseconds, got ${String(v)}` });
+      return z.NEVER;
+    }
+    ms = v;
+  } else {
+    if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/.test(v.trim())) {
+      ctx.addIssue({ code: 'custom', message: `must be ISO 8601 with a time zone (e.g. 2026-03-02T09:00:00Z), got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    ms = Date.parse(v.trim());
+    if (Number.isNaN(ms)) {
+      ctx.addIssue({ code: 'custom', message: `is not a valid date: ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+  }
+  if (ms < MIN_TIME || ms > 4102444800000) {
+    ctx.addIssue({ code: 'custom', message: `is out of range (2000-01-01 .. 2100-01-01): ${String(v)}` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const id = (max: number, re: RegExp, what: string) => z.string({ error: 'must be a string' }).regex(re, `must be 1-${max} ${what}`);
+const tokens = z
+  .number({ error: 'must be a whole number of tokens' })
+  .int('must be a whole number of tokens')
+  .min(0, 'must not be negative')
+  .max(MAX_TOKENS, 'is implausibly large');
+
+const gasSchema = z
+  .strictObject({
+    tx_hash: z.string({ error: 'must be a string' }).regex(/^0x[0-9a-fA-F]{64}$/, 'must be a 0x-prefixed 32-byte hex transaction hash').optional(),
+    chain_id: z.number({ error: 'must be a number' }).int('must be a whole number').positive('must be positive').max(2 ** 32).optional(),
+    from: z.string({ error: 'must be a string' }).regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte address').optional(),
+    nonce: z.number({ error: 'must be a number' }).int('must be a whole number').min(0, 'must not be negative').max(2 ** 52).optional(),
+    gas_used: decimal('gas_used', MAX_GAS_USED, { integer: true }).optional(),
+    gas_price_gwei: decimal('gas_price_gwei', MAX_GWEI).optional(),
+  })
+  .superRefine((g, ctx) => {
+    const tx = g.tx_hash !== undefined;
+    const rep = g.gas_used !== undefined || g.gas_price_gwei !== undefined;
+    if (tx && rep) ctx.addIssue({ code: 'custom', path: ['gas_used'], message: 'give either tx_hash (priced from the receipt) or gas_used + gas_price_gwei, not both' });
+    else if (tx && g.chain_id === undefined) ctx.addIssue({ code: 'custom', path: ['chain_id'], message: 'is required with tx_hash' });
+    else if (!tx && !rep) ctx.addIssue({ code: 'custom', path: ['tx_hash'], message: 'gas needs tx_hash + chain_id, or gas_used + gas_price_gwei' });
+    else if (rep && g.gas_used === undefined) ctx.addIssue({ code: 'custom', path: ['gas_used'], message: 'is required with gas_price_gwei' });
+    else if (rep && g.gas_price_gwei === undefined) ctx.addIssue({ code: 'custom', path: ['gas_price_gwei'], message: 'is required with gas_used' });
+    if (!tx && (g.from !== undefined || g.nonce !== undefined)) ctx.addIssue({ code: 'custom', path: [g.from !== undefined ? 'from' : 'nonce'], message: 'only applies with tx_hash' });
+    if ((g.from === undefined) !== (g.nonce === undefined)) ctx.addIssue({ code: 'custom', path: [g.from === undefined ? 'from' : 'nonce'], message: 'from and nonce go together' });
+  });
+
+export const taskEventSchema = z
+  .strictObject({
+    event_id: id(128, /^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits or ._:-'),
+    tenant_id: id(64, /^[A-Za-z0-9._-]{1,64}$/, 'letters, digits or ._-'),
+    run_id: id(128, /^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits or ._:-'),
+    task_id: id(128, /^[A-Za-z0-9._:/-]{1,128}$/, 'letters, digits or ._:/-'),
+    task_type: id(64, /^[A-Za-z0-9._:/-]{1,64}$/, 'letters, digits or ._:/-'),
+    model: z.string({ error: 'must be a string' }).max(128, 'must be at most 128 characters').optional(),
+    environment: id(128, /^[A-Za-z0-9._:/@-]{1,128}$/, 'letters, digits or ._:/@-'),
+    status: z.enum(['success', 'failed', 'retried'], { error: 'must be one of success, failed, retried' }),
+    finalized_at: timestamp,
+    rli_eval_usd: decimal('rli_eval_usd', MAX_USD_INPUT),
+    gas: gasSchema.optional(),
+    task_hours: decimal('task_hours', MAX_HOURS).optional(),
+    started_at: timestamp.optional(),
+    ended_at: timestamp.optional(),
+    llm: z
+      .array(
+        z.strictObject({
+          model: z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(128, 'must be at most 128 characters'),
+          input_tokens: tokens,
+          output_tokens: tokens,
+        }),
+        { error: 'must be a list of {model, input_tokens, output_tokens}' },
+      )
+      .max(64, 'at most 64 models per task')
+      .optional(),
+  })
+  .superRefine((e, ctx) => {
+    const span = e.started_at !== undefined || e.ended_at !== undefined;
+    if (e.task_hours !== undefined && span) {
+      ctx.addIssue({ code: 'custom', path: [e.started_at !== undefined ? 'started_at' : 'ended_at'], message: 'give task_hours or started_at + ended_at, not both' });
+    } else if (e.task_hours === undefined && !span) {
+      ctx.addIssue({ code: 'custom', path: ['task_hours'], message: 'is required (or give started_at + ended_at)' });
+    } else if (span && e.started_at === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['started_at'], message: 'is required with ended_at' });
+    } else if (span && e.ended_at === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['ended_at'], message: 'is required with started_at' });
+    } else if (span && e.ended_at! < e.started_at!) {
+      ctx.addIssue({ code: 'custom', path: ['ended_at'], message: 'must not be before started_at' });
+    } else if (span && e.ended_at! - e.started_at! > MAX_HOURS.toNumber() * 3_600_000) {
+      ctx.addIssue({ code: 'custom', path: ['ended_at'], message: 'task is implausibly long (more than a year)' });
+    }
+  });
+
+/** Joins a zod path as the event's field path: gas.tx_hash, llm[0].model. */
+export function fieldPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += (out ? '.' : '') + String(p);
+  }
+  return out || '(event)';
+}
+
+function stripReported(input: unknown): unknown {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) return input;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(input)) if (!k.startsWith('reported_')) out[k] = v;
+  return out;
+}
+
+/**
+ * Validates one raw event (the JSON object a producer sent, or an OTLP body decoded to plain values).
+ * Pure: the clock comes in as `now`. The first problem is reported, naming its field.
+ */
+export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return { ok: false, code: 'FORGE_ERR_VALIDATION', field: '(event)', reason: 'an event must be a JSON object' };
+  }
+  const r = taskEventSchema.safeParse(stripReported(input));
+  if (!r.success) {
+    // Report a missing required key before anything else: it is the most common producer mistake.
+    const issues = [...r.error.issues].sort((a, b) => rank(a) - rank(b));
+    const issue = issues[0]!;
+    if (issue.code === 'unrecognized_keys') {
+      return { ok: false, code: 'FORGE_ERR_VALIDATION', field: fieldPath([...issue.path, issue.keys[0]!]), reason: `unknown field(s): ${issue.keys.join(', ')}` };
+    }
+    const missing = issue.code === 'invalid_type' && issue.input === undefined;
+    return { ok: false, code: 'FORGE_ERR_VALIDATION', field: fieldPath(issue.path), reason: missing ? 'is required' : issue.message };
+  }
+  const e = r.data;
+  const skew = opts.maxFutureSkewMs ?? 300_000;
+  if (e.finalized_at > opts.now + skew) {
+    return { ok: false, code: 'FORGE_ERR_VALIDATION', field: 'finalized_at', reason: `is in the future (${new Date(e.finalized_at).toISOString()})` };
+  }
+  let gas: GasInput = { kind: 'none' };
+  if (e.gas?.tx_hash !== undefined) {
+    gas = { kind: 'tx', txHash: e.gas.tx_hash.toLowerCase() as `0x${string}`, chainId: e.gas.chain_id! };
+    if (e.gas.from !== undefined && e.gas.nonce !== undefined) gas = { ...gas, from: e.gas.from as `0x${string}`, nonce: e.gas.nonce };
+  } else if (e.gas) {
+    gas = { kind: 'reported', gasUsed: e.gas.gas_used!, gasPriceGwei: e.gas.gas_price_gwei!, chainId: e.gas.chain_id ?? 0 };
+  }
+  const taskHours = e.task_hours ?? new Dec(e.ended_at! - e.started_at!).dividedBy(3_600_000).toFixed();
+  return {
+    ok: true,
+    event: {
+      eventId: e.event_id,
+      tenantId: e.tenant_id,
+      runId: e.run_id,
+      taskId: e.task_id,
+      taskType: e.task_type,
+      model: e.model ?? '',
+      environment: e.environment,
+      status: e.status,
+      finalizedAt: e.finalized_at,
+      rliEvalUsd: e.rli_eval_usd,
+      gas,
+      taskHours,
+      llm: (e.llm ?? []).map((u) => ({ model: u.model, inputTokens: u.input_tokens, outputTokens: u.output_tokens })),
+    },
+  };
+}
+
+function rank(i: z.core.$ZodIssue): number {
+  if (i.code === 'invalid_type' && i.input === undefined) return 0;
+  if (i.code === 'unrecognized_keys') return 2;
+  return 1;
+}

@@ -1,0 +1,174 @@
+import type { CostEvent } from '../store/index.ts';
+import type { EventSink } from './batcher.ts';
+import type { ChainReader, NativePriceSource } from './chain.ts';
+import { parseTaskEvent, type Rejection, type TaskEvent } from './event.ts';
+import type { ForgeMetrics } from './metrics.ts';
+import { priceTaskEvent } from './price.ts';
+import type { Pricing } from './pricing.ts';
+
+/** One item of a request: where it was (batch index / OTLP record path) and its raw event object. */
+export interface RawItem {
+  index: number;
+  /** OTLP record path, e.g. resourceLogs[0].scopeLogs[0].logRecords[3]; absent for JSON events. */
+  path?: string;
+  raw: unknown;
+}
+
+export interface AcceptedItem {
+  index: number;
+  path?: string;
+  eventId: string;
+  totalMicros: number;
+  /** The same event_id was already accepted recently (a retry): stored once, counted once. */
+  duplicate: boolean;
+}
+
+export interface RejectedItem extends Rejection {
+  index: number;
+  path?: string;
+}
+
+export interface IngestResult {
+  accepted: AcceptedItem[];
+  rejected: RejectedItem[];
+  /** The accepted events as stored (for callers that want the computed amounts). */
+  events: CostEvent[];
+}
+
+export interface IngestorDeps {
+  sink: EventSink;
+  pricing: Pricing;
+  chain?: ChainReader;
+  nativePrice: NativePriceSource;
+  knownTenant(tenantId: string): boolean | Promise<boolean>;
+  /** Called after the durable write with the events not seen recently: rule evaluation, live counters. */
+  onAccepted?(events: CostEvent[]): void | Promise<void>;
+  /** Where failures of onAccepted are reported (the events are stored regardless). */
+  onError?(err: unknown): void;
+  metrics?: ForgeMetrics;
+  /** Tasks expected today for storage allocation (yesterday's count); undefined = the configured estimate. */
+  expectedTasksDay?(): number | undefined | Promise<number | undefined>;
+  now?(): number;
+  /** Parallel chain lookups per request (default 8). */
+  pricingConcurrency?: number;
+  /** Event ids remembered to keep retries out of metrics and onAccepted (default 100,000). */
+  recentIds?: number;
+}
+
+/** A bounded set of recently accepted event ids (insertion-ordered eviction). */
+class RecentIds {
+  private readonly ids = new Set<string>();
+  constructor(private readonly max: number) {}
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+  add(id: string): void {
+    if (this.ids.has(id)) return;
+    this.ids.add(id);
+    if (this.ids.size > this.max) this.ids.delete(this.ids.values().next().value!);
+  }
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * The collector's pipeline, independent of HTTP: validate -> authorize -> price -> durable write ->
+ * metrics + onAccepted. Rejected items are never written. If pricing or the write fails for a reason that
+ * is not the event's fault (chain, price feed, store), the whole call throws an UnavailableError and
+ * nothing of it counts as accepted; the producer retries with the same event ids.
+ */
+export class Ingestor {
+  private readonly recent: RecentIds;
+  constructor(private readonly deps: IngestorDeps) {
+    this.recent = new RecentIds(deps.recentIds ?? 100_000);
+  }
+
+  async ingest(items: readonly RawItem[], canWrite: (tenantId: string) => boolean): Promise<IngestResult> {
+    const d = this.deps;
+    const now = d.now?.() ?? Date.now();
+    const rejected: RejectedItem[] = [];
+    const valid: Array<{ item: RawItem; ev: TaskEvent }> = [];
+    const firstIndex = new Map<string, number>();
+    for (const item of items) {
+      const at = item.path !== undefined ? { index: item.index, path: item.path } : { index: item.index };
+      const p = parseTaskEvent(item.raw, { now, maxFutureSkewMs: d.pricing.limits.maxFutureSkewMs });
+      if (!p.ok) {
+        rejected.push({ ...at, code: p.code, field: p.field, reason: p.reason });
+        continue;
+      }
+      if (!canWrite(p.event.tenantId)) {
+        rejected.push({ ...at, code: 'FORGE_ERR_FORBIDDEN_TENANT', field: 'tenant_id', reason: `the caller may not write events for tenant "${p.event.tenantId}"` });
+        continue;
+      }
+      if (!(await d.knownTenant(p.event.tenantId))) {
+        rejected.push({ ...at, code: 'FORGE_ERR_VALIDATION', field: 'tenant_id', reason: `unknown tenant "${p.event.tenantId}"` });
+        continue;
+      }
+      const first = firstIndex.get(p.event.eventId);
+      if (first !== undefined) {
+        rejected.push({ ...at, code: 'FORGE_ERR_VALIDATION', field: 'event_id', reason: `duplicate event_id in this request (first at index ${first})` });
+        continue;
+      }
+      firstIndex.set(p.event.eventId, item.index);
+      valid.push({ item, ev: p.event });
+    }
+
+    const expected = valid.length > 0 ? await d.expectedTasksDay?.() : undefined;
+    const priced = await mapLimit(valid, d.pricingConcurrency ?? 8, ({ ev }) =>
+      priceTaskEvent(ev, {
+        pricing: d.pricing,
+        nativePrice: d.nativePrice,
+        now,
+        ...(d.chain ? { chain: d.chain } : {}),
+        ...(expected !== undefined ? { expectedTasksDay: expected } : {}),
+      }),
+    );
+    const events: CostEvent[] = [];
+    const acceptedAt: RawItem[] = [];
+    priced.forEach((r, i) => {
+      const { item } = valid[i]!;
+      if (r.ok) {
+        events.push(r.event);
+        acceptedAt.push(item);
+      } else rejected.push({ ...(item.path !== undefined ? { index: item.index, path: item.path } : { index: item.index }), code: r.code, field: r.field, reason: r.reason });
+    });
+    rejected.sort((a, b) => a.index - b.index);
+    for (const r of rejected) d.metrics?.recordRejected(r.code);
+
+    if (events.length > 0) await d.sink.write(events); // durable from here on
+
+    const fresh = events.filter((e) => !this.recent.has(e.eventId));
+    const accepted: AcceptedItem[] = events.map((e, i) => ({
+      index: acceptedAt[i]!.index,
+      ...(acceptedAt[i]!.path !== undefined ? { path: acceptedAt[i]!.path } : {}),
+      eventId: e.eventId,
+      totalMicros: e.totalMicros,
+      duplicate: this.recent.has(e.eventId),
+    }));
+    for (const e of fresh) this.recent.add(e.eventId);
+    if (d.metrics) {
+      d.metrics.recordAccepted(events.length);
+      for (const e of fresh) d.metrics.recordEvent(e);
+    }
+    if (fresh.length > 0 && d.onAccepted) {
+      try {
+        await d.onAccepted(fresh);
+      } catch (e) {
+        // Stored is stored: the hourly recompute from the event log reconciles what evaluation missed.
+        d.onError?.(e);
+      }
+    }
+    return { accepted, rejected, events };
+  }
+}

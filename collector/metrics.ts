@@ -1,0 +1,223 @@
+import type { Attributes, Gauge, Histogram, UpDownCounter } from '@opentelemetry/api';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import {
+  COMPONENTS,
+  parseScope,
+  stateRank,
+  microsToUsdNumber,
+  type Bands,
+  type Component,
+  type ComponentMicros,
+  type Micros,
+  type ScopeKey,
+  type StateChange,
+} from '../rules/index.ts';
+import type { CostEvent } from '../store/index.ts';
+
+/**
+ * Forge's canonical metrics on the OpenTelemetry SDK, exposed in Prometheus text format.
+ *
+ * Names are the cost model's, unchanged: Prometheus spells `forge.cost.total.day_usd` as
+ * `forge_cost_total_day_usd`. Two choices keep the exporter from changing them:
+ * - no instrument declares a `unit` (the exporter would print a `# UNIT` line and newer exporters append
+ *   the unit to the name); units are in the descriptions and the names (`_usd`, `.count`);
+ * - the `.count` metrics are UpDownCounters that only ever go up: the exporter appends `_total` to
+ *   monotonic counters (`forge_tasks_finalized_count_total`); an UpDownCounter is exposed as a gauge
+ *   under its own name. rate()/increase() work on it as on any counter (resets are handled alike).
+ * Histograms expose the usual `_bucket`, `_sum` and `_count` series.
+ *
+ * Labels: `scope` (global, tenant:<id>, run:<tenant>/<run>), `tenant`, `component` (health metrics),
+ * `status` / `code` where noted. Scopes and tenants beyond the configured caps fold into the value
+ * `__overflow__`, so a runaway number of runs cannot blow up the series count.
+ */
+export const OVERFLOW_LABEL = '__overflow__';
+
+export interface ForgeMetricsOptions {
+  /** Distinct scope label values kept before folding into __overflow__ (default 500). */
+  maxScopes?: number;
+  /** Distinct tenant label values kept (default 200). */
+  maxTenants?: number;
+  /** service.name of the resource (default "forge"). */
+  serviceName?: string;
+}
+
+/** Day, week and run totals of one scope, USD micros; components are the day's totals by component. */
+export interface ScopeTotals {
+  dayMicros: Micros;
+  weekMicros: Micros;
+  runMicros: Micros;
+  components: ComponentMicros;
+}
+
+const OP_BUCKETS_USD = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000];
+const FLUSH_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+class LabelCap {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max: number) {}
+  of(v: string): string {
+    if (this.seen.has(v)) return v;
+    if (this.seen.size >= this.max) return OVERFLOW_LABEL;
+    this.seen.add(v);
+    return v;
+  }
+}
+
+export class ForgeMetrics {
+  readonly exporter: PrometheusExporter;
+  private readonly provider: MeterProvider;
+  private readonly serializer: PrometheusSerializer;
+  private readonly scopes: LabelCap;
+  private readonly tenants: LabelCap;
+
+  private readonly opUsd: Record<Component | 'total', Histogram>;
+  private readonly dayUsd: Record<Component | 'total', Gauge>;
+  private readonly weekUsd: Gauge;
+  private readonly runUsd: Gauge;
+  private readonly finalized: UpDownCounter;
+  private readonly failed: UpDownCounter;
+  private readonly retried: UpDownCounter;
+  private readonly budget: Record<'day_soft' | 'day_hard' | 'week_soft' | 'week_hard' | 'run_cap' | 'unit_cap', Gauge>;
+  private readonly guardState: Gauge;
+  private readonly stopWarning: UpDownCounter;
+  private readonly stopHard: UpDownCounter;
+  private readonly stopEmergency: UpDownCounter;
+  private readonly bufferDepth: Gauge;
+  private readonly flushSeconds: Histogram;
+  private readonly flushedEvents: UpDownCounter;
+  private readonly flushFailures: UpDownCounter;
+  private readonly accepted: UpDownCounter;
+  private readonly rejected: UpDownCounter;
+
+  constructor(opts: ForgeMetricsOptions = {}) {
+    this.scopes = new LabelCap(opts.maxScopes ?? 500);
+    this.tenants = new LabelCap(opts.maxTenants ?? 200);
+    const exporterOpts = { preventServerStart: true, withoutScopeInfo: true } as const;
+    this.exporter = new PrometheusExporter(exporterOpts);
+    this.serializer = new PrometheusSerializer('', false, undefined, false, true);
+    this.provider = new MeterProvider({
+      resource: resourceFromAttributes({ 'service.name': opts.serviceName ?? 'forge' }),
+      readers: [this.exporter],
+      // A backstop behind the label caps above: the SDK folds anything further into otel.metric.overflow.
+      views: [{ instrumentName: '*', aggregationCardinalityLimit: 4 * (opts.maxScopes ?? 500) + 100 }],
+    });
+    const m = this.provider.getMeter('forge');
+    const hist = (name: string, description: string, buckets = OP_BUCKETS_USD) =>
+      m.createHistogram(name, { description, advice: { explicitBucketBoundaries: buckets } });
+    const count = (name: string, description: string) => m.createUpDownCounter(name, { description });
+
+    this.opUsd = {
+      rli: hist('forge.cost.rli.op_usd', 'Cost_rli_op: evaluation fee of one finalized task, USD'),
+      gas: hist('forge.cost.gas.op_usd', 'Cost_gas_op: on-chain gas of one finalized task, USD'),
+      compute: hist('forge.cost.compute.op_usd', 'Cost_compute_op: compute of one finalized task, USD'),
+      storage: hist('forge.cost.storage.op_usd', 'Cost_storage_op: storage allocated to one finalized task, USD'),
+      llm: hist('forge.cost.llm.op_usd', 'LLM token cost of one finalized task, USD'),
+      total: hist('forge.cost.total.op_usd', 'Cost_total_op: total cost of one finalized task, USD'),
+    };
+    const dayGauge = (c: Component | 'total') => m.createGauge(`forge.cost.${c}.day_usd`, { description: `${c === 'total' ? 'Cost_total_day' : `${c} cost`} of the scope for the current UTC day, USD` });
+    this.dayUsd = { rli: dayGauge('rli'), gas: dayGauge('gas'), compute: dayGauge('compute'), storage: dayGauge('storage'), llm: dayGauge('llm'), total: dayGauge('total') };
+    this.weekUsd = m.createGauge('forge.cost.total.week_usd', { description: 'Cost_total_week: the scope\'s rolling 7 UTC days (today included), USD' });
+    this.runUsd = m.createGauge('forge.cost.total.run_usd', { description: 'Cost_total_run: the scope\'s cumulative spend, USD' });
+    this.finalized = count('forge.tasks.finalized.count', 'Finalized tasks accepted (monotonic)');
+    this.failed = count('forge.tasks.failed.count', 'Finalized tasks with status failed (monotonic)');
+    this.retried = count('forge.tasks.retried.count', 'Finalized tasks with status retried (monotonic)');
+    const band = (k: string, what: string) => m.createGauge(`forge.budget.${k}_usd`, { description: `${what} of the scope, USD` });
+    this.budget = {
+      day_soft: band('day_soft', 'B_day_soft'),
+      day_hard: band('day_hard', 'B_day_hard'),
+      week_soft: band('week_soft', 'B_week_soft'),
+      week_hard: band('week_hard', 'B_week_hard'),
+      run_cap: band('run_cap', 'B_run_cap'),
+      unit_cap: band('unit_cap', 'B_unit_cap'),
+    };
+    this.guardState = m.createGauge('forge.guardrail.state', { description: 'Guardrail state of the scope: 0 NORMAL, 1 WARNING, 2 HARD_STOP, 3 EMERGENCY_STOP' });
+    this.stopWarning = count('forge.stop_condition.warning.count', 'Escalations into WARNING (monotonic)');
+    this.stopHard = count('forge.stop_condition.hard_stop.count', 'Escalations into HARD_STOP (monotonic)');
+    this.stopEmergency = count('forge.stop_condition.emergency_stop.count', 'Escalations into EMERGENCY_STOP (monotonic)');
+    this.bufferDepth = m.createGauge('forge.collector.buffer.depth', { description: 'Events waiting in the collector batch buffer' });
+    this.flushSeconds = hist('forge.collector.flush.seconds', 'Duration of one batch write to the store, seconds', FLUSH_BUCKETS_S);
+    this.flushedEvents = count('forge.collector.flushed_events.count', 'Events written to the store by the collector (monotonic)');
+    this.flushFailures = count('forge.collector.flush_failures.count', 'Batch writes that failed (monotonic)');
+    this.accepted = count('forge.collector.accepted.count', 'Events durably accepted (monotonic)');
+    this.rejected = count('forge.collector.rejected.count', 'Events rejected, by error code (monotonic)');
+    // Health series exist (at 0) from the start, so absent() alerts and first scrapes behave.
+    this.bufferDepth.record(0, { component: 'collector' });
+    this.flushFailures.add(0, { component: 'collector' });
+    this.accepted.add(0, { component: 'collector' });
+  }
+
+  private scopeAttrs(scope: ScopeKey): Attributes {
+    const p = parseScope(scope);
+    const s = this.scopes.of(scope);
+    const tenant = p?.tenantId !== undefined ? this.tenants.of(p.tenantId) : '';
+    return { scope: s, tenant };
+  }
+
+  /** One accepted (durably stored) finalized task: per-operation histograms and task counters. */
+  recordEvent(ev: CostEvent): void {
+    const a = { tenant: this.tenants.of(ev.tenantId) };
+    for (const c of COMPONENTS) this.opUsd[c].record(microsToUsdNumber(ev[`${c}Micros`]), a);
+    this.opUsd.total.record(microsToUsdNumber(ev.totalMicros), a);
+    this.finalized.add(1, a);
+    if (ev.status === 'failed') this.failed.add(1, a);
+    if (ev.status === 'retried') this.retried.add(1, a);
+  }
+
+  /** The scope's day / week / run totals and the day's components, as the live ledger or rollup knows them. */
+  setScopeTotals(scope: ScopeKey, t: ScopeTotals): void {
+    const a = this.scopeAttrs(scope);
+    this.dayUsd.total.record(microsToUsdNumber(t.dayMicros), a);
+    this.weekUsd.record(microsToUsdNumber(t.weekMicros), a);
+    this.runUsd.record(microsToUsdNumber(t.runMicros), a);
+    for (const c of COMPONENTS) this.dayUsd[c].record(microsToUsdNumber(t.components[c]), a);
+  }
+
+  /** The scope's budget bands (USD micros). */
+  setBudgets(scope: ScopeKey, b: Pick<Bands, 'daySoft' | 'dayHard' | 'weekSoft' | 'weekHard' | 'runCap' | 'unitCap'>): void {
+    const a = this.scopeAttrs(scope);
+    this.budget.day_soft.record(microsToUsdNumber(b.daySoft), a);
+    this.budget.day_hard.record(microsToUsdNumber(b.dayHard), a);
+    this.budget.week_soft.record(microsToUsdNumber(b.weekSoft), a);
+    this.budget.week_hard.record(microsToUsdNumber(b.weekHard), a);
+    this.budget.run_cap.record(microsToUsdNumber(b.runCap), a);
+    this.budget.unit_cap.record(microsToUsdNumber(b.unitCap), a);
+  }
+
+  /** A guardrail state change: sets forge.guardrail.state and counts escalations (not de-escalations) by level. */
+  recordStateChange(change: StateChange): void {
+    const a = this.scopeAttrs(change.scope);
+    this.guardState.record(stateRank(change.state), a);
+    if (stateRank(change.state) <= stateRank(change.previous)) return;
+    if (change.state === 'WARNING') this.stopWarning.add(1, a);
+    else if (change.state === 'HARD_STOP') this.stopHard.add(1, a);
+    else if (change.state === 'EMERGENCY_STOP') this.stopEmergency.add(1, a);
+  }
+
+  // ---- collector health ----
+  setBufferDepth(n: number): void {
+    this.bufferDepth.record(n, { component: 'collector' });
+  }
+  recordFlush(seconds: number, events: number, ok: boolean): void {
+    this.flushSeconds.record(seconds, { component: 'collector', outcome: ok ? 'ok' : 'error' });
+    if (ok) this.flushedEvents.add(events, { component: 'collector' });
+    else this.flushFailures.add(1, { component: 'collector' });
+  }
+  recordAccepted(n: number): void {
+    if (n > 0) this.accepted.add(n, { component: 'collector' });
+  }
+  recordRejected(code: string, n = 1): void {
+    if (n > 0) this.rejected.add(n, { component: 'collector', code });
+  }
+
+  /** The Prometheus text exposition (format 0.0.4) of every metric. */
+  async render(): Promise<string> {
+    const { resourceMetrics } = await this.exporter.collect();
+    return this.serializer.serialize(resourceMetrics);
+  }
+
+  async shutdown(): Promise<void> {
+    await this.provider.shutdown();
+  }
+}

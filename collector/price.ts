@@ -1,0 +1,161 @@
+import {
+  computeCost,
+  CostModelError,
+  Dec,
+  gasCost,
+  llmCost,
+  MoneyError,
+  rliCost,
+  storageOpCost,
+  topComponent,
+  usdToMicros,
+  type Component,
+} from '../rules/index.ts';
+import type { CostEvent, GasSource } from '../store/index.ts';
+import type { ChainReader, NativePriceSource } from './chain.ts';
+import type { Rejection, TaskEvent } from './event.ts';
+import { computeHourUsd, type Pricing } from './pricing.ts';
+
+export interface PriceDeps {
+  pricing: Pricing;
+  /** Needed only for events naming a tx hash. */
+  chain?: ChainReader;
+  nativePrice: NativePriceSource;
+  /** Tasks expected today, for allocating storage (yesterday's count; default: pricing.storage.expectedTasksDay). */
+  expectedTasksDay?: number;
+  /** Epoch ms, stamped as ingestTime. */
+  now: number;
+}
+
+export type PriceOutcome = { ok: true; event: CostEvent } | ({ ok: false } & Rejection);
+
+/** The event field a component's amount comes from, for naming it when an amount is refused. */
+const COMPONENT_FIELD: Record<Component, string> = { rli: 'rli_eval_usd', gas: 'gas', compute: 'task_hours', storage: 'environment', llm: 'llm' };
+const COST_FIELD: Record<string, string> = {
+  rliEvalUsd: 'rli_eval_usd',
+  gasUsed: 'gas.gas_used',
+  gasPriceGwei: 'gas.gas_price_gwei',
+  nativeUsd: 'gas',
+  taskHours: 'task_hours',
+  computeHourUsd: 'environment',
+};
+
+class FieldError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs one cost equation; a refused input or an out-of-range amount names the event field it came from. */
+function component(field: string, fn: () => number): number {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof CostModelError) throw new FieldError(COST_FIELD[e.field] ?? e.field, e.message.replace(/^[^:]+: /, ''));
+    if (e instanceof MoneyError) throw new FieldError(field, `the amount is out of range (${e.message})`);
+    throw e;
+  }
+}
+
+function reject(field: string, reason: string): PriceOutcome {
+  return { ok: false, code: 'FORGE_ERR_VALIDATION', field, reason };
+}
+
+/**
+ * Prices one validated event with the cost model (rules/cost-model.ts): Forge computes every component
+ * from the inputs; nothing the producer computed is used. Chain lookups may throw UnavailableError
+ * (retryable, 503); everything wrong with the event itself is a Rejection naming the field.
+ */
+export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<PriceOutcome> {
+  const { pricing } = deps;
+  const hourUsd = computeHourUsd(pricing, ev.environment);
+  if (hourUsd === undefined) return reject('environment', `no compute price configured for environment "${ev.environment}"`);
+
+  let gasSource: GasSource = 'none';
+  let gasUsed = '0';
+  let gasPriceGwei = '0';
+  let chainId = 0;
+  let txHash = '';
+  if (ev.gas.kind === 'reported') {
+    gasSource = 'reported';
+    gasUsed = ev.gas.gasUsed;
+    gasPriceGwei = ev.gas.gasPriceGwei;
+    chainId = ev.gas.chainId;
+  } else if (ev.gas.kind === 'tx') {
+    chainId = ev.gas.chainId;
+    txHash = ev.gas.txHash;
+    if (!deps.chain) return reject('gas.tx_hash', 'no chain RPC is configured to read receipts (set FORGE_RPC_URL)');
+    const nodeChain = await deps.chain.chainId();
+    if (nodeChain !== ev.gas.chainId) return reject('gas.chain_id', `the configured chain is ${nodeChain}, not ${ev.gas.chainId}`);
+    const hint = ev.gas.from !== undefined && ev.gas.nonce !== undefined ? { from: ev.gas.from, nonce: ev.gas.nonce } : undefined;
+    const tx = await deps.chain.txGas(ev.gas.txHash, hint);
+    if (tx.status === 'not_found') {
+      return reject('gas.tx_hash', `transaction not found on chain ${nodeChain}${hint ? '' : ' (give gas.from and gas.nonce to record a replaced transaction)'}`);
+    }
+    gasSource = tx.status;
+    if (tx.status === 'receipt' || tx.status === 'reverted') {
+      // A reverted transaction still paid for its gas.
+      gasUsed = tx.gasUsed.toString();
+      gasPriceGwei = new Dec(tx.effectiveGasPriceWei.toString()).dividedBy(1e9).toFixed();
+    }
+  }
+
+  const needsNative = gasUsed !== '0' && !new Dec(gasPriceGwei).isZero();
+  const nativeUsd = needsNative ? await deps.nativePrice.usd() : '0';
+  const expected = deps.expectedTasksDay ?? pricing.storage.expectedTasksDay;
+
+  let c: Record<Component, number>;
+  try {
+    c = {
+      rli: component('rli_eval_usd', () => rliCost(ev.rliEvalUsd)),
+      gas: component(ev.gas.kind === 'reported' ? 'gas.gas_used' : 'gas.tx_hash', () => gasCost(gasUsed, gasPriceGwei, nativeUsd)),
+      compute: component('task_hours', () => computeCost(ev.taskHours, hourUsd)),
+      storage: component('environment', () => storageOpCost(pricing.storage.gbStored, pricing.storage.gbMonthUsd, expected)),
+      llm: component('llm', () => (ev.llm.length > 0 ? llmCost(ev.llm, pricing.llm) : 0)),
+    };
+  } catch (e) {
+    if (e instanceof FieldError) return reject(e.field, e.message);
+    throw e;
+  }
+  const total = c.rli + c.gas + c.compute + c.storage + c.llm;
+  const max = usdToMicros(pricing.limits.maxOpUsd);
+  if (!Number.isSafeInteger(total) || total > max) {
+    const top = topComponent(c);
+    return reject(COMPONENT_FIELD[top], `operation cost ${new Dec(total).dividedBy(1e6).toFixed()} USD (mostly ${top}) is above the limit of ${pricing.limits.maxOpUsd} USD`);
+  }
+  return {
+    ok: true,
+    event: {
+      eventId: ev.eventId,
+      tenantId: ev.tenantId,
+      runId: ev.runId,
+      taskId: ev.taskId,
+      taskType: ev.taskType,
+      model: ev.model,
+      environment: ev.environment,
+      status: ev.status,
+      eventTime: ev.finalizedAt,
+      ingestTime: deps.now,
+      rliMicros: c.rli,
+      gasMicros: c.gas,
+      computeMicros: c.compute,
+      storageMicros: c.storage,
+      llmMicros: c.llm,
+      totalMicros: total,
+      gasUsed,
+      gasPriceGwei,
+      nativeUsd,
+      gasSource,
+      chainId,
+      txHash,
+      taskHours: ev.taskHours,
+      computeHourUsd: hourUsd,
+      gbStored: pricing.storage.gbStored,
+      storageGbMonthUsd: pricing.storage.gbMonthUsd,
+      llmTokens: ev.llm.map((u) => ({ ...u })),
+    },
+  };
+}

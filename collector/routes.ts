@@ -1,0 +1,313 @@
+import { createGunzip, type Gunzip } from 'node:zlib';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { CostEvent } from '../store/index.ts';
+import { microsToUsd } from '../rules/index.ts';
+import { BatchingSink, type BatchingOptions, type EventSink } from './batcher.ts';
+import { nativePriceFrom, type ChainReader, type NativePriceSource } from './chain.ts';
+import { CollectorError } from './errors.ts';
+import { Ingestor, type IngestResult, type RawItem, type RejectedItem } from './ingest.ts';
+import type { ForgeMetrics } from './metrics.ts';
+import { decodeLogsJson, decodeLogsProtobuf, encodeLogsResponseProtobuf, encodeStatusProtobuf, OtlpDecodeError, recordToEvent } from './otlp.ts';
+import type { Pricing } from './pricing.ts';
+
+export interface CollectorRoutesOptions {
+  /** The store's batch writer (a Store's `writer`); write resolves once events are committed. */
+  sink: EventSink;
+  pricing: Pricing;
+  /** Chain for tx receipts (viemChain(pricing.chain.rpcUrl)); absent = tx-hash events are rejected. */
+  chain?: ChainReader;
+  /** Default: from pricing.nativePrice (fixed, or the chainlink feed on `chain`). */
+  nativePrice?: NativePriceSource;
+  knownTenant(tenantId: string): boolean | Promise<boolean>;
+  /** The app authenticates; an item for a tenant the caller may not write is rejected (403 for a single event). */
+  canWriteTenant(request: FastifyRequest, tenantId: string): boolean;
+  /** Called after the durable write (rule evaluation, live counters); its failure does not fail the request. */
+  onAccepted?(events: CostEvent[]): void | Promise<void>;
+  onError?(err: unknown): void;
+  metrics: ForgeMetrics;
+  expectedTasksDay?(): number | undefined | Promise<number | undefined>;
+  /** Group commit in front of the sink (default on); false writes each request on its own. */
+  batch?: BatchingOptions | false;
+  /** Largest request body after decompression, bytes (default 4 MiB). */
+  bodyLimit?: number;
+  /** Most events in one /v1/events batch (default 1000). */
+  maxBatchItems?: number;
+  /** Serve GET /metrics (default true). */
+  metricsRoute?: boolean;
+  now?(): number;
+}
+
+const PROTOBUF = 'application/x-protobuf';
+
+const errorSchema = {
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        field: { type: 'string' },
+        rejected: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              index: { type: 'integer' },
+              path: { type: 'string' },
+              code: { type: 'string' },
+              field: { type: 'string' },
+              reason: { type: 'string' },
+            },
+            required: ['index', 'code', 'field', 'reason'],
+          },
+        },
+      },
+      required: ['code', 'message'],
+    },
+    accepted: { $ref: 'forgeCollectorAccepted#' },
+  },
+  required: ['error'],
+} as const;
+
+const acceptedSchema = {
+  $id: 'forgeCollectorAccepted',
+  type: 'array',
+  items: {
+    type: 'object',
+    properties: {
+      index: { type: 'integer' },
+      path: { type: 'string' },
+      event_id: { type: 'string' },
+      total_usd: { type: 'string', description: 'Cost_total_op computed by Forge, USD' },
+      duplicate: { type: 'boolean', description: 'already accepted before (a retry); counted once' },
+    },
+    required: ['index', 'event_id', 'total_usd', 'duplicate'],
+  },
+} as const;
+
+const errorResponses = { 400: errorSchema, 403: errorSchema, 413: errorSchema, 415: errorSchema, 500: errorSchema, 503: errorSchema };
+
+interface ErrorBody {
+  error: { code: string; message: string; field?: string; rejected?: Array<Omit<RejectedItem, never>> };
+  accepted?: ReturnType<typeof acceptedJson>;
+}
+
+function acceptedJson(r: IngestResult) {
+  return r.accepted.map((a) => ({
+    index: a.index,
+    ...(a.path !== undefined ? { path: a.path } : {}),
+    event_id: a.eventId,
+    total_usd: microsToUsd(a.totalMicros),
+    duplicate: a.duplicate,
+  }));
+}
+
+function describe(r: RejectedItem): string {
+  return `${r.path !== undefined ? `${r.path}: ` : ''}${r.field}: ${r.reason}`;
+}
+
+/** Maps framework and collector errors to Forge's coded error bodies. */
+function toErrorReply(err: FastifyError | CollectorError | Error): { status: number; body: ErrorBody } {
+  if (err instanceof CollectorError) {
+    return { status: err.statusCode, body: { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } } };
+  }
+  if (err instanceof OtlpDecodeError) return { status: 400, body: { error: { code: err.code, message: `${err.field}: ${err.message}`, field: err.field } } };
+  const code = (err as FastifyError).code;
+  switch (code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, body: { error: { code: 'FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', message: `unsupported content type; send application/json, or ${PROTOBUF} to /v1/logs`, field: 'content-type' } } };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, body: { error: { code: 'FORGE_ERR_BODY_TOO_LARGE', message: 'request body is too large; send smaller batches', field: 'body' } } };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, body: { error: { code: 'FORGE_ERR_VALIDATION', message: `body is not valid JSON: ${err.message}`, field: 'body' } } };
+    case 'FST_ERR_VALIDATION': {
+      const v = (err as FastifyError).validation?.[0];
+      const field = v ? (v.instancePath.replace(/^\//, '').replaceAll('/', '.') || 'body') : 'body';
+      return { status: 400, body: { error: { code: 'FORGE_ERR_VALIDATION', message: `${field}: ${v?.message ?? err.message}`, field } } };
+    }
+    case 'Z_DATA_ERROR':
+    case 'Z_BUF_ERROR':
+      return { status: 400, body: { error: { code: 'FORGE_ERR_VALIDATION', message: `body is not valid gzip: ${err.message}`, field: 'body' } } };
+  }
+  if ((err as FastifyError).statusCode === 400 && err instanceof SyntaxError) {
+    return { status: 400, body: { error: { code: 'FORGE_ERR_VALIDATION', message: `body is not valid JSON: ${err.message}`, field: 'body' } } };
+  }
+  return { status: 500, body: { error: { code: 'FORGE_ERR_INTERNAL', message: 'internal error' } } };
+}
+
+/**
+ * The collector's HTTP face, a fastify plugin (register it without fastify-plugin so its content-type
+ * parsers and error handler stay scoped to these routes):
+ * - POST /v1/events: one `forge.task.finalized` event as JSON, or `{ "events": [...] }`.
+ * - POST /v1/logs: OTLP/HTTP logs, protobuf or JSON, each log record with event name forge.task.finalized.
+ * - GET /metrics: Prometheus text exposition of ForgeMetrics.
+ *
+ * A 2xx answer means durably accepted: every accepted event has been committed by the sink (the store
+ * write resolved) before the response is sent. See README "Collector".
+ */
+export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptions): Promise<void> {
+  const metrics = opts.metrics;
+  const batching =
+    opts.batch === false
+      ? undefined
+      : new BatchingSink(opts.sink, {
+          ...opts.batch,
+          onFlush: (s, n, ok) => metrics.recordFlush(s, n, ok),
+          onDepth: (d) => metrics.setBufferDepth(d),
+        });
+  const ingestor = new Ingestor({
+    sink: batching ?? opts.sink,
+    pricing: opts.pricing,
+    nativePrice: opts.nativePrice ?? nativePriceFrom(opts.pricing.nativePrice, opts.chain),
+    knownTenant: opts.knownTenant,
+    metrics,
+    ...(opts.chain ? { chain: opts.chain } : {}),
+    ...(opts.onAccepted ? { onAccepted: opts.onAccepted } : {}),
+    ...(opts.onError ? { onError: opts.onError } : {}),
+    ...(opts.expectedTasksDay ? { expectedTasksDay: opts.expectedTasksDay } : {}),
+    ...(opts.now ? { now: opts.now } : {}),
+  });
+  const bodyLimit = opts.bodyLimit ?? 4 * 1024 * 1024;
+  const maxItems = opts.maxBatchItems ?? 1000;
+  app.addHook('onClose', async () => {
+    await batching?.close();
+  });
+  app.addSchema(acceptedSchema);
+
+  app.addContentTypeParser(PROTOBUF, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    const enc = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    if (enc === 'identity') return payload;
+    if (enc !== 'gzip') throw new CollectorError('FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', `unsupported content-encoding "${enc}" (gzip or identity)`, 415, 'content-encoding');
+    const gunzip: Gunzip & { receivedEncodedLength?: number } = createGunzip();
+    let encoded = 0;
+    payload.on('data', (chunk: Buffer) => {
+      encoded += chunk.length;
+      gunzip.receivedEncodedLength = encoded;
+    });
+    payload.on('error', (e) => gunzip.destroy(e));
+    return payload.pipe(gunzip);
+  });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const { status, body } = toErrorReply(err);
+    if (status >= 500 && status !== 503) req.log.error({ err }, 'collector request failed');
+    if (body.error.code !== 'FORGE_ERR_INTERNAL' && status < 500) metrics.recordRejected(body.error.code);
+    // OTLP exporters retry 503 honouring Retry-After; the same event ids make the retry safe.
+    if (status === 503) void reply.header('retry-after', '1');
+    if (req.url.startsWith('/v1/logs') && isProtobuf(req)) {
+      return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 503 ? 14 : 3, body.error.message)));
+    }
+    return reply.code(status).send(body);
+  });
+
+  const canWrite = (req: FastifyRequest) => (tenantId: string) => opts.canWriteTenant(req, tenantId);
+
+  app.post(
+    '/v1/events',
+    {
+      bodyLimit,
+      preValidation: async (req) => {
+        if (isProtobuf(req)) throw new CollectorError('FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', `${PROTOBUF} is accepted on /v1/logs only; send application/json here`, 415, 'content-type');
+      },
+      schema: {
+        summary: 'Ingest forge.task.finalized events (JSON)',
+        description: 'One event object, or {"events": [...]} (at most maxBatchItems). 200 = every listed event is durably stored.',
+        body: { type: 'object', description: 'a forge.task.finalized event, or { events: [...] }' },
+        response: {
+          200: { type: 'object', properties: { accepted: { $ref: 'forgeCollectorAccepted#' } }, required: ['accepted'] },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body as Record<string, unknown>;
+      const isBatch = Object.hasOwn(body, 'events');
+      let items: RawItem[];
+      if (isBatch) {
+        const evs = body.events;
+        if (!Array.isArray(evs)) throw new CollectorError('FORGE_ERR_VALIDATION', 'events: must be a list of events', 400, 'events');
+        if (evs.length === 0) throw new CollectorError('FORGE_ERR_VALIDATION', 'events: must not be empty', 400, 'events');
+        if (evs.length > maxItems) throw new CollectorError('FORGE_ERR_VALIDATION', `events: at most ${maxItems} events per request, got ${evs.length}`, 400, 'events');
+        const extra = Object.keys(body).find((k) => k !== 'events');
+        if (extra !== undefined) throw new CollectorError('FORGE_ERR_VALIDATION', `${extra}: unknown field next to events`, 400, extra);
+        items = evs.map((raw, index) => ({ index, raw }));
+      } else items = [{ index: 0, raw: body }];
+
+      const r = await ingestor.ingest(items, canWrite(req));
+      if (r.rejected.length === 0) return reply.code(200).send({ accepted: acceptedJson(r) });
+      if (!isBatch) {
+        const x = r.rejected[0]!;
+        const status = x.code === 'FORGE_ERR_FORBIDDEN_TENANT' ? 403 : 400;
+        return reply.code(status).send({ error: { code: x.code, message: `${x.field}: ${x.reason}`, field: x.field } });
+      }
+      const allForbidden = r.accepted.length === 0 && r.rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT');
+      return reply.code(allForbidden ? 403 : 400).send({
+        error: {
+          code: allForbidden ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
+          message: `${r.rejected.length} of ${items.length} events rejected (nothing of them stored; the other ${r.accepted.length} were stored): ${describe(r.rejected[0]!)}`,
+          rejected: r.rejected.map((x) => ({ index: x.index, code: x.code, field: `events[${x.index}].${x.field}`, reason: x.reason })),
+        },
+        accepted: acceptedJson(r),
+      });
+    },
+  );
+
+  app.post(
+    '/v1/logs',
+    {
+      bodyLimit,
+      schema: {
+        summary: 'OTLP/HTTP logs receiver (protobuf or JSON) for forge.task.finalized log records',
+        description:
+          'Log records whose event_name (or event.name attribute) is forge.task.finalized carry one event each (body map, or attributes). ' +
+          'Other records are ignored. 200 with partial_success when some records were rejected; 400 when nothing was accepted.',
+        response: {
+          200: { type: 'object', properties: { partialSuccess: { type: 'object', properties: { rejectedLogRecords: { type: 'integer' }, errorMessage: { type: 'string' } } }, accepted: { $ref: 'forgeCollectorAccepted#' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      const proto = isProtobuf(req);
+      const records = proto ? decodeLogsProtobuf(req.body as Buffer) : decodeLogsJson(req.body);
+      const items: RawItem[] = [];
+      records.forEach((rec) => {
+        const raw = recordToEvent(rec);
+        if (raw !== undefined) items.push({ index: items.length, path: rec.path, raw });
+      });
+      const r = await ingestor.ingest(items, canWrite(req));
+      const n = r.rejected.length;
+      const message = n === 0 ? '' : `${n} of ${items.length} forge.task.finalized records rejected: ${r.rejected.slice(0, 10).map(describe).join('; ')}${n > 10 ? '; ...' : ''}`;
+      if (n > 0 && r.accepted.length === 0) {
+        const status = r.rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT') ? 403 : 400;
+        if (proto) return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 403 ? 7 : 3, message)));
+        const first = r.rejected[0]!;
+        return reply.code(status).send({
+          error: {
+            code: status === 403 ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
+            message,
+            field: `${first.path ?? ''}.${first.field}`,
+            rejected: r.rejected.map((x) => ({ index: x.index, ...(x.path !== undefined ? { path: x.path } : {}), code: x.code, field: x.field, reason: x.reason })),
+          },
+        });
+      }
+      if (proto) return reply.code(200).type(PROTOBUF).send(Buffer.from(encodeLogsResponseProtobuf(n, message)));
+      return reply.code(200).send({ ...(n > 0 ? { partialSuccess: { rejectedLogRecords: n, errorMessage: message } } : {}), accepted: acceptedJson(r) });
+    },
+  );
+
+  if (opts.metricsRoute !== false) {
+    app.get(
+      '/metrics',
+      { schema: { summary: 'Prometheus metrics (text format 0.0.4)', response: { 200: { type: 'string' } } } },
+      async (_req, reply: FastifyReply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await metrics.render()),
+    );
+  }
+}
+
+function isProtobuf(req: FastifyRequest): boolean {
+  return (req.headers['content-type'] ?? '').toLowerCase().startsWith(PROTOBUF);
+}
