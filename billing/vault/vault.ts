@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { BillingError } from '../errors.ts';
 import { open, seal, sealedKeyId, type MasterKeys } from './cipher.ts';
 import { SecretString } from './secret.ts';
@@ -111,6 +112,15 @@ export class KeyVault {
 
   get activeKeyId(): string {
     return this.keys.activeKeyId;
+  }
+
+  /** The master keys must not print either (util.inspect, console, JSON). */
+  [inspect.custom](): string {
+    return `KeyVault(active=${this.keys.activeKeyId}, providers=${Object.keys(this.providers).join(',')})`;
+  }
+
+  toJSON(): { activeKeyId: string } {
+    return { activeKeyId: this.keys.activeKeyId };
   }
 
   /** Tests the key with the provider, then seals and keeps it. The key is never part of an error or a return. */
