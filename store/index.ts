@@ -1,1 +1,40 @@
+/**
+ * store/: the immutable cost event log on ClickHouse (embedded chdb by default, a server or cluster by URL),
+ * its batch writer, totals, the audit hash chain, guardrail_events and alert_log.
+ */
 export type * from './cost-event.ts';
+export { openStore, storeOptionsFromEnv } from './store.ts';
+export type { Store, StoreOptions, StoredEvent } from './store.ts';
+export type { ConnectionOptions } from './client.ts';
+export type { BatchWriter, WriteReceipt, WriterOptions, WriterStats } from './writer.ts';
+export { StoreError, STORE_ERROR_CODES, isStoreError } from './errors.ts';
+export type { StoreErrorCode } from './errors.ts';
+export { logScopeOf } from './scope.ts';
+export type { LogScope } from './scope.ts';
+export { emptyTotals, startOfUtcDay, utcDay } from './queries.ts';
+export type {
+  BreakdownBy,
+  BreakdownRow,
+  Components,
+  Composition,
+  DayTotals,
+  HourTotals,
+  ScopeRollup,
+  TimeRange,
+  Totals,
+  UnitEconomics,
+  WeekTotals,
+} from './queries.ts';
+export type { BrokenReason, VerifyOptions, VerifyResult } from './chain.ts';
+export type {
+  AlertInput,
+  AlertRow,
+  GuardrailEventInput,
+  GuardrailEventKind,
+  GuardrailEventRow,
+  LogQuery,
+  StopConditionCounts,
+} from './guardrail-log.ts';
+export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migrations.ts';
+export type { DdlMode, RenderOptions, RenderedMigration } from './migrations.ts';
+export { CANONICAL_VERSION, GENESIS_HASH, canonicalBytes, chainHash } from './rows.ts';

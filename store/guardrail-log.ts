@@ -1,0 +1,269 @@
+import { randomUUID } from 'node:crypto';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { STORE_ERROR_CODES, StoreError } from './errors.ts';
+import { checkTime, scopeSql, tenantOfScopeKey, type LogScope } from './scope.ts';
+
+/** What happened to a guardrail. */
+export type GuardrailEventKind = 'state_change' | 'acknowledgement' | 'override' | 'budget_change';
+const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(['state_change', 'acknowledgement', 'override', 'budget_change']);
+
+export interface GuardrailEventInput {
+  /** Idempotency key: appending the same id twice keeps one row. Default: a random UUID. */
+  eventId?: string;
+  /** Epoch ms. */
+  at: number;
+  kind: GuardrailEventKind;
+  /** Scope key: `global`, `tenant:<id>`, `run:<tenant>/<run>`. */
+  scope: string;
+  /** State after the event (NORMAL / WARNING / HARD_STOP / EMERGENCY_STOP), or '' when not a state. */
+  state: string;
+  previous?: string;
+  /** The state change's seq (monotonic per scope); 0 when not applicable. */
+  seq?: number;
+  /** Who: 'forge' for automatic changes, an operator id otherwise. */
+  actor?: string;
+  reason: string;
+  /** Anything else (condition hits, old/new budget), stored as JSON. */
+  details?: unknown;
+}
+
+export interface GuardrailEventRow extends Required<Omit<GuardrailEventInput, 'details'>> {
+  tenantId: string;
+  details: unknown;
+  recordedAt: number;
+}
+
+export interface AlertInput {
+  alertId?: string;
+  at: number;
+  channel: string;
+  severity: string;
+  scope: string;
+  dedupKey?: string;
+  state?: string;
+  /** e.g. 'sent', 'failed', 'suppressed', 'acknowledged'. */
+  outcome: string;
+  attempts?: number;
+  message: string;
+  details?: unknown;
+}
+
+export interface AlertRow extends Required<Omit<AlertInput, 'details'>> {
+  tenantId: string;
+  details: unknown;
+  recordedAt: number;
+}
+
+export interface LogQuery {
+  scope: LogScope;
+  /** Inclusive, epoch ms. */
+  from: number;
+  /** Exclusive, epoch ms. */
+  to: number;
+  /** Only this exact scope key (e.g. 'run:t1/r1'); default: every scope of the tenant(s). */
+  scopeKey?: string;
+  limit?: number;
+}
+
+export type StopConditionCounts = Record<'WARNING' | 'HARD_STOP' | 'EMERGENCY_STOP', number>;
+
+/** String.prototype.isWellFormed is ES2024; this is the same test. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function bad(field: string, why: string): StoreError {
+  return new StoreError(STORE_ERROR_CODES.INVALID, `${field} ${why}`, { field });
+}
+
+function str(v: unknown, field: string, max: number, allowEmpty = true): string {
+  if (typeof v !== 'string') throw bad(field, 'must be a string');
+  if (v.length > max) throw bad(field, `must be at most ${max} characters`);
+  if (!allowEmpty && v === '') throw bad(field, 'must not be empty');
+  if (LONE_SURROGATE.test(v)) throw bad(field, 'must be well-formed Unicode');
+  return v;
+}
+
+function json(v: unknown, field: string): string {
+  try {
+    return JSON.stringify(v ?? {});
+  } catch {
+    throw bad(field, 'must be JSON-serialisable');
+  }
+}
+
+/** guardrail_events and alert_log have no run_id column: a run scope narrows by its scope key. */
+function logWhere(scope: LogScope): { where: string; params: Record<string, string> } {
+  if (scope !== null && typeof scope === 'object' && 'tenantId' in scope && scope.runId !== undefined) {
+    const s = scopeSql({ tenantId: scope.tenantId });
+    return { where: `${s.where} AND scope = {runScope:String}`, params: { ...s.params, runScope: `run:${scope.tenantId}/${scope.runId}` } };
+  }
+  return scopeSql(scope);
+}
+
+function scopeKey(v: unknown, field: string): { key: string; tenant: string } {
+  const key = str(v, field, 256, false);
+  const tenant = tenantOfScopeKey(key);
+  if (tenant === undefined) throw bad(field, "must be 'global', 'tenant:<id>' or 'run:<tenant>/<run>'");
+  return { key, tenant };
+}
+
+/** Appends and reads guardrail_events and alert_log (append-only, like the cost log). */
+export class GuardrailLog {
+  readonly #client: ClickHouseClient;
+  readonly #db: string;
+
+  constructor(client: ClickHouseClient, database: string) {
+    this.#client = client;
+    this.#db = database;
+  }
+
+  /** Validates all rows first (nothing stored on a bad one), then appends them in one insert. */
+  async appendGuardrailEvents(events: readonly GuardrailEventInput[], now = Date.now()): Promise<void> {
+    const rows = events.map((e, i) => {
+      const f = `events[${i}]`;
+      if (!KINDS.has(e?.kind)) throw bad(`${f}.kind`, `must be one of ${[...KINDS].join(', ')}`);
+      const s = scopeKey(e.scope, `${f}.scope`);
+      const seq = e.seq ?? 0;
+      if (!Number.isSafeInteger(seq) || seq < 0) throw bad(`${f}.seq`, 'must be a non-negative integer');
+      return {
+        event_id: e.eventId === undefined ? randomUUID() : str(e.eventId, `${f}.eventId`, 256, false),
+        at: checkTime(e.at, `${f}.at`),
+        kind: e.kind,
+        scope: s.key,
+        tenant_id: s.tenant,
+        state: str(e.state, `${f}.state`, 64),
+        previous: str(e.previous ?? '', `${f}.previous`, 64),
+        seq,
+        actor: str(e.actor ?? 'forge', `${f}.actor`, 256),
+        reason: str(e.reason, `${f}.reason`, 4096),
+        details: json(e.details, `${f}.details`),
+        recorded_at: now,
+      };
+    });
+    if (rows.length === 0) return;
+    await this.#client.insert({ table: `${this.#db}.guardrail_events`, values: rows, format: 'JSONEachRow' });
+  }
+
+  async guardrailEvents(q: LogQuery & { kinds?: GuardrailEventKind[] }): Promise<GuardrailEventRow[]> {
+    const s = logWhere(q.scope);
+    const params: Record<string, unknown> = { ...s.params, from: checkTime(q.from, 'from'), to: checkTime(q.to, 'to'), limit: q.limit ?? 10_000 };
+    let extra = '';
+    if (q.scopeKey !== undefined) {
+      extra += ' AND scope = {scopeKey:String}';
+      params.scopeKey = q.scopeKey;
+    }
+    if (q.kinds !== undefined) {
+      extra += ' AND kind IN {kinds:Array(String)}';
+      params.kinds = q.kinds;
+    }
+    const rs = await this.#client.query({
+      query: `SELECT event_id, toUnixTimestamp64Milli(at) AS at_ms, kind, scope, tenant_id, state, previous, seq, actor, reason, details,
+  toUnixTimestamp64Milli(recorded_at) AS recorded_ms
+FROM ${this.#db}.guardrail_events FINAL
+WHERE ${s.where} AND at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')${extra}
+ORDER BY at, seq, event_id
+LIMIT {limit:UInt32}`,
+      query_params: params,
+      format: 'JSONEachRow',
+    });
+    return (await rs.json<Record<string, string | number>>()).map((r) => ({
+      eventId: String(r.event_id),
+      at: Number(r.at_ms),
+      kind: r.kind as GuardrailEventKind,
+      scope: String(r.scope),
+      tenantId: String(r.tenant_id),
+      state: String(r.state),
+      previous: String(r.previous),
+      seq: Number(r.seq),
+      actor: String(r.actor),
+      reason: String(r.reason),
+      details: JSON.parse(String(r.details)) as unknown,
+      recordedAt: Number(r.recorded_ms),
+    }));
+  }
+
+  /**
+   * Stop-condition counts (state changes into WARNING / HARD_STOP / EMERGENCY_STOP) since `sinceMs`,
+   * over every scope of every tenant unless a scope is given.
+   */
+  async stopConditionCounts(sinceMs: number, opts: { scope?: LogScope; until?: number } = {}): Promise<StopConditionCounts> {
+    const s = logWhere(opts.scope ?? { allTenants: true });
+    const rs = await this.#client.query({
+      query: `SELECT state, count() AS n FROM ${this.#db}.guardrail_events FINAL
+WHERE ${s.where} AND kind = 'state_change'
+  AND at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+  AND state IN ('WARNING', 'HARD_STOP', 'EMERGENCY_STOP')
+GROUP BY state`,
+      query_params: { ...s.params, from: checkTime(sinceMs, 'sinceMs'), to: checkTime(opts.until ?? 10_413_791_999_999, 'until') },
+      format: 'JSONEachRow',
+    });
+    const out: StopConditionCounts = { WARNING: 0, HARD_STOP: 0, EMERGENCY_STOP: 0 };
+    for (const r of await rs.json<{ state: keyof StopConditionCounts; n: number | string }>()) out[r.state] = Number(r.n);
+    return out;
+  }
+
+  async appendAlerts(alerts: readonly AlertInput[], now = Date.now()): Promise<void> {
+    const rows = alerts.map((a, i) => {
+      const f = `alerts[${i}]`;
+      if (a === null || typeof a !== 'object') throw bad(f, 'must be an object');
+      const s = scopeKey(a.scope, `${f}.scope`);
+      const attempts = a.attempts ?? 1;
+      if (!Number.isInteger(attempts) || attempts < 0 || attempts > 1_000_000) throw bad(`${f}.attempts`, 'must be a non-negative integer');
+      return {
+        alert_id: a.alertId === undefined ? randomUUID() : str(a.alertId, `${f}.alertId`, 256, false),
+        at: checkTime(a.at, `${f}.at`),
+        channel: str(a.channel, `${f}.channel`, 64, false),
+        severity: str(a.severity, `${f}.severity`, 64, false),
+        scope: s.key,
+        tenant_id: s.tenant,
+        dedup_key: str(a.dedupKey ?? '', `${f}.dedupKey`, 512),
+        state: str(a.state ?? '', `${f}.state`, 64),
+        outcome: str(a.outcome, `${f}.outcome`, 64, false),
+        attempts,
+        message: str(a.message, `${f}.message`, 16_384),
+        details: json(a.details, `${f}.details`),
+        recorded_at: now,
+      };
+    });
+    if (rows.length === 0) return;
+    await this.#client.insert({ table: `${this.#db}.alert_log`, values: rows, format: 'JSONEachRow' });
+  }
+
+  async alerts(q: LogQuery & { channel?: string }): Promise<AlertRow[]> {
+    const s = logWhere(q.scope);
+    const params: Record<string, unknown> = { ...s.params, from: checkTime(q.from, 'from'), to: checkTime(q.to, 'to'), limit: q.limit ?? 10_000 };
+    let extra = '';
+    if (q.scopeKey !== undefined) {
+      extra += ' AND scope = {scopeKey:String}';
+      params.scopeKey = q.scopeKey;
+    }
+    if (q.channel !== undefined) {
+      extra += ' AND channel = {channel:String}';
+      params.channel = q.channel;
+    }
+    const rs = await this.#client.query({
+      query: `SELECT alert_id, toUnixTimestamp64Milli(at) AS at_ms, channel, severity, scope, tenant_id, dedup_key, state, outcome, attempts,
+  message, details, toUnixTimestamp64Milli(recorded_at) AS recorded_ms
+FROM ${this.#db}.alert_log FINAL
+WHERE ${s.where} AND at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')${extra}
+ORDER BY at, alert_id
+LIMIT {limit:UInt32}`,
+      query_params: params,
+      format: 'JSONEachRow',
+    });
+    return (await rs.json<Record<string, string | number>>()).map((r) => ({
+      alertId: String(r.alert_id),
+      at: Number(r.at_ms),
+      channel: String(r.channel),
+      severity: String(r.severity),
+      scope: String(r.scope),
+      tenantId: String(r.tenant_id),
+      dedupKey: String(r.dedup_key),
+      state: String(r.state),
+      outcome: String(r.outcome),
+      attempts: Number(r.attempts),
+      message: String(r.message),
+      details: JSON.parse(String(r.details)) as unknown,
+      recordedAt: Number(r.recorded_ms),
+    }));
+  }
+}

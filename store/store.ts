@@ -1,0 +1,214 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { CostEvent } from './cost-event.ts';
+import { verifyChain, type VerifyOptions, type VerifyResult } from './chain.ts';
+import { openClient, type ConnectionOptions } from './client.ts';
+import { STORE_ERROR_CODES, StoreError } from './errors.ts';
+import {
+  GuardrailLog,
+  type AlertInput,
+  type AlertRow,
+  type GuardrailEventInput,
+  type GuardrailEventKind,
+  type GuardrailEventRow,
+  type LogQuery,
+  type StopConditionCounts,
+} from './guardrail-log.ts';
+import { applyMigrations, type AppliedMigration } from './migrations.ts';
+import { LogQueries, type TimeRange } from './queries.ts';
+import { CANONICAL_SELECT, eventValues, INSERT_COLUMNS, normaliseRow, rowToEvent } from './rows.ts';
+import { checkTime, scopeSql, type LogScope } from './scope.ts';
+import { StoreWriter, type BatchWriter, type WriterOptions } from './writer.ts';
+
+export interface StoreOptions extends ConnectionOptions {
+  /** Where background failures (flush loop) are reported. Default: console.error. */
+  onError?: (e: unknown) => void;
+  writer?: WriterOptions;
+}
+
+export interface StoredEvent extends CostEvent {
+  seq: number;
+}
+
+/** The event log and its companions. All reads go through LogQueries' rules (tenant filter, time bound, FINAL). */
+export interface Store extends LogQueries {
+  readonly kind: 'embedded' | 'server';
+  readonly database: string;
+  /** Embedded data directory or server origin. */
+  readonly location: string;
+  /** Migrations applied by this open (empty when the schema was current). */
+  readonly migrated: AppliedMigration[];
+  /** The batch writer: write() resolves once the events are durably committed. */
+  readonly writer: BatchWriter;
+  /**
+   * Benchmark baseline: a plain bulk insert of the same rows through the same client, into
+   * `baseline_cost_events` (same schema and engine, no dedup, no chain). Never part of the log.
+   */
+  insertRaw(events: readonly CostEvent[]): Promise<void>;
+  /** Stored events of the scope in [from, to), in event_time order (each event_id once). */
+  listEvents(scope: LogScope, range: TimeRange, opts?: { limit?: number }): Promise<StoredEvent[]>;
+  /** Walks a tenant's hash chain; reports the first broken link. */
+  verify(opts: VerifyOptions): Promise<VerifyResult>;
+  appendGuardrailEvents(events: readonly GuardrailEventInput[]): Promise<void>;
+  guardrailEvents(q: LogQuery & { kinds?: GuardrailEventKind[] }): Promise<GuardrailEventRow[]>;
+  stopConditionCounts(sinceMs: number, opts?: { scope?: LogScope; until?: number }): Promise<StopConditionCounts>;
+  appendAlerts(alerts: readonly AlertInput[]): Promise<void>;
+  alerts(q: LogQuery & { channel?: string }): Promise<AlertRow[]>;
+  /** Flushes the writer, then closes the connection (embedded: frees the data directory). */
+  close(): Promise<void>;
+}
+
+class ForgeStore extends LogQueries implements Store {
+  readonly kind: 'embedded' | 'server';
+  readonly database: string;
+  readonly location: string;
+  readonly migrated: AppliedMigration[];
+  readonly writer: BatchWriter;
+  readonly #client: ClickHouseClient;
+  readonly #log: GuardrailLog;
+  readonly #closeClient: () => Promise<void>;
+  #baselineReady = false;
+  #closed: Promise<void> | undefined;
+
+  constructor(
+    opened: ReturnType<typeof openClient>,
+    migrated: AppliedMigration[],
+    onError: (e: unknown) => void,
+    writerOpts: WriterOptions | undefined,
+  ) {
+    super(opened.client, opened.database);
+    this.kind = opened.kind;
+    this.database = opened.database;
+    this.location = opened.location;
+    this.migrated = migrated;
+    this.#client = opened.client;
+    this.#closeClient = () => opened.close();
+    this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts);
+    this.#log = new GuardrailLog(opened.client, opened.database);
+  }
+
+  async insertRaw(events: readonly CostEvent[]): Promise<void> {
+    const rows = events.map((e, i) => [...eventValues(e, `events[${i}]`), '', '']);
+    if (rows.length === 0) return;
+    if (!this.#baselineReady) {
+      await this.#client.command({ query: `CREATE TABLE IF NOT EXISTS ${this.database}.baseline_cost_events AS ${this.database}.cost_events` });
+      this.#baselineReady = true;
+    }
+    await this.#client.insert({
+      table: `${this.database}.baseline_cost_events`,
+      values: rows,
+      format: 'JSONCompactEachRow',
+      columns: INSERT_COLUMNS as unknown as [string, ...string[]],
+    });
+  }
+
+  async listEvents(scope: LogScope, range: TimeRange, opts: { limit?: number } = {}): Promise<StoredEvent[]> {
+    const s = scopeSql(scope);
+    const limit = opts.limit ?? 10_000;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1_000_000) throw new StoreError(STORE_ERROR_CODES.INVALID, 'limit must be 1..1000000', { field: 'limit' });
+    const rs = await this.#client.query({
+      query: `SELECT ${CANONICAL_SELECT} FROM ${this.database}.cost_events FINAL
+WHERE ${s.where}
+  AND event_time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND event_time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+ORDER BY event_time, tenant_id, seq
+LIMIT {limit:UInt32}`,
+      query_params: { ...s.params, from: checkTime(range?.from, 'range.from'), to: checkTime(range?.to, 'range.to'), limit },
+      format: 'JSONCompactEachRow',
+    });
+    return (await rs.json<unknown[]>()).map((r) => rowToEvent(normaliseRow(r)));
+  }
+
+  verify(opts: VerifyOptions): Promise<VerifyResult> {
+    return verifyChain(this.#client, this.database, opts);
+  }
+
+  appendGuardrailEvents(events: readonly GuardrailEventInput[]): Promise<void> {
+    return this.#log.appendGuardrailEvents(events);
+  }
+
+  guardrailEvents(q: LogQuery & { kinds?: GuardrailEventKind[] }): Promise<GuardrailEventRow[]> {
+    return this.#log.guardrailEvents(q);
+  }
+
+  stopConditionCounts(sinceMs: number, opts?: { scope?: LogScope; until?: number }): Promise<StopConditionCounts> {
+    return this.#log.stopConditionCounts(sinceMs, opts);
+  }
+
+  appendAlerts(alerts: readonly AlertInput[]): Promise<void> {
+    return this.#log.appendAlerts(alerts);
+  }
+
+  alerts(q: LogQuery & { channel?: string }): Promise<AlertRow[]> {
+    return this.#log.alerts(q);
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      try {
+        await this.writer.close();
+      } finally {
+        await this.#closeClient();
+      }
+    })();
+    return this.#closed;
+  }
+}
+
+/**
+ * Opens the store: embedded engine under `dataDir` (default './data') when there is no `url`, a ClickHouse
+ * server (or cluster, with `cluster`) otherwise. Same SQL both ways, all through @clickhouse/client.
+ * Applies missing migrations before returning.
+ */
+export async function openStore(opts: StoreOptions = {}): Promise<Store> {
+  const opened = openClient(opts);
+  try {
+    const migrated = await applyMigrations(opened.client, opened.cluster ? 'cluster' : 'single', {
+      database: opened.database,
+      ...(opened.cluster ? { cluster: opened.cluster } : {}),
+    });
+    const onError = opts.onError ?? ((e: unknown) => console.error('[forge store]', e));
+    return new ForgeStore(opened, migrated, onError, opts.writer);
+  } catch (e) {
+    await opened.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * Store options from the environment, checked once: FORGE_CLICKHOUSE_URL (server; embedded when unset),
+ * FORGE_CLICKHOUSE_USER, FORGE_CLICKHOUSE_PASSWORD, FORGE_CLICKHOUSE_DATABASE (default forge),
+ * FORGE_CLICKHOUSE_CLUSTER, FORGE_DATA_DIR (embedded, default ./data).
+ */
+export function storeOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ConnectionOptions {
+  const out: ConnectionOptions = {};
+  const url = env.FORGE_CLICKHOUSE_URL?.trim();
+  if (url) {
+    try {
+      const u = new URL(url);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+    } catch {
+      throw new StoreError(STORE_ERROR_CODES.CONFIG, `FORGE_CLICKHOUSE_URL must be an http(s) URL, got ${JSON.stringify(url)}`, {
+        field: 'FORGE_CLICKHOUSE_URL',
+      });
+    }
+    out.url = url;
+  }
+  if (env.FORGE_CLICKHOUSE_USER) out.username = env.FORGE_CLICKHOUSE_USER;
+  if (env.FORGE_CLICKHOUSE_PASSWORD !== undefined) out.password = env.FORGE_CLICKHOUSE_PASSWORD;
+  const checkIdent = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    if (!v) return undefined;
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(v)) {
+      throw new StoreError(STORE_ERROR_CODES.CONFIG, `${name} must be a plain identifier, got ${JSON.stringify(v)}`, { field: name });
+    }
+    return v;
+  };
+  const db = checkIdent('FORGE_CLICKHOUSE_DATABASE');
+  if (db) out.database = db;
+  const cluster = checkIdent('FORGE_CLICKHOUSE_CLUSTER');
+  if (cluster) {
+    if (!url) throw new StoreError(STORE_ERROR_CODES.CONFIG, 'FORGE_CLICKHOUSE_CLUSTER needs FORGE_CLICKHOUSE_URL', { field: 'FORGE_CLICKHOUSE_CLUSTER' });
+    out.cluster = cluster;
+  }
+  if (env.FORGE_DATA_DIR?.trim()) out.dataDir = env.FORGE_DATA_DIR.trim();
+  return out;
+}

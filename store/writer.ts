@@ -1,0 +1,415 @@
+import { createHash } from 'node:crypto';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { CostEvent } from './cost-event.ts';
+import { STORE_ERROR_CODES, StoreError } from './errors.ts';
+import { canonicalBytes, chainHash, eventValues, GENESIS_HASH, INSERT_COLUMNS, SEQ_INDEX } from './rows.ts';
+import { isTransient, sleep } from './retry.ts';
+
+/** What one write() call ended up as, once durable. */
+export interface WriteReceipt {
+  /** Events newly appended to the log by this call. */
+  stored: number;
+  /** Events whose (tenant, event_id) was already in the log or earlier in the same batch: counted once, not again. */
+  duplicates: number;
+}
+
+/** Buffers events, flushes in batches, resolves each write once its events are durably committed. */
+export interface BatchWriter {
+  /**
+   * Validates the events (StoreError INVALID naming the field; nothing stored), waits for buffer space
+   * (StoreError BACKPRESSURE after `backpressureTimeoutMs`), and resolves once every event is committed
+   * (or was already in the log). Rejects with WRITE_FAILED when a flush fails after its retries; replaying
+   * the same events is then safe.
+   */
+  write(events: readonly CostEvent[]): Promise<WriteReceipt>;
+  /** Flushes everything buffered now; resolves when it is committed (or failed). */
+  flush(): Promise<void>;
+  /** Flushes, then refuses further writes. */
+  close(): Promise<void>;
+  stats(): WriterStats;
+}
+
+export interface WriterStats {
+  /** Events waiting in the buffer. */
+  queued: number;
+  /** Events in the flush under way. */
+  inFlight: number;
+  /** write() calls waiting for buffer space. */
+  waiting: number;
+  flushes: number;
+  retries: number;
+  stored: number;
+  duplicates: number;
+  failedFlushes: number;
+}
+
+export interface WriterOptions {
+  /** Flush when this many events are buffered (default 10 000). */
+  maxBatchRows?: number;
+  /** Flush buffered events at the latest this long after the first arrived, ms (default 1000). */
+  flushIntervalMs?: number;
+  /** Buffered + in-flight events above which write() waits (default 100 000). */
+  maxBufferedEvents?: number;
+  /** How long write() waits for buffer space before BACKPRESSURE, ms (default 10 000). */
+  backpressureTimeoutMs?: number;
+  /** Retries of a failed flush on transient errors (default 5), with exponential backoff and jitter. */
+  maxRetries?: number;
+  /** First backoff, ms (default 100); doubles per retry up to retryMaxMs (default 5000). */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+}
+
+interface Entry {
+  rows: unknown[][];
+  resolve: (r: WriteReceipt) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Waiter {
+  entry: Entry;
+  timer: NodeJS.Timeout;
+}
+
+interface Head {
+  seq: number;
+  hash: string;
+}
+
+/** Existence checks go in chunks so the parameters stay well under a server's URL limit. */
+const CHECK_CHUNK = 2000;
+
+export class StoreWriter implements BatchWriter {
+  readonly #client: ClickHouseClient;
+  readonly #table: string;
+  readonly #onError: (e: unknown) => void;
+  readonly #maxBatch: number;
+  readonly #interval: number;
+  readonly #maxBuffered: number;
+  readonly #bpTimeout: number;
+  readonly #maxRetries: number;
+  readonly #retryBase: number;
+  readonly #retryMax: number;
+
+  #queue: Entry[] = [];
+  #queued = 0;
+  #inFlight = 0;
+  #waiters: Waiter[] = [];
+  #flushing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  /** Set by the interval timer, flush() and close(): drain the whole queue, not only full batches. */
+  #drain = false;
+  #closed = false;
+  /** Chain head per tenant stream as last committed by this writer; dropped after a failure (re-read). */
+  readonly #heads = new Map<string, Head>();
+  readonly #stats = { flushes: 0, retries: 0, stored: 0, duplicates: 0, failedFlushes: 0 };
+
+  constructor(client: ClickHouseClient, database: string, onError: (e: unknown) => void, opts: WriterOptions = {}) {
+    this.#client = client;
+    this.#table = `${database}.cost_events`;
+    this.#onError = onError;
+    this.#maxBatch = positive(opts.maxBatchRows ?? 10_000, 'maxBatchRows');
+    this.#interval = positive(opts.flushIntervalMs ?? 1000, 'flushIntervalMs');
+    this.#maxBuffered = positive(opts.maxBufferedEvents ?? 100_000, 'maxBufferedEvents');
+    this.#bpTimeout = positive(opts.backpressureTimeoutMs ?? 10_000, 'backpressureTimeoutMs');
+    this.#maxRetries = nonNegative(opts.maxRetries ?? 5, 'maxRetries');
+    this.#retryBase = positive(opts.retryBaseMs ?? 100, 'retryBaseMs');
+    this.#retryMax = positive(opts.retryMaxMs ?? 5000, 'retryMaxMs');
+  }
+
+  write(events: readonly CostEvent[]): Promise<WriteReceipt> {
+    if (this.#closed) return Promise.reject(new StoreError(STORE_ERROR_CODES.CLOSED, 'the store writer is closed'));
+    if (!Array.isArray(events)) return Promise.reject(new StoreError(STORE_ERROR_CODES.INVALID, 'events must be an array', { field: 'events' }));
+    let rows: unknown[][];
+    try {
+      rows = events.map((e, i) => eventValues(e, `events[${i}]`));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (rows.length === 0) return Promise.resolve({ stored: 0, duplicates: 0 });
+    return new Promise<WriteReceipt>((resolve, reject) => {
+      const entry: Entry = { rows, resolve, reject };
+      if (this.#waiters.length === 0 && this.#fits(rows.length)) {
+        this.#enqueue(entry);
+        return;
+      }
+      const waiter: Waiter = {
+        entry,
+        timer: setTimeout(() => {
+          const i = this.#waiters.indexOf(waiter);
+          if (i >= 0) this.#waiters.splice(i, 1);
+          reject(
+            new StoreError(
+              STORE_ERROR_CODES.BACKPRESSURE,
+              `the store writer buffer stayed full (${this.#queued + this.#inFlight} of ${this.#maxBuffered} events) for ${this.#bpTimeout} ms`,
+            ),
+          );
+        }, this.#bpTimeout),
+      };
+      this.#waiters.push(waiter);
+    });
+  }
+
+  async flush(): Promise<void> {
+    while (this.#queue.length > 0 || this.#flushing || (this.#closed && this.#waiters.length > 0)) {
+      this.#drain = true;
+      this.#kick();
+      await this.#flushing;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  stats(): WriterStats {
+    return { queued: this.#queued, inFlight: this.#inFlight, waiting: this.#waiters.length, ...this.#stats };
+  }
+
+  #fits(n: number): boolean {
+    const used = this.#queued + this.#inFlight;
+    // One call larger than the whole buffer still goes through, alone.
+    return used + n <= this.#maxBuffered || used === 0;
+  }
+
+  #enqueue(entry: Entry): void {
+    this.#queue.push(entry);
+    this.#queued += entry.rows.length;
+    if (this.#queued >= this.#maxBatch) this.#kick();
+    else if (!this.#timer) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#drain = true;
+        this.#kick();
+      }, this.#interval);
+    }
+  }
+
+  #admitWaiters(): void {
+    while (this.#waiters.length > 0) {
+      const w = this.#waiters[0] as Waiter;
+      if (!this.#fits(w.entry.rows.length)) break;
+      this.#waiters.shift();
+      clearTimeout(w.timer);
+      this.#enqueue(w.entry);
+    }
+  }
+
+  /** Starts the flush loop unless one is running: never two flushes at once. */
+  #kick(): void {
+    if (this.#flushing) return;
+    this.#flushing = this.#loop()
+      .catch((e: unknown) => this.#onError(e))
+      .finally(() => {
+        this.#flushing = undefined;
+        if (this.#queue.length === 0) return;
+        if (this.#drain || this.#queued >= this.#maxBatch) this.#kick();
+        else if (!this.#timer) {
+          this.#timer = setTimeout(() => {
+            this.#timer = undefined;
+            this.#drain = true;
+            this.#kick();
+          }, this.#interval);
+        }
+      });
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#queue.length > 0 && (this.#drain || this.#queued >= this.#maxBatch)) {
+      const batch: Entry[] = [];
+      let n = 0;
+      while (this.#queue.length > 0 && (n === 0 || n + (this.#queue[0] as Entry).rows.length <= this.#maxBatch)) {
+        const e = this.#queue.shift() as Entry;
+        batch.push(e);
+        n += e.rows.length;
+      }
+      this.#queued -= n;
+      this.#inFlight += n;
+      try {
+        await this.#flushBatch(batch);
+      } finally {
+        this.#inFlight -= n;
+        this.#admitWaiters();
+      }
+    }
+    if (this.#queue.length === 0) {
+      this.#drain = false;
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  async #flushBatch(batch: Entry[]): Promise<void> {
+    const rows = batch.flatMap((e) => e.rows);
+    let fresh: boolean[];
+    try {
+      fresh = await this.#commitWithRetry(rows);
+    } catch (e) {
+      this.#stats.failedFlushes++;
+      const err =
+        e instanceof StoreError
+          ? e
+          : new StoreError(STORE_ERROR_CODES.WRITE_FAILED, `flushing ${rows.length} events failed: ${(e as Error).message}`, { cause: e });
+      for (const entry of batch) entry.reject(err);
+      this.#onError(err);
+      return;
+    }
+    this.#stats.flushes++;
+    let i = 0;
+    for (const entry of batch) {
+      let stored = 0;
+      for (let k = 0; k < entry.rows.length; k++) if (fresh[i++]) stored++;
+      this.#stats.stored += stored;
+      this.#stats.duplicates += entry.rows.length - stored;
+      entry.resolve({ stored, duplicates: entry.rows.length - stored });
+    }
+  }
+
+  /**
+   * Commits the rows idempotently, retrying transient failures. A retry starts over: it re-reads which
+   * events are already stored and the chain heads, so after an ambiguous failure (the insert landed but the
+   * reply was lost) nothing is chained or counted twice; and an identical retry carries the same
+   * insert_deduplication_token, so an insert that lands late is dropped by the engine.
+   */
+  async #commitWithRetry(rows: unknown[][]): Promise<boolean[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#commitOnce(rows);
+      } catch (e) {
+        for (const r of rows) this.#heads.delete(r[0] as string);
+        if (attempt >= this.#maxRetries || !isTransient(e)) {
+          throw new StoreError(
+            STORE_ERROR_CODES.WRITE_FAILED,
+            `flushing ${rows.length} events failed after ${attempt + 1} attempt(s): ${(e as Error).message}`,
+            { cause: e },
+          );
+        }
+        this.#stats.retries++;
+        const backoff = Math.min(this.#retryMax, this.#retryBase * 2 ** attempt);
+        await sleep(backoff / 2 + Math.random() * (backoff / 2));
+      }
+    }
+  }
+
+  /** Returns, per row, whether it was newly appended (false: a duplicate). */
+  async #commitOnce(rows: unknown[][]): Promise<boolean[]> {
+    const fresh = new Array<boolean>(rows.length).fill(true);
+    const seen = new Set<string>();
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i] as unknown[];
+      const k = `${r[0] as string}\u0000${r[2] as string}`;
+      if (seen.has(k)) fresh[i] = false;
+      else seen.add(k);
+    }
+    const stored = await this.#existing(rows, fresh);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i] as unknown[];
+      if (fresh[i] && stored.has(`${r[0] as string}\u0000${r[2] as string}`)) fresh[i] = false;
+    }
+    const tenants = new Set<string>();
+    for (let i = 0; i < rows.length; i++) if (fresh[i]) tenants.add((rows[i] as unknown[])[0] as string);
+    if (tenants.size === 0) return fresh;
+    const heads = await this.#loadHeads([...tenants]);
+    const lines: string[] = [];
+    const token = createHash('sha256');
+    for (let i = 0; i < rows.length; i++) {
+      if (!fresh[i]) continue;
+      const r = rows[i] as unknown[];
+      const head = heads.get(r[0] as string) as Head;
+      const values = r.slice();
+      values[SEQ_INDEX] = head.seq + 1;
+      const canonical = canonicalBytes(values);
+      const hash = chainHash(head.hash, canonical);
+      // The insert line is the hashed array with the two links appended: the bytes hashed are the bytes sent.
+      lines.push(`${JSON.stringify(values).slice(0, -1)},"${head.hash}","${hash}"]`);
+      token.update(hash);
+      head.seq += 1;
+      head.hash = hash;
+    }
+    await this.#client.insert({
+      table: this.#table,
+      values: lines,
+      format: 'JSONCompactEachRow',
+      columns: INSERT_COLUMNS as unknown as [string, ...string[]],
+      clickhouse_settings: { insert_deduplication_token: token.digest('hex') },
+    });
+    for (const [t, h] of heads) this.#heads.set(t, h);
+    return fresh;
+  }
+
+  /** (tenant, event_id) pairs of these rows already in the log: looked up by the rows' own event times. */
+  async #existing(rows: unknown[][], fresh: boolean[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const idx: number[] = [];
+    for (let i = 0; i < rows.length; i++) if (fresh[i]) idx.push(i);
+    for (let off = 0; off < idx.length; off += CHECK_CHUNK) {
+      const tenants = new Set<string>();
+      const times = new Set<number>();
+      const ids = new Set<string>();
+      for (const i of idx.slice(off, off + CHECK_CHUNK)) {
+        const r = rows[i] as unknown[];
+        tenants.add(r[0] as string);
+        ids.add(r[2] as string);
+        times.add(r[9] as number);
+      }
+      const rs = await this.#client.query({
+        query: `SELECT tenant_id, event_id FROM ${this.#table}
+WHERE tenant_id IN {tenants:Array(String)}
+  AND event_time IN {times:Array(DateTime64(3, 'UTC'))}
+  AND event_id IN {ids:Array(String)}`,
+        query_params: { tenants: [...tenants], times: [...times], ids: [...ids] },
+        format: 'JSONCompactEachRow',
+      });
+      for (const [t, id] of await rs.json<[string, string]>()) found.add(`${t}\u0000${id}`);
+    }
+    return found;
+  }
+
+  /** Chain heads, copied (the caller advances them and they are kept only after a successful insert). */
+  async #loadHeads(tenants: string[]): Promise<Map<string, Head>> {
+    const out = new Map<string, Head>();
+    const missing: string[] = [];
+    for (const t of tenants) {
+      const h = this.#heads.get(t);
+      if (h) out.set(t, { ...h });
+      else missing.push(t);
+    }
+    if (missing.length === 0) return out;
+    // The chain head is the stream's highest seq: the one query on the log bounded by seq, not by time.
+    const rs = await this.#client.query({
+      query: `SELECT tenant_id, max(seq) AS seq FROM ${this.#table} WHERE tenant_id IN {tenants:Array(String)} GROUP BY tenant_id`,
+      query_params: { tenants: missing },
+      format: 'JSONCompactEachRow',
+    });
+    const maxSeq = new Map<string, number>();
+    for (const [t, s] of await rs.json<[string, number | string]>()) maxSeq.set(t, Number(s));
+    for (const t of missing) {
+      const seq = maxSeq.get(t) ?? 0;
+      if (seq === 0) {
+        out.set(t, { seq: 0, hash: GENESIS_HASH });
+        continue;
+      }
+      const hr = await this.#client.query({
+        query: `SELECT hash FROM ${this.#table} WHERE tenant_id = {tenant:String} AND seq = {seq:UInt64} LIMIT 1`,
+        query_params: { tenant: t, seq },
+        format: 'JSONCompactEachRow',
+      });
+      const row = (await hr.json<[string]>())[0];
+      if (!row) throw new StoreError(STORE_ERROR_CODES.QUERY, `chain head of tenant ${t} (seq ${seq}) not found`);
+      out.set(t, { seq, hash: row[0] });
+    }
+    return out;
+  }
+}
+
+function positive(n: number, field: string): number {
+  if (!Number.isFinite(n) || n <= 0) throw new StoreError(STORE_ERROR_CODES.CONFIG, `${field} must be a positive number`, { field });
+  return n;
+}
+
+function nonNegative(n: number, field: string): number {
+  if (!Number.isInteger(n) || n < 0) throw new StoreError(STORE_ERROR_CODES.CONFIG, `${field} must be a non-negative integer`, { field });
+  return n;
+}
