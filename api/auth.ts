@@ -56,6 +56,7 @@ export class KeyStore {
     if (st.mtimeMs === this.mtimeMs) return;
     const list = JSON.parse(readFileSync(this.file, 'utf8')) as StoredKey[];
     this.keys = new Map(list.map((k) => [k.id, k]));
+    this.verified.clear();
     this.mtimeMs = st.mtimeMs;
   }
 
@@ -74,6 +75,7 @@ export class KeyStore {
     const k = this.keys.get(id);
     if (!k || k.revokedAt) return false;
     k.revokedAt = new Date().toISOString();
+    this.verified.clear();
     this.persist();
     return true;
   }
@@ -91,8 +93,29 @@ export class KeyStore {
     this.mtimeMs = statSync(this.file).mtimeMs;
   }
 
+  /** Keys verified recently (presented key -> principal); cleared whenever the file changes. */
+  private readonly verified = new Map<string, Principal>();
+  private checkedAt = 0;
+
   /** Resolves a presented key to a principal, or undefined. */
   verify(presented: string): Principal | undefined {
+    // Revocations by another process (the CLI) show up within a second.
+    const now = Date.now();
+    if (now - this.checkedAt > 1000) {
+      this.checkedAt = now;
+      this.reload();
+    }
+    const hit = this.verified.get(presented);
+    if (hit && !this.keys.get(hit.keyId)?.revokedAt) return hit;
+    const p = this.verifySlow(presented);
+    if (p) {
+      if (this.verified.size > 10_000) this.verified.clear();
+      this.verified.set(presented, p);
+    }
+    return p;
+  }
+
+  private verifySlow(presented: string): Principal | undefined {
     const m = /^fk_([0-9a-f]{12})_([A-Za-z0-9_-]{32})$/.exec(presented);
     if (!m) return undefined;
     let k = this.keys.get(m[1]!);

@@ -72,13 +72,17 @@ export type AdmissionDecision =
 const UNIT_SAMPLES = 200;
 const SEEN_EVENTS = 1_000_000;
 
+// Unique across processes (random prefix) and cheap per call (a counter): admissions are a hot path.
+const ID_PREFIX = randomBytes(9).toString('base64url');
+let idCounter = 0;
+
 /** Encodes the scopes into a reservation id so any API process can settle it. */
 function reservationIdFor(tenantId: string, runId: string): string {
-  return `rsv_${Buffer.from(JSON.stringify([tenantId, runId])).toString('base64url')}.${randomBytes(9).toString('base64url')}`;
+  return `rsv_${Buffer.from(JSON.stringify([tenantId, runId])).toString('base64url')}.${ID_PREFIX}${(idCounter++).toString(36)}`;
 }
 
 export function scopesOfReservation(id: string): { tenantId: string; runId: string } | undefined {
-  const m = /^rsv_([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]{12}$/.exec(id);
+  const m = /^rsv_([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]{12,40}$/.exec(id);
   if (!m) return undefined;
   try {
     const v = JSON.parse(Buffer.from(m[1]!, 'base64url').toString('utf8')) as unknown;
