@@ -3,7 +3,7 @@ import { CollectorError, UnavailableError } from './errors.ts';
 
 /** Where accepted events go. `write` resolves once they are durably committed (idempotent by eventId). */
 export interface EventSink {
-  write(events: CostEvent[]): Promise<void>;
+  write(events: CostEvent[]): Promise<unknown>;
 }
 
 export interface BatchingOptions {
@@ -15,7 +15,6 @@ export interface BatchingOptions {
   maxBuffered?: number;
   /** Observes each flush (duration in seconds) and the buffer depth. */
   onFlush?(seconds: number, events: number, ok: boolean): void;
-  onDepth?(depth: number): void;
 }
 
 interface Job {
@@ -65,7 +64,6 @@ export class BatchingSink implements EventSink {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ events, resolve, reject });
       this.queued += events.length;
-      this.observe(() => this.opts.onDepth?.(this.queued));
       this.schedule();
     });
   }
@@ -96,7 +94,6 @@ export class BatchingSink implements EventSink {
       n += j.events.length;
     }
     this.queued -= n;
-    this.observe(() => this.opts.onDepth?.(this.queued));
     const batch = jobs.length === 1 ? jobs[0]!.events : jobs.flatMap((j) => j.events);
     const t0 = performance.now();
     try {

@@ -1,5 +1,6 @@
 import type { CostEvent } from '../store/index.ts';
 import type { EventSink } from './batcher.ts';
+import { CollectorError, UnavailableError } from './errors.ts';
 import type { ChainReader, NativePriceSource } from './chain.ts';
 import { parseTaskEvent, type Rejection, type TaskEvent } from './event.ts';
 import type { ForgeMetrics } from './metrics.ts';
@@ -146,7 +147,16 @@ export class Ingestor {
     rejected.sort((a, b) => a.index - b.index);
     for (const r of rejected) d.metrics?.recordRejected(r.code);
 
-    if (events.length > 0) await d.sink.write(events); // durable from here on
+    if (events.length > 0) {
+      const t0 = performance.now();
+      try {
+        await d.sink.write(events); // durable from here on
+      } catch (e) {
+        d.metrics?.recordFlush((performance.now() - t0) / 1000, events.length, false);
+        throw e instanceof CollectorError ? e : new UnavailableError('FORGE_ERR_STORE_UNAVAILABLE', `store write failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+      }
+      d.metrics?.recordFlush((performance.now() - t0) / 1000, events.length, true);
+    }
 
     const fresh = events.filter((e) => !this.recent.has(e.eventId));
     const accepted: AcceptedItem[] = events.map((e, i) => ({

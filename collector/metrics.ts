@@ -1,4 +1,4 @@
-import type { Attributes, Gauge, Histogram, UpDownCounter } from '@opentelemetry/api';
+import type { Attributes, Gauge, Histogram, ObservableGauge, UpDownCounter } from '@opentelemetry/api';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
@@ -84,7 +84,8 @@ export class ForgeMetrics {
   private readonly stopWarning: UpDownCounter;
   private readonly stopHard: UpDownCounter;
   private readonly stopEmergency: UpDownCounter;
-  private readonly bufferDepth: Gauge;
+  private readonly bufferDepth: ObservableGauge;
+  private depthSources: Array<() => number> = [];
   private readonly flushSeconds: Histogram;
   private readonly flushedEvents: UpDownCounter;
   private readonly flushFailures: UpDownCounter;
@@ -136,14 +137,24 @@ export class ForgeMetrics {
     this.stopWarning = count('forge.stop_condition.warning.count', 'Escalations into WARNING (monotonic)');
     this.stopHard = count('forge.stop_condition.hard_stop.count', 'Escalations into HARD_STOP (monotonic)');
     this.stopEmergency = count('forge.stop_condition.emergency_stop.count', 'Escalations into EMERGENCY_STOP (monotonic)');
-    this.bufferDepth = m.createGauge('forge.collector.buffer.depth', { description: 'Events waiting in the collector batch buffer' });
+    this.bufferDepth = m.createObservableGauge('forge.collector.buffer.depth', { description: 'Events waiting in the write buffer (collector and store writer)' });
+    this.bufferDepth.addCallback((r) => {
+      let n = 0;
+      for (const f of this.depthSources) {
+        try {
+          n += f();
+        } catch {
+          /* a failing source reads as 0 */
+        }
+      }
+      r.observe(n, { component: 'collector' });
+    });
     this.flushSeconds = hist('forge.collector.flush.seconds', 'Duration of one batch write to the store, seconds', FLUSH_BUCKETS_S);
     this.flushedEvents = count('forge.collector.flushed_events.count', 'Events written to the store by the collector (monotonic)');
     this.flushFailures = count('forge.collector.flush_failures.count', 'Batch writes that failed (monotonic)');
     this.accepted = count('forge.collector.accepted.count', 'Events durably accepted (monotonic)');
     this.rejected = count('forge.collector.rejected.count', 'Events rejected, by error code (monotonic)');
     // Health series exist (at 0) from the start, so absent() alerts and first scrapes behave.
-    this.bufferDepth.record(0, { component: 'collector' });
     this.flushFailures.add(0, { component: 'collector' });
     this.accepted.add(0, { component: 'collector' });
   }
@@ -196,8 +207,9 @@ export class ForgeMetrics {
   }
 
   // ---- collector health ----
-  setBufferDepth(n: number): void {
-    this.bufferDepth.record(n, { component: 'collector' });
+  /** Adds a source of buffered-event counts (the collector's batcher, the store writer's queue), read at scrape time. */
+  addBufferDepthSource(fn: () => number): void {
+    this.depthSources.push(fn);
   }
   recordFlush(seconds: number, events: number, ok: boolean): void {
     this.flushSeconds.record(seconds, { component: 'collector', outcome: ok ? 'ok' : 'error' });

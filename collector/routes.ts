@@ -26,8 +26,11 @@ export interface CollectorRoutesOptions {
   onError?(err: unknown): void;
   metrics: ForgeMetrics;
   expectedTasksDay?(): number | undefined | Promise<number | undefined>;
-  /** Group commit in front of the sink (default on); false writes each request on its own. */
-  batch?: BatchingOptions | false;
+  /**
+   * Group commit in front of the sink, for sinks that write each call on its own (default off: the
+   * store's writer batches already). Its write latency and depth are in the health metrics either way.
+   */
+  batch?: BatchingOptions;
   /** Largest request body after decompression, bytes (default 4 MiB). */
   bodyLimit?: number;
   /** Most events in one /v1/events batch (default 1000). */
@@ -149,14 +152,10 @@ function toErrorReply(err: FastifyError | CollectorError | Error): { status: num
  */
 export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptions): Promise<void> {
   const metrics = opts.metrics;
-  const batching =
-    opts.batch === false
-      ? undefined
-      : new BatchingSink(opts.sink, {
-          ...opts.batch,
-          onFlush: (s, n, ok) => metrics.recordFlush(s, n, ok),
-          onDepth: (d) => metrics.setBufferDepth(d),
-        });
+  const batching = opts.batch ? new BatchingSink(opts.sink, opts.batch) : undefined;
+  if (batching) metrics.addBufferDepthSource(() => batching.depth);
+  const stats = (opts.sink as { stats?: () => { queued?: number; inFlight?: number } }).stats;
+  if (typeof stats === 'function') metrics.addBufferDepthSource(() => { const st = stats.call(opts.sink); return (st.queued ?? 0) + (st.inFlight ?? 0); });
   const ingestor = new Ingestor({
     sink: batching ?? opts.sink,
     pricing: opts.pricing,
