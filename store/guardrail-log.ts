@@ -4,8 +4,8 @@ import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { checkTime, scopeSql, tenantOfScopeKey, type LogScope } from './scope.ts';
 
 /** What happened to a guardrail. */
-export type GuardrailEventKind = 'state_change' | 'acknowledgement' | 'override' | 'budget_change';
-const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(['state_change', 'acknowledgement', 'override', 'budget_change']);
+export type GuardrailEventKind = 'state_change' | 'acknowledgement' | 'override' | 'budget_change' | 'reservation_expired';
+const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired']);
 
 export interface GuardrailEventInput {
   /** Idempotency key: appending the same id twice keeps one row. Default: a random UUID. */
