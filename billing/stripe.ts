@@ -163,8 +163,11 @@ export class StripeBilling {
     if (!customerId) throw new BillingError('FORGE_ERR_STRIPE_WEBHOOK_PAYLOAD', `${type} without customer`, { field: 'data.object.customer' });
     const acct = await this.accounts.byCustomer(customerId);
     if (!acct) return { handled: false, type, reason: 'unknown_customer' };
-    if (!(await this.accounts.markEvent(event.id))) return { handled: false, type, reason: 'duplicate' };
-    if (event.created < acct.lastStripeEventAt) return { handled: false, type, reason: 'stale' };
+    if (await this.accounts.hasEvent(event.id)) return { handled: false, type, reason: 'duplicate' };
+    if (event.created < acct.lastStripeEventAt) {
+      await this.accounts.markEvent(event.id);
+      return { handled: false, type, reason: 'stale' };
+    }
 
     const previous = { planId: acct.planId, status: acct.status };
     const next: BillingAccount = { ...acct, lastStripeEventAt: event.created, updatedAt: now };
@@ -187,6 +190,7 @@ export class StripeBilling {
       next.subscriptionId = sub.id;
     }
     await this.accounts.put(next);
+    await this.accounts.markEvent(event.id);
     return { handled: true, type, tenantId: next.tenantId, planId: next.planId, status: next.status, previous };
   }
 

@@ -47,8 +47,10 @@ export interface AccountStore {
   byCustomer(customerId: string): Promise<BillingAccount | undefined>;
   put(a: BillingAccount): Promise<void>;
   list(): Promise<BillingAccount[]>;
-  /** Records a processed webhook event id; false when it was seen before. */
-  markEvent(eventId: string): Promise<boolean>;
+  /** Was this webhook event id applied before? */
+  hasEvent(eventId: string): Promise<boolean>;
+  /** Records an applied webhook event id (after the change is stored, so a failed apply is retried by Stripe). */
+  markEvent(eventId: string): Promise<void>;
 }
 
 export class MemoryAccountStore implements AccountStore {
@@ -69,9 +71,10 @@ export class MemoryAccountStore implements AccountStore {
   async list(): Promise<BillingAccount[]> {
     return [...this.accounts.values()].map((a) => ({ ...a }));
   }
-  async markEvent(eventId: string): Promise<boolean> {
-    if (this.events.has(eventId)) return false;
+  async hasEvent(eventId: string): Promise<boolean> {
+    return this.events.has(eventId);
+  }
+  async markEvent(eventId: string): Promise<void> {
     this.events.add(eventId);
-    return true;
   }
 }
