@@ -218,12 +218,13 @@ export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome
   const r = taskEventSchema.safeParse(stripReported(input));
   if (!r.success) {
     // Report a missing required key before anything else: it is the most common producer mistake.
+    const rank = (i: z.core.$ZodIssue): number => (i.code === 'unrecognized_keys' ? 2 : valueAt(input, i.path) === undefined ? 0 : 1);
     const issues = [...r.error.issues].sort((a, b) => rank(a) - rank(b));
     const issue = issues[0]!;
     if (issue.code === 'unrecognized_keys') {
       return { ok: false, code: 'FORGE_ERR_VALIDATION', field: fieldPath([...issue.path, issue.keys[0]!]), reason: `unknown field(s): ${issue.keys.join(', ')}` };
     }
-    const missing = issue.code === 'invalid_type' && issue.input === undefined;
+    const missing = valueAt(input, issue.path) === undefined;
     return { ok: false, code: 'FORGE_ERR_VALIDATION', field: fieldPath(issue.path), reason: missing ? 'is required' : issue.message };
   }
   const e = r.data;
@@ -259,8 +260,11 @@ export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome
   };
 }
 
-function rank(i: z.core.$ZodIssue): number {
-  if (i.code === 'invalid_type' && i.input === undefined) return 0;
-  if (i.code === 'unrecognized_keys') return 2;
-  return 1;
+function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let v = input;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = Object.hasOwn(v, p) ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  }
+  return v;
 }

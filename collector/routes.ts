@@ -209,7 +209,7 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
     {
       bodyLimit,
       preValidation: async (req) => {
-        if (isProtobuf(req)) throw new CollectorError('FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', `${PROTOBUF} is accepted on /v1/logs only; send application/json here`, 415, 'content-type');
+        if (!isJson(req)) throw new CollectorError('FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', `content type must be application/json, got "${req.headers['content-type'] ?? ''}"`, 415, 'content-type');
       },
       schema: {
         summary: 'Ingest forge.task.finalized events (JSON)',
@@ -271,6 +271,9 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
     },
     async (req, reply) => {
       const proto = isProtobuf(req);
+      if (!proto && !isJson(req)) {
+        throw new CollectorError('FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', `content type must be ${PROTOBUF} or application/json, got "${req.headers['content-type'] ?? ''}"`, 415, 'content-type');
+      }
       const records = proto ? decodeLogsProtobuf(req.body as Buffer) : decodeLogsJson(req.body);
       const items: RawItem[] = [];
       records.forEach((rec) => {
@@ -305,6 +308,10 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
       async (_req, reply: FastifyReply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await metrics.render()),
     );
   }
+}
+
+function isJson(req: FastifyRequest): boolean {
+  return /^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(req.headers['content-type'] ?? '');
 }
 
 function isProtobuf(req: FastifyRequest): boolean {
