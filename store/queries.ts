@@ -204,7 +204,7 @@ ${group ? 'GROUP BY k ORDER BY k' : ''}`;
     const rows = await this.#grouped(
       scope,
       { from: Math.floor(r.from / HOUR_MS) * HOUR_MS, to: r.to },
-      'toUnixTimestamp64Milli(toStartOfHour(event_time))',
+      'toUnixTimestamp(toStartOfHour(event_time)) * 1000',
     );
     return rows.map((x) => ({ hour: Number(x.k), ...toTotals(x) }));
   }

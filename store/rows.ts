@@ -240,3 +240,13 @@ export function rowToEvent(v: readonly unknown[]): CostEvent & { seq: number } {
     llmTokens: models.map((model, i) => ({ model, inputTokens: inputs[i] ?? 0, outputTokens: outputs[i] ?? 0 })),
   };
 }
+
+/**
+ * The canonical bytes of a stored event (what its chain hash covers), for auditors who recompute hashes
+ * outside the store: hash = chainHash(prev_hash, eventCanonicalBytes(event)).
+ */
+export function eventCanonicalBytes(e: CostEvent & { seq: number }): string {
+  const values = eventValues(e, 'event');
+  values[SEQ_INDEX] = e.seq;
+  return canonicalBytes(values);
+}
