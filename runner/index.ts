@@ -1,4 +1,29 @@
+/**
+ * runner/: the halt bus (in-process and Redis) and the task runner that obeys it (BullMQ worker or
+ * in-process queue), with admission, cost-event and executor seams.
+ */
 export * from './errors.ts';
 export * from './halt-bus.ts';
 export { RedisHaltBus, type RedisHaltBusOptions } from './redis-halt-bus.ts';
 export { DEFAULT_BACKOFF, type Backoff } from './redis-conn.ts';
+export type * from './types.ts';
+export {
+  HttpAdmissionClient,
+  LedgerAdmissionClient,
+  guardrailAdmissionClient,
+  reservationIdFor,
+  scopesOfReservationId,
+  type AdmissionClient,
+  type AdmissionDecision,
+  type AdmissionRequest,
+  type GuardrailPort,
+  type HttpAdmissionOptions,
+  type LedgerAdmissionOptions,
+  type Settlement,
+} from './admission.ts';
+export { HttpEventEmitterClient, type EventEmitterClient, type HttpEventEmitterOptions, type TaskFinalizedEvent } from './events.ts';
+export { ChildProcessExecutor, type ChildProcessExecutorOptions, type ExecContext, type ExecResult, type Executor, type TaskReport } from './executor.ts';
+export { TaskRunner, eventIdOf, priceProfile, type HandleResult, type HungTask, type IntakeControl, type TaskRunnerOptions } from './task-runner.ts';
+export { BullTaskWorker, TaskQueue, DEFAULT_QUEUE, type BullQueueOptions, type BullRunnerOptions } from './bull-queue.ts';
+export { InProcessTaskQueue, type InProcessQueueOptions } from './local-queue.ts';
+export { SIM_TASK_SCRIPT, estimateSuite, loadSuite, parseSuite, runSuite, suiteScopes, type RunSuiteOptions, type Suite, type SuiteProgress, type SuiteReport } from './suite.ts';
