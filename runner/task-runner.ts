@@ -414,7 +414,7 @@ export class TaskRunner {
   }
 }
 
-function usageOf(task: TaskSpec, report: TaskReport | undefined, fraction: InstanceType<typeof Dec>): Required<TaskReport> {
+function usageOf(task: TaskSpec, report: TaskReport | undefined, fraction: InstanceType<typeof Dec>): { gasUsed: number; llm: NonNullable<TaskReport['llm']> } {
   if (report) return { gasUsed: report.gasUsed ?? 0, llm: report.llm ?? [] };
   const prof = task.profile;
   if (!prof) return { gasUsed: 0, llm: [] };
