@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
-import type { KeyStore } from './auth.ts';
+import type { KeyStore, Role } from './auth.ts';
 import type { AuditRecord, Guardrail } from './guardrail.ts';
 import { installAuth, installErrorHandler } from './http.ts';
 import { adminRoutes, BudgetVersions } from './routes/admin.ts';
@@ -30,7 +30,7 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
   const app = Fastify({
     logger: p.logLevel && p.logLevel !== 'silent' ? { level: p.logLevel, redact: ['req.headers.authorization', 'req.headers["x-api-key"]'] } : false,
     bodyLimit: p.bodyLimit ?? 5 * 1024 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     return503OnClosing: true,
   });
   installErrorHandler(app, p.onError);
@@ -45,6 +45,16 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
     if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), public: true };
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  // Routes from the parts (collector ingest, its /metrics) do not know the API's roles: set them here.
+  const policy: Array<[RegExp, { roles?: readonly Role[]; public?: boolean }]> = [
+    [/^\/v1\/(events|logs)$/, { roles: ['runner'] }],
+    [/^\/metrics$/, p.metricsPublic === false ? { roles: ['oncall', 'finance', 'auditor'] } : { public: true }],
+  ];
+  app.addHook('onRoute', (route) => {
+    if (route.config?.roles || route.config?.public) return;
+    const hit = policy.find(([re]) => re.test(route.url));
+    if (hit) route.config = { ...(route.config ?? {}), ...hit[1] };
+  });
   installAuth(app, p.keys);
 
   app.get('/healthz', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok' }));

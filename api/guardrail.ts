@@ -12,6 +12,7 @@ import {
   maxState,
   microsToUsd,
   scopesOf,
+  totalsOf,
   usdToMicros,
   type BandsBook,
   type ConditionHit,
@@ -22,6 +23,7 @@ import {
   type ScopeKey,
   type ScopeSpend,
   type ScopeState,
+  type SpendTotals,
   type StateChange,
   type Thresholds,
 } from '../rules/index.ts';
@@ -36,7 +38,8 @@ export interface HaltPort {
   current(scope: ScopeKey): Promise<StateChange | undefined>;
 }
 
-export type AuditKind = 'state_change' | 'acknowledge' | 'lift' | 'reservation_expired' | 'budget_change';
+/** The store's guardrail_events kinds. */
+export type AuditKind = 'state_change' | 'acknowledgement' | 'override' | 'reservation_expired' | 'budget_change';
 
 export interface AuditRecord {
   kind: AuditKind;
@@ -219,7 +222,7 @@ export class Guardrail {
         const st = this.scopes.get(scope);
         if (st) this.scopes.set(scope, { ...st, guard: { ...st.guard, seq: c.seq } });
       }
-      await this.d.audit({ kind: actor ? (previous === 'WARNING' && c.state === 'NORMAL' ? 'acknowledge' : 'lift') : 'state_change', scope, at: c.at, actor: actor ?? 'forge', reason: c.reason, state: c.state, previous, seq: c.seq, details: { holds } });
+      await this.d.audit({ kind: actor ? (previous === 'WARNING' && c.state === 'NORMAL' ? 'acknowledgement' : 'override') : 'state_change', scope, at: c.at, actor: actor ?? 'forge', reason: c.reason, state: c.state, previous, seq: c.seq, details: { holds } });
     }, 'publish state change');
   }
 
@@ -360,7 +363,7 @@ export class Guardrail {
     if (r.change) {
       this.announce(scope, r.state, r.change.from, this.lastHolds.get(scope) ?? [], 0, `acknowledged by ${actor}: ${reason}`, actor);
     } else {
-      this.enqueue(() => this.d.audit({ kind: 'acknowledge', scope, at: this.d.now(), actor, reason, state: r.state.guard.state, seq: r.state.guard.seq }), 'audit');
+      this.enqueue(() => this.d.audit({ kind: 'acknowledgement', scope, at: this.d.now(), actor, reason, state: r.state.guard.state, seq: r.state.guard.seq }), 'audit');
     }
     return { state: r.state.guard.state };
   }
@@ -379,6 +382,12 @@ export class Guardrail {
   /** The hourly recompute: replace a scope's live totals with the event log's and re-evaluate. */
   rebase(scope: ScopeKey, fromLog: { days: readonly DaySpend[]; run: ScopeSpend['run'] }): void {
     this.apply(scope, evaluateRollup(this.bandsFor(scope), this.stateOf(scope), fromLog, this.d.now()), 'hourly recompute');
+  }
+
+  /** Day, week and run totals of a scope now (components are the day's), USD micros, for metrics. */
+  totals(scope: ScopeKey): { dayMicros: Micros; weekMicros: Micros; runMicros: Micros; components: SpendTotals['dayComponents'] } {
+    const t = totalsOf(this.stateOf(scope).spend, this.d.now());
+    return { dayMicros: t.dayMicros, weekMicros: t.weekMicros, runMicros: t.runMicros, components: t.dayComponents };
   }
 
   knownScopes(): ScopeKey[] {

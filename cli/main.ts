@@ -2,12 +2,9 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { BandsConfigError, CostModelError, microsToUsd, operationCost, parseBandsConfig, MoneyError } from '../rules/index.ts';
 
-/** A usage or input error: the CLI prints one line and exits with code 2. */
-export class CliInputError extends Error {
-  readonly code = 'FORGE_ERR_CLI_INPUT';
-}
+import { CliInputError, extraCommands, type Out } from './registry.ts';
 
-type Out = { log: (s: string) => void; err: (s: string) => void };
+export { CliInputError };
 const stdio: Out = { log: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
 
 function buildProgram(out: Out, setCode: (c: number) => void): Command {
@@ -87,13 +84,6 @@ function withFlagNames<T>(flags: Record<string, string>, fn: () => T): T {
     if (e instanceof CostModelError) throw new CliInputError(`${flags[e.field] ?? e.field}: ${e.message.slice(e.field.length + 2)}`);
     throw e;
   }
-}
-
-/** Later parts add their commands (start, keys, run) here, keeping this module the one entry point. */
-type Register = (program: Command, out: Out, setCode: (c: number) => void) => void;
-const extraCommands: Register[] = [];
-export function addCommand(r: Register): void {
-  extraCommands.push(r);
 }
 
 const INPUT_ERRORS = new Set(['FORGE_ERR_CLI_INPUT', 'FORGE_ERR_BANDS_CONFIG', 'FORGE_ERR_COST_INPUT', 'FORGE_ERR_MONEY', 'FORGE_ERR_CONFIG']);

@@ -1,0 +1,217 @@
+import type {} from '@fastify/swagger';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { microsToUsd, type ScopeKey } from '../../rules/index.ts';
+import { logScopeOf, type BreakdownRow, type LogScope, type Store, type Totals } from '../../store/index.ts';
+import { requireTenant } from '../auth.ts';
+import { ApiError, errorBodySchema } from '../errors.ts';
+import type { Guardrail } from '../guardrail.ts';
+import { principalOf, scopeParam } from '../http.ts';
+
+const DAY = 86_400_000;
+const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
+
+type Row = Record<string, string | number | null>;
+interface Report {
+  scope: ScopeKey;
+  generated_at: string;
+  columns: string[];
+  rows: Row[];
+  summary?: Row;
+}
+
+const csvCell = (v: string | number | null): string => {
+  const s = v === null ? '' : String(v);
+  // Quote when needed, and defuse spreadsheet formulas.
+  const safe = /^[=+\-@]/.test(s) && !/^-?\d/.test(s) ? `'${s}` : s;
+  return /[",\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+};
+
+export function toCsv(r: Report): string {
+  return [r.columns.join(','), ...r.rows.map((row) => r.columns.map((c) => csvCell(row[c] ?? null)).join(','))].join('\n') + '\n';
+}
+
+const usd = (m: number | undefined): string | null => (m === undefined ? null : microsToUsd(m));
+const perTask = (t: Totals) => ({
+  cost_per_task_usd: t.tasks > 0 ? microsToUsd(Math.floor(t.totalMicros / t.tasks)) : null,
+  cost_per_success_usd: t.succeeded > 0 ? microsToUsd(Math.floor(t.totalMicros / t.succeeded)) : null,
+});
+
+export const REPORTS = ['daily-burn', 'composition', 'unit-economics', 'weekly-burn', 'utilisation', 'runway', 'efficiency', 'stop-conditions'] as const;
+type ReportName = (typeof REPORTS)[number];
+
+/** Finance reports over the event log (the source of truth), JSON or CSV. */
+export async function reportRoutes(app: FastifyInstance, opts: { store: Store; guardrail: Guardrail; now: () => number }): Promise<void> {
+  const { store, guardrail } = opts;
+
+  async function build(name: ReportName, scope: ScopeKey, ls: LogScope, days: number): Promise<Report> {
+    const now = opts.now();
+    const b = guardrail.bandsFor(scope);
+    const base = { scope, generated_at: new Date(now).toISOString() };
+    const range = { from: now - days * DAY, to: now + 1 };
+    switch (name) {
+      case 'daily-burn': {
+        const d = await store.dailyTotals(ls, now, days);
+        return { ...base, columns: ['day', 'total_usd', 'day_soft_usd', 'day_hard_usd', 'tasks', 'failed'], rows: d.map((x) => ({ day: x.day, total_usd: microsToUsd(x.totalMicros), day_soft_usd: microsToUsd(b.daySoft), day_hard_usd: microsToUsd(b.dayHard), tasks: x.tasks, failed: x.failed })) };
+      }
+      case 'composition': {
+        const c = await store.composition(ls, range);
+        const rows = (['rli', 'gas', 'compute', 'storage', 'llm'] as const).map((k) => ({ component: k, usd: microsToUsd(c.components[k]), share: Math.round(c.shares[k] * 10_000) / 10_000 }));
+        return { ...base, columns: ['component', 'usd', 'share'], rows, summary: { total_usd: microsToUsd(c.totalMicros), days } };
+      }
+      case 'unit-economics': {
+        const d = await store.dailyTotals(ls, now, days);
+        return { ...base, columns: ['day', 'total_usd', 'tasks', 'succeeded', 'cost_per_task_usd', 'cost_per_success_usd'], rows: d.map((x) => ({ day: x.day, total_usd: microsToUsd(x.totalMicros), tasks: x.tasks, succeeded: x.succeeded, ...perTask(x) })) };
+      }
+      case 'weekly-burn': {
+        const w = await store.weeklyTotals(ls, now, Math.max(1, Math.ceil(days / 7)));
+        return { ...base, columns: ['week_start', 'total_usd', 'week_soft_usd', 'week_hard_usd', 'tasks'], rows: w.map((x) => ({ week_start: x.weekStart, total_usd: microsToUsd(x.totalMicros), week_soft_usd: microsToUsd(b.weekSoft), week_hard_usd: microsToUsd(b.weekHard), tasks: x.tasks })) };
+      }
+      case 'utilisation':
+      case 'runway': {
+        const run = await store.cumulativeTotal(ls, now);
+        const week = await store.rollingWeekTotal(ls, now);
+        const remaining = Math.max(0, b.runCap - run.totalMicros);
+        const avgDay = Math.floor(week.totalMicros / 7);
+        const row: Row = {
+          run_spend_usd: microsToUsd(run.totalMicros),
+          run_cap_usd: microsToUsd(b.runCap),
+          utilisation: b.runCap > 0 ? Math.round((run.totalMicros / b.runCap) * 10_000) / 10_000 : null,
+          remaining_usd: microsToUsd(remaining),
+          avg_daily_burn_7d_usd: microsToUsd(avgDay),
+          runway_days: avgDay > 0 ? Math.round((remaining / avgDay) * 100) / 100 : null,
+        };
+        return { ...base, columns: Object.keys(row), rows: [row] };
+      }
+      case 'efficiency': {
+        const rows: Row[] = [];
+        for (const by of ['task_type', 'model', 'environment'] as const) {
+          const list: BreakdownRow[] = await store.breakdown(ls, range, by);
+          for (const x of list) rows.push({ dimension: by, key: x.key, total_usd: microsToUsd(x.totalMicros), tasks: x.tasks, succeeded: x.succeeded, failed: x.failed, ...perTask(x) });
+        }
+        return { ...base, columns: ['dimension', 'key', 'total_usd', 'tasks', 'succeeded', 'failed', 'cost_per_task_usd', 'cost_per_success_usd'], rows };
+      }
+      case 'stop-conditions': {
+        const c = await store.stopConditionCounts(now - DAY, { scope: ls, until: now + 1 });
+        return { ...base, columns: ['state', 'count'], rows: (['WARNING', 'HARD_STOP', 'EMERGENCY_STOP'] as const).map((s) => ({ state: s, count: c[s] })) };
+      }
+    }
+  }
+
+  app.get<{ Params: { report: ReportName }; Querystring: { scope: string; days?: number; format?: 'json' | 'csv' } }>(
+    '/v1/reports/:report',
+    {
+      config: { roles: ['finance'] },
+      schema: {
+        tags: ['reports'],
+        summary: 'Finance reports: daily-burn, composition, unit-economics, weekly-burn, utilisation, runway, efficiency, stop-conditions (JSON or CSV)',
+        params: { type: 'object', properties: { report: { type: 'string', enum: [...REPORTS] } } },
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['scope'],
+          properties: { scope: { type: 'string', maxLength: 256 }, days: { type: 'integer', minimum: 1, maximum: 366, default: 30 }, format: { type: 'string', enum: ['json', 'csv'], default: 'json' } },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              scope: { type: 'string' }, generated_at: { type: 'string' }, columns: { type: 'array', items: { type: 'string' } },
+              rows: { type: 'array', items: { type: 'object', additionalProperties: { type: ['string', 'number', 'null'] } } },
+              summary: { type: 'object', additionalProperties: { type: ['string', 'number', 'null'] } },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req, reply) => {
+      const scope = scopeParam(req, req.query.scope);
+      const ls = logScopeOf(scope)!;
+      const r = await build(req.params.report, scope, ls, req.query.days ?? 30);
+      if (req.query.format === 'csv') {
+        void reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="forge-${req.params.report}.csv"`);
+        return reply.send(toCsv(r));
+      }
+      return r;
+    },
+  );
+
+  await auditRoutes(app, store, opts.now);
+}
+
+function timeRange(req: FastifyRequest<{ Querystring: { from?: string; to?: string } }>, now: number, maxDays: number): { from: number; to: number } {
+  const to = req.query.to ? Date.parse(req.query.to) : now + 1;
+  const from = req.query.from ? Date.parse(req.query.from) : to - maxDays * DAY;
+  if (!Number.isFinite(from)) throw new ApiError('FORGE_ERR_VALIDATION', 'from must be an ISO date-time', 'from');
+  if (!Number.isFinite(to)) throw new ApiError('FORGE_ERR_VALIDATION', 'to must be an ISO date-time', 'to');
+  if (from >= to) throw new ApiError('FORGE_ERR_VALIDATION', 'from must be before to', 'from');
+  if (to - from > 366 * DAY) throw new ApiError('FORGE_ERR_VALIDATION', 'the time range may span at most 366 days', 'from');
+  return { from, to };
+}
+
+/** The auditor's view: events by tenant, run and time; hash-chain verification; guardrail history. */
+async function auditRoutes(app: FastifyInstance, store: Store, now: () => number): Promise<void> {
+  const tenantQuery = {
+    type: 'object',
+    additionalProperties: false,
+    required: ['tenant_id'],
+    properties: {
+      tenant_id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+      run_id: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' },
+      from: { type: 'string', format: 'date-time' },
+      to: { type: 'string', format: 'date-time' },
+      limit: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 },
+    },
+  } as const;
+
+  app.get<{ Querystring: { tenant_id: string; run_id?: string; from?: string; to?: string; limit?: number } }>(
+    '/v1/audit/events',
+    { config: { roles: ['auditor'] }, schema: { tags: ['audit'], summary: 'Cost events of a tenant (and run) in a time range, in event-time order, with their chain hashes', querystring: tenantQuery, response: errors } },
+    async (req) => {
+      requireTenant(principalOf(req), req.query.tenant_id);
+      const range = timeRange(req, now(), 31);
+      const events = await store.listEvents({ tenantId: req.query.tenant_id, ...(req.query.run_id ? { runId: req.query.run_id } : {}) }, range, { limit: req.query.limit ?? 1000 });
+      return { tenant_id: req.query.tenant_id, from: new Date(range.from).toISOString(), to: new Date(range.to).toISOString(), count: events.length, events };
+    },
+  );
+
+  app.get<{ Querystring: { tenant_id: string; from?: string; to?: string } }>(
+    '/v1/audit/verify',
+    {
+      config: { roles: ['auditor'] },
+      schema: {
+        tags: ['audit'],
+        summary: 'Walk the tenant\'s hash chain; report the first broken link',
+        querystring: { type: 'object', additionalProperties: false, required: ['tenant_id'], properties: { tenant_id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' }, from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } } },
+        response: errors,
+      },
+    },
+    async (req) => {
+      requireTenant(principalOf(req), req.query.tenant_id);
+      return store.verify({
+        tenantId: req.query.tenant_id,
+        ...(req.query.from ? { from: Date.parse(req.query.from) } : {}),
+        ...(req.query.to ? { to: Date.parse(req.query.to) } : {}),
+      });
+    },
+  );
+
+  app.get<{ Querystring: { scope: string; from?: string; to?: string } }>(
+    '/v1/audit/guardrail-events',
+    {
+      config: { roles: ['auditor', 'oncall'] },
+      schema: {
+        tags: ['audit'],
+        summary: 'State changes, acknowledgements, overrides, budget changes and expired reservations of a scope',
+        querystring: { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: { type: 'string', maxLength: 256 }, from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } } },
+        response: errors,
+      },
+    },
+    async (req: FastifyRequest<{ Querystring: { scope: string; from?: string; to?: string } }>, _reply: FastifyReply) => {
+      const scope = scopeParam(req, req.query.scope);
+      const range = timeRange(req, now(), 31);
+      const rows = await store.guardrailEvents({ scope: logScopeOf(scope)!, ...range, scopeKey: scope, limit: 1000 });
+      return { scope, events: rows };
+    },
+  );
+}

@@ -1,0 +1,226 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { AlertDispatcher, loadAlertsConfig } from '../alerts/index.ts';
+import { collectorRoutes, ForgeMetrics, loadPricing, viemChain, type Pricing } from '../collector/index.ts';
+import {
+  dayFromLabel,
+  parseBandsConfig,
+  scopesOf,
+  storageDayCost,
+  type BandsBook,
+  type DaySpend,
+  type ScopeKey,
+} from '../rules/index.ts';
+import { InProcessHaltBus, RedisHaltBus, type HaltBus } from '../runner/index.ts';
+import { logScopeOf, openStore, type Store, type ScopeRollup } from '../store/index.ts';
+import { buildApp } from './app.ts';
+import { KeyStore } from './auth.ts';
+import { loadConfig, type ForgeConfig } from './config.ts';
+import { Guardrail, type AuditRecord } from './guardrail.ts';
+import { InProcessLedger, RedisLedger, type LiveLedger } from './ledger/index.ts';
+import { reportRoutes } from './routes/reports.ts';
+
+export interface RunningForge {
+  app: FastifyInstance;
+  url: string;
+  store: Store;
+  guardrail: Guardrail;
+  keys: KeyStore;
+  config: ForgeConfig;
+  /** Runs the hourly recompute now (tests, operators). */
+  rollup(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Extra route plugins (billing, burn page) registered after the core routes. */
+  plugins?: FastifyPluginAsync[];
+  log?: (line: string) => void;
+  now?: () => number;
+}
+
+/** The rollup of a scope from the event log, as the rules engine's day buckets (storage burns by the day). */
+export function spendFromRollup(r: ScopeRollup): { days: DaySpend[]; run: { components: DaySpend['components']; totalMicros: number; tasks: number } } {
+  const days: DaySpend[] = r.days
+    .filter((d) => d.tasks > 0)
+    .map((d) => {
+      const c = { ...d.components, storage: 0 };
+      return { day: dayFromLabel(d.day), components: c, opsMicros: c.rli + c.gas + c.compute + c.llm, tasks: d.tasks, failed: d.failed };
+    });
+  const rc = { ...r.run.components, storage: 0 };
+  return { days, run: { components: rc, totalMicros: rc.rli + rc.gas + rc.compute + rc.llm, tasks: r.run.tasks } };
+}
+
+function storageDayOf(pricing: Pricing): (scope: ScopeKey) => number {
+  // Platform storage (pricing.storage) burns in the global scope; tenants and runs have none of their own.
+  const global = storageDayCost(pricing.storage.gbStored, pricing.storage.gbMonthUsd);
+  return (scope) => (scope === 'global' ? global : 0);
+}
+
+/**
+ * `forge start`: one process with collector, rules, store, API and /metrics on the embedded default
+ * (ClickHouse in-process under FORGE_DATA_DIR, in-process ledger and halt bus), or on a ClickHouse server
+ * and Redis when FORGE_CLICKHOUSE_URL / FORGE_REDIS_URL are set.
+ */
+export async function startForge(opts: StartOptions = {}): Promise<RunningForge> {
+  const config = loadConfig(opts.env ?? process.env);
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const now = opts.now ?? Date.now;
+  const onError = (e: unknown, where: string) => log(`forge: ${where}: ${e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e)}`);
+
+  const bands: BandsBook = parseBandsConfig(readFileSync(config.FORGE_BUDGETS_FILE, 'utf8'), config.FORGE_BUDGETS_FILE);
+  const pricing = loadPricing(config.FORGE_PRICING_FILE ?? (existsSync('config/pricing.yaml') ? 'config/pricing.yaml' : undefined), opts.env ?? process.env);
+  const store = await openStore({
+    ...(config.FORGE_CLICKHOUSE_URL
+      ? { url: config.FORGE_CLICKHOUSE_URL, username: config.FORGE_CLICKHOUSE_USER, password: config.FORGE_CLICKHOUSE_PASSWORD, database: config.FORGE_CLICKHOUSE_DATABASE }
+      : { dataDir: join(config.FORGE_DATA_DIR, 'clickhouse') }),
+    onError: (e) => onError(e, 'store writer'),
+    writer: { flushIntervalMs: config.FORGE_FLUSH_INTERVAL_MS },
+  } as Parameters<typeof openStore>[0]);
+
+  const ledger: LiveLedger = config.FORGE_REDIS_URL ? new RedisLedger({ url: config.FORGE_REDIS_URL }) : new InProcessLedger();
+  const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
+  await bus.ready();
+  const metrics = new ForgeMetrics();
+  const keys = new KeyStore(join(config.FORGE_DATA_DIR, 'keys.json'));
+  const alerts = config.FORGE_ALERTS_FILE ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), onError: (e) => onError(e, 'alerts') }) : undefined;
+  alerts?.start();
+
+  const audit = async (r: AuditRecord): Promise<void> => {
+    await store.appendGuardrailEvents([
+      { at: r.at, kind: r.kind, scope: r.scope, state: r.state ?? '', previous: r.previous ?? '', seq: r.seq ?? 0, actor: r.actor, reason: r.reason, details: r.details ?? {} },
+    ]);
+  };
+  const guardrail = new Guardrail({
+    bands,
+    ledger,
+    bus,
+    now,
+    onChange: (c) => {
+      metrics.recordStateChange(c);
+      if (alerts) void alerts.onStateChange(c).catch((e: unknown) => onError(e, 'alerts'));
+    },
+    audit,
+    onError,
+    storageDayMicros: storageDayOf(pricing),
+    reservationTtlMs: config.FORGE_RESERVATION_TTL_MS,
+  });
+  for (const [scope, b] of bands.explicit) metrics.setBudgets(scope, b);
+
+  // Rebuild every scope with recent activity from the event log (the source of truth), and carry over
+  // durable states (a stop survives a restart).
+  const rollup = async (): Promise<void> => {
+    const t = now();
+    const since = t - 8 * 86_400_000;
+    const tenants = await store.breakdown({ allTenants: true }, { from: since, to: t + 1 }, 'tenant_id');
+    const scopes: ScopeKey[] = ['global'];
+    for (const row of tenants) {
+      scopes.push(`tenant:${row.key}`);
+      for (const run of await store.breakdown({ tenantId: row.key }, { from: since, to: t + 1 }, 'run_id')) scopes.push(scopesOf(row.key, run.key)[2]);
+    }
+    for (const scope of new Set([...scopes, ...guardrail.knownScopes()])) {
+      const ls = logScopeOf(scope);
+      if (!ls) continue;
+      guardrail.rebase(scope, spendFromRollup(await store.scopeRollup(ls, t)));
+      const totals = guardrail.totals(scope);
+      metrics.setScopeTotals(scope, totals);
+    }
+  };
+  for (const scope of ['global', ...[...bands.explicit.keys()]]) {
+    const durable = await bus.current(scope);
+    if (durable) guardrail.restore(durable);
+  }
+  await rollup();
+  for (const scope of guardrail.knownScopes()) {
+    const durable = await bus.current(scope);
+    if (durable) guardrail.restore(durable);
+  }
+
+  const knownTenants = (): Set<string> => {
+    const s = new Set<string>();
+    for (const k of bands.explicit.keys()) if (k.startsWith('tenant:')) s.add(k.slice(7));
+    for (const k of keys.list()) if (k.tenantId) s.add(k.tenantId);
+    return s;
+  };
+
+  const collector: FastifyPluginAsync = async (app) => {
+    await app.register(collectorRoutes, {
+      sink: store.writer,
+      pricing,
+      ...(pricing.chain?.rpcUrl ? { chain: viemChain(pricing.chain.rpcUrl) } : {}),
+      knownTenant: (tenantId: string) => knownTenants().has(tenantId),
+      canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
+      onAccepted: (events) => {
+        guardrail.ingest(events);
+        for (const ev of events) {
+          for (const scope of scopesOf(ev.tenantId, ev.runId)) metrics.setScopeTotals(scope, guardrail.totals(scope));
+        }
+      },
+      onError: (e: unknown) => onError(e, 'collector'),
+      metrics,
+      metricsRoute: true,
+      now,
+    });
+  };
+
+  const app = await buildApp({
+    guardrail,
+    keys,
+    audit,
+    now,
+    onError,
+    logLevel: config.FORGE_LOG_LEVEL === 'info' ? 'warn' : config.FORGE_LOG_LEVEL,
+    bodyLimit: config.FORGE_BODY_LIMIT_BYTES,
+    ready: async () => {
+      const checks: Record<string, string> = {};
+      try {
+        await store.dayTotal({ allTenants: true }, now());
+        checks.store = 'ok';
+      } catch (e) {
+        checks.store = `unreachable: ${(e as { code?: string }).code ?? 'error'}`;
+      }
+      try {
+        await ledger.snapshot('global', now());
+        checks.ledger = 'ok';
+      } catch (e) {
+        checks.ledger = `unreachable: ${(e as { code?: string }).code ?? 'error'}`;
+      }
+      return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
+    },
+    plugins: [collector, async (app) => app.register(reportRoutes, { store, guardrail, now }), ...(opts.plugins ?? [])],
+  });
+
+  const timers = [
+    setInterval(() => void guardrail.expireReservations().catch((e: unknown) => onError(e, 'reservation expiry')), 1000),
+    setInterval(() => void rollup().catch((e: unknown) => onError(e, 'hourly recompute')), config.FORGE_ROLLUP_INTERVAL_MS),
+  ];
+  for (const t of timers) t.unref();
+
+  const address = await app.listen({ host: config.FORGE_HOST, port: config.FORGE_PORT });
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    url: address,
+    store,
+    guardrail,
+    keys,
+    config,
+    rollup,
+    close() {
+      closing ??= (async () => {
+        for (const t of timers) clearInterval(t);
+        await app.close(); // stops intake; in-flight requests finish
+        await guardrail.drain();
+        guardrail.close();
+        await alerts?.stop();
+        await store.close(); // flushes the batch writer
+        await ledger.close();
+        await bus.close();
+        await metrics.shutdown();
+      })();
+      return closing;
+    },
+  };
+}

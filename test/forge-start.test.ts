@@ -1,0 +1,67 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as { port: number }).port;
+  s.close();
+  return port;
+}
+
+describe('forge start, as a user runs it', () => {
+  it('starts on a fresh data directory, accepts an event, answers the guardrail, stops cleanly on SIGTERM, keeps the data', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'forge-start-'));
+    const port = await freePort();
+    const env = { ...process.env, FORGE_DATA_DIR: dir, FORGE_PORT: String(port), FORGE_LOG_LEVEL: 'error' };
+    const key = spawnSync(process.execPath, ['bin/forge.mjs', 'keys', 'create', '--name', 'ops', '--role', 'admin'], { env, encoding: 'utf8' }).stdout.trim();
+    expect(key).toMatch(/^fk_[0-9a-f]{12}_/);
+    const base = `http://127.0.0.1:${port}`;
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+
+    const run = async (body: (out: () => string) => Promise<void>) => {
+      const child = spawn(process.execPath, ['bin/forge.mjs', 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      const deadline = Date.now() + 60_000;
+      while (!out.includes('listening on')) {
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`forge start did not come up: ${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      try {
+        await body(() => out);
+      } finally {
+        child.kill('SIGTERM');
+        const [code] = (await once(child, 'exit')) as [number | null];
+        expect(code).toBe(0);
+        expect(out).toContain('forge: stopped');
+      }
+    };
+
+    await run(async (out) => {
+      expect(out()).toContain(`listening on ${base}`);
+      const ev = await fetch(`${base}/v1/events`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ event_id: 'start-e1', tenant_id: 'demo', run_id: 'pilot-1', task_id: 't1', task_type: 'eval', environment: 'cpu-standard', status: 'success', finalized_at: new Date().toISOString(), rli_eval_usd: '1.25', task_hours: '0.5' }),
+      });
+      expect(ev.status).toBe(200);
+      expect(((await ev.json()) as { accepted: Array<{ event_id: string }> }).accepted[0]!.event_id).toBe('start-e1');
+      const g = (await (await fetch(`${base}/v1/guardrail/run:demo%2Fpilot-1`, { headers: auth })).json()) as { state: string; spend: { day_usd: string } };
+      expect(g).toMatchObject({ state: 'NORMAL', spend: { day_usd: '1.45' } }); // 1.25 + 0.5 h x $0.40
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    });
+    // Same data directory: the event is still there and counted once.
+    await run(async () => {
+      const g = (await (await fetch(`${base}/v1/guardrail/run:demo%2Fpilot-1`, { headers: auth })).json()) as { spend: { day_usd: string } };
+      expect(g.spend.day_usd).toBe('1.45');
+    });
+  });
+});
