@@ -193,6 +193,7 @@ export class DestinationSender {
       destination: this.name,
       destinationType: this.type,
       kind: msg.view.kind,
+      severity: msg.view.severity,
       scope: msg.view.scope,
       condition: msg.view.condition,
       ...(msg.view.state ? { state: msg.view.state } : {}),

@@ -9,6 +9,8 @@ export { loadAlertsConfig, parseAlertsConfig, PAGERDUTY_EVENTS_URL, ROUTE_KEYS }
 export type { AlertsConfig, DestinationConfig, Env, RateLimit, RetryPolicy, RouteKey } from './config.ts';
 export type { DeliveryOutcome } from './delivery.ts';
 export { MemoryAlertLogSink, stderrLogger } from './log-sink.ts';
+export { alertLogRow, storeAlertLogSink } from './store-sink.ts';
+export type { AlertLogStore } from './store-sink.ts';
 export type { AlertLogger, AlertLogRecord, AlertLogSink, AlertLogStatus } from './log-sink.ts';
 export { ALERTS_ERROR_CODES, AlertsConfigError, AlertsError, AlertsInputError } from './errors.ts';
 export type { AlertsErrorCode } from './errors.ts';

@@ -1,5 +1,5 @@
 import type { GuardState } from '../rules/index.ts';
-import type { AlertKind, EventAction } from './types.ts';
+import type { AlertKind, EventAction, PagerDutySeverity } from './types.ts';
 
 export type AlertLogStatus = 'delivered' | 'failed' | 'dead_letter' | 'rate_limited';
 
@@ -17,6 +17,8 @@ export interface AlertLogRecord {
   destination: string;
   destinationType: 'slack' | 'pagerduty';
   kind: AlertKind;
+  /** critical / error / warning / info (PagerDuty's scale; WARNING is warning, HARD_STOP error, ...). */
+  severity: PagerDutySeverity;
   scope: string;
   condition: string;
   state?: GuardState;
