@@ -30,7 +30,6 @@ export function toCsv(r: Report): string {
   return [r.columns.join(','), ...r.rows.map((row) => r.columns.map((c) => csvCell(row[c] ?? null)).join(','))].join('\n') + '\n';
 }
 
-const usd = (m: number | undefined): string | null => (m === undefined ? null : microsToUsd(m));
 const perTask = (t: Totals) => ({
   cost_per_task_usd: t.tasks > 0 ? microsToUsd(Math.floor(t.totalMicros / t.tasks)) : null,
   cost_per_success_usd: t.succeeded > 0 ? microsToUsd(Math.floor(t.totalMicros / t.succeeded)) : null,
