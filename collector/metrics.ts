@@ -172,8 +172,9 @@ export class ForgeMetrics {
     for (const c of COMPONENTS) this.opUsd[c].record(microsToUsdNumber(ev[`${c}Micros`]), a);
     this.opUsd.total.record(microsToUsdNumber(ev.totalMicros), a);
     this.finalized.add(1, a);
-    if (ev.status === 'failed') this.failed.add(1, a);
-    if (ev.status === 'retried') this.retried.add(1, a);
+    // Adding 0 creates the series, so failure-rate queries see a 0 rather than nothing.
+    this.failed.add(ev.status === 'failed' ? 1 : 0, a);
+    this.retried.add(ev.status === 'retried' ? 1 : 0, a);
   }
 
   /** The scope's day / week / run totals and the day's components, as the live ledger or rollup knows them. */
@@ -200,10 +201,11 @@ export class ForgeMetrics {
   recordStateChange(change: StateChange): void {
     const a = this.scopeAttrs(change.scope);
     this.guardState.record(stateRank(change.state), a);
-    if (stateRank(change.state) <= stateRank(change.previous)) return;
-    if (change.state === 'WARNING') this.stopWarning.add(1, a);
-    else if (change.state === 'HARD_STOP') this.stopHard.add(1, a);
-    else if (change.state === 'EMERGENCY_STOP') this.stopEmergency.add(1, a);
+    const up = stateRank(change.state) > stateRank(change.previous);
+    // Every level's series exists (at 0) once the scope has changed state, so increase() sees resets right.
+    this.stopWarning.add(up && change.state === 'WARNING' ? 1 : 0, a);
+    this.stopHard.add(up && change.state === 'HARD_STOP' ? 1 : 0, a);
+    this.stopEmergency.add(up && change.state === 'EMERGENCY_STOP' ? 1 : 0, a);
   }
 
   // ---- collector health ----

@@ -31,7 +31,7 @@ export class OtlpDecodeError extends Error {
     readonly field: string,
     message: string,
   ) {
-    super(message);
+    super(`${field}: ${message}`);
   }
 }
 
@@ -221,7 +221,7 @@ export function decodeLogsProtobuf(buf: Uint8Array): OtlpLogRecord[] {
               return true;
             case 5: // body
               lr.expect(lw, WIRE_LEN, 'body');
-              rec.body = decodeAnyValue(lr.sub(`${path}.body`), 0);
+              rec.body = decodeAnyValue(lr.sub(`${path}.body`), 0) ?? undefined;
               return true;
             case 6: {
               // attributes
@@ -270,7 +270,7 @@ function jsonAnyValue(v: unknown, where: string, depth: number): AnyJs {
   }
   if ('intValue' in v && v.intValue != null) {
     const iv = v.intValue;
-    if (typeof iv === 'number' && Number.isInteger(iv)) return iv;
+    if (typeof iv === 'number' && Number.isInteger(iv)) return Number.isSafeInteger(iv) ? iv : BigInt(iv).toString();
     if (typeof iv === 'string' && /^-?\d{1,20}$/.test(iv)) {
       const n = Number(iv);
       return Number.isSafeInteger(n) ? n : iv;
@@ -339,7 +339,7 @@ export function decodeLogsJson(body: unknown): OtlpLogRecord[] {
           path,
           eventName: en,
           timeUnixNano: typeof t === 'number' ? BigInt(t).toString() : t,
-          body: lr.body === undefined || lr.body === null ? undefined : jsonAnyValue(lr.body, `${path}.body`, 0),
+          body: lr.body === undefined || lr.body === null ? undefined : (jsonAnyValue(lr.body, `${path}.body`, 0) ?? undefined),
           attributes: jsonKeyValues(list(lr.attributes, `${path}.attributes`), `${path}.attributes`, 0),
         });
       });

@@ -115,7 +115,7 @@ function toErrorReply(err: FastifyError | CollectorError | Error): { status: num
   if (err instanceof CollectorError) {
     return { status: err.statusCode, body: { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } } };
   }
-  if (err instanceof OtlpDecodeError) return { status: 400, body: { error: { code: err.code, message: `${err.field}: ${err.message}`, field: err.field } } };
+  if (err instanceof OtlpDecodeError) return { status: 400, body: { error: { code: err.code, message: err.message, field: err.field } } };
   const code = (err as FastifyError).code;
   switch (code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
