@@ -124,7 +124,8 @@ export class AlertDispatcher {
   readonly #abort = new AbortController();
   readonly #chains = new Map<string, Promise<unknown>>();
   readonly #background = new Set<Promise<unknown>>();
-  readonly #lastSeq = new Map<string, number>();
+  /** scope -> last seq handled and when (clock ms). */
+  readonly #lastSeq = new Map<string, { seq: number; seenAt: number }>();
   readonly #warnings = new Map<string, WarningState>();
   /** scope -> dedup key -> open incident. */
   readonly #incidents = new Map<string, Map<string, Incident>>();
@@ -289,8 +290,17 @@ export class AlertDispatcher {
       });
     });
     await Promise.all(runs);
+    // Bounded memory: idempotency keys outlive their UTC day by a margin; closed warnings and operational
+    // pages (hung task, component failure) older than that are dropped (PagerDuty keeps its own incidents).
     for (const s of this.#senders.values()) s.prune(now - 3 * DAY_MS);
     for (const [scope, w] of this.#warnings) if (!w.active && now - w.lastNotifiedAt > 2 * DAY_MS) this.#warnings.delete(scope);
+    for (const [scope, m] of this.#incidents) {
+      for (const [k, inc] of m) if (inc.view.kind !== 'guard' && now - inc.view.at > 2 * DAY_MS) m.delete(k);
+      if (m.size === 0) this.#incidents.delete(scope);
+    }
+    for (const [scope, l] of this.#lastSeq) {
+      if (now - l.seenAt > 7 * DAY_MS && !this.#warnings.has(scope) && !this.#incidents.has(scope)) this.#lastSeq.delete(scope);
+    }
   }
 
   /** Starts the re-notify loop. */
@@ -356,8 +366,8 @@ export class AlertDispatcher {
 
   async #applyChange(change: StateChange): Promise<DispatchResult> {
     const last = this.#lastSeq.get(change.scope);
-    if (last !== undefined && change.seq <= last) return { outcome: 'ignored', reason: 'stale_seq' };
-    this.#lastSeq.set(change.scope, change.seq);
+    if (last !== undefined && change.seq <= last.seq) return { outcome: 'ignored', reason: 'stale_seq' };
+    this.#lastSeq.set(change.scope, { seq: change.seq, seenAt: this.#clock.now() });
 
     const view = guardView(change, this.#config);
     const { scope, state, previous } = change;
