@@ -60,7 +60,9 @@ export {
   type HoldOutcome,
   type SettleOutcome,
   type Balance,
+  type CreditLedgerApi,
 } from './credits/ledger.ts';
+export { RedisCreditLedger } from './credits/redis-ledger.ts';
 export { MemoryCreditEntryStore, ACCOUNTS, type CreditEntryStore, type LedgerEntry, type CreditUnit, type TxKind } from './credits/entries.ts';
 export { ClickHouseCreditEntryStore, migrateBilling, type BillingClickHouse } from './credits/clickhouse-store.ts';
 export { KeyedSerial } from './serial.ts';

@@ -1,6 +1,6 @@
 import type { Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
-import { creditsFor, type CreditLedger } from './credits/ledger.ts';
+import { creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
 import type { BillingHaltGate } from './halt-gate.ts';
 import {
   burnAlerts,
@@ -112,7 +112,7 @@ export class BillingService {
       catalog: BillingCatalog;
       accounts: AccountStore;
       usage: UsageSource;
-      ledger: CreditLedger;
+      ledger: CreditLedgerApi;
       gate?: BillingHaltGate;
       vault?: KeyVault;
       /** Called for every finalized execution (e.g. MemoryUsageSource.record, or nothing when the log meters). */

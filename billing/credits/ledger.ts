@@ -60,6 +60,16 @@ export interface Balance {
   freeRunsLeft: number;
 }
 
+/** What every credit ledger implementation offers (in-process over a store; Redis + Lua for several processes). */
+export interface CreditLedgerApi {
+  purchase(owner: string, purchaseId: string, credits: number, now: number, memo?: string): Promise<{ available: number; replay: boolean }>;
+  grant(owner: string, grantId: string, credits: number, now: number, memo?: string): Promise<{ available: number; replay: boolean }>;
+  hold(req: HoldRequest): Promise<HoldOutcome>;
+  settle(owner: string, holdId: string, actualCredits: number, now: number): Promise<SettleOutcome>;
+  release(owner: string, holdId: string, now: number): Promise<SettleOutcome>;
+  balance(owner: string, now: number): Promise<Balance>;
+}
+
 interface OpenHold {
   unit: CreditUnit;
   amount: number;
@@ -87,7 +97,7 @@ function key(unit: CreditUnit, account: string): string {
  * within one process the balance never goes negative however many holds race. Several processes need the
  * Redis implementation (or one ledger process).
  */
-export class CreditLedger {
+export class CreditLedger implements CreditLedgerApi {
   private readonly serial = new KeyedSerial();
   private readonly owners = new Map<string, OwnerState>();
 
@@ -359,12 +369,12 @@ export function assertBalanced(entries: readonly LedgerEntry[]): void {
   for (const [k, v] of sums) if (v !== 0) throw new BillingError('FORGE_ERR_BILLING_LEDGER_UNBALANCED', `${k} sums to ${v}`);
 }
 
-function checkId(field: string, v: string): void {
+export function checkId(field: string, v: string): void {
   if (typeof v !== 'string' || !ID_RE.test(v)) {
     throw new BillingError('FORGE_ERR_BILLING_INPUT', `${field} must match ${ID_RE.source}`, { field });
   }
 }
 
-function checkPositiveInt(field: string, v: number): void {
+export function checkPositiveInt(field: string, v: number): void {
   if (!(Number.isSafeInteger(v) && v > 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${field} must be an integer > 0`, { field });
 }
