@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ForgeMetrics } from '../collector/index.ts';
 import type { ConditionHit, GuardState } from '../rules/index.ts';
-import { eventually, startAlertmanager, startPrometheus, type LocalService } from './helpers/alertmanager.ts';
+import { eventually, startAlertmanager, startPrometheusWithRules, type LocalService } from './helpers/alertmanager.ts';
 import { checkPagerDutyEvent, HttpReceiver, pagerDutyOk } from './helpers/http-receiver.ts';
 
 const run = promisify(execFile);
@@ -98,7 +98,7 @@ describe('alerts: rules fire against a real Prometheus scraping live Forge metri
     );
     cleanup.push(() => am.stop());
 
-    const prom: LocalService = await startPrometheus(
+    const prom: LocalService = await startPrometheusWithRules(
       stringify({
         global: { scrape_interval: '1s', evaluation_interval: '1s' },
         rule_files: ['forge-alerts.rules.yml'],

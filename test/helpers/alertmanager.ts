@@ -82,10 +82,10 @@ export async function startAlertmanager(config: ConfigText, files: Record<string
 }
 
 /**
- * Starts Prometheus with the given config text; `files` are written next to it (rule files etc.) and may
+ * Starts Prometheus with a full config text (rule_files, alerting; test/helpers/prometheus.ts only scrapes); `files` are written next to it (rule files etc.) and may
  * be referenced by bare name from the config.
  */
-export async function startPrometheus(config: ConfigText, files: Record<string, string> = {}): Promise<LocalService> {
+export async function startPrometheusWithRules(config: ConfigText, files: Record<string, string> = {}): Promise<LocalService> {
   const dir = mkdtempSync(join(tmpdir(), 'forge-prom-'));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
   writeFileSync(join(dir, 'prometheus.yml'), typeof config === 'string' ? config : config(dir));
