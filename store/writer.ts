@@ -274,9 +274,12 @@ export class StoreWriter implements BatchWriter {
    * insert_deduplication_token, so an insert that lands late is dropped by the engine.
    */
   async #commitWithRetry(rows: unknown[][]): Promise<boolean[]> {
+    // Keys this commit already sent in an insert whose outcome is unknown: found in the log on a retry,
+    // they are this write's own rows (stored), not duplicates.
+    const attempted = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#commitOnce(rows);
+        return await this.#commitOnce(rows, attempted);
       } catch (e) {
         for (const r of rows) this.#heads.delete(r[0] as string);
         if (attempt >= this.#maxRetries || !isTransient(e)) {
@@ -294,7 +297,7 @@ export class StoreWriter implements BatchWriter {
   }
 
   /** Returns, per row, whether it was newly appended (false: a duplicate). */
-  async #commitOnce(rows: unknown[][]): Promise<boolean[]> {
+  async #commitOnce(rows: unknown[][], attempted: Set<string>): Promise<boolean[]> {
     const fresh = new Array<boolean>(rows.length).fill(true);
     const seen = new Set<string>();
     for (let i = 0; i < rows.length; i++) {
@@ -304,19 +307,26 @@ export class StoreWriter implements BatchWriter {
       else seen.add(k);
     }
     const stored = await this.#existing(rows, fresh);
+    // toInsert[i]: fresh and not yet in the log. fresh but not toInsert: landed in an earlier attempt.
+    const toInsert = fresh.slice();
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i] as unknown[];
-      if (fresh[i] && stored.has(`${r[0] as string}\u0000${r[2] as string}`)) fresh[i] = false;
+      const k = `${r[0] as string}\u0000${r[2] as string}`;
+      if (fresh[i] && stored.has(k)) {
+        toInsert[i] = false;
+        if (!attempted.has(k)) fresh[i] = false;
+      }
     }
     const tenants = new Set<string>();
-    for (let i = 0; i < rows.length; i++) if (fresh[i]) tenants.add((rows[i] as unknown[])[0] as string);
+    for (let i = 0; i < rows.length; i++) if (toInsert[i]) tenants.add((rows[i] as unknown[])[0] as string);
     if (tenants.size === 0) return fresh;
     const heads = await this.#loadHeads([...tenants]);
     const lines: string[] = [];
     const token = createHash('sha256');
     for (let i = 0; i < rows.length; i++) {
-      if (!fresh[i]) continue;
+      if (!toInsert[i]) continue;
       const r = rows[i] as unknown[];
+      attempted.add(`${r[0] as string}\u0000${r[2] as string}`);
       const head = heads.get(r[0] as string) as Head;
       const values = r.slice();
       values[SEQ_INDEX] = head.seq + 1;

@@ -1,0 +1,91 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadMigrations, renderDdl, renderMigrations, renderRoles } from '../store/index.ts';
+
+const opts = { database: 'forge', cluster: 'forge_cluster' };
+
+function columnsOf(stmt: string): string[] {
+  const body = stmt.slice(stmt.indexOf('(') + 1, stmt.lastIndexOf(')\nENGINE'));
+  return body
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('INDEX'))
+    .map((l) => l.replace(/,$/, ''));
+}
+
+describe('migrations render for a single node and for a cluster from the same files', () => {
+  it('numbers the files and renders single-node DDL without cluster clauses', () => {
+    const ms = loadMigrations();
+    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual(['0001_cost_events', '0002_guardrail_events', '0003_alert_log']);
+    for (const m of renderMigrations('single', opts)) {
+      expect(m.statements).toHaveLength(1);
+      const s = m.statements[0]!;
+      expect(s).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}\\s`));
+      expect(s).toContain('ENGINE = ReplacingMergeTree()');
+      expect(s).toContain('non_replicated_deduplication_window = 10000');
+      expect(s).not.toMatch(/ON CLUSTER|Replicated|Distributed|\{\{/);
+    }
+  });
+
+  it('renders ReplicatedMergeTree local tables plus Distributed tables, all ON CLUSTER, with the same columns', () => {
+    const single = renderMigrations('single', opts);
+    const cluster = renderMigrations('cluster', opts);
+    expect(cluster.map((m) => m.checksum)).toEqual(single.map((m) => m.checksum));
+    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)' };
+    for (const [i, m] of cluster.entries()) {
+      expect(m.statements).toHaveLength(2);
+      const [local, dist] = m.statements as [string, string];
+      expect(local).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}_local ON CLUSTER 'forge_cluster'`));
+      expect(local).toContain(`ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/forge/${m.name}_local', '{replica}')`);
+      expect(local).toContain('replicated_deduplication_window = 10000');
+      expect(local).not.toContain('non_replicated');
+      expect(columnsOf(local)).toEqual(columnsOf(single[i]!.statements[0]!));
+      expect(dist).toBe(
+        `CREATE TABLE IF NOT EXISTS forge.${m.name} ON CLUSTER 'forge_cluster' AS forge.${m.name}_local\n` +
+          `ENGINE = Distributed('forge_cluster', 'forge', '${m.name}_local', ${shardKeys[m.name]})`,
+      );
+    }
+    // A tenant's stream lives on one shard, so its chain and its dedup stay local to that shard.
+    expect(cluster[0]!.statements[1]).toContain('cityHash64(tenant_id)');
+  });
+
+  it('creates an INSERT-only writer role and a SELECT-only auditor role; nothing may alter the log', () => {
+    for (const mode of ['single', 'cluster'] as const) {
+      const roles = renderRoles(mode, opts);
+      const grants = roles.filter((r) => r.startsWith('GRANT'));
+      const to = (role: string) => grants.filter((g) => g.endsWith(`TO ${role}`));
+      for (const g of to('forge_writer')) expect(g).toMatch(/^GRANT (ON CLUSTER 'forge_cluster' )?INSERT ON forge\.\w+ TO forge_writer$/);
+      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 6 : 3);
+      expect(to('forge_auditor')).toEqual([`GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} SELECT ON forge.* TO forge_auditor`]);
+      for (const g of grants) expect(g).not.toMatch(/ALTER|DELETE|UPDATE|TRUNCATE|DROP|ALL/);
+      if (mode === 'cluster') for (const r of roles) expect(r).toContain("ON CLUSTER 'forge_cluster'");
+    }
+    const ddl = renderDdl('cluster', opts);
+    expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
+    expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 6 + roles().length);
+    function roles() {
+      return renderRoles('cluster', opts);
+    }
+  });
+
+  it('rejects identifiers that are not plain names', () => {
+    expect(() => renderMigrations('single', { database: 'forge; DROP TABLE x' })).toThrow(expect.objectContaining({ code: 'FORGE_ERR_STORE_CONFIG', field: 'database' }));
+    expect(() => renderMigrations('cluster', { database: 'forge', cluster: "c' x" })).toThrow(expect.objectContaining({ field: 'cluster' }));
+    expect(() => renderMigrations('cluster', { database: 'forge' })).toThrow(expect.objectContaining({ field: 'cluster' }));
+  });
+
+  it('has no code path that updates or deletes log rows', () => {
+    const dir = join(import.meta.dirname, '..', 'store');
+    const files = readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts') || f.endsWith('.sql'));
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files) {
+      const text = readFileSync(join(dir, f), 'utf8')
+        .split('\n')
+        .filter((l) => !/^\s*(\/\/|\*|\/\*\*|--)/.test(l))
+        .join('\n');
+      expect(text, f).not.toMatch(/\b(ALTER\s+TABLE|DELETE\s+FROM|ALTER\s+\w+\s+(UPDATE|DELETE)|TRUNCATE|DROP\s+TABLE|OPTIMIZE\s+TABLE)\b/i);
+    }
+  });
+});

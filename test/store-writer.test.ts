@@ -1,0 +1,142 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { isStoreError, openStore, type Store, type WriterOptions } from '../store/index.ts';
+import { insertProbe } from './helpers/store-faults.ts';
+import { expectedOf, flat, freshTenant, makeEvent, tempDataDir } from './helpers/store-events.ts';
+
+const tmp = tempDataDir('forge-store-writer');
+const T0 = Date.UTC(2025, 3, 1);
+const RANGE = { from: T0 - 1, to: T0 + 86_400_000 };
+const opened: Array<{ store: Store; probe: ReturnType<typeof insertProbe> }> = [];
+
+afterAll(async () => {
+  for (const { store, probe } of opened) {
+    probe.gate.open();
+    await store.close();
+  }
+  tmp.remove();
+});
+
+async function open(writer: WriterOptions, errors: unknown[] = []) {
+  const probe = insertProbe();
+  const store = await openStore({ dataDir: tmp.dir, wrapConnection: probe.wrap, onError: (e) => errors.push(e), writer: { retryBaseMs: 1, retryMaxMs: 5, ...writer } });
+  opened.push({ store, probe });
+  return { store, probe };
+}
+
+const events = (tenantId: string, n: number, start = 0) => Array.from({ length: n }, (_, k) => makeEvent(start + k, { tenantId, eventTime: T0 + (start + k) * 1000 }));
+
+/** Waits (no deadline of its own: the test timeout bounds it) until cond() holds. */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 2));
+}
+
+/** Settles to 'pending' when the promise has not settled after the event loop turns a few times. */
+async function state(p: Promise<unknown>): Promise<'pending' | 'resolved' | 'rejected'> {
+  let s: 'pending' | 'resolved' | 'rejected' = 'pending';
+  p.then(
+    () => (s = 'resolved'),
+    () => (s = 'rejected'),
+  );
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  return s;
+}
+
+describe('batch writer', () => {
+  it('resolves a write only once its events are committed', async () => {
+    const { store, probe } = await open({ flushIntervalMs: 1 });
+    const t = freshTenant();
+    probe.gate.close();
+    const w = store.writer.write(events(t, 5));
+    expect(await state(w)).toBe('pending');
+    expect((await store.totals({ tenantId: t }, RANGE)).tasks).toBe(0);
+    probe.gate.open();
+    expect(await w).toEqual({ stored: 5, duplicates: 0 });
+    expect((await store.totals({ tenantId: t }, RANGE)).tasks).toBe(5);
+  });
+
+  it('flushes on size without waiting for the interval, and on close', async () => {
+    const { store, probe } = await open({ flushIntervalMs: 3_600_000, maxBatchRows: 100 });
+    const t = freshTenant();
+    expect(await store.writer.write(events(t, 100))).toEqual({ stored: 100, duplicates: 0 });
+    expect(probe.batches).toEqual([100]);
+    const small = store.writer.write(events(t, 7, 100));
+    expect(await state(small)).toBe('pending');
+    await store.close();
+    expect(await small).toEqual({ stored: 7, duplicates: 0 });
+    expect(probe.batches).toEqual([100, 7]);
+    await expect(store.writer.write(events(t, 1, 200))).rejects.toSatisfy((e: unknown) => isStoreError(e, 'FORGE_ERR_STORE_CLOSED'));
+  });
+
+  it('never runs two flushes at once and keeps batches at the size limit', async () => {
+    const { store, probe } = await open({ flushIntervalMs: 1, maxBatchRows: 50, maxBufferedEvents: 10_000 });
+    const t = freshTenant();
+    probe.gate.close();
+    const writes = Array.from({ length: 40 }, (_, i) => store.writer.write(events(t, 10, i * 10)));
+    await until(() => probe.active === 1);
+    probe.gate.open();
+    await Promise.all(writes);
+    expect(probe.maxConcurrent).toBe(1);
+    expect(probe.batches.reduce((a, b) => a + b, 0)).toBe(400);
+    expect(Math.max(...probe.batches)).toBeLessThanOrEqual(50);
+    expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 400 });
+  });
+
+  it('pushes back when the buffer is full: write waits, then fails with a code after the timeout', async () => {
+    const { store, probe } = await open({ flushIntervalMs: 1, maxBatchRows: 1000, maxBufferedEvents: 30, backpressureTimeoutMs: 50 });
+    const t = freshTenant();
+    probe.gate.close();
+    const first = store.writer.write(events(t, 30));
+    await until(() => probe.active === 1);
+    expect(store.writer.stats()).toMatchObject({ inFlight: 30 });
+    const rejected = store.writer.write(events(t, 10, 30));
+    await expect(rejected).rejects.toSatisfy((e: unknown) => isStoreError(e, 'FORGE_ERR_STORE_BACKPRESSURE'));
+    const waiting = store.writer.write(events(t, 10, 40));
+    expect(store.writer.stats().waiting).toBe(1);
+    probe.gate.open();
+    expect(await first).toEqual({ stored: 30, duplicates: 0 });
+    expect(await waiting).toEqual({ stored: 10, duplicates: 0 });
+    // The rejected write stored nothing.
+    const listed = await store.listEvents({ tenantId: t }, RANGE);
+    expect(listed.map((e) => e.eventId).filter((id) => id === 'ev-30' || id === 'ev-39')).toEqual([]);
+    expect(listed.length).toBe(40);
+  });
+
+  it('retries transient errors with backoff; a lost reply does not double count or double chain', async () => {
+    const errors: unknown[] = [];
+    const { store, probe } = await open({ flushIntervalMs: 1 }, errors);
+    const t = freshTenant();
+    probe.failBefore = 2;
+    const a = events(t, 20);
+    expect(await store.writer.write(a)).toEqual({ stored: 20, duplicates: 0 });
+    probe.failAfter = 1;
+    const b = events(t, 20, 20);
+    // The insert landed but the reply was lost: the retry finds the rows and reports them as stored once.
+    expect(await store.writer.write(b)).toEqual({ stored: 20, duplicates: 0 });
+    expect(store.writer.stats().retries).toBe(3);
+    expect(errors).toEqual([]);
+    expect(flat(await store.totals({ tenantId: t }, RANGE))).toEqual(expectedOf([...a, ...b]));
+    expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 40 });
+  });
+
+  it('fails a write with a code when retries run out or the error is permanent; a replay then stores it once', async () => {
+    const errors: unknown[] = [];
+    const { store, probe } = await open({ flushIntervalMs: 1, maxRetries: 2 }, errors);
+    const t = freshTenant();
+    const a = events(t, 10);
+    probe.failBefore = 3;
+    await expect(store.writer.write(a)).rejects.toSatisfy((e: unknown) => isStoreError(e, 'FORGE_ERR_STORE_WRITE_FAILED'));
+    probe.failPermanent = 1;
+    await expect(store.writer.write(a)).rejects.toSatisfy((e: unknown) => isStoreError(e, 'FORGE_ERR_STORE_WRITE_FAILED'));
+    expect(errors.length).toBe(2);
+    expect(store.writer.stats()).toMatchObject({ failedFlushes: 2, retries: 2 });
+    expect((await store.totals({ tenantId: t }, RANGE)).tasks).toBe(0);
+    expect(await store.writer.write(a)).toEqual({ stored: 10, duplicates: 0 });
+    expect(await store.writer.write(a)).toEqual({ stored: 0, duplicates: 10 });
+    expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 10 });
+  });
+
+  it('rejects bad writer options by name', async () => {
+    await expect(openStore({ dataDir: tmp.dir, writer: { maxBatchRows: 0 } })).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_CONFIG', field: 'maxBatchRows' });
+    await expect(openStore({ dataDir: tmp.dir, database: 'bad-name' })).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_CONFIG', field: 'database' });
+  });
+});
