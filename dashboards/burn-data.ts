@@ -1,0 +1,149 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import { expandForEngine } from './macros.ts';
+import { SQL, type PanelQuery } from './sql.ts';
+
+/**
+ * Where the burn page reads the event log: the store's database and a way to run one read-only query
+ * with `{name:Type}` parameters. `sqlSource(client, database)` adapts an @clickhouse/client client (the
+ * embedded chdb connection or a server); a store that exposes `query` can be passed as is.
+ */
+export interface SqlSource {
+  readonly database: string;
+  query(sql: string, params: Record<string, string>): Promise<Array<Record<string, unknown>>>;
+}
+
+export function sqlSource(client: Pick<ClickHouseClient, 'query'>, database: string): SqlSource {
+  return {
+    database,
+    async query(sql, params) {
+      const rs = await client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
+      return rs.json<Record<string, unknown>>();
+    },
+  };
+}
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+export const TENANT_RE = /^[A-Za-z0-9._-]{1,64}$/;
+export const RUN_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+const DAY_MS = 86_400_000;
+
+export interface PanelParams {
+  tenant: string;
+  /** One run of the tenant, or undefined for all of them. */
+  run?: string | undefined;
+  /** Range, epoch ms. */
+  from: number;
+  to: number;
+}
+
+/** Runs one dashboard query on the engine, exactly as Grafana would send it but with bound parameters. */
+export async function runPanel(src: SqlSource, q: PanelQuery, p: PanelParams): Promise<Array<Record<string, unknown>>> {
+  if (!IDENT.test(src.database)) throw new Error(`database must be a plain identifier, got ${JSON.stringify(src.database)}`);
+  if (!TENANT_RE.test(p.tenant)) throw new Error('tenant must be 1-64 letters, digits or ._-');
+  if (p.run !== undefined && !RUN_RE.test(p.run)) throw new Error('run must be 1-128 letters, digits or ._:-');
+  const { query, params } = expandForEngine(q.sql, {
+    from: p.from,
+    to: p.to,
+    vars: { database: src.database },
+    bind: { tenant: p.tenant, run: p.run ?? '__all__' },
+  });
+  return src.query(query, params);
+}
+
+/** Band values of a scope, integer USD micros (rules' Bands). */
+export interface BandsMicros {
+  daySoft: number;
+  dayHard: number;
+  weekSoft: number;
+  weekHard: number;
+  runCap: number;
+  unitCap: number;
+}
+
+export interface BurnData {
+  tenant: string;
+  run: string | null;
+  /** The scope the bands and runway are for: `tenant:<id>` or `run:<tenant>/<run>`. */
+  scope: string;
+  /** Range of the daily chart, epoch ms: 30 UTC days ending now. */
+  from: number;
+  to: number;
+  /** Guardrail state of each scope the caller may see (global only for an all-tenants key). */
+  states: Array<{ scope: string; state: string }>;
+  /** The scope's bands, USD. */
+  bands: { daySoftUsd: number; dayHardUsd: number; weekSoftUsd: number; weekHardUsd: number; runCapUsd: number; unitCapUsd: number };
+  daily: Array<{ day: string; totalUsd: number }>;
+  composition: Array<{ day: string; rli: number; gas: number; compute: number; storage: number; llm: number }>;
+  unit: { operations: number; succeeded: number; totalUsd: number; costPerOperationUsd: number | null; costPerSuccessUsd: number | null };
+  runway: { runSpendUsd: number; weekUsd: number; avgDayUsd: number; remainingUsd: number; days: number | null };
+  stopConditions24h: { warning: number; hardStop: number; emergencyStop: number };
+  recentStops: Array<{ time: string; scope: string; previous: string; state: string; reason: string }>;
+}
+
+const n = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
+const nOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+const usd = (micros: number): number => micros / 1e6;
+
+/**
+ * Everything the burn page shows for one tenant (optionally one run), from the dashboards' own queries:
+ * daily burn and composition over the 30 UTC days ending `now`, unit economics over those days, runway
+ * inputs up to now, stop conditions in the last 24 h, and the latest escalations in the range.
+ */
+export async function burnData(
+  src: SqlSource,
+  opts: { tenant: string; run?: string | undefined; now: number; states: Array<{ scope: string; state: string }>; bands: BandsMicros },
+): Promise<BurnData> {
+  const to = opts.now;
+  const from = Math.floor(to / DAY_MS) * DAY_MS - 29 * DAY_MS;
+  const p: PanelParams = { tenant: opts.tenant, run: opts.run, from, to };
+  const [daily, composition, unit, runway, stops, recent] = await Promise.all([
+    runPanel(src, SQL.dailyBurn, p),
+    runPanel(src, SQL.composition, p),
+    runPanel(src, SQL.unitEconomics, p),
+    runPanel(src, SQL.runwayInputs, p),
+    runPanel(src, SQL.stopConditions24h, p),
+    runPanel(src, SQL.recentStops, p),
+  ]);
+  const u = unit[0] ?? {};
+  const r = runway[0] ?? {};
+  const s = stops[0] ?? {};
+  const b = opts.bands;
+  const runSpendUsd = n(r.run_spend_usd);
+  const avgDayUsd = n(r.avg_day_usd);
+  const remainingUsd = Math.max(0, usd(b.runCap) - runSpendUsd);
+  return {
+    tenant: opts.tenant,
+    run: opts.run ?? null,
+    scope: opts.run === undefined ? `tenant:${opts.tenant}` : `run:${opts.tenant}/${opts.run}`,
+    from,
+    to,
+    states: opts.states,
+    bands: {
+      daySoftUsd: usd(b.daySoft),
+      dayHardUsd: usd(b.dayHard),
+      weekSoftUsd: usd(b.weekSoft),
+      weekHardUsd: usd(b.weekHard),
+      runCapUsd: usd(b.runCap),
+      unitCapUsd: usd(b.unitCap),
+    },
+    daily: daily.map((d) => ({ day: String(d.time), totalUsd: n(d.total_usd) })),
+    composition: composition.map((d) => ({ day: String(d.time), rli: n(d.rli), gas: n(d.gas), compute: n(d.compute), storage: n(d.storage), llm: n(d.llm) })),
+    unit: {
+      operations: n(u.operations),
+      succeeded: n(u.succeeded),
+      totalUsd: n(u.total_usd),
+      costPerOperationUsd: nOrNull(u.cost_per_operation_usd),
+      costPerSuccessUsd: nOrNull(u.cost_per_success_usd),
+    },
+    runway: {
+      runSpendUsd,
+      weekUsd: n(r.week_usd),
+      avgDayUsd,
+      remainingUsd,
+      // Nothing burnt in 7 days: no projection (the page shows "no recent burn").
+      days: avgDayUsd > 0 ? remainingUsd / avgDayUsd : null,
+    },
+    stopConditions24h: { warning: n(s.warning), hardStop: n(s.hard_stop), emergencyStop: n(s.emergency_stop) },
+    recentStops: recent.map((x) => ({ time: String(x.time), scope: String(x.scope), previous: String(x.previous), state: String(x.state), reason: String(x.reason) })),
+  };
+}

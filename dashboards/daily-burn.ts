@@ -1,0 +1,175 @@
+import { BigValueColorMode, BigValueGraphMode, BigValueTextMode, GraphDrawStyle, LegendDisplayMode, LegendPlacement, LineStyleBuilder, ReduceDataOptionsBuilder, StackingConfigBuilder, StackingMode, VizLegendOptionsBuilder, VisibilityMode } from '@grafana/grafana-foundation-sdk/common';
+import { DashboardBuilder, DashboardCursorSync, type Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
+import { PanelBuilder as GaugePanel } from '@grafana/grafana-foundation-sdk/gauge';
+import { PanelBuilder as StatPanel } from '@grafana/grafana-foundation-sdk/stat';
+import { PanelBuilder as TablePanel } from '@grafana/grafana-foundation-sdk/table';
+import { PanelBuilder as TimeSeriesPanel } from '@grafana/grafana-foundation-sdk/timeseries';
+import { chTarget, COLOURS, MIXED, CLICKHOUSE, PROMETHEUS, promTarget, STATE_MAPPINGS, thresholds, USD, UTILISATION_THRESHOLDS, variables } from './grafana.ts';
+import { PROMQL } from './promql.ts';
+import { SQL } from './sql.ts';
+
+export const DAILY_UID = 'forge-daily-burn';
+
+const lastValue = (): ReduceDataOptionsBuilder => new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false);
+
+/** A band drawn as a dashed line in the band's colour. */
+const bandLine = (color: string) => [
+  { id: 'custom.drawStyle', value: GraphDrawStyle.Line },
+  { id: 'custom.lineStyle', value: new LineStyleBuilder().fill('dash').dash([10, 10]).build() },
+  { id: 'custom.lineWidth', value: 2 },
+  { id: 'custom.fillOpacity', value: 0 },
+  { id: 'color', value: { mode: 'fixed', fixedColor: color } },
+];
+
+/**
+ * Daily burn: the guardrail status of the tenant's scopes, today's live total against B_day_hard, stop
+ * conditions in the last 24 h, daily totals over 30 days with the day bands, composition by component,
+ * unit economics, and the latest escalations.
+ */
+export function dailyBurnDashboard(): Dashboard {
+  const b = new DashboardBuilder('Forge / Daily burn')
+    .uid(DAILY_UID)
+    .description('Daily burn of a tenant (or one of its runs) against its day budget bands. Money in USD; days are UTC.')
+    .tags(['forge', 'cost', 'generated'])
+    .timezone('utc')
+    .time({ from: 'now-29d/d', to: 'now' })
+    .refresh('1m')
+    .tooltip(DashboardCursorSync.Crosshair)
+    .readonly()
+    .variables(variables());
+
+  b.withPanel(
+    new StatPanel()
+      .title('Guardrail status')
+      .description('forge_guardrail_state of the global scope, the tenant and each of its runs: NORMAL, WARNING (acknowledge), HARD STOP (no new tasks), EMERGENCY STOP (run terminated).')
+      .datasource(PROMETHEUS)
+      .withTarget(promTarget(PROMQL.guardrailStateGlobal, 'A', { instant: true }))
+      .withTarget(promTarget(PROMQL.guardrailStateTenant, 'B', { instant: true }))
+      .mappings(STATE_MAPPINGS)
+      .thresholds(thresholds([[null, COLOURS.ok], [1, COLOURS.soft], [2, COLOURS.hard], [3, COLOURS.emergency]]))
+      .colorMode(BigValueColorMode.Background)
+      .graphMode(BigValueGraphMode.None)
+      .textMode(BigValueTextMode.ValueAndName)
+      .reduceOptions(lastValue())
+      .noValue('no state reported')
+      .span(10)
+      .height(6),
+  );
+  b.withPanel(
+    new StatPanel()
+      .title('Today (live)')
+      .description('forge_cost_total_day_usd of the tenant: the current UTC day, storage pro rata.')
+      .datasource(PROMETHEUS)
+      .withTarget(promTarget(PROMQL.dayLive, 'A', { instant: true }))
+      .unit(USD)
+      .decimals(2)
+      .colorMode(BigValueColorMode.None)
+      .graphMode(BigValueGraphMode.None)
+      .reduceOptions(lastValue())
+      .span(5)
+      .height(6),
+  );
+  b.withPanel(
+    new GaugePanel()
+      .title('Today / B_day_hard')
+      .description('Share of the hard day band spent today. 80% is the default soft band (WARNING), 100% HARD STOP, 110% EMERGENCY STOP.')
+      .datasource(PROMETHEUS)
+      .withTarget(promTarget(PROMQL.dayUtilisation, 'A', { instant: true }))
+      .unit('percentunit')
+      .min(0)
+      .max(1.2)
+      .thresholds(UTILISATION_THRESHOLDS())
+      .showThresholdMarkers(true)
+      .reduceOptions(lastValue())
+      .span(4)
+      .height(6),
+  );
+  b.withPanel(
+    new StatPanel()
+      .title(SQL.stopConditions24h.title)
+      .description('Escalations into each stop level in the 24 hours ending at the end of the time range (guardrail_events).')
+      .datasource(CLICKHOUSE)
+      .withTarget(chTarget(SQL.stopConditions24h))
+      .colorMode(BigValueColorMode.Background)
+      .graphMode(BigValueGraphMode.None)
+      .textMode(BigValueTextMode.ValueAndName)
+      .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false).fields('/^(warning|hard_stop|emergency_stop)$/'))
+      .thresholds(thresholds([[null, COLOURS.ok]]))
+      .overrideByName('warning', [{ id: 'displayName', value: 'WARNING' }, { id: 'thresholds', value: thresholds([[null, COLOURS.ok], [1, COLOURS.soft]]).build() }])
+      .overrideByName('hard_stop', [{ id: 'displayName', value: 'HARD STOP' }, { id: 'thresholds', value: thresholds([[null, COLOURS.ok], [1, COLOURS.hard]]).build() }])
+      .overrideByName('emergency_stop', [{ id: 'displayName', value: 'EMERGENCY STOP' }, { id: 'thresholds', value: thresholds([[null, COLOURS.ok], [1, COLOURS.emergency]]).build() }])
+      .span(5)
+      .height(6),
+  );
+
+  b.withPanel(
+    new TimeSeriesPanel()
+      .title('Daily burn (30 days) with B_day_soft and B_day_hard')
+      .description('Total cost per UTC day from the event log (each event once), against the tenant\'s day bands from the live metrics.')
+      .datasource(MIXED)
+      .withTarget(chTarget(SQL.dailyBurn, 'A'))
+      .withTarget(promTarget(PROMQL.daySoft, 'B'))
+      .withTarget(promTarget(PROMQL.dayHard, 'C'))
+      .unit(USD)
+      .min(0)
+      .drawStyle(GraphDrawStyle.Bars)
+      .fillOpacity(80)
+      .showPoints(VisibilityMode.Never)
+      .overrideByName('total_usd', [{ id: 'displayName', value: 'daily total' }, { id: 'color', value: { mode: 'fixed', fixedColor: 'blue' } }])
+      .overrideByQuery('B', bandLine(COLOURS.soft))
+      .overrideByQuery('C', bandLine(COLOURS.hard))
+      .legend(new VizLegendOptionsBuilder().displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom).showLegend(true).calcs(['sum', 'max']))
+      .span(24)
+      .height(10),
+  );
+
+  b.withPanel(
+    new TimeSeriesPanel()
+      .title('Cost composition by component')
+      .description('Per UTC day: RLI evaluation fees, on-chain gas, compute, storage, LLM tokens.')
+      .datasource(CLICKHOUSE)
+      .withTarget(chTarget(SQL.composition))
+      .unit(USD)
+      .min(0)
+      .drawStyle(GraphDrawStyle.Bars)
+      .fillOpacity(90)
+      .stacking(new StackingConfigBuilder().mode(StackingMode.Normal).group('A'))
+      .overrideByName('rli', [{ id: 'displayName', value: 'RLI' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.rli } }])
+      .overrideByName('gas', [{ id: 'displayName', value: 'gas' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.gas } }])
+      .overrideByName('compute', [{ id: 'displayName', value: 'compute' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.compute } }])
+      .overrideByName('storage', [{ id: 'displayName', value: 'storage' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.storage } }])
+      .overrideByName('llm', [{ id: 'displayName', value: 'LLM' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.llm } }])
+      .legend(new VizLegendOptionsBuilder().displayMode(LegendDisplayMode.Table).placement(LegendPlacement.Right).showLegend(true).calcs(['sum']))
+      .span(16)
+      .height(9),
+  );
+  b.withPanel(
+    new StatPanel()
+      .title(SQL.unitEconomics.title)
+      .description('Total cost over the time range per finalized operation and per successful task (failed tasks\' spend included).')
+      .datasource(CLICKHOUSE)
+      .withTarget(chTarget(SQL.unitEconomics))
+      .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false).fields('/^(cost_per_operation_usd|cost_per_success_usd|operations|succeeded)$/'))
+      .colorMode(BigValueColorMode.None)
+      .graphMode(BigValueGraphMode.None)
+      .textMode(BigValueTextMode.ValueAndName)
+      .overrideByName('cost_per_operation_usd', [{ id: 'displayName', value: 'per operation' }, { id: 'unit', value: USD }, { id: 'decimals', value: 4 }])
+      .overrideByName('cost_per_success_usd', [{ id: 'displayName', value: 'per successful task' }, { id: 'unit', value: USD }, { id: 'decimals', value: 4 }])
+      .overrideByName('operations', [{ id: 'displayName', value: 'operations' }, { id: 'unit', value: 'none' }])
+      .overrideByName('succeeded', [{ id: 'displayName', value: 'succeeded' }, { id: 'unit', value: 'none' }])
+      .span(8)
+      .height(9),
+  );
+
+  b.withPanel(
+    new TablePanel()
+      .title(SQL.recentStops.title)
+      .description('Escalations (state changes to a higher level) of the tenant\'s scopes in the time range, newest first.')
+      .datasource(CLICKHOUSE)
+      .withTarget(chTarget(SQL.recentStops))
+      .overrideByName('state', [{ id: 'mappings', value: [{ type: 'value', options: { WARNING: { color: COLOURS.soft, text: 'WARNING' }, HARD_STOP: { color: COLOURS.hard, text: 'HARD STOP' }, EMERGENCY_STOP: { color: COLOURS.emergency, text: 'EMERGENCY STOP' } } }] }, { id: 'custom.cellOptions', value: { type: 'color-text' } }])
+      .span(24)
+      .height(8),
+  );
+  return b.build();
+}

@@ -1,0 +1,132 @@
+import type { Builder, Dataquery } from '@grafana/grafana-foundation-sdk/cog';
+import type { DataSourceRef } from '@grafana/grafana-foundation-sdk/common';
+import {
+  ConstantVariableBuilder,
+  MappingType,
+  QueryVariableBuilder,
+  ThresholdsConfigBuilder,
+  ThresholdsMode,
+  VariableRefresh,
+  VariableSort,
+  type ValueMapping,
+  type VariableModel,
+} from '@grafana/grafana-foundation-sdk/dashboard';
+import { DataqueryBuilder as PromQueryBuilder } from '@grafana/grafana-foundation-sdk/prometheus';
+import type { PromQuery } from './promql.ts';
+import { TENANT_VARIABLE_QUERY, TENANT_VARIABLE_REGEX } from './promql.ts';
+import { ALL_RUNS, RUN_VARIABLE_SQL, type PanelQuery } from './sql.ts';
+
+/** Datasource uids the provisioning files under grafana/provisioning/datasources create. */
+export const CLICKHOUSE: Required<DataSourceRef> = { type: 'grafana-clickhouse-datasource', uid: 'forge-clickhouse' };
+export const PROMETHEUS: Required<DataSourceRef> = { type: 'prometheus', uid: 'forge-prometheus' };
+export const MIXED: Required<DataSourceRef> = { type: 'datasource', uid: '-- Mixed --' };
+
+/** Money is shown in US dollars (Grafana's currencyUSD unit). */
+export const USD = 'currencyUSD';
+
+/** Colours used for the same meaning everywhere (soft band, hard band, emergency). */
+export const COLOURS = { ok: 'green', soft: 'orange', hard: 'red', emergency: 'dark-purple', component: { rli: 'blue', gas: 'purple', compute: 'green', storage: 'yellow', llm: 'orange' } } as const;
+
+/** The guardrail states as the status card shows them (value of forge_guardrail_state). */
+export const STATE_MAPPINGS: ValueMapping[] = [
+  {
+    type: MappingType.ValueToText,
+    options: {
+      '0': { text: 'NORMAL', color: COLOURS.ok, index: 0 },
+      '1': { text: 'WARNING', color: COLOURS.soft, index: 1 },
+      '2': { text: 'HARD STOP', color: COLOURS.hard, index: 2 },
+      '3': { text: 'EMERGENCY STOP', color: COLOURS.emergency, index: 3 },
+    },
+  },
+];
+
+export function thresholds(steps: Array<[number | null, string]>): ThresholdsConfigBuilder {
+  return new ThresholdsConfigBuilder().mode(ThresholdsMode.Absolute).steps(steps.map(([value, color]) => ({ value, color })));
+}
+
+/** Share of a band: below 80% fine, 80% (the default soft band) warns, 100% is the hard band, 110% emergency. */
+export const UTILISATION_THRESHOLDS = (): ThresholdsConfigBuilder =>
+  thresholds([
+    [null, COLOURS.ok],
+    [0.8, COLOURS.soft],
+    [1, COLOURS.hard],
+    [1.1, COLOURS.emergency],
+  ]);
+
+/**
+ * A query of the official ClickHouse plugin (SQL editor). The foundation SDK has no type for this plugin,
+ * so this is the plugin's own query model (src/types/sql.ts: editorType, queryType, rawSql; `format` is
+ * the backend's sqlutil format: 0 time series, 1 table).
+ */
+export interface ClickHouseQuery extends Dataquery {
+  refId: string;
+  datasource: DataSourceRef;
+  editorType: 'sql';
+  queryType: 'table' | 'timeseries';
+  format: 0 | 1;
+  rawSql: string;
+  pluginVersion: string;
+}
+
+export class ClickHouseQueryBuilder implements Builder<Dataquery> {
+  readonly #q: PanelQuery;
+  #refId: string;
+
+  constructor(q: PanelQuery, refId = 'A') {
+    this.#q = q;
+    this.#refId = refId;
+  }
+
+  refId(refId: string): this {
+    this.#refId = refId;
+    return this;
+  }
+
+  build(): ClickHouseQuery {
+    const ts = this.#q.format === 'time_series';
+    return {
+      refId: this.#refId,
+      datasource: CLICKHOUSE,
+      editorType: 'sql',
+      queryType: ts ? 'timeseries' : 'table',
+      format: ts ? 0 : 1,
+      rawSql: this.#q.sql,
+      pluginVersion: '4.0.0',
+      _implementsDataqueryVariant() {},
+    };
+  }
+}
+
+export function promTarget(q: PromQuery, refId: string, opts: { instant?: boolean } = {}): PromQueryBuilder {
+  const b = new PromQueryBuilder().datasource(PROMETHEUS).expr(q.expr).legendFormat(q.legend).refId(refId);
+  return opts.instant ? b.instant() : b.range();
+}
+
+export function chTarget(q: PanelQuery, refId = 'A'): ClickHouseQueryBuilder {
+  return new ClickHouseQueryBuilder(q, refId);
+}
+
+/** The variables both dashboards share: database (hidden constant), tenant, run (with All). */
+export function variables(): Array<Builder<VariableModel>> {
+  return [
+    new ConstantVariableBuilder('database').label('ClickHouse database').value('forge').description('Database holding cost_events and guardrail_events (FORGE_CLICKHOUSE_DATABASE).'),
+    new QueryVariableBuilder('tenant')
+      .label('Tenant')
+      .datasource(PROMETHEUS)
+      .query({ query: TENANT_VARIABLE_QUERY, refId: 'PrometheusVariableQueryEditor-VariableQuery', qryType: 1 })
+      .definition(TENANT_VARIABLE_QUERY)
+      .regex(TENANT_VARIABLE_REGEX)
+      .refresh(VariableRefresh.OnDashboardLoad)
+      .sort(VariableSort.AlphabeticalAsc),
+    new QueryVariableBuilder('run')
+      .label('Run')
+      .datasource(CLICKHOUSE)
+      .query(RUN_VARIABLE_SQL)
+      .definition(RUN_VARIABLE_SQL)
+      .includeAll(true)
+      .allValue(ALL_RUNS)
+      .current({ text: 'All', value: '$__all', selected: true })
+      .refresh(VariableRefresh.OnTimeRangeChanged)
+      .sort(VariableSort.AlphabeticalAsc),
+  ];
+}

@@ -1,0 +1,13 @@
+/**
+ * dashboards/: Grafana dashboards written as code (generated into grafana/dashboards by
+ * `npm run dashboards:build`), their ClickHouse panel queries and PromQL, the plugin's macro expansion,
+ * and the built-in burn page (a fastify plugin) that runs the same queries on the store's engine.
+ */
+export { SQL, ALL_RUNS, RUN_VARIABLE_SQL, type PanelQuery, type QueryFormat, type SqlId } from './sql.ts';
+export { PROMQL, TENANT_VARIABLE_QUERY, TENANT_VARIABLE_REGEX, expandPromql, type PromQuery } from './promql.ts';
+export { expandMacros, expandPluginMacros, expandForEngine, interpolateVariables, MacroError, type ExpandOptions, type VarValue } from './macros.ts';
+export { dailyBurnDashboard, DAILY_UID } from './daily-burn.ts';
+export { weeklyBurnDashboard, WEEKLY_UID } from './weekly-burn.ts';
+export { generatedDashboards, type GeneratedFile } from './generate.ts';
+export { CLICKHOUSE, PROMETHEUS, MIXED, type ClickHouseQuery } from './grafana.ts';
+export { burnData, runPanel, sqlSource, type BandsMicros, type BurnData, type PanelParams, type SqlSource } from './burn-data.ts';
