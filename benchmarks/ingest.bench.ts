@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Benchmark, BenchRow, BenchSize } from './harness.ts';
+
+/**
+ * Events/s through HTTP ingest (POST /v1/events, JSON batches of 100, validated, priced, written through
+ * the store's batch writer with exactly-once and the hash chain, 200 only once committed) end to end into
+ * the embedded store, against raw inserts of the same priced events into the store's baseline table
+ * (same client, no dedup, no chain, no HTTP), measured in the same run and process. Plus peak RSS.
+ *
+ * The measurement runs in a child process of its own: the embedded engine binds one data directory per
+ * process, and the child's maxRSS is the ingest's alone.
+ */
+interface ChildResult {
+  events: number;
+  httpSeconds: number;
+  raw100Seconds: number;
+  rawBulkSeconds: number;
+  rssBeforeMb: number;
+  peakRssMb: number;
+  stored: number;
+  concurrency: number;
+}
+
+const SIZES: Record<BenchSize, { events: number; concurrency: number }> = {
+  full: { events: 50_000, concurrency: 16 },
+  tiny: { events: 500, concurrency: 4 },
+};
+const BATCH = 100;
+
+async function child(size: BenchSize): Promise<ChildResult> {
+  const { default: Fastify } = await import('fastify');
+  const { openStore } = await import('../store/index.ts');
+  const { collectorRoutes, ForgeMetrics, parsePricing, parseTaskEvent, priceTaskEvent, fixedNativePrice } = await import('../collector/index.ts');
+  const { events: n, concurrency } = SIZES[size];
+  const dir = mkdtempSync(join(tmpdir(), 'forge-ingest-bench-'));
+  const store = await openStore({ dataDir: dir, writer: { flushIntervalMs: 20, maxBatchRows: 10_000 } });
+  const pricing = parsePricing(
+    `compute: { environments: { gpu-a10: "1.60" } }
+storage: { gb_stored: "300", gb_month_usd: "0.23", expected_tasks_day: 200 }
+llm: { models: { gpt-4o: { input_per_mtok_usd: "2.50", output_per_mtok_usd: "10.00" } } }
+native_price: { source: fixed, usd: "2500" }
+`,
+    'bench-pricing.yaml',
+  );
+  const metrics = new ForgeMetrics();
+  const app = Fastify({ logger: false });
+  await app.register(collectorRoutes, { sink: store.writer, pricing, metrics, knownTenant: () => true, canWriteTenant: () => true });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const t0 = Date.now() - 3_600_000;
+    const raw = (i: number, prefix: string) => ({
+      event_id: `${prefix}-${i}`,
+      tenant_id: 'bench',
+      run_id: 'run-1',
+      task_id: `task-${i}`,
+      task_type: 'eval',
+      model: 'gpt-4o',
+      environment: 'gpu-a10',
+      status: i % 10 === 0 ? 'failed' : 'success',
+      finalized_at: t0 + i,
+      rli_eval_usd: '0.10',
+      gas: { gas_used: 21000 + (i % 1000), gas_price_gwei: '30', chain_id: 1 },
+      task_hours: '0.25',
+      llm: [{ model: 'gpt-4o', input_tokens: 1000 + i, output_tokens: 200 }],
+    });
+    const bodies: string[] = [];
+    for (let b = 0; b < n / BATCH; b++) bodies.push(JSON.stringify({ events: Array.from({ length: BATCH }, (_, k) => raw(b * BATCH + k, 'h')) }));
+    // The baseline inserts the same events, priced the same way beforehand (pricing is not part of it).
+    const priced = [];
+    for (let i = 0; i < n; i++) {
+      const p = parseTaskEvent(raw(i, 'h'), { now: Date.now() });
+      if (!p.ok) throw new Error(p.reason);
+      const r = await priceTaskEvent(p.event, { pricing, nativePrice: fixedNativePrice('2500'), now: Date.now() });
+      if (!r.ok) throw new Error(r.reason);
+      priced.push(r.event);
+    }
+    // Warm-up (JIT, first insert creates parts) on other ids.
+    const warm = JSON.stringify({ events: Array.from({ length: BATCH }, (_, k) => raw(k, 'warm')) });
+    await post(url, warm);
+    await store.insertRaw(priced.slice(0, BATCH));
+    if (global.gc) global.gc();
+    const rssBeforeMb = process.memoryUsage().rss / 2 ** 20;
+
+    let next = 0;
+    const h0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < bodies.length) await post(url, bodies[next++]!);
+      }),
+    );
+    const httpSeconds = (performance.now() - h0) / 1000;
+
+    let nextRaw = 0;
+    const r0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (nextRaw < n / BATCH) {
+          const b = nextRaw++;
+          await store.insertRaw(priced.slice(b * BATCH, (b + 1) * BATCH));
+        }
+      }),
+    );
+    const raw100Seconds = (performance.now() - r0) / 1000;
+    const b0 = performance.now();
+    for (let i = 0; i < n; i += 10_000) await store.insertRaw(priced.slice(i, i + 10_000));
+    const rawBulkSeconds = (performance.now() - b0) / 1000;
+
+    const stored = (await store.listEvents({ tenantId: 'bench' }, { from: t0 - 1, to: t0 + n + 1 }, { limit: n + BATCH + 1 })).filter((e) => e.eventId.startsWith('h-')).length;
+    const peakRssMb = process.resourceUsage().maxRSS / 1024;
+    return { events: n, httpSeconds, raw100Seconds, rawBulkSeconds, rssBeforeMb, peakRssMb, stored, concurrency };
+  } finally {
+    await app.close();
+    await metrics.shutdown();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function post(url: string, body: string): Promise<void> {
+  const r = await fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  if (r.status !== 200) throw new Error(`ingest answered ${r.status}: ${await r.text()}`);
+  await r.arrayBuffer();
+}
+
+const bench: Benchmark = {
+  name: 'ingest',
+  description:
+    'Events/s through HTTP ingest (POST /v1/events, JSON batches of 100, parallel clients, 200 only after the store commit) end to end into the embedded store, vs raw inserts of the same priced events (store.insertRaw: no HTTP, validation, pricing, dedup or hash chain) in the same child process; and peak RSS.',
+  async run(size) {
+    const here = fileURLToPath(import.meta.url);
+    const proc = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', here, '--ingest-child', size], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const [code] = (await once(proc, 'exit')) as [number | null];
+    const line = out.trim().split('\n').at(-1) ?? '';
+    if (code !== 0 || !line.startsWith('{')) throw new Error(`ingest benchmark child failed (${code}): ${out}`);
+    const r = JSON.parse(line) as ChildResult;
+    if (r.stored !== r.events) throw new Error(`stored ${r.stored} of ${r.events} events`);
+    const http = r.events / r.httpSeconds;
+    const raw100 = r.events / r.raw100Seconds;
+    const bulk = r.events / r.rawBulkSeconds;
+    const rows: BenchRow[] = [
+      { metric: 'HTTP ingest into the embedded store', value: http, unit: 'events/s', baselineLabel: `raw insert, batches of ${BATCH}, ${r.concurrency} parallel`, baseline: raw100, ratio: http / raw100 },
+      { metric: 'HTTP ingest into the embedded store (vs bulk)', value: http, unit: 'events/s', baselineLabel: 'raw insert, batches of 10,000', baseline: bulk, ratio: http / bulk },
+      { metric: 'peak RSS of the ingesting process', value: r.peakRssMb, unit: 'MiB', baselineLabel: 'RSS before the measured ingest (store open, app ready, events built)', baseline: r.rssBeforeMb, ratio: r.peakRssMb / r.rssBeforeMb },
+    ];
+    return {
+      rows,
+      notes: [
+        `${r.events} events, ${r.events / BATCH} requests of ${BATCH} from ${r.concurrency} parallel clients over loopback; store writer flushIntervalMs 20, maxBatchRows 10,000; every event checked stored once afterwards.`,
+      ],
+    };
+  },
+};
+export default bench;
+
+if (process.argv.includes('--ingest-child') && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const size = (process.argv[process.argv.indexOf('--ingest-child') + 1] ?? 'tiny') as BenchSize;
+  child(size).then(
+    (r) => {
+      process.stdout.write(JSON.stringify(r) + '\n');
+      process.exit(0);
+    },
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}
