@@ -45,6 +45,8 @@ export { routeModel, findModel, blendedPrice, type RoutingPreference, type Route
 export {
   MemoryUsageSource,
   ClickHouseUsageSource,
+  StoreUsageSource,
+  type StoreTotalsReader,
   type UsageSource,
   type MeterQuery,
   type ExecutionCount,

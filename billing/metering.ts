@@ -73,6 +73,43 @@ export class MemoryUsageSource implements UsageSource {
   }
 }
 
+/** The part of the store's public face (store/index.ts `Store`) that metering reads. */
+export interface StoreTotalsReader {
+  totals(scope: { tenantId: string }, range: { from: number; to: number }): Promise<{ tasks: number; components: { llm: number } }>;
+}
+
+/**
+ * Usage through the store's own queries (tenant filter, time bound, FINAL are the store's). The log has no
+ * user id and no time of the latest event through this face: per-user queries throw (the service then counts
+ * per-user spend in-process) and `lastAt` is null (the service throttles on its own admission times).
+ */
+export class StoreUsageSource implements UsageSource {
+  constructor(private readonly store: StoreTotalsReader) {}
+
+  async executions(q: MeterQuery): Promise<ExecutionCount> {
+    noUser(q);
+    const t = await this.store.totals({ tenantId: q.tenantId }, { from: q.from, to: q.to });
+    return { count: t.tasks, lastAt: null };
+  }
+
+  async platformLlmMicros(q: MeterQuery): Promise<Micros> {
+    noUser(q);
+    return (await this.store.totals({ tenantId: q.tenantId }, { from: q.from, to: q.to })).components.llm;
+  }
+
+  async llmMicrosByTenant(tenantIds: readonly string[], from: number, to: number): Promise<Map<string, Micros>> {
+    const out = new Map<string, Micros>();
+    for (const t of tenantIds) out.set(t, (await this.store.totals({ tenantId: t }, { from, to })).components.llm);
+    return out;
+  }
+}
+
+function noUser(q: MeterQuery): void {
+  if (q.userId !== undefined) {
+    throw new BillingError('FORGE_ERR_BILLING_CONFIG', 'the event log has no user id; per-user metering needs the proposed user_id column', { field: 'userColumn' });
+  }
+}
+
 const TABLE_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/;
 const COL_RE = /^[a-z_][a-z0-9_]*$/;
 

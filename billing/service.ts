@@ -1,6 +1,6 @@
 import type { Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
-import { creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
+import { checkId, creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
 import type { BillingHaltGate } from './halt-gate.ts';
 import {
   burnAlerts,
@@ -106,6 +106,10 @@ interface Pending {
  */
 export class BillingService {
   private readonly pending = new Map<string, Pending>();
+  /** Latest admission per tenant (epoch ms): the throttle's clock when the log cannot say. */
+  private readonly lastAdmitted = new Map<string, number>();
+  /** Settled platform-key spend per `tenant|user|dayStart`, used when the log has no user ids. */
+  private readonly userDaySpend = new Map<string, Micros>();
 
   constructor(
     private readonly deps: {
@@ -117,7 +121,11 @@ export class BillingService {
       vault?: KeyVault;
       /** Called for every finalized execution (e.g. MemoryUsageSource.record, or nothing when the log meters). */
       onFinalized?: (e: { executionId: string; tenantId: string; userId: string; at: number; llmMicros: Micros; byok: boolean }) => void;
-      /** Per-user metering from the event log needs a user column; without it per-user spend is counted in-process. */
+      /**
+       * Per-user metering from the event log needs a user column (default true). With false, a user's daily
+       * spend is counted in-process from settled executions (lost on restart) and executions per user are not
+       * asked of the log.
+       */
       perUserFromLog?: boolean;
     },
   ) {}
@@ -146,7 +154,8 @@ export class BillingService {
     const to = nextMonthStartUtc(now);
     const logged = await this.deps.usage.executions({ tenantId, ...(userId !== undefined && this.deps.perUserFromLog !== false ? { userId } : {}), from, to });
     let count = logged.count;
-    let lastAt = logged.lastAt;
+    const admitted = userId === undefined ? this.lastAdmitted.get(tenantId) : undefined;
+    let lastAt = admitted !== undefined && admitted >= from && admitted < to ? Math.max(logged.lastAt ?? admitted, admitted) : logged.lastAt;
     for (const p of this.pending.values()) {
       if (p.tenantId !== tenantId || (userId !== undefined && p.userId !== userId) || p.at < from || p.at >= to) continue;
       count++;
@@ -157,6 +166,10 @@ export class BillingService {
 
   async startJob(input: StartJobInput): Promise<StartJobOutcome> {
     const { tenantId, userId, now } = input;
+    checkId('tenantId', tenantId);
+    checkId('userId', userId);
+    checkId('executionId', input.executionId);
+    if (!(Number.isSafeInteger(input.maxTokens) && input.maxTokens > 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'maxTokens must be an integer > 0', { field: 'maxTokens' });
     if (this.pending.has(input.executionId)) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} already started`, { field: 'executionId' });
     const gate = this.deps.gate;
     if (gate) {
@@ -244,6 +257,7 @@ export class BillingService {
     }
 
     this.pending.set(input.executionId, { tenantId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier });
+    this.lastAdmitted.set(tenantId, Math.max(this.lastAdmitted.get(tenantId) ?? 0, now));
     const seats = plan.perSeat ? Math.max(1, acct.seats) : 1;
     const alerts = burnAlerts({
       percents: this.deps.catalog.burnAlertPercents,
@@ -269,6 +283,11 @@ export class BillingService {
     const dayFrom = dayStartUtc(p.at);
     const before = p.platformKey ? await this.userSpend(input.tenantId, input.userId, dayFrom, dayFrom + 86_400_000, input.executionId) : 0;
     this.pending.delete(input.executionId);
+    if (p.platformKey && this.deps.perUserFromLog === false) {
+      const k = `${input.tenantId}|${input.userId}|${dayFrom}`;
+      this.userDaySpend.set(k, (this.userDaySpend.get(k) ?? 0) + input.llmMicros);
+      for (const key of this.userDaySpend.keys()) if (Number(key.split('|')[2]) < dayFrom - 86_400_000) this.userDaySpend.delete(key);
+    }
     this.deps.onFinalized?.({ executionId: input.executionId, tenantId: input.tenantId, userId: input.userId, at: p.at, llmMicros: input.llmMicros, byok: !p.platformKey });
     const alerts = p.platformKey
       ? burnAlerts({
@@ -296,7 +315,10 @@ export class BillingService {
 
   /** Platform-key spend of a user in the window: settled (log or in-process) + estimates of open executions. */
   private async userSpend(tenantId: string, userId: string, from: number, to: number, exclude?: string): Promise<Micros> {
-    let s = await this.deps.usage.platformLlmMicros({ tenantId, ...(this.deps.perUserFromLog === false ? {} : { userId }), from, to });
+    let s =
+      this.deps.perUserFromLog === false
+        ? (this.userDaySpend.get(`${tenantId}|${userId}|${from}`) ?? 0)
+        : await this.deps.usage.platformLlmMicros({ tenantId, userId, from, to });
     for (const [id, p] of this.pending) {
       if (id !== exclude && p.tenantId === tenantId && p.userId === userId && p.platformKey && p.at >= from && p.at < to) s += p.estimateMicros;
     }
