@@ -204,8 +204,9 @@ export function expandPluginMacros(sql: string, t: { from: number; to: number; i
   let out = sql;
   for (const [name, fn] of MACROS) {
     for (const [whole, rawArgs] of macroMatches(out, name)) {
-      // As in Go: an argument list is split on commas and trimmed; no parentheses means no arguments.
-      const args = rawArgs === undefined ? [] : rawArgs.split(',').map((s) => s.trim());
+      // As in Go: the argument text (empty without parentheses) is split on commas and trimmed, so a
+      // bare `$__timeFilter` has one empty argument.
+      const args = (rawArgs ?? '').split(',').map((s) => s.trim());
       out = out.split(whole).join(fn(args, time));
     }
   }
