@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { checkTime, scopeSql, tenantOfScopeKey, type LogScope } from './scope.ts';
@@ -99,6 +100,10 @@ function logWhere(scope: LogScope): { where: string; params: Record<string, stri
   return scopeSql(scope);
 }
 
+function blockToken(ids: readonly string[]): string {
+  return createHash('sha256').update(ids.join('\n')).digest('hex');
+}
+
 function scopeKey(v: unknown, field: string): { key: string; tenant: string } {
   const key = str(v, field, 256, false);
   const tenant = tenantOfScopeKey(key);
@@ -140,7 +145,9 @@ export class GuardrailLog {
       };
     });
     if (rows.length === 0) return;
-    await this.#client.insert({ table: `${this.#db}.guardrail_events`, values: rows, format: 'JSONEachRow' });
+    // An explicit token per content: the embedded connection keeps settings of earlier statements (the
+    // writer's insert_deduplication_token), which would otherwise drop this block as a "duplicate".
+    await this.#client.insert({ table: `${this.#db}.guardrail_events`, values: rows, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: blockToken(rows.map((r) => r.event_id)) } });
   }
 
   async guardrailEvents(q: LogQuery & { kinds?: GuardrailEventKind[] }): Promise<GuardrailEventRow[]> {
@@ -225,7 +232,7 @@ GROUP BY state`,
       };
     });
     if (rows.length === 0) return;
-    await this.#client.insert({ table: `${this.#db}.alert_log`, values: rows, format: 'JSONEachRow' });
+    await this.#client.insert({ table: `${this.#db}.alert_log`, values: rows, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: blockToken(rows.map((r) => r.alert_id)) } });
   }
 
   async alerts(q: LogQuery & { channel?: string }): Promise<AlertRow[]> {
