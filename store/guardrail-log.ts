@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { createHash, randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
