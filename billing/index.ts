@@ -80,6 +80,7 @@ export {
   type ProviderEndpoint,
   type KeyRouting,
 } from './vault/vault.ts';
+export { UsageReporter } from './usage-reporter.ts';
 export { StripeBilling, createStripeClient, type StripeSettings, type WebhookOutcome } from './stripe.ts';
 export {
   MemoryAccountStore,

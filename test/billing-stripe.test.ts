@@ -1,6 +1,6 @@
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPlans, MemoryAccountStore, StripeBilling, type StripeSettings } from '../billing/index.ts';
+import { loadPlans, MemoryAccountStore, MemoryUsageSource, StripeBilling, UsageReporter, type StripeSettings } from '../billing/index.ts';
 import { StripeReceiver } from './helpers/stripe-receiver.ts';
 
 const catalog = loadPlans('config/plans.yaml');
@@ -155,5 +155,31 @@ describe('Stripe webhooks', () => {
     expect(await billing.handleWebhook(other.payload, other.header, NOW)).toMatchObject({ handled: false, reason: 'ignored_type' });
     const stranger = signed({ id: 'evt_s', object: 'event', type: 'invoice.payment_failed', created: 1, data: { object: { customer: 'cus_unknown' } } });
     expect(await billing.handleWebhook(stranger.payload, stranger.header, NOW)).toMatchObject({ handled: false, reason: 'unknown_customer' });
+  });
+});
+
+describe('UsageReporter', () => {
+  it('reports each closed UTC day once per team, with an identifier stable across reporter restarts', async () => {
+    const { tenantId, billing, accounts, acct } = await subscribed('pro');
+    const usage = new MemoryUsageSource();
+    const day14 = Date.UTC(2025, 10, 14);
+    for (let i = 0; i < 7; i++) usage.record({ executionId: `d14-${i}`, tenantId, userId: 'u', at: day14 + i * 1000, llmMicros: 0, byok: false });
+    usage.record({ executionId: 'd15', tenantId, userId: 'u', at: NOW, llmMicros: 0, byok: false }); // today: not yet
+    const errors: unknown[] = [];
+    const before = receiver.requests.length;
+    receiver.failNext(3, 500); // the first pass fails after stripe-node's retries
+    const r1 = new UsageReporter({ stripe: billing, accounts, usage, onError: (e) => errors.push(e), lookbackDays: 1 });
+    expect(await r1.runOnce(NOW)).toEqual({ reported: 0, failed: 1 });
+    expect(await r1.runOnce(NOW)).toEqual({ reported: 1, failed: 0 });
+    expect(await r1.runOnce(NOW)).toEqual({ reported: 0, failed: 0 }); // already done
+    const r2 = new UsageReporter({ stripe: billing, accounts, usage, onError: (e) => errors.push(e), lookbackDays: 1 }); // a restart
+    await r2.runOnce(NOW);
+    const calls = receiver.requests.slice(before).filter((c) => c.path === '/v1/billing/meter_events');
+    expect(calls.map((c) => c.status)).toEqual([500, 500, 500, 200, 200]);
+    expect(new Set(calls.map((c) => c.idempotencyKey))).toEqual(new Set([`forge-usage-${tenantId}-executions-2025-11-14`]));
+    expect(calls.filter((c) => c.status === 200 && !c.replayed)).toHaveLength(1);
+    expect(calls[3]?.form).toMatchObject({ 'payload[value]': '7', 'payload[stripe_customer_id]': acct.customerId });
+    expect(errors).toHaveLength(1);
+    expect(receiver.problems()).toEqual([]);
   });
 });
