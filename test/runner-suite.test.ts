@@ -79,7 +79,7 @@ describe('runSuite (embedded default: in-process queue, bus and ledger)', () => 
     expect(snap).toMatchObject({ runMicros: report.totalCostMicros, reservedMicros: 0, openReservations: 0 });
     // A payer task's event carries its gas and tokens.
     const ev = w.events.events.find((e) => e.task_id === 'payer-07-hcc-risk-adjustment')!;
-    expect(ev).toMatchObject({ status: 'success', rli_eval_usd: '3.00', gas: { gas_used: '600000', gas_price_gwei: '2', chain_id: 31337 }, llm: [{ model: 'gpt-4o', input_tokens: 200000, output_tokens: 30000 }] });
+    expect(ev).toMatchObject({ status: 'success', rli_eval_usd: '3.70', gas: { gas_used: '600000', gas_price_gwei: '2', chain_id: 31337 }, llm: [{ model: 'gpt-4o', input_tokens: 200000, output_tokens: 30000 }] });
   });
 
   it('stops at the day hard cap: admitted spend passes it by at most one estimate, the rest is left unstarted', async () => {
