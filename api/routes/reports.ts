@@ -90,7 +90,10 @@ export async function reportRoutes(app: FastifyInstance, opts: { store: Store; g
         return { ...base, columns: ['dimension', 'key', 'total_usd', 'tasks', 'succeeded', 'failed', 'cost_per_task_usd', 'cost_per_success_usd'], rows };
       }
       case 'stop-conditions': {
-        const c = await store.stopConditionCounts(now - DAY, { scope: ls, until: now + 1 });
+        // This scope's own state changes (a tenant's runs have their own scopes).
+        const events = await store.guardrailEvents({ scope: ls, scopeKey: scope, from: now - DAY, to: now + 1, kinds: ['state_change'] });
+        const c = { WARNING: 0, HARD_STOP: 0, EMERGENCY_STOP: 0 };
+        for (const e of events) if (e.state in c) c[e.state as keyof typeof c]++;
         return { ...base, columns: ['state', 'count'], rows: (['WARNING', 'HARD_STOP', 'EMERGENCY_STOP'] as const).map((s) => ({ state: s, count: c[s] })) };
       }
     }
