@@ -27,3 +27,4 @@ export { TaskRunner, eventIdOf, priceProfile, type HandleResult, type HungTask, 
 export { BullTaskWorker, TaskQueue, DEFAULT_QUEUE, type BullQueueOptions, type BullRunnerOptions } from './bull-queue.ts';
 export { InProcessTaskQueue, type InProcessQueueOptions } from './local-queue.ts';
 export { SIM_TASK_SCRIPT, estimateSuite, loadSuite, parseSuite, runSuite, suiteScopes, type RunSuiteOptions, type Suite, type SuiteProgress, type SuiteReport } from './suite.ts';
+export { runnerConfigFromEnv, startRunner, type RunnerConfig, type StartedRunner } from './from-env.ts';

@@ -38,7 +38,8 @@ export interface TaskRunnerOptions {
   events: EventEmitterClient;
   /** Default: ChildProcessExecutor. */
   executor?: Executor;
-  pricing: Pricing;
+  /** Prices for the estimate and the settle amount; a function prices per task (e.g. by environment). */
+  pricing: Pricing | ((task: TaskSpec) => Pricing);
   /** `environment` of the cost events. Default 'forge-runner'. */
   environment?: string;
   /**
@@ -355,10 +356,14 @@ export class TaskRunner {
     }
   }
 
+  private pricingOf(task: TaskSpec): Pricing {
+    return typeof this.o.pricing === 'function' ? this.o.pricing(task) : this.o.pricing;
+  }
+
   private estimateUsd(task: TaskSpec): string | undefined {
     if (task.estimatedCostUsd !== undefined) return task.estimatedCostUsd;
     if (!task.profile) return undefined;
-    return microsToUsd(priceProfile(task, this.o.pricing, undefined, 1).total);
+    return microsToUsd(priceProfile(task, this.pricingOf(task), undefined, 1).total);
   }
 
   private costEvent(
@@ -370,7 +375,7 @@ export class TaskRunner {
     endedAt: number,
     report: TaskReport | undefined,
   ): { event: TaskFinalizedEvent; costMicros: number } {
-    const p = this.o.pricing;
+    const p = this.pricingOf(task);
     const secondsPerHour = task.secondsPerHour ?? 3600;
     const ranMs = report?.runtimeMs !== undefined && Number.isFinite(report.runtimeMs) && report.runtimeMs >= 0 ? report.runtimeMs : Math.max(0, endedAt - startedAt);
     const hours = new Dec(ranMs).dividedBy(secondsPerHour * 1000).toDecimalPlaces(6);
