@@ -67,6 +67,7 @@ export {
 export { RedisCreditLedger } from './credits/redis-ledger.ts';
 export { MemoryCreditEntryStore, ACCOUNTS, type CreditEntryStore, type LedgerEntry, type CreditUnit, type TxKind } from './credits/entries.ts';
 export { ClickHouseCreditEntryStore, migrateBilling, type BillingClickHouse } from './credits/clickhouse-store.ts';
+export { ClickHouseAccountStore, ClickHouseVaultStore } from './clickhouse-stores.ts';
 export { KeyedSerial } from './serial.ts';
 export { SecretString } from './vault/secret.ts';
 export { seal, open, sealedKeyId, parseMasterKey, masterKeys, type MasterKeys } from './vault/cipher.ts';

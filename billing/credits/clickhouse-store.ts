@@ -11,7 +11,7 @@ const DB_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 /** The subset of @clickhouse/client the billing tables need (the store's client, embedded chDB or server). */
 export type BillingClickHouse = Pick<ClickHouseClient, 'command' | 'insert' | 'query'>;
 
-function checkDb(database: string): string {
+export function checkDb(database: string): string {
   if (!DB_RE.test(database)) throw new BillingError('FORGE_ERR_BILLING_CONFIG', `database name "${database}" must match ${DB_RE.source}`, { field: 'database' });
   return database;
 }
@@ -35,7 +35,10 @@ export async function migrateBilling(client: BillingClickHouse, database: string
   for (const f of files) {
     if (done.has(f)) continue;
     const sql = readFileSync(join(MIGRATIONS_DIR, f), 'utf8').replaceAll('{{database}}', db);
-    await client.command({ query: sql });
+    // One statement per command: a file may hold several, each ending with ';' at the end of a line.
+    for (const stmt of sql.split(/;\s*(?:\n|$)/).map((x) => x.trim()).filter((x) => x.replace(/^--.*$/gm, '').trim() !== '')) {
+      await client.command({ query: stmt });
+    }
     await client.insert({ table: `${db}.billing_migrations`, values: [{ name: f }], format: 'JSONEachRow' });
     applied.push(f);
   }
