@@ -60,6 +60,8 @@ export interface GuardrailDeps {
   now: () => number;
   /** Every state change (after the bus): alerts, metrics. Must not throw. */
   onChange: (c: StateChange) => void;
+  /** An operator acknowledged a warning (alerts stop re-notifying). */
+  onAcknowledge?: (scope: ScopeKey, actor: string) => void;
   /** Audit trail writer (guardrail_events). */
   audit: (r: AuditRecord) => Promise<void>;
   onError: (e: unknown, where: string) => void;
@@ -360,6 +362,11 @@ export class Guardrail {
     const r = acknowledgeWarning(this.bandsFor(scope), s, this.d.now());
     if (!r.ok) throw new ApiError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}, not WARNING: nothing to acknowledge`, 'scope');
     this.scopes.set(scope, r.state);
+    try {
+      this.d.onAcknowledge?.(scope, actor);
+    } catch (e) {
+      this.d.onError(e, 'acknowledge listener');
+    }
     if (r.change) {
       this.announce(scope, r.state, r.change.from, this.lastHolds.get(scope) ?? [], 0, `acknowledged by ${actor}: ${reason}`, actor);
     } else {

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { AlertDispatcher, loadAlertsConfig } from '../alerts/index.ts';
+import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, viemChain, type Pricing } from '../collector/index.ts';
 import {
   dayFromLabel,
@@ -68,7 +68,13 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
   const config = loadConfig(opts.env ?? process.env);
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const now = opts.now ?? Date.now;
-  const onError = (e: unknown, where: string) => log(`forge: ${where}: ${e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e)}`);
+  let alerts: AlertDispatcher | undefined;
+  const onError = (e: unknown, where: string) => {
+    log(`forge: ${where}: ${e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e)}`);
+    // Failures of the collector, store or API page on-call too (deduplicated per day by the dispatcher).
+    const component = /collector/.test(where) ? 'collector' : /store|writer|recompute/.test(where) ? 'store' : 'api';
+    if (alerts && where !== 'alerts') void alerts.raise({ kind: 'component_failure', component, error: e instanceof Error ? e : String(e) }).catch(() => {});
+  };
 
   const bands: BandsBook = parseBandsConfig(readFileSync(config.FORGE_BUDGETS_FILE, 'utf8'), config.FORGE_BUDGETS_FILE);
   const pricing = loadPricing(config.FORGE_PRICING_FILE ?? (existsSync('config/pricing.yaml') ? 'config/pricing.yaml' : undefined), opts.env ?? process.env);
@@ -85,8 +91,11 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
   await bus.ready();
   const metrics = new ForgeMetrics();
   const keys = new KeyStore(join(config.FORGE_DATA_DIR, 'keys.json'));
-  const alerts = config.FORGE_ALERTS_FILE ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), onError: (e) => onError(e, 'alerts') }) : undefined;
+  alerts = config.FORGE_ALERTS_FILE
+    ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), onError: (e) => onError(e, 'alerts') })
+    : undefined;
   alerts?.start();
+  const alertOnChange = alerts?.listener();
 
   const audit = async (r: AuditRecord): Promise<void> => {
     await store.appendGuardrailEvents([
@@ -100,7 +109,10 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     now,
     onChange: (c) => {
       metrics.recordStateChange(c);
-      if (alerts) void alerts.onStateChange(c).catch((e: unknown) => onError(e, 'alerts'));
+      alertOnChange?.(c);
+    },
+    onAcknowledge: (scope, actor) => {
+      if (alerts) void alerts.acknowledge(scope, actor).catch((e: unknown) => onError(e, 'alerts'));
     },
     audit,
     onError,
