@@ -40,6 +40,19 @@ const COST_FIELD: Record<string, string> = {
   computeHourUsd: 'environment',
 };
 
+// Cost_storage_op depends only on configuration and the day's expected count: computed once per key.
+const storageMemo = new Map<string, number>();
+function storageOp(gb: string, gbMonth: string, expected: number): number {
+  const key = `${gb}|${gbMonth}|${expected}`;
+  let v = storageMemo.get(key);
+  if (v === undefined) {
+    v = storageOpCost(gb, gbMonth, expected);
+    if (storageMemo.size > 1000) storageMemo.clear();
+    storageMemo.set(key, v);
+  }
+  return v;
+}
+
 class FieldError extends Error {
   constructor(
     readonly field: string,
@@ -113,7 +126,7 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
       rli: component('rli_eval_usd', () => rliCost(ev.rliEvalUsd)),
       gas: component(ev.gas.kind === 'reported' ? 'gas.gas_used' : 'gas.tx_hash', () => gasCost(gasUsed, gasPriceGwei, nativeUsd)),
       compute: component('task_hours', () => computeCost(ev.taskHours, hourUsd)),
-      storage: component('environment', () => storageOpCost(pricing.storage.gbStored, pricing.storage.gbMonthUsd, expected)),
+      storage: component('environment', () => storageOp(pricing.storage.gbStored, pricing.storage.gbMonthUsd, expected)),
       llm: component('llm', () => (ev.llm.length > 0 ? llmCost(ev.llm, pricing.llm) : 0)),
     };
   } catch (e) {
