@@ -68,12 +68,13 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
   const config = loadConfig(opts.env ?? process.env);
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const now = opts.now ?? Date.now;
-  let alerts: AlertDispatcher | undefined;
+  // Set once the store is open; onError (needed before that) pages through it when present.
+  const late: { alerts?: AlertDispatcher } = {};
   const onError = (e: unknown, where: string) => {
     log(`forge: ${where}: ${e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e)}`);
     // Failures of the collector, store or API page on-call too (deduplicated per day by the dispatcher).
     const component = /collector/.test(where) ? 'collector' : /store|writer|recompute/.test(where) ? 'store' : 'api';
-    if (alerts && where !== 'alerts') void alerts.raise({ kind: 'component_failure', component, error: e instanceof Error ? e : String(e) }).catch(() => {});
+    if (late.alerts && where !== 'alerts') void late.alerts.raise({ kind: 'component_failure', component, error: e instanceof Error ? e : String(e) }).catch(() => {});
   };
 
   const bands: BandsBook = parseBandsConfig(readFileSync(config.FORGE_BUDGETS_FILE, 'utf8'), config.FORGE_BUDGETS_FILE);
@@ -91,9 +92,10 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
   await bus.ready();
   const metrics = new ForgeMetrics();
   const keys = new KeyStore(join(config.FORGE_DATA_DIR, 'keys.json'));
-  alerts = config.FORGE_ALERTS_FILE
+  const alerts = config.FORGE_ALERTS_FILE
     ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), onError: (e) => onError(e, 'alerts') })
     : undefined;
+  late.alerts = alerts;
   alerts?.start();
   const alertOnChange = alerts?.listener();
 
