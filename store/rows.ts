@@ -181,7 +181,12 @@ export function eventValues(e: CostEvent, at: string): unknown[] {
 export const SEQ_INDEX = 1;
 
 export function canonicalBytes(values: readonly unknown[]): string {
-  return JSON.stringify([CANONICAL_VERSION, ...values]);
+  return canonicalFromBody(JSON.stringify(values));
+}
+
+/** Canonical bytes from JSON.stringify(values) (saves a second serialisation on the hot path). */
+export function canonicalFromBody(body: string): string {
+  return body.length > 2 ? `[${CANONICAL_VERSION},${body.slice(1)}` : `[${CANONICAL_VERSION}]`;
 }
 
 export function chainHash(prevHash: string, canonical: string): string {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { CostEvent } from './cost-event.ts';
 import { verifyChain, type VerifyOptions, type VerifyResult } from './chain.ts';
@@ -82,7 +83,7 @@ class ForgeStore extends LogQueries implements Store {
     this.migrated = migrated;
     this.#client = opened.client;
     this.#closeClient = () => opened.close();
-    this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts);
+    this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts, opened.kind);
     this.#log = new GuardrailLog(opened.client, opened.database);
   }
 
@@ -98,6 +99,8 @@ class ForgeStore extends LogQueries implements Store {
       values: rows,
       format: 'JSONCompactEachRow',
       columns: INSERT_COLUMNS as unknown as [string, ...string[]],
+      // Every insert names its own token: the embedded connection keeps settings from earlier statements.
+      clickhouse_settings: { insert_deduplication_token: randomUUID() },
     });
   }
 

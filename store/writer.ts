@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { CostEvent } from './cost-event.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
-import { canonicalBytes, chainHash, eventValues, GENESIS_HASH, INSERT_COLUMNS, SEQ_INDEX } from './rows.ts';
+import { canonicalFromBody, chainHash, eventValues, GENESIS_HASH, INSERT_COLUMNS, SEQ_INDEX } from './rows.ts';
 import { isTransient, sleep } from './retry.ts';
 
 /** What one write() call ended up as, once durable. */
@@ -75,8 +75,12 @@ interface Head {
   hash: string;
 }
 
-/** Existence checks go in chunks so the parameters stay well under a server's URL limit. */
-const CHECK_CHUNK = 2000;
+/**
+ * Existence checks go in chunks: against a server the parameters travel in the URL (keep them well under
+ * its limit); in process there is no such limit.
+ */
+const CHECK_CHUNK_SERVER = 2000;
+const CHECK_CHUNK_EMBEDDED = 50_000;
 
 export class StoreWriter implements BatchWriter {
   readonly #client: ClickHouseClient;
@@ -89,6 +93,7 @@ export class StoreWriter implements BatchWriter {
   readonly #maxRetries: number;
   readonly #retryBase: number;
   readonly #retryMax: number;
+  readonly #checkChunk: number;
 
   #queue: Entry[] = [];
   #queued = 0;
@@ -103,8 +108,15 @@ export class StoreWriter implements BatchWriter {
   readonly #heads = new Map<string, Head>();
   readonly #stats = { flushes: 0, retries: 0, stored: 0, duplicates: 0, failedFlushes: 0 };
 
-  constructor(client: ClickHouseClient, database: string, onError: (e: unknown) => void, opts: WriterOptions = {}) {
+  constructor(
+    client: ClickHouseClient,
+    database: string,
+    onError: (e: unknown) => void,
+    opts: WriterOptions = {},
+    transport: 'embedded' | 'server' = 'server',
+  ) {
     this.#client = client;
+    this.#checkChunk = transport === 'embedded' ? CHECK_CHUNK_EMBEDDED : CHECK_CHUNK_SERVER;
     this.#table = `${database}.cost_events`;
     this.#onError = onError;
     this.#maxBatch = positive(opts.maxBatchRows ?? 10_000, 'maxBatchRows');
@@ -328,12 +340,12 @@ export class StoreWriter implements BatchWriter {
       const r = rows[i] as unknown[];
       attempted.add(`${r[0] as string}\u0000${r[2] as string}`);
       const head = heads.get(r[0] as string) as Head;
-      const values = r.slice();
-      values[SEQ_INDEX] = head.seq + 1;
-      const canonical = canonicalBytes(values);
-      const hash = chainHash(head.hash, canonical);
+      r[SEQ_INDEX] = head.seq + 1;
+      const body = JSON.stringify(r);
+      const hash = chainHash(head.hash, canonicalFromBody(body));
+      r[SEQ_INDEX] = 0;
       // The insert line is the hashed array with the two links appended: the bytes hashed are the bytes sent.
-      lines.push(`${JSON.stringify(values).slice(0, -1)},"${head.hash}","${hash}"]`);
+      lines.push(`${body.slice(0, -1)},"${head.hash}","${hash}"]`);
       token.update(hash);
       head.seq += 1;
       head.hash = hash;
@@ -354,11 +366,11 @@ export class StoreWriter implements BatchWriter {
     const found = new Set<string>();
     const idx: number[] = [];
     for (let i = 0; i < rows.length; i++) if (fresh[i]) idx.push(i);
-    for (let off = 0; off < idx.length; off += CHECK_CHUNK) {
+    for (let off = 0; off < idx.length; off += this.#checkChunk) {
       const tenants = new Set<string>();
       const times = new Set<number>();
       const ids = new Set<string>();
-      for (const i of idx.slice(off, off + CHECK_CHUNK)) {
+      for (const i of idx.slice(off, off + this.#checkChunk)) {
         const r = rows[i] as unknown[];
         tenants.add(r[0] as string);
         ids.add(r[2] as string);
