@@ -188,8 +188,9 @@ async function measurePrometheusPath(): Promise<{ ms: number; note: string }> {
     const hit = new Promise<number>((r) => (fired = r));
     const t0 = performance.now();
     state = 2;
-    const timeout = new Promise<number>((_, rej) => setTimeout(() => rej(new Error('no alert within 5 minutes')), 300_000));
-    const t1 = await Promise.race([hit, timeout]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<number>((_, rej) => (timer = setTimeout(() => rej(new Error('no alert within 5 minutes')), 300_000)));
+    const t1 = await Promise.race([hit, timeout]).finally(() => clearTimeout(timer));
     return { ms: t1 - t0, note: 'Prometheus 2.42 + Alertmanager 0.25 (Debian), default scrape/evaluation interval 1 m, group_wait 30 s, alert without `for`; measured once.' };
   } finally {
     await prom.stop();

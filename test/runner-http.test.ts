@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpAdmissionClient } from '../runner/index.ts';
+import { readFileSync } from 'node:fs';
+import { usdToMicros } from '../rules/index.ts';
+import { HttpAdmissionClient, guardrailAdmissionClient, parseSuite, runSuite, type TaskFinalizedEvent } from '../runner/index.ts';
 import { makeTestApi, type TestApi } from './helpers/api.ts';
 import { freePort } from './helpers/redis.ts';
 
@@ -45,5 +47,27 @@ describe('HttpAdmissionClient against the Forge API', () => {
     await expect(bad.admit({ tenantId: 'acme', runId: 'x', taskType: 't' })).rejects.toMatchObject({ code: 'FORGE_ERR_ADMISSION_PROTOCOL' });
     const gone = new HttpAdmissionClient({ baseUrl: `http://127.0.0.1:${await freePort()}`, apiKey: key, timeoutMs: 500 });
     await expect(gone.admit({ tenantId: 'acme', runId: 'x', taskType: 't' })).rejects.toMatchObject({ code: 'FORGE_ERR_ADMISSION_UNAVAILABLE' });
+  });
+});
+
+describe('runSuite through the API guardrail in process (the embedded wiring)', () => {
+  it('admits through Guardrail.admit, settles through Guardrail.settle, and stops at the tenant day hard cap', async () => {
+    const api = await makeTestApi();
+    try {
+      // The guardrail's clock is fixed; settle at that time so the spend lands on its day.
+      const text = readFileSync(new URL('../config/sample-suite.yaml', import.meta.url), 'utf8').replace(/^seconds_per_hour: .*$/m, 'seconds_per_hour: 0.2');
+      const events: TaskFinalizedEvent[] = [];
+      const inner = guardrailAdmissionClient(api.guardrail, usdToMicros);
+      const admission = { admit: inner.admit, settle: (id: string, s: Parameters<typeof inner.settle>[1]) => inner.settle(id, { ...s, finalizedAt: api.clock.now }) };
+      const report = await runSuite({ suite: parseSuite(text), tenantId: 'acme', runId: 'embedded-1', bus: api.bus, admission, events: { emit: async (e) => void events.push(e) }, concurrency: 3 });
+      expect(report.outcomes.length).toBeGreaterThan(10);
+      expect(report.notStarted.length).toBe(40 - report.outcomes.length);
+      expect(report.haltedBy?.reason).toMatch(/day hard cap of tenant:acme/);
+      const snap = await api.ledger.snapshot('tenant:acme', api.clock.now);
+      expect(snap).toMatchObject({ reservedMicros: 0, dayMicros: report.totalCostMicros });
+      expect(events).toHaveLength(report.outcomes.length);
+    } finally {
+      await api.close();
+    }
   });
 });
