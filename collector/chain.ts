@@ -136,13 +136,15 @@ export function chainlinkNativePrice(
   opts: { maxAgeMs: number; maxStalenessMs?: number; now?: () => number },
 ): NativePriceSource {
   const now = opts.now ?? Date.now;
-  let decimals: number | undefined;
   let cached: { usd: string; at: number } | undefined;
   let inflight: Promise<string> | undefined;
   const read = async (): Promise<string> => {
     try {
-      decimals ??= await client.readContract({ address: feed, abi: aggregatorV3Abi, functionName: 'decimals' });
-      const [, answer, , updatedAt] = await client.readContract({ address: feed, abi: aggregatorV3Abi, functionName: 'latestRoundData' });
+      // decimals is read with every refresh (one cheap call per max age), so a feed upgrade cannot mis-scale.
+      const [decimals, [, answer, , updatedAt]] = await Promise.all([
+        client.readContract({ address: feed, abi: aggregatorV3Abi, functionName: 'decimals' }),
+        client.readContract({ address: feed, abi: aggregatorV3Abi, functionName: 'latestRoundData' }),
+      ]);
       if (answer <= 0n) throw new Error(`feed answer ${answer} is not a positive price`);
       if (opts.maxStalenessMs !== undefined && Number(updatedAt) * 1000 < now() - opts.maxStalenessMs) {
         throw new Error(`feed round updated at ${new Date(Number(updatedAt) * 1000).toISOString()} is older than ${opts.maxStalenessMs / 1000}s`);

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseGwei } from 'viem';
 import { chainlinkNativePrice, viemChain, type ChainReader } from '../collector/index.ts';
 import { gasCostFromWei } from '../rules/index.ts';
-import { deployPriceFeed, startAnvil, type Anvil } from './helpers/anvil.ts';
+import { deployPriceFeed, priceFeedRuntime, startAnvil, type Anvil } from './helpers/anvil.ts';
+import { freePort } from './helpers/redis.ts';
 import { buildCollectorApp, freshTenant, MemorySink, rawEvent, testPricing, type TestApp } from './collector-fixtures.ts';
 
 // A real anvil node: a real transaction's receipt prices the gas, a hand-assembled AggregatorV3 feed on
@@ -46,6 +47,35 @@ describe('collector against a real EVM node (anvil)', () => {
   it('reads the native USD price from the AggregatorV3 feed through viem', async () => {
     const src = chainlinkNativePrice(chain.client, feed, { maxAgeMs: 60_000, maxStalenessMs: 3_600_000 });
     expect(await src.usd()).toBe(FEED_USD);
+  });
+
+  it('caches the feed price for max_age, then reads the new answer; refuses a stale round', async () => {
+    const own = await deployPriceFeed(anvil, { answer: 180_000_000_000n, decimals: 8 });
+    let clock = Date.now();
+    const src = chainlinkNativePrice(chain.client, own, { maxAgeMs: 60_000, now: () => clock });
+    expect(await src.usd()).toBe('1800');
+    await anvil.test.setCode({ address: own, bytecode: priceFeedRuntime({ answer: 2_000_000n, decimals: 3 }) });
+    expect(await src.usd()).toBe('1800'); // still cached
+    clock += 60_001;
+    expect(await src.usd()).toBe('2000');
+    const stale = chainlinkNativePrice(chain.client, own, { maxAgeMs: 1, maxStalenessMs: 60_000, now: () => Date.now() + 3_600_000 });
+    await expect(stale.usd()).rejects.toMatchObject({ code: 'FORGE_ERR_PRICE_UNAVAILABLE' });
+  });
+
+  it('answers 503 (retryable) when the chain RPC is unreachable, and stores nothing', async () => {
+    const dead = viemChain(`http://127.0.0.1:${await freePort()}`, { retryCount: 0, timeoutMs: 2000 });
+    const sink2 = new MemorySink();
+    const t2 = await buildCollectorApp({ sink: sink2, chain: dead, nativePrice: { usd: () => Promise.resolve('1'), description: 'test' } });
+    try {
+      const tenant = freshTenant();
+      t2.tenants.add(tenant);
+      const res = await t2.app.inject({ method: 'POST', url: '/v1/events', payload: gasEvent(tenant, { tx_hash: `0x${'cd'.repeat(32)}`, chain_id: 1 }) });
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe('FORGE_ERR_CHAIN_UNAVAILABLE');
+      expect(sink2.rows.size).toBe(0);
+    } finally {
+      await t2.app.close();
+    }
   });
 
   it('prices a mined transaction as receipt gasUsed x effectiveGasPrice x feed price', async () => {

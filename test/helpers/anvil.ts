@@ -114,6 +114,11 @@ export function priceFeedInitCode(p: { answer: bigint; decimals: number; roundId
   return `0x${init}${runtime}`;
 }
 
+/** The feed's runtime code alone (for anvil_setCode: change the answer at the same address). */
+export function priceFeedRuntime(p: { answer: bigint; decimals: number; roundId?: bigint }): Hex {
+  return `0x${priceFeedInitCode(p).slice(2 + 30)}`;
+}
+
 /** Deploys the price feed and returns its address. */
 export async function deployPriceFeed(a: Anvil, p: { answer: bigint; decimals: number; roundId?: bigint }): Promise<`0x${string}`> {
   const hash = await a.wallet.sendTransaction({ account: a.accounts[0]!, chain: a.wallet.chain, data: priceFeedInitCode(p) });
