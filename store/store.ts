@@ -40,6 +40,8 @@ export interface Store extends LogQueries {
   readonly migrated: AppliedMigration[];
   /** The batch writer: write() resolves once the events are durably committed. */
   readonly writer: BatchWriter;
+  /** The underlying client, for parts with tables of their own (billing). Never for writes to the log. */
+  readonly client: ClickHouseClient;
   /**
    * Benchmark baseline: a plain bulk insert of the same rows through the same client, into
    * `baseline_cost_events` (same schema and engine, no dedup, no chain). Never part of the log.
@@ -64,6 +66,7 @@ class ForgeStore extends LogQueries implements Store {
   readonly location: string;
   readonly migrated: AppliedMigration[];
   readonly writer: BatchWriter;
+  readonly client: ClickHouseClient;
   readonly #client: ClickHouseClient;
   readonly #log: GuardrailLog;
   readonly #closeClient: () => Promise<void>;
@@ -82,6 +85,7 @@ class ForgeStore extends LogQueries implements Store {
     this.location = opened.location;
     this.migrated = migrated;
     this.#client = opened.client;
+    this.client = opened.client;
     this.#closeClient = () => opened.close();
     this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts, opened.kind);
     this.#log = new GuardrailLog(opened.client, opened.database);
