@@ -96,12 +96,17 @@ export class RedisHaltBus implements HaltBus {
     };
   }
 
-  async ready(): Promise<void> {
+  /** Rejects with FORGE_ERR_HALT_BUS_UNAVAILABLE when Redis is not reached within waitMs (default 5 s). */
+  async ready(waitMs = Math.max(5000, 5 * this.timeoutMs)): Promise<void> {
     if (this.subscribed) {
-      await this.subscribed;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new RunnerError('FORGE_ERR_HALT_BUS_UNAVAILABLE', `not subscribed after ${waitMs} ms`)), waitMs);
+      });
+      await Promise.race([this.subscribed, late]).finally(() => clearTimeout(timer));
       return;
     }
-    await this.call('ready', async () => undefined);
+    await this.call('ready', async () => undefined, waitMs);
   }
 
   async close(): Promise<void> {

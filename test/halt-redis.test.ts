@@ -94,3 +94,16 @@ describe('RedisHaltBus: outages', () => {
     }
   });
 });
+
+describe('RedisHaltBus: start without Redis', () => {
+  it('ready() rejects with FORGE_ERR_HALT_BUS_UNAVAILABLE instead of hanging', async () => {
+    const port = await freePort();
+    const bus = new RedisHaltBus({ url: `redis://127.0.0.1:${port}`, keyPrefix: freshPrefix('halt-nostart'), onError: () => {} });
+    try {
+      bus.subscribe(() => {});
+      await expect(bus.ready(300)).rejects.toMatchObject({ code: 'FORGE_ERR_HALT_BUS_UNAVAILABLE' });
+    } finally {
+      await bus.close();
+    }
+  });
+});
