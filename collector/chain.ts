@@ -32,7 +32,7 @@ export interface ChainReader {
 }
 
 /** A viem public client over the configured RPC URL (http(s) or ws(s)). */
-export function viemChain(rpcUrl: string, opts: { timeoutMs?: number; retryCount?: number } = {}): ChainReader {
+export function viemChain(rpcUrl: string, opts: { timeoutMs?: number; retryCount?: number; expectChainId?: number } = {}): ChainReader {
   const transport = /^wss?:/.test(rpcUrl)
     ? webSocket(rpcUrl, { timeout: opts.timeoutMs ?? 10_000, retryCount: opts.retryCount ?? 2 })
     : http(rpcUrl, { timeout: opts.timeoutMs ?? 10_000, retryCount: opts.retryCount ?? 2 });
@@ -44,10 +44,19 @@ export function viemChain(rpcUrl: string, opts: { timeoutMs?: number; retryCount
   return {
     client,
     chainId() {
-      chainId ??= client.getChainId().catch((e: unknown) => {
-        chainId = undefined; // retry on the next call
-        return unavailable('eth_chainId', e);
-      });
+      chainId ??= client.getChainId().then(
+        (id) => {
+          if (opts.expectChainId !== undefined && id !== opts.expectChainId) {
+            chainId = undefined;
+            throw new UnavailableError('FORGE_ERR_CHAIN_UNAVAILABLE', `the RPC node is on chain ${id}, but pricing config chain.chain_id is ${opts.expectChainId}`);
+          }
+          return id;
+        },
+        (e: unknown) => {
+          chainId = undefined; // retry on the next call
+          return unavailable('eth_chainId', e);
+        },
+      );
       return chainId;
     },
     async txGas(hash, hint) {
@@ -173,4 +182,9 @@ export function nativePriceFrom(cfg: NativePriceConfig, chain: ChainReader | und
   if (cfg.source === 'fixed') return fixedNativePrice(cfg.usd);
   if (!chain) throw new UnavailableError('FORGE_ERR_PRICE_UNAVAILABLE', 'a chainlink native price needs a chain RPC URL');
   return chainlinkNativePrice(chain.client, cfg.feedAddress, { maxAgeMs: cfg.maxAgeMs, ...(cfg.maxStalenessMs !== undefined ? { maxStalenessMs: cfg.maxStalenessMs } : {}) });
+}
+
+/** The chain reader the pricing config names (chain.rpc_url or FORGE_RPC_URL), or undefined when none. */
+export function chainFromPricing(p: { chain?: { rpcUrl: string; chainId?: number } }): ChainReader | undefined {
+  return p.chain ? viemChain(p.chain.rpcUrl, p.chain.chainId !== undefined ? { expectChainId: p.chain.chainId } : {}) : undefined;
 }

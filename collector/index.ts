@@ -10,6 +10,7 @@ export { priceTaskEvent, type PriceDeps, type PriceOutcome } from './price.ts';
 export { loadPricing, parsePricing, computeHourUsd, type Pricing, type NativePriceConfig, type PricingEnv } from './pricing.ts';
 export {
   viemChain,
+  chainFromPricing,
   fixedNativePrice,
   chainlinkNativePrice,
   nativePriceFrom,

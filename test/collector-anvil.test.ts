@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseGwei } from 'viem';
-import { chainlinkNativePrice, viemChain, type ChainReader } from '../collector/index.ts';
+import { chainFromPricing, chainlinkNativePrice, viemChain, type ChainReader } from '../collector/index.ts';
 import { gasCostFromWei } from '../rules/index.ts';
 import { deployPriceFeed, priceFeedRuntime, startAnvil, type Anvil } from './helpers/anvil.ts';
 import { freePort } from './helpers/redis.ts';
@@ -153,6 +153,12 @@ describe('collector against a real EVM node (anvil)', () => {
     } finally {
       await anvil.test.setAutomine(true);
     }
+  });
+
+  it('a node on another chain than pricing config chain.chain_id is refused (503, config problem)', async () => {
+    const wrong = chainFromPricing({ chain: { rpcUrl: anvil.url, chainId: 1 } })!;
+    await expect(wrong.chainId()).rejects.toMatchObject({ code: 'FORGE_ERR_CHAIN_UNAVAILABLE' });
+    expect(await chainFromPricing({ chain: { rpcUrl: anvil.url, chainId: anvil.chainId } })!.chainId()).toBe(anvil.chainId);
   });
 
   it('refuses an event for another chain than the configured node', async () => {
