@@ -136,6 +136,8 @@
         document.body.dataset.ready = '1';
       })
       .catch(function (e) {
+        // Never leave another answer's numbers on screen under an error.
+        document.getElementById('content').hidden = true;
         status(e.message, true);
         document.body.dataset.ready = 'error';
       });
