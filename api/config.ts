@@ -20,6 +20,8 @@ const envSchema = z.object({
   FORGE_PRICING_FILE: z.string().optional(),
   FORGE_ALERTS_FILE: z.string().optional(),
   FORGE_REDIS_URL: z.string().url().optional(),
+  /** Prefix of every Redis key and channel (one namespace per deployment). */
+  FORGE_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default('forge:'),
   /** When shared state (Redis) is unreachable: deny admissions (closed, the default) or allow them (open). */
   FORGE_ADMISSIONS_ON_LEDGER_FAILURE: z.enum(['closed', 'open']).default('closed'),
   FORGE_RESERVATION_TTL_MS: int(1_000, 86_400_000).default(15 * 60_000),

@@ -87,8 +87,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     writer: { flushIntervalMs: config.FORGE_FLUSH_INTERVAL_MS },
   } as Parameters<typeof openStore>[0]);
 
-  const ledger: LiveLedger = config.FORGE_REDIS_URL ? new RedisLedger({ url: config.FORGE_REDIS_URL }) : new InProcessLedger();
-  const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
+  const ledger: LiveLedger = config.FORGE_REDIS_URL ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'ledger') }) : new InProcessLedger();
+  const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
   await bus.ready();
   const metrics = new ForgeMetrics();
   const keys = new KeyStore(join(config.FORGE_DATA_DIR, 'keys.json'));

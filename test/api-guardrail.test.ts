@@ -150,11 +150,11 @@ describe('operator actions', () => {
     expect(lift.json()).toMatchObject({ scope: 'tenant:acme', state: 'WARNING', waived: ['day_hard'] });
     await t.guardrail.drain();
     expect(seen).toContain('tenant:acme:WARNING');
-    expect(t.audit.find((a) => a.kind === 'lift')).toMatchObject({ scope: 'tenant:acme', reason: expect.stringContaining('budget raised by finance'), actor: expect.stringContaining('test-oncall') });
+    expect(t.audit.find((a) => a.kind === 'override')).toMatchObject({ scope: 'tenant:acme', reason: expect.stringContaining('budget raised by finance'), actor: expect.stringContaining('test-oncall') });
     const ack = await t.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:acme/acknowledge', headers: oncall, payload: { reason: 'seen' } });
     expect(ack.json()).toMatchObject({ state: 'WARNING' });
     await t.guardrail.drain();
-    expect(t.audit.filter((a) => a.kind === 'acknowledge')).toHaveLength(1);
+    expect(t.audit.filter((a) => a.kind === 'acknowledgement')).toHaveLength(1);
     const nothing = await t.app.inject({ method: 'POST', url: '/v1/guardrail/run:acme%2Fzzz/lift', headers: oncall, payload: { reason: 'nothing here' } });
     expect(nothing.statusCode).toBe(409);
   });
