@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, viemChain, type Pricing } from '../collector/index.ts';
+import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import {
   dayFromLabel,
   parseBandsConfig,
@@ -203,7 +204,19 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       }
       return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
     },
-    plugins: [collector, async (app) => app.register(reportRoutes, { store, guardrail, now }), ...(opts.plugins ?? [])],
+    plugins: [
+      collector,
+      async (app) => app.register(reportRoutes, { store, guardrail, now }),
+      // The built-in burn page at `/` (no Grafana needed): the dashboards' SQL on the store's engine.
+      async (app) =>
+        app.register(burnPageRoutes, {
+          store: sqlSource(store.client, store.database),
+          guardrailStates: () => guardrail.knownScopes().map((scope) => ({ scope, state: guardrail.effectiveState(scope) })),
+          bands: (scope) => guardrail.bandsFor(scope),
+          now,
+        }),
+      ...(opts.plugins ?? []),
+    ],
   });
 
   const timers = [

@@ -57,6 +57,12 @@ describe('forge start, as a user runs it', () => {
       const g = (await (await fetch(`${base}/v1/guardrail/run:demo%2Fpilot-1`, { headers: auth })).json()) as { state: string; spend: { day_usd: string } };
       expect(g).toMatchObject({ state: 'NORMAL', spend: { day_usd: '1.45' } }); // 1.25 + 0.5 h x $0.40
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      // The built-in burn page is served at / and its data route answers from the same log.
+      const page = await fetch(`${base}/`);
+      expect(page.headers.get('content-type')).toContain('text/html');
+      expect(await page.text()).toContain('<canvas');
+      const burn = (await (await fetch(`${base}/v1/burn/data?tenant=demo&run=pilot-1`, { headers: auth })).json()) as { unit: { operations: number } };
+      expect(burn.unit.operations).toBe(1);
     });
     // Same data directory: the event is still there and counted once.
     await run(async () => {
