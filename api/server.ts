@@ -29,6 +29,8 @@ export interface RunningForge {
   guardrail: Guardrail;
   keys: KeyStore;
   config: ForgeConfig;
+  /** The halt bus the guardrail publishes state changes on (in-process, or Redis with FORGE_REDIS_URL). */
+  bus: HaltBus;
   /** Runs the hourly recompute now (tests, operators). */
   rollup(): Promise<void>;
   close(): Promise<void>;
@@ -234,6 +236,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     guardrail,
     keys,
     config,
+    bus,
     rollup,
     close() {
       closing ??= (async () => {

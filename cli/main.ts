@@ -91,6 +91,7 @@ const INPUT_ERRORS = new Set(['FORGE_ERR_CLI_INPUT', 'FORGE_ERR_BANDS_CONFIG', '
 /** Runs the CLI; returns the exit code (0 ok, 2 bad input or usage, 1 failure). */
 export async function main(argv: string[], out: Out = stdio): Promise<number> {
   await import('./commands.ts');
+  await import('./run.ts');
   let code = 0;
   const program = buildProgram(out, (c) => (code = c));
   try {

@@ -1,0 +1,140 @@
+import { Option } from 'commander';
+import { usdToMicros, microsToUsd, type StateChange } from '../rules/index.ts';
+import type { HaltBus, SuiteProgress, SuiteReport } from '../runner/index.ts';
+import { addCommand, CliInputError, type Out } from './registry.ts';
+
+interface RunOptions {
+  suite: string;
+  tenant?: string;
+  run?: string;
+  concurrency: string;
+  api?: string;
+  wait?: boolean;
+}
+
+/** One line per thing a person watching the suite wants to see. */
+function progressLine(p: SuiteProgress): string | undefined {
+  switch (p.kind) {
+    case 'start':
+      return undefined;
+    case 'end': {
+      const o = p.outcome;
+      return `task ${o.taskId}: ${o.status}${o.reason === 'completed' ? '' : ` (${o.reason})`}, ${microsToUsd(o.costMicros)} USD`;
+    }
+    case 'postponed':
+      return `task ${p.postponed.taskId}: not started (${p.postponed.reason})`;
+    case 'intake':
+      return p.open ? 'intake: open' : `intake: closed${p.cause ? ` (${p.cause.scope} ${p.cause.state}: ${p.cause.reason})` : ''}`;
+    case 'hung':
+      return `task ${p.hung.task.taskId}: silent for ${p.hung.silentMs} ms, killed`;
+  }
+}
+
+function summary(r: SuiteReport, out: Out): void {
+  const ok = r.outcomes.filter((o) => o.status === 'success').length;
+  out.log(`suite ${r.suite} (tenant ${r.tenantId}, run ${r.runId}): ${r.outcomes.length} tasks ran (${ok} succeeded), ${r.notStarted.length} not started, ${r.totalCostUsd} USD`);
+  if (r.haltedBy) out.log(`halted by ${r.haltedBy.scope ?? 'a denial'}${r.haltedBy.state ? ` ${r.haltedBy.state}` : ''}: ${r.haltedBy.reason}`);
+  if (r.terminated) out.log('the run was terminated (EMERGENCY_STOP): tasks in flight were aborted');
+}
+
+addCommand((program, out) => {
+  program
+    .command('run')
+    .description('run a task suite through the guardrail (embedded Forge in this process, or --api URL) and watch the budgets fire')
+    .requiredOption('--suite <file>', 'a suite YAML file (e.g. config/sample-suite.yaml)')
+    .option('--tenant <id>', "run under this tenant (default: the suite's)")
+    .option('--run <id>', "run id (default: the suite's)")
+    .addOption(new Option('--concurrency <n>', 'tasks at once').default('4'))
+    .option('--api <url>', 'a running Forge API (admissions and events over HTTP with FORGE_API_KEY; halts over Redis when FORGE_REDIS_URL is set)')
+    .option('--wait', 'on a halt, keep the remaining tasks queued until it is lifted (default: stop)')
+    .action(async (o: RunOptions) => {
+      const concurrency = Number(o.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new CliInputError(`--concurrency: must be a whole number 1-256, got "${o.concurrency}"`);
+      if (o.tenant !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.tenant)) throw new CliInputError('--tenant: must be 1-64 letters, digits, dot, dash or underscore');
+      if (o.run !== undefined && !/^[A-Za-z0-9._:-]{1,128}$/.test(o.run)) throw new CliInputError('--run: must be 1-128 letters, digits, dot, colon, dash or underscore');
+      const runner = await import('../runner/index.ts');
+      let suite;
+      try {
+        suite = runner.loadSuite(o.suite);
+      } catch (e) {
+        const err = e as { code?: string; message: string };
+        if (err.code === 'FORGE_ERR_SUITE_CONFIG') throw new CliInputError(err.message);
+        throw e;
+      }
+
+      const stopping = new AbortController();
+      const onSignal = () => stopping.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const common = {
+        suite,
+        concurrency,
+        ...(o.tenant ? { tenantId: o.tenant } : {}),
+        ...(o.run ? { runId: o.run } : {}),
+        whenHalted: o.wait ? ('wait' as const) : ('stop' as const),
+        signal: stopping.signal,
+        onProgress: (p: SuiteProgress) => {
+          const line = progressLine(p);
+          if (line) out.log(line);
+        },
+        onError: (e: unknown, where: string) => out.err(`forge: ${where}: ${(e as Error).message ?? String(e)}`),
+      };
+      const watch = (c: StateChange) => out.log(`guardrail: ${c.scope} ${c.previous} -> ${c.state} (${c.reason})`);
+      try {
+        if (o.api) {
+          let base: URL;
+          try {
+            base = new URL(o.api);
+          } catch {
+            throw new CliInputError(`--api: not a URL: "${o.api}"`);
+          }
+          const apiKey = process.env.FORGE_API_KEY;
+          if (!apiKey) throw new CliInputError('FORGE_API_KEY: set it to a runner key of the API given with --api');
+          const redisUrl = process.env.FORGE_REDIS_URL;
+          const bus: HaltBus = redisUrl
+            ? new runner.RedisHaltBus({ url: redisUrl, ...(process.env.FORGE_REDIS_PREFIX ? { keyPrefix: process.env.FORGE_REDIS_PREFIX } : {}), onError: (e) => common.onError(e, 'halt bus') })
+            : new runner.InProcessHaltBus();
+          const unwatch = bus.subscribe(watch);
+          try {
+            await bus.ready();
+            const report = await runner.runSuite({
+              ...common,
+              bus,
+              admission: new runner.HttpAdmissionClient({ baseUrl: base.href, apiKey }),
+              events: new runner.HttpEventEmitterClient({ baseUrl: base.href, apiKey }),
+            });
+            summary(report, out);
+          } finally {
+            unwatch();
+            await bus.close();
+          }
+          return;
+        }
+        // Embedded: this process runs Forge (store, collector, rules, API) and the suite against it.
+        const { startForge } = await import('../api/server.ts');
+        const forge = await startForge();
+        const temp = forge.keys.create({ name: `forge run ${suite.name} (temporary)`, roles: ['runner'], tenantId: o.tenant ?? suite.tenantId });
+        out.log(`forge: embedded Forge listening on ${forge.url} (burn page: ${forge.url}/)`);
+        const unwatch = forge.bus.subscribe(watch);
+        try {
+          const report = await runner.runSuite({
+            ...common,
+            bus: forge.bus,
+            admission: runner.guardrailAdmissionClient(forge.guardrail, usdToMicros),
+            events: new runner.HttpEventEmitterClient({ baseUrl: forge.url, apiKey: temp.key }),
+          });
+          summary(report, out);
+          const scope = `tenant:${report.tenantId}`;
+          const t = forge.guardrail.totals(scope);
+          out.log(`${scope}: ${forge.guardrail.effectiveState(scope)}, day ${microsToUsd(t.dayMicros)} USD`);
+        } finally {
+          unwatch();
+          forge.keys.revoke(temp.id);
+          await forge.close();
+        }
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+});
