@@ -14,6 +14,13 @@ export const ERRORS = {
   FORGE_ERR_RATE_LIMITED: 429,
   FORGE_ERR_UNAVAILABLE: 503,
   FORGE_ERR_INTERNAL: 500,
+  // Billing (api/routes/billing.ts maps billing's own codes onto these in one place).
+  FORGE_ERR_BYOK_KEY_REJECTED: 422,
+  FORGE_ERR_BYOK_PROVIDER_UNREACHABLE: 502,
+  FORGE_ERR_BYOK_NOT_CONFIGURED: 503,
+  FORGE_ERR_STRIPE_SIGNATURE: 400,
+  FORGE_ERR_STRIPE_UNAVAILABLE: 502,
+  FORGE_ERR_STRIPE_NOT_CONFIGURED: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

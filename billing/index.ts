@@ -93,5 +93,6 @@ export {
 } from './subscriptions.ts';
 export { BillingHaltGate, type HaltSource, type GateDecision } from './halt-gate.ts';
 export { marginReport, financeReport, type MarginReport, type MarginRow } from './finance.ts';
-export { BillingService, type StartJobInput, type StartJobOutcome, type SettleJobInput } from './service.ts';
+export { BillingService, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
 export { loadBillingConfig, type BillingConfig } from './config.ts';
+export { billingFromConfig, type BillingParts, type BillingFromConfigOptions } from './setup.ts';

@@ -78,6 +78,21 @@ export type StartJobOutcome =
       resetsAt?: number;
     };
 
+/** A team's execution usage this month and the decision the next execution would get (epoch ms, USD micros). */
+export interface UsageSummary {
+  planId: string;
+  monthStart: number;
+  monthEnd: number;
+  executions: number;
+  lastExecutionAt: number | null;
+  /** Included executions this month (x seats); null = unlimited. */
+  included: number | null;
+  throttleAfter: number | null;
+  overageOptIn: boolean;
+  next: LimitDecision;
+  user?: { userId: string; platformSpendTodayMicros: Micros; dailySpendCapMicros: Micros | null; resetsAt: number };
+}
+
 export interface SettleJobInput {
   tenantId: string;
   userId: string;
@@ -92,6 +107,7 @@ export interface SettleJobInput {
 
 interface Pending {
   tenantId: string;
+  executionId: string;
   userId: string;
   at: number;
   estimateMicros: Micros;
@@ -170,7 +186,7 @@ export class BillingService {
     checkId('userId', userId);
     checkId('executionId', input.executionId);
     if (!(Number.isSafeInteger(input.maxTokens) && input.maxTokens > 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'maxTokens must be an integer > 0', { field: 'maxTokens' });
-    if (this.pending.has(input.executionId)) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} already started`, { field: 'executionId' });
+    if (this.pending.has(pendingKey(tenantId, input.executionId))) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} already started`, { field: 'executionId' });
     const gate = this.deps.gate;
     if (gate) {
       await gate.prime(tenantId, input.runId);
@@ -256,7 +272,7 @@ export class BillingService {
       hold = { unit: h.unit, amount: h.amount };
     }
 
-    this.pending.set(input.executionId, { tenantId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier });
+    this.pending.set(pendingKey(tenantId, input.executionId), { tenantId, executionId: input.executionId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier });
     this.lastAdmitted.set(tenantId, Math.max(this.lastAdmitted.get(tenantId) ?? 0, now));
     const seats = plan.perSeat ? Math.max(1, acct.seats) : 1;
     const alerts = burnAlerts({
@@ -275,14 +291,15 @@ export class BillingService {
 
   /** Finalizes an execution: deducts its credits (refunding the rest of the hold) and returns spend alerts. */
   async settleJob(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
-    const p = this.pending.get(input.executionId);
+    // Keyed by tenant: a caller naming another tenant's execution finds nothing (and closes nothing).
+    const p = this.pending.get(pendingKey(input.tenantId, input.executionId));
     if (!p) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
     const credits = creditsFor(this.deps.catalog, { modelCalls: p.platformKey ? (input.modelCalls ?? { [p.tier]: 1 }) : {}, sandboxTries: input.sandboxTries ?? 0 });
     const s = await this.deps.ledger.settle(input.tenantId, input.executionId, credits, input.now);
     const plan = await this.plan(input.tenantId, input.now);
     const dayFrom = dayStartUtc(p.at);
     const before = p.platformKey ? await this.userSpend(input.tenantId, input.userId, dayFrom, dayFrom + 86_400_000, input.executionId) : 0;
-    this.pending.delete(input.executionId);
+    this.pending.delete(pendingKey(input.tenantId, input.executionId));
     if (p.platformKey && this.deps.perUserFromLog === false) {
       const k = `${input.tenantId}|${input.userId}|${dayFrom}`;
       this.userDaySpend.set(k, (this.userDaySpend.get(k) ?? 0) + input.llmMicros);
@@ -307,10 +324,55 @@ export class BillingService {
     return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts };
   }
 
-  /** Cancels an execution that did not run: the whole hold is refunded and it no longer counts. */
-  async cancelJob(tenantId: string, executionId: string, now: number): Promise<void> {
-    if (!this.pending.delete(executionId)) return;
+  /** Is the execution started and not yet settled or cancelled (for this tenant)? */
+  isOpen(tenantId: string, executionId: string): boolean {
+    return this.pending.has(pendingKey(tenantId, executionId));
+  }
+
+  /** Cancels an execution that did not run: the whole hold is refunded and it no longer counts. False when it was not open. */
+  async cancelJob(tenantId: string, executionId: string, now: number): Promise<boolean> {
+    if (!this.pending.delete(pendingKey(tenantId, executionId))) return false;
     await this.deps.ledger.release(tenantId, executionId, now);
+    return true;
+  }
+
+  /**
+   * What a runner or finance asks before starting work: the team's executions this month and the decision the
+   * next one would get (allow / throttle / limit reached with its reset time); with a user, their platform-key
+   * LLM spend today against the plan's daily cap. Reads only; admits nothing.
+   */
+  async usageSummary(tenantId: string, now: number, userId?: string): Promise<UsageSummary> {
+    checkId('tenantId', tenantId);
+    if (userId !== undefined) checkId('userId', userId);
+    const acct = await this.account(tenantId, now);
+    const plan = this.deps.catalog.plans[effectivePlanId(acct)];
+    const used = await this.executionUsage(tenantId, now);
+    const seats = plan.perSeat ? Math.max(1, acct.seats) : 1;
+    const next = checkExecutionLimit(
+      plan,
+      { count: used.count, monthStart: monthStartUtc(now), lastExecutionAt: used.lastAt, seats: acct.seats, overageOptIn: acct.overageOptIn },
+      now,
+    );
+    const out: UsageSummary = {
+      planId: plan.id,
+      monthStart: monthStartUtc(now),
+      monthEnd: nextMonthStartUtc(now),
+      executions: used.count,
+      lastExecutionAt: used.lastAt,
+      included: plan.executionsPerMonth === null ? null : plan.executionsPerMonth * seats,
+      throttleAfter: plan.throttleAfter === null ? null : plan.throttleAfter * seats,
+      overageOptIn: acct.overageOptIn,
+      next,
+    };
+    if (userId !== undefined) {
+      out.user = {
+        userId,
+        platformSpendTodayMicros: await this.userSpend(tenantId, userId, dayStartUtc(now), nextDayStartUtc(now)),
+        dailySpendCapMicros: plan.dailySpendCapMicros,
+        resetsAt: nextDayStartUtc(now),
+      };
+    }
+    return out;
   }
 
   /** Platform-key spend of a user in the window: settled (log or in-process) + estimates of open executions. */
@@ -319,9 +381,13 @@ export class BillingService {
       this.deps.perUserFromLog === false
         ? (this.userDaySpend.get(`${tenantId}|${userId}|${from}`) ?? 0)
         : await this.deps.usage.platformLlmMicros({ tenantId, userId, from, to });
-    for (const [id, p] of this.pending) {
-      if (id !== exclude && p.tenantId === tenantId && p.userId === userId && p.platformKey && p.at >= from && p.at < to) s += p.estimateMicros;
+    for (const p of this.pending.values()) {
+      if (p.executionId !== exclude && p.tenantId === tenantId && p.userId === userId && p.platformKey && p.at >= from && p.at < to) s += p.estimateMicros;
     }
     return s;
   }
+}
+
+function pendingKey(tenantId: string, executionId: string): string {
+  return `${tenantId}\u0000${executionId}`;
 }
