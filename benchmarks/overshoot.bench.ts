@@ -2,7 +2,7 @@ import { RedisLedger } from '../api/ledger/index.ts';
 import { microsToUsd, scopesOf, usdToMicros } from '../rules/index.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import type { Benchmark, BenchRow } from './harness.ts';
-import { startForgeProcess, type ForgeProcess } from './processes.ts';
+import { startForgeProcess, type ForgeProcess } from '../test/helpers/forge-process.ts';
 
 /**
  * The headline: dollars spent past a hard cap under concurrency. N runners run tasks of random cost until

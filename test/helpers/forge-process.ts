@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,7 +12,7 @@ export interface ForgeProcess {
   stop(): Promise<void>;
 }
 
-/** Starts a Forge API process (benchmarks/servers/forge-process.ts) with its own data dir and the given env. */
+/** Starts a Forge API process (test/helpers/forge-process-main.ts) with its own data dir and the given env. */
 export async function startForgeProcess(env: Record<string, string>, bandsYaml?: string): Promise<ForgeProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'forge-bench-proc-'));
   const extra: Record<string, string> = { FORGE_DATA_DIR: join(dir, 'data'), FORGE_PORT: '0', FORGE_LOG_LEVEL: 'error' };
@@ -20,7 +20,7 @@ export async function startForgeProcess(env: Record<string, string>, bandsYaml?:
     writeFileSync(join(dir, 'bands.yaml'), bandsYaml);
     extra.FORGE_BUDGETS_FILE = join(dir, 'bands.yaml');
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', 'benchmarks/servers/forge-process.ts'], { env: { ...process.env, ...extra, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/forge-process-main.ts'], { env: { ...process.env, ...extra, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const rl = createInterface({ input: child.stdout! });
   const [line] = (await Promise.race([once(rl, 'line'), once(child, 'exit').then(() => { throw new Error('forge process exited before it was ready'); })])) as [string];
   rl.close();
@@ -30,9 +30,11 @@ export async function startForgeProcess(env: Record<string, string>, bandsYaml?:
     key,
     child,
     async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
