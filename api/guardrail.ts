@@ -29,6 +29,7 @@ import {
 } from '../rules/index.ts';
 import type { CostEvent } from '../store/index.ts';
 import { ApiError } from './errors.ts';
+import { isLedgerUnavailable } from './ledger/errors.ts';
 import type { LiveLedger, ScopeCaps } from './ledger/types.ts';
 
 /** What the guardrail needs of the halt bus (runner/'s HaltBus satisfies it). */
@@ -68,10 +69,15 @@ export interface GuardrailDeps {
   /** Cost_storage_day per scope, USD micros (0 when the scope has none). */
   storageDayMicros?: (scope: ScopeKey) => Micros;
   reservationTtlMs: number;
+  /**
+   * When the live ledger (Redis) cannot be reached: 'closed' (default) refuses admissions (the route answers
+   * 503 FORGE_ERR_LEDGER_UNAVAILABLE); 'open' admits tasks the process's own state does not halt, unreserved.
+   */
+  onLedgerFailure?: 'closed' | 'open';
 }
 
 export type AdmissionDecision =
-  | { decision: 'allow'; reservationId: string; expiresAt: number; estimatedMicros: Micros; estimateSource: 'runner' | 'p95' | 'unit_cap' }
+  | { decision: 'allow'; reservationId: string; expiresAt: number; estimatedMicros: Micros; estimateSource: 'runner' | 'p95' | 'unit_cap'; unreserved?: true }
   | { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: number | null };
 
 const UNIT_SAMPLES = 200;
@@ -326,13 +332,21 @@ export class Guardrail {
       }
     }
     const reservationId = reservationIdFor(req.tenantId, req.runId);
-    const out = await this.d.ledger.reserve({
-      reservationId,
-      scopes: scopes.map((scope) => ({ scope, caps: this.capsFor(scope) })),
-      amountMicros: Math.max(estimate, 1),
-      now,
-      ttlMs: this.d.reservationTtlMs,
-    });
+    let out: Awaited<ReturnType<LiveLedger['reserve']>>;
+    try {
+      out = await this.d.ledger.reserve({
+        reservationId,
+        scopes: scopes.map((scope) => ({ scope, caps: this.capsFor(scope) })),
+        amountMicros: Math.max(estimate, 1),
+        now,
+        ttlMs: this.d.reservationTtlMs,
+      });
+    } catch (e) {
+      if (this.d.onLedgerFailure !== 'open' || !isLedgerUnavailable(e)) throw e;
+      // Fail open (configured): no reservation is held; the task's event still counts when it arrives.
+      this.d.onError(e, `admission of ${scopes[2]} allowed unreserved (FORGE_ADMISSIONS_ON_LEDGER_FAILURE=open)`);
+      return { decision: 'allow', reservationId, expiresAt: now + this.d.reservationTtlMs, estimatedMicros: estimate, estimateSource, unreserved: true };
+    }
     if (out.ok) return { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource };
     const retryAfterMs = out.cap === 'day' ? (dayOf(now) + 1) * DAY_MS - now : out.cap === 'week' ? (dayOf(now) + 1) * DAY_MS - now : null;
     const reason =

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, viemChain, type Pricing } from '../collector/index.ts';
+import { billingFromConfig } from '../billing/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import {
   dayFromLabel,
@@ -20,6 +21,7 @@ import { KeyStore } from './auth.ts';
 import { loadConfig, type ForgeConfig } from './config.ts';
 import { Guardrail, type AuditRecord } from './guardrail.ts';
 import { InProcessLedger, RedisLedger, type LiveLedger } from './ledger/index.ts';
+import { billingRoutes } from './routes/billing.ts';
 import { reportRoutes } from './routes/reports.ts';
 
 export interface RunningForge {
@@ -93,6 +95,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
   const ledger: LiveLedger = config.FORGE_REDIS_URL ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'ledger') }) : new InProcessLedger();
   const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
   await bus.ready();
+  // Billing (plans, metering, credits, BYOK, Stripe) on the same store and halt bus; Stripe and BYOK stay
+  // off until configured.
+  const billing = await billingFromConfig({ env: opts.env ?? process.env, store, bus, onError });
   const metrics = new ForgeMetrics();
   const keys = new KeyStore(join(config.FORGE_DATA_DIR, 'keys.json'));
   const alerts = config.FORGE_ALERTS_FILE
@@ -123,6 +128,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     onError,
     storageDayMicros: storageDayOf(pricing),
     reservationTtlMs: config.FORGE_RESERVATION_TTL_MS,
+    onLedgerFailure: config.FORGE_ADMISSIONS_ON_LEDGER_FAILURE,
   });
   for (const [scope, b] of bands.explicit) metrics.setBudgets(scope, b);
 
@@ -217,6 +223,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
           bands: (scope) => guardrail.bandsFor(scope),
           now,
         }),
+      async (app) => app.register(billingRoutes, { ...billing, now, onError }),
       ...(opts.plugins ?? []),
     ],
   });
@@ -226,6 +233,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     setInterval(() => void rollup().catch((e: unknown) => onError(e, 'hourly recompute')), config.FORGE_ROLLUP_INTERVAL_MS),
   ];
   for (const t of timers) t.unref();
+  billing.start({ clock: now });
 
   const address = await app.listen({ host: config.FORGE_HOST, port: config.FORGE_PORT });
   let closing: Promise<void> | undefined;
@@ -244,6 +252,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         await app.close(); // stops intake; in-flight requests finish
         await guardrail.drain();
         guardrail.close();
+        await billing.close();
         await alerts?.stop();
         await store.close(); // flushes the batch writer
         await ledger.close();

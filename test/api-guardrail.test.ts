@@ -188,3 +188,44 @@ describe('budgets', () => {
     expect(JSON.stringify(t.keys.list())).not.toContain(r.json().key.split('_')[2]);
   });
 });
+
+describe('admissions when the live ledger (Redis) cannot be reached', () => {
+  async function guardrailOn(mode: 'closed' | 'open') {
+    const { Guardrail } = await import('../api/guardrail.ts');
+    const { RedisLedger } = await import('../api/ledger/index.ts');
+    const { InProcessHaltBus } = await import('../runner/index.ts');
+    const { parseBandsConfig } = await import('../rules/index.ts');
+    const { TEST_BANDS } = await import('./helpers/api.ts');
+    const { freePort } = await import('./helpers/redis.ts');
+    // A real Redis client pointed at a loopback port nothing listens on.
+    const ledger = new RedisLedger({ url: `redis://127.0.0.1:${await freePort()}`, commandTimeoutMs: 200, onError: () => {} });
+    const errors: unknown[] = [];
+    const g = new Guardrail({ bands: parseBandsConfig(TEST_BANDS), ledger, bus: new InProcessHaltBus(), now: () => Date.now(), onChange: () => {}, audit: async () => {}, onError: (e) => errors.push(e), reservationTtlMs: 60_000, onLedgerFailure: mode });
+    return { g, ledger, errors };
+  }
+
+  it('closed (the default): the admission fails with FORGE_ERR_LEDGER_UNAVAILABLE, nothing is admitted', async () => {
+    const { g, ledger } = await guardrailOn('closed');
+    try {
+      await expect(g.admit({ tenantId: 'acme', runId: 'r1', taskType: 'eval', estimatedMicros: 1_000_000 })).rejects.toMatchObject({ code: 'FORGE_ERR_LEDGER_UNAVAILABLE' });
+    } finally {
+      g.close();
+      await ledger.close();
+    }
+  });
+
+  it('open: admitted unreserved, the outage reported, a halted scope still refused', async () => {
+    const { g, ledger, errors } = await guardrailOn('open');
+    try {
+      const d = await g.admit({ tenantId: 'acme', runId: 'r1', taskType: 'eval', estimatedMicros: 1_000_000 });
+      expect(d).toMatchObject({ decision: 'allow', unreserved: true, estimatedMicros: 1_000_000 });
+      expect(errors.map((e) => (e as { code?: string }).code)).toContain('FORGE_ERR_LEDGER_UNAVAILABLE');
+      // A stop the process knows of is enforced without the ledger.
+      g.ingest([costEvent({ tenantId: 'acme', runId: 'r1', totalMicros: usdToMicros('1000'), eventTime: Date.now() })]);
+      expect(await g.admit({ tenantId: 'acme', runId: 'r1', taskType: 'eval', estimatedMicros: 1 })).toMatchObject({ decision: 'deny' });
+    } finally {
+      g.close();
+      await ledger.close();
+    }
+  });
+});

@@ -63,6 +63,9 @@ describe('forge start, as a user runs it', () => {
       expect(await page.text()).toContain('<canvas');
       const burn = (await (await fetch(`${base}/v1/burn/data?tenant=demo&run=pilot-1`, { headers: auth })).json()) as { unit: { operations: number } };
       expect(burn.unit.operations).toBe(1);
+      // Billing is wired in: the plans from config/plans.yaml, and the event counts as one execution.
+      const plans = (await (await fetch(`${base}/v1/billing/plans`, { headers: auth })).json()) as { plans: Array<{ id: string }> };
+      expect(plans.plans.map((p) => p.id)).toEqual(expect.arrayContaining(['free', 'pro', 'team', 'enterprise']));
     });
     // Same data directory: the event is still there and counted once.
     await run(async () => {

@@ -85,6 +85,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
               expires_at: { type: 'string' },
               estimated_cost_usd: { type: 'string' },
               estimate_source: { type: 'string' },
+              unreserved: { type: 'boolean', description: 'true when admitted without a reservation (ledger unreachable, FORGE_ADMISSIONS_ON_LEDGER_FAILURE=open)' },
               state: { type: 'string' },
               scope: { type: 'string' },
               reason: { type: 'string' },
@@ -101,7 +102,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
       const estimate = b.estimated_cost_usd === undefined ? undefined : usdToMicrosField(b.estimated_cost_usd, 'estimated_cost_usd');
       const d = await g.admit({ tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type, ...(estimate !== undefined ? { estimatedMicros: estimate } : {}) });
       if (d.decision === 'allow') {
-        return { decision: 'allow', reservation_id: d.reservationId, expires_at: new Date(d.expiresAt).toISOString(), estimated_cost_usd: microsToUsd(d.estimatedMicros), estimate_source: d.estimateSource };
+        return { decision: 'allow', reservation_id: d.reservationId, expires_at: new Date(d.expiresAt).toISOString(), estimated_cost_usd: microsToUsd(d.estimatedMicros), estimate_source: d.estimateSource, ...(d.unreserved ? { unreserved: true } : {}) };
       }
       return { decision: 'deny', state: d.state, scope: d.scope, reason: d.reason, retry_after_ms: d.retryAfterMs };
     },
