@@ -138,3 +138,37 @@ addCommand((program, out) => {
       }
     });
 });
+
+addCommand((program, out) => {
+  program
+    .command('runner')
+    .description('a runner process: BullMQ worker on FORGE_REDIS_URL, admissions and cost events to FORGE_API_URL, halts over Redis')
+    .action(async () => {
+      const runner = await import('../runner/index.ts');
+      let cfg;
+      try {
+        cfg = runner.runnerConfigFromEnv();
+      } catch (e) {
+        const err = e as { code?: string; message: string };
+        if (err.code === 'FORGE_ERR_RUNNER_CONFIG') throw new CliInputError(err.message);
+        throw e;
+      }
+      const started = await runner.startRunner(cfg, {
+        onError: (e, where) => out.err(`forge runner: ${where}: ${(e as Error).message ?? String(e)}`),
+        onIntake: (open, cause) => out.log(open ? 'forge runner: intake open' : `forge runner: intake closed${cause ? ` (${cause.scope} ${cause.state}: ${cause.reason})` : ''}`),
+      });
+      out.log(`forge runner: taking tasks from queue ${cfg.FORGE_RUNNER_QUEUE} (concurrency ${cfg.FORGE_RUNNER_CONCURRENCY}), API ${cfg.FORGE_API_URL}`);
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string) => {
+          out.log(`forge runner: ${sig}: finishing tasks in flight`);
+          started.close().then(resolve, (e: unknown) => {
+            out.err(`forge runner: shutdown failed: ${(e as Error).message}`);
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      out.log('forge runner: stopped');
+    });
+});

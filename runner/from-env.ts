@@ -14,7 +14,7 @@ const decimal = z.string().regex(/^\d+(\.\d+)?$/, 'must be a non-negative decima
 
 const envSchema = z.object({
   FORGE_REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
-  FORGE_REDIS_KEY_PREFIX: z.string().min(1).max(64).default('forge:'),
+  FORGE_REDIS_PREFIX: z.string().min(1).max(64).default('forge:'),
   FORGE_API_URL: z.string().url().default('http://127.0.0.1:8080'),
   FORGE_API_KEY: z.string().min(1, 'is required (an API key with the runner role)'),
   FORGE_RUNNER_QUEUE: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default(DEFAULT_QUEUE),
@@ -66,7 +66,7 @@ export async function startRunner(cfg: RunnerConfig, hooks: Partial<TaskRunnerOp
     chainId: prices.chain?.chainId ?? 1,
     llm: prices.llm,
   });
-  const bus = new RedisHaltBus({ url: cfg.FORGE_REDIS_URL, keyPrefix: cfg.FORGE_REDIS_KEY_PREFIX, onError });
+  const bus = new RedisHaltBus({ url: cfg.FORGE_REDIS_URL, keyPrefix: cfg.FORGE_REDIS_PREFIX, onError });
   const runner = new TaskRunner({
     bus,
     admission: new HttpAdmissionClient({ baseUrl: cfg.FORGE_API_URL, apiKey: cfg.FORGE_API_KEY }),

@@ -69,4 +69,10 @@ describe('forge run --suite', () => {
     expect(missing.code).toBe(2);
     expect(missing.err).toMatch(/^forge: invalid suite file: cannot read .*nope\.yaml/);
   }, 60_000);
+
+  it('forge runner refuses a missing FORGE_REDIS_URL with exit code 2 and one line', async () => {
+    const r = await forge('runner');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^forge: invalid runner configuration: FORGE_REDIS_URL: [^\n]+\n$/);
+  });
 });

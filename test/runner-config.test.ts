@@ -6,7 +6,7 @@ describe('runner configuration from the environment', () => {
 
   it('has defaults for everything but the Redis URL and the API key', () => {
     expect(runnerConfigFromEnv(base)).toMatchObject({
-      FORGE_REDIS_KEY_PREFIX: 'forge:',
+      FORGE_REDIS_PREFIX: 'forge:',
       FORGE_API_URL: 'http://127.0.0.1:8080',
       FORGE_RUNNER_QUEUE: 'forge-tasks',
       FORGE_RUNNER_CONCURRENCY: 2,
