@@ -24,6 +24,8 @@ const envSchema = z.object({
   FORGE_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default('forge:'),
   /** When shared state (Redis) is unreachable: deny admissions (closed, the default) or allow them (open). */
   FORGE_ADMISSIONS_ON_LEDGER_FAILURE: z.enum(['closed', 'open']).default('closed'),
+  /** A live-ledger (Redis) command not answered within this is a ledger failure (see the line above). */
+  FORGE_LEDGER_TIMEOUT_MS: int(50, 60_000).default(2_000),
   FORGE_RESERVATION_TTL_MS: int(1_000, 86_400_000).default(15 * 60_000),
   FORGE_ROLLUP_INTERVAL_MS: int(1_000, 86_400_000).default(3_600_000),
   FORGE_FLUSH_INTERVAL_MS: int(10, 60_000).default(200),

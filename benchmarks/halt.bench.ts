@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { StateChange } from '../rules/index.ts';
 import { RedisHaltBus, TaskRunner, type AdmissionClient, type EventEmitterClient } from '../runner/index.ts';
 import { startAlertmanager, startPrometheusWithRules } from '../test/helpers/alertmanager.ts';
-import { startForgeProcess, type ForgeProcess } from '../test/helpers/forge-process.ts';
+import { bandsYaml, startForgeProcess, type ForgeProcess } from '../test/helpers/forge-process.ts';
 import { freshPrefix, startRedis, type RedisServer } from '../test/helpers/redis.ts';
 import { percentile, ratio, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
 
@@ -102,22 +102,7 @@ async function measurePush(redis: RedisServer, n: number, trials: number): Promi
   return out;
 }
 
-const HTTP_BANDS = `global:
-  B_day_soft: 1000000
-  B_day_hard: 1000000
-  B_week_soft: 1000000
-  B_week_hard: 1000000
-  B_run_cap: 1000000
-  B_unit_cap: 1000
-tenants:
-  hb:
-    B_day_soft: 0.5
-    B_day_hard: 1
-    B_week_soft: 1000000
-    B_week_hard: 1000000
-    B_run_cap: 1000000
-    B_unit_cap: 1000
-`;
+const HTTP_BANDS = bandsYaml({ hb: { B_day_soft: 0.5, B_day_hard: 1 } });
 
 async function call(p: ForgeProcess, method: 'POST' | 'PUT', path: string, body: unknown): Promise<void> {
   const r = await fetch(`${p.url}${path}`, { method, headers: { authorization: `Bearer ${p.key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -279,43 +264,19 @@ const bench: Benchmark = {
         const trials = size === 'tiny' ? 5 : n === 100 ? 100 : 200;
         const push = (await measurePush(redis, n, trials)).sort((a, b) => a - b);
         const poll = (await measurePolling(redis, n, size === 'tiny' ? 2 : 15)).sort((a, b) => a - b);
-        for (const p of [50, 99]) {
-          const v = percentile(push, p);
-          const b = percentile(poll, p);
-          rows.push({
-            metric: `halt reaches all ${n} runner${n > 1 ? 's' : ''}, p${p}`,
-            value: v,
-            unit: 'ms',
-            baselineLabel: 'polling the durable state every 1 s',
-            baseline: b,
-            ...(ratio(v, b) !== undefined ? { ratio: ratio(v, b)! } : {}),
-            ...(p === 99 ? { target: 'p99 in milliseconds' } : {}),
-          });
-        }
         const http = await measureFromHttp(redis, n, size === 'tiny' ? 3 : n === 100 ? 50 : 100);
         const fromHttp = http.ms.sort((a, b) => a - b);
         const fromRequest = http.fromRequest.sort((a, b) => a - b);
-        for (const p of [50, 99]) {
-          const v = percentile(fromHttp, p);
+        const runners = `${n} runner${n > 1 ? 's' : ''}`;
+        const vsPolling = (metric: string, sorted: number[], p: number): BenchRow => {
+          const v = percentile(sorted, p);
           const b = percentile(poll, p);
-          rows.push({
-            metric: `HTTP response accepting the breaching event -> all ${n} runner${n > 1 ? 's' : ''} stopped, p${p}`,
-            value: v,
-            unit: 'ms',
-            baselineLabel: 'polling the durable state every 1 s',
-            baseline: b,
-            ...(ratio(v, b) !== undefined ? { ratio: ratio(v, b)! } : {}),
-            ...(p === 99 ? { target: 'p99 in milliseconds' } : {}),
-          });
-        }
-        rows.push({
-          metric: `HTTP request with the breaching event sent -> all ${n} runner${n > 1 ? 's' : ''} stopped, p50`,
-          value: percentile(fromRequest, 50),
-          unit: 'ms',
-          baselineLabel: 'polling the durable state every 1 s',
-          baseline: percentile(poll, 50),
-          ...(ratio(percentile(fromRequest, 50), percentile(poll, 50)) !== undefined ? { ratio: ratio(percentile(fromRequest, 50), percentile(poll, 50))! } : {}),
-        });
+          const r = ratio(v, b);
+          return { metric: `${metric}, p${p}`, value: v, unit: 'ms', baselineLabel: 'polling the durable state every 1 s', baseline: b, ...(r !== undefined ? { ratio: r } : {}), ...(p === 99 ? { target: 'p99 in milliseconds' } : {}) };
+        };
+        for (const p of [50, 99]) rows.push(vsPolling(`halt reaches all ${runners}`, push, p));
+        for (const p of [50, 99]) rows.push(vsPolling(`HTTP response accepting the breaching event -> all ${runners} stopped`, fromHttp, p));
+        rows.push(vsPolling(`HTTP request with the breaching event sent -> all ${runners} stopped`, fromRequest, 50));
         notes.push(
           `N=${n}: ${push.length} pushed trials (after 3 warm-up), ${poll.length} polling trials, ${fromHttp.length} breaches over HTTP (${http.beforeResponse} of them had every runner stopped before the HTTP response arrived: counted as 0 ms).`,
         );

@@ -2,7 +2,7 @@ import { RedisLedger } from '../api/ledger/index.ts';
 import { microsToUsd, scopesOf, usdToMicros } from '../rules/index.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import type { Benchmark, BenchRow } from './harness.ts';
-import { startForgeProcess, type ForgeProcess } from '../test/helpers/forge-process.ts';
+import { bandsYaml, startForgeProcess, type ForgeProcess } from '../test/helpers/forge-process.ts';
 
 /**
  * The headline: dollars spent past a hard cap under concurrency. N runners run tasks of random cost until
@@ -78,7 +78,7 @@ const bench: Benchmark = {
     const levels = size === 'full' ? [1, 10, 100, 1000] : [1, 10];
     const redis = await startRedis();
     const prefix = `bench${Date.now()}:`;
-    const bands = `global:\n  B_day_soft: 1000000\n  B_day_hard: 1000000\n  B_week_soft: 1000000\n  B_week_hard: 1000000\n  B_run_cap: 1000000\n  B_unit_cap: 1000\ntenants:\n${levels.flatMap((n) => [`  f${n}:\n    B_day_soft: ${CAP_USD * 0.8}\n    B_day_hard: ${CAP_USD}\n    B_week_soft: 100000\n    B_week_hard: 100000\n    B_run_cap: 100000\n    B_unit_cap: 1000\n`]).join('')}`;
+    const bands = bandsYaml(Object.fromEntries(levels.map((n) => [`f${n}`, { B_day_soft: CAP_USD * 0.8, B_day_hard: CAP_USD }])));
     const env = { FORGE_REDIS_URL: redis.url, FORGE_REDIS_PREFIX: prefix, FORGE_ROLLUP_INTERVAL_MS: '3600000' };
     const procs = [await startForgeProcess(env, bands), await startForgeProcess(env, bands)];
     const ledgers = [new RedisLedger({ url: redis.url, keyPrefix: `${prefix}baseline:` }), new RedisLedger({ url: redis.url, keyPrefix: `${prefix}baseline:` })];

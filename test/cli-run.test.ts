@@ -28,32 +28,42 @@ async function forge(...args: string[]): Promise<{ code: number | null; out: str
 }
 
 describe('forge run --suite', () => {
-  it('runs the sample suite until the demo tenant hits its day hard band, and stops there', async () => {
+  // Tasks in flight hold reservations, so the suite stops either on the HARD_STOP of the task that crossed
+  // the 100 USD band, or just before it on a denial (the band fully reserved); which depends on timing.
+  const summaryRe = /suite healthcare-agent-eval \(tenant demo, run pilot-1\): (\d+) tasks ran \(\d+ succeeded\), (\d+) not started, ([\d.]+) USD/;
+  let firstUsd = 0;
+
+  it('runs the sample suite until the demo tenant reaches its day hard band, and stops there', async () => {
     const r = await forge('run', '--suite', suite);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/guardrail: tenant:demo NORMAL -> WARNING \(task payer-07-hcc-risk-adjustment finalized: unit_near_cap\)/);
-    expect(r.out).toMatch(/guardrail: tenant:demo WARNING -> HARD_STOP .*day_hard/);
-    const m = /suite healthcare-agent-eval \(tenant demo, run pilot-1\): (\d+) tasks ran \(\d+ succeeded\), (\d+) not started, ([\d.]+) USD/.exec(r.out);
-    expect(m).not.toBeNull();
+    const m = summaryRe.exec(r.out);
+    expect(m, r.out).not.toBeNull();
     const [ran, notStarted, usd] = [Number(m![1]), Number(m![2]), Number(m![3])];
     expect(ran + notStarted).toBe(40);
     expect(notStarted).toBeGreaterThan(0);
-    // Past the 100 USD hard band by less than the largest task (9.10 USD); tasks in flight finish.
-    expect(usd).toBeGreaterThanOrEqual(100);
-    expect(usd).toBeLessThan(100 + 9.1 * 4);
-    expect(r.out).toContain(`tenant:demo: HARD_STOP, day ${m![3]} USD`);
+    // Near the 100 USD band, past it by less than one task (the largest is 9.10 USD).
+    expect(usd).toBeGreaterThan(90);
+    expect(usd).toBeLessThan(100 + 9.1);
+    expect(r.out).toMatch(/halted by tenant:demo (HARD_STOP|WARNING): .*(day_hard|day hard cap of tenant:demo)/);
+    if (usd >= 100) expect(r.out).toMatch(/guardrail: tenant:demo WARNING -> HARD_STOP .*day_hard/);
+    expect(r.out).toMatch(new RegExp(`tenant:demo: (HARD_STOP|WARNING), day ${m![3]!.replace('.', '\\.')} USD`));
+    firstUsd = usd;
     // The temporary runner key it used is revoked.
     const keys = new KeyStore(join(dir, 'data', 'keys.json')).list();
     expect(keys).toHaveLength(1);
     expect(keys[0]!.revokedAt).toBeDefined();
   }, 120_000);
 
-  it('a second run on the same data directory starts nothing: the stop holds across restarts', async () => {
+  it('a second run on the same data directory stays within the band: the spend of the day survives the restart', async () => {
     const r = await forge('run', '--suite', suite);
     expect(r.code).toBe(0);
-    expect(r.out).toContain('0 tasks ran (0 succeeded), 40 not started, 0 USD');
-    expect(r.out).toMatch(/halted by tenant:demo HARD_STOP/);
+    const m = summaryRe.exec(r.out);
+    expect(m, r.out).not.toBeNull();
+    expect(Number(m![1])).toBeLessThanOrEqual(2);
+    expect(firstUsd + Number(m![3])).toBeLessThan(100 + 9.1);
+    expect(r.out).toMatch(/halted by tenant:demo/);
   }, 120_000);
 
   it('refuses bad input with exit code 2 and one line naming what to fix', async () => {

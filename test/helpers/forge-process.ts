@@ -38,3 +38,16 @@ export async function startForgeProcess(env: Record<string, string>, bandsYaml?:
     },
   };
 }
+
+/**
+ * A bands file for processes under test: global bands out of the way (1,000,000 USD, unit cap 1,000 USD)
+ * and the given tenants' own bands (the rest inherited from global).
+ */
+export function bandsYaml(tenants: Record<string, Record<string, number>>): string {
+  const lines = ['global:', '  B_day_soft: 1000000', '  B_day_hard: 1000000', '  B_week_soft: 1000000', '  B_week_hard: 1000000', '  B_run_cap: 1000000', '  B_unit_cap: 1000', 'tenants:'];
+  for (const [tenant, bands] of Object.entries(tenants)) {
+    lines.push(`  ${tenant}:`);
+    for (const [k, v] of Object.entries(bands)) lines.push(`    ${k}: ${v}`);
+  }
+  return lines.join('\n') + '\n';
+}
