@@ -82,184 +82,206 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     if (late.alerts && where !== 'alerts') void late.alerts.raise({ kind: 'component_failure', component, error: e instanceof Error ? e : String(e) }).catch(() => {});
   };
 
+  // What is open, in opening order; closed in reverse on shutdown and when the start fails half way. A step
+  // that fails is reported and the rest still close (the store last: it flushes the batch writer).
+  const closers: Array<{ what: string; close: () => unknown }> = [];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.splice(0).reverse()) {
+      try {
+        await c.close();
+      } catch (e) {
+        onError(e, `shutdown: ${c.what}`);
+      }
+    }
+  };
+
   const bands: BandsBook = parseBandsConfig(readFileSync(config.FORGE_BUDGETS_FILE, 'utf8'), config.FORGE_BUDGETS_FILE);
   const pricing = loadPricing(config.FORGE_PRICING_FILE ?? (existsSync('config/pricing.yaml') ? 'config/pricing.yaml' : undefined), opts.env ?? process.env);
-  const store = await openStore({
-    ...(config.FORGE_CLICKHOUSE_URL
-      ? { url: config.FORGE_CLICKHOUSE_URL, username: config.FORGE_CLICKHOUSE_USER, password: config.FORGE_CLICKHOUSE_PASSWORD, database: config.FORGE_CLICKHOUSE_DATABASE }
-      : { dataDir: join(config.FORGE_DATA_DIR, 'clickhouse') }),
-    onError: (e) => onError(e, 'store writer'),
-    writer: { flushIntervalMs: config.FORGE_FLUSH_INTERVAL_MS },
-  } as Parameters<typeof openStore>[0]);
+  try {
+    const store = await openStore({
+      ...(config.FORGE_CLICKHOUSE_URL
+        ? { url: config.FORGE_CLICKHOUSE_URL, username: config.FORGE_CLICKHOUSE_USER, password: config.FORGE_CLICKHOUSE_PASSWORD, database: config.FORGE_CLICKHOUSE_DATABASE }
+        : { dataDir: join(config.FORGE_DATA_DIR, 'clickhouse') }),
+      onError: (e) => onError(e, 'store writer'),
+      writer: { flushIntervalMs: config.FORGE_FLUSH_INTERVAL_MS },
+    } as Parameters<typeof openStore>[0]);
+    closers.push({ what: 'store', close: () => store.close() });
 
-  const ledger: LiveLedger = config.FORGE_REDIS_URL ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'ledger') }) : new InProcessLedger();
-  const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
-  await bus.ready();
-  // Billing (plans, metering, credits, BYOK, Stripe) on the same store and halt bus; Stripe and BYOK stay
-  // off until configured.
-  const billing = await billingFromConfig({ env: opts.env ?? process.env, store, bus, onError });
-  const metrics = new ForgeMetrics();
-  const keys = new KeyStore(join(config.FORGE_DATA_DIR, 'keys.json'));
-  const alerts = config.FORGE_ALERTS_FILE
-    ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), onError: (e) => onError(e, 'alerts') })
-    : undefined;
-  late.alerts = alerts;
-  alerts?.start();
-  const alertOnChange = alerts?.listener();
+    const ledger: LiveLedger = config.FORGE_REDIS_URL ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'ledger') }) : new InProcessLedger();
+    const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
+    closers.push({ what: 'ledger', close: () => ledger.close() }, { what: 'halt bus', close: () => bus.close() });
+    await bus.ready();
+    // Billing (plans, metering, credits, BYOK, Stripe) on the same store and halt bus; Stripe and BYOK stay
+    // off until configured.
+    const billing = await billingFromConfig({ env: opts.env ?? process.env, store, bus, onError });
+    closers.push({ what: 'billing', close: () => billing.close() });
+    const metrics = new ForgeMetrics();
+    closers.push({ what: 'metrics', close: () => metrics.shutdown() });
+    const keys = new KeyStore(join(config.FORGE_DATA_DIR, 'keys.json'));
+    const alerts = config.FORGE_ALERTS_FILE
+      ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), onError: (e) => onError(e, 'alerts') })
+      : undefined;
+    late.alerts = alerts;
+    alerts?.start();
+    if (alerts) closers.push({ what: 'alerts', close: () => alerts.stop() });
+    const alertOnChange = alerts?.listener();
 
-  const audit = async (r: AuditRecord): Promise<void> => {
-    await store.appendGuardrailEvents([
-      { at: r.at, kind: r.kind, scope: r.scope, state: r.state ?? '', previous: r.previous ?? '', seq: r.seq ?? 0, actor: r.actor, reason: r.reason, details: r.details ?? {} },
-    ]);
-  };
-  const guardrail = new Guardrail({
-    bands,
-    ledger,
-    bus,
-    now,
-    onChange: (c) => {
-      metrics.recordStateChange(c);
-      alertOnChange?.(c);
-    },
-    onAcknowledge: (scope, actor) => {
-      if (alerts) void alerts.acknowledge(scope, actor).catch((e: unknown) => onError(e, 'alerts'));
-    },
-    audit,
-    onError,
-    storageDayMicros: storageDayOf(pricing),
-    reservationTtlMs: config.FORGE_RESERVATION_TTL_MS,
-    onLedgerFailure: config.FORGE_ADMISSIONS_ON_LEDGER_FAILURE,
-  });
-  for (const [scope, b] of bands.explicit) metrics.setBudgets(scope, b);
-
-  // Rebuild every scope with recent activity from the event log (the source of truth), and carry over
-  // durable states (a stop survives a restart).
-  const rollup = async (): Promise<void> => {
-    const t = now();
-    const since = t - 8 * 86_400_000;
-    const tenants = await store.breakdown({ allTenants: true }, { from: since, to: t + 1 }, 'tenant_id');
-    const scopes: ScopeKey[] = ['global'];
-    for (const row of tenants) {
-      scopes.push(`tenant:${row.key}`);
-      for (const run of await store.breakdown({ tenantId: row.key }, { from: since, to: t + 1 }, 'run_id')) scopes.push(scopesOf(row.key, run.key)[2]);
-    }
-    for (const scope of new Set([...scopes, ...guardrail.knownScopes()])) {
-      const ls = logScopeOf(scope);
-      if (!ls) continue;
-      guardrail.rebase(scope, spendFromRollup(await store.scopeRollup(ls, t)));
-      const totals = guardrail.totals(scope);
-      metrics.setScopeTotals(scope, totals);
-    }
-  };
-  for (const scope of ['global', ...[...bands.explicit.keys()]]) {
-    const durable = await bus.current(scope);
-    if (durable) guardrail.restore(durable);
-  }
-  await rollup();
-  for (const scope of guardrail.knownScopes()) {
-    const durable = await bus.current(scope);
-    if (durable) guardrail.restore(durable);
-  }
-
-  const knownTenants = (): Set<string> => {
-    const s = new Set<string>();
-    for (const k of bands.explicit.keys()) if (k.startsWith('tenant:')) s.add(k.slice(7));
-    for (const k of keys.list()) if (k.tenantId) s.add(k.tenantId);
-    return s;
-  };
-
-  const collector: FastifyPluginAsync = async (app) => {
-    await app.register(collectorRoutes, {
-      sink: store.writer,
-      pricing,
-      ...(pricing.chain?.rpcUrl ? { chain: viemChain(pricing.chain.rpcUrl) } : {}),
-      knownTenant: (tenantId: string) => knownTenants().has(tenantId),
-      canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
-      onAccepted: (events) => {
-        guardrail.ingest(events);
-        for (const ev of events) {
-          for (const scope of scopesOf(ev.tenantId, ev.runId)) metrics.setScopeTotals(scope, guardrail.totals(scope));
-        }
-      },
-      onError: (e: unknown) => onError(e, 'collector'),
-      metrics,
-      metricsRoute: true,
+    const audit = async (r: AuditRecord): Promise<void> => {
+      await store.appendGuardrailEvents([
+        { at: r.at, kind: r.kind, scope: r.scope, state: r.state ?? '', previous: r.previous ?? '', seq: r.seq ?? 0, actor: r.actor, reason: r.reason, details: r.details ?? {} },
+      ]);
+    };
+    const guardrail = new Guardrail({
+      bands,
+      ledger,
+      bus,
       now,
+      onChange: (c) => {
+        metrics.recordStateChange(c);
+        alertOnChange?.(c);
+      },
+      onAcknowledge: (scope, actor) => {
+        if (alerts) void alerts.acknowledge(scope, actor).catch((e: unknown) => onError(e, 'alerts'));
+      },
+      audit,
+      onError,
+      storageDayMicros: storageDayOf(pricing),
+      reservationTtlMs: config.FORGE_RESERVATION_TTL_MS,
+      onLedgerFailure: config.FORGE_ADMISSIONS_ON_LEDGER_FAILURE,
     });
-  };
-
-  const app = await buildApp({
-    guardrail,
-    keys,
-    audit,
-    now,
-    onError,
-    logLevel: config.FORGE_LOG_LEVEL === 'info' ? 'warn' : config.FORGE_LOG_LEVEL,
-    bodyLimit: config.FORGE_BODY_LIMIT_BYTES,
-    ready: async () => {
-      const checks: Record<string, string> = {};
-      try {
-        await store.dayTotal({ allTenants: true }, now());
-        checks.store = 'ok';
-      } catch (e) {
-        checks.store = `unreachable: ${(e as { code?: string }).code ?? 'error'}`;
-      }
-      try {
-        await ledger.snapshot('global', now());
-        checks.ledger = 'ok';
-      } catch (e) {
-        checks.ledger = `unreachable: ${(e as { code?: string }).code ?? 'error'}`;
-      }
-      return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
-    },
-    plugins: [
-      collector,
-      async (app) => app.register(reportRoutes, { store, guardrail, now }),
-      // The built-in burn page at `/` (no Grafana needed): the dashboards' SQL on the store's engine.
-      async (app) =>
-        app.register(burnPageRoutes, {
-          store: sqlSource(store.client, store.database),
-          guardrailStates: () => guardrail.knownScopes().map((scope) => ({ scope, state: guardrail.effectiveState(scope) })),
-          bands: (scope) => guardrail.bandsFor(scope),
-          now,
-        }),
-      async (app) => app.register(billingRoutes, { ...billing, now, onError }),
-      ...(opts.plugins ?? []),
-    ],
-  });
-
-  const timers = [
-    setInterval(() => void guardrail.expireReservations().catch((e: unknown) => onError(e, 'reservation expiry')), 1000),
-    setInterval(() => void rollup().catch((e: unknown) => onError(e, 'hourly recompute')), config.FORGE_ROLLUP_INTERVAL_MS),
-  ];
-  for (const t of timers) t.unref();
-  billing.start({ clock: now });
-
-  const address = await app.listen({ host: config.FORGE_HOST, port: config.FORGE_PORT });
-  let closing: Promise<void> | undefined;
-  return {
-    app,
-    url: address,
-    store,
-    guardrail,
-    keys,
-    config,
-    bus,
-    rollup,
-    close() {
-      closing ??= (async () => {
-        for (const t of timers) clearInterval(t);
-        await app.close(); // stops intake; in-flight requests finish
+    closers.push({
+      what: 'guardrail',
+      close: async () => {
         await guardrail.drain();
         guardrail.close();
-        await billing.close();
-        await alerts?.stop();
-        await store.close(); // flushes the batch writer
-        await ledger.close();
-        await bus.close();
-        await metrics.shutdown();
-      })();
-      return closing;
-    },
-  };
+      },
+    });
+    for (const [scope, b] of bands.explicit) metrics.setBudgets(scope, b);
+
+    // Rebuild every scope with recent activity from the event log (the source of truth), and carry over
+    // durable states (a stop survives a restart).
+    const rollup = async (): Promise<void> => {
+      const t = now();
+      const since = t - 8 * 86_400_000;
+      const tenants = await store.breakdown({ allTenants: true }, { from: since, to: t + 1 }, 'tenant_id');
+      const scopes: ScopeKey[] = ['global'];
+      for (const row of tenants) {
+        scopes.push(`tenant:${row.key}`);
+        for (const run of await store.breakdown({ tenantId: row.key }, { from: since, to: t + 1 }, 'run_id')) scopes.push(scopesOf(row.key, run.key)[2]);
+      }
+      for (const scope of new Set([...scopes, ...guardrail.knownScopes()])) {
+        const ls = logScopeOf(scope);
+        if (!ls) continue;
+        guardrail.rebase(scope, spendFromRollup(await store.scopeRollup(ls, t)));
+        const totals = guardrail.totals(scope);
+        metrics.setScopeTotals(scope, totals);
+      }
+    };
+    for (const scope of ['global', ...[...bands.explicit.keys()]]) {
+      const durable = await bus.current(scope);
+      if (durable) guardrail.restore(durable);
+    }
+    await rollup();
+    for (const scope of guardrail.knownScopes()) {
+      const durable = await bus.current(scope);
+      if (durable) guardrail.restore(durable);
+    }
+
+    const knownTenants = (): Set<string> => {
+      const s = new Set<string>();
+      for (const k of bands.explicit.keys()) if (k.startsWith('tenant:')) s.add(k.slice(7));
+      for (const k of keys.list()) if (k.tenantId) s.add(k.tenantId);
+      return s;
+    };
+
+    const collector: FastifyPluginAsync = async (app) => {
+      await app.register(collectorRoutes, {
+        sink: store.writer,
+        pricing,
+        ...(pricing.chain?.rpcUrl ? { chain: viemChain(pricing.chain.rpcUrl) } : {}),
+        knownTenant: (tenantId: string) => knownTenants().has(tenantId),
+        canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
+        onAccepted: (events) => {
+          guardrail.ingest(events);
+          for (const ev of events) {
+            for (const scope of scopesOf(ev.tenantId, ev.runId)) metrics.setScopeTotals(scope, guardrail.totals(scope));
+          }
+        },
+        onError: (e: unknown) => onError(e, 'collector'),
+        metrics,
+        metricsRoute: true,
+        now,
+      });
+    };
+
+    const app = await buildApp({
+      guardrail,
+      keys,
+      audit,
+      now,
+      onError,
+      logLevel: config.FORGE_LOG_LEVEL === 'info' ? 'warn' : config.FORGE_LOG_LEVEL,
+      bodyLimit: config.FORGE_BODY_LIMIT_BYTES,
+      ready: async () => {
+        const checks: Record<string, string> = {};
+        try {
+          await store.dayTotal({ allTenants: true }, now());
+          checks.store = 'ok';
+        } catch (e) {
+          checks.store = `unreachable: ${(e as { code?: string }).code ?? 'error'}`;
+        }
+        try {
+          await ledger.snapshot('global', now());
+          checks.ledger = 'ok';
+        } catch (e) {
+          checks.ledger = `unreachable: ${(e as { code?: string }).code ?? 'error'}`;
+        }
+        return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
+      },
+      plugins: [
+        collector,
+        async (app) => app.register(reportRoutes, { store, guardrail, now }),
+        // The built-in burn page at `/` (no Grafana needed): the dashboards' SQL on the store's engine.
+        async (app) =>
+          app.register(burnPageRoutes, {
+            store: sqlSource(store.client, store.database),
+            guardrailStates: () => guardrail.knownScopes().map((scope) => ({ scope, state: guardrail.effectiveState(scope) })),
+            bands: (scope) => guardrail.bandsFor(scope),
+            now,
+          }),
+        async (app) => app.register(billingRoutes, { ...billing, now, onError }),
+        ...(opts.plugins ?? []),
+      ],
+    });
+
+    const timers = [
+      setInterval(() => void guardrail.expireReservations().catch((e: unknown) => onError(e, 'reservation expiry')), 1000),
+      setInterval(() => void rollup().catch((e: unknown) => onError(e, 'hourly recompute')), config.FORGE_ROLLUP_INTERVAL_MS),
+    ];
+    for (const t of timers) t.unref();
+    closers.push({ what: 'timers', close: () => timers.forEach((t) => clearInterval(t)) });
+    // Last opened, first closed: stops intake, in-flight requests finish.
+    closers.push({ what: 'http', close: () => app.close() });
+
+    const address = await app.listen({ host: config.FORGE_HOST, port: config.FORGE_PORT });
+    billing.start({ clock: now });
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      url: address,
+      store,
+      guardrail,
+      keys,
+      config,
+      bus,
+      rollup,
+      close() {
+        closing ??= closeAll();
+        return closing;
+      },
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
 }

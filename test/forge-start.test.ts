@@ -73,4 +73,26 @@ describe('forge start, as a user runs it', () => {
       expect(g.spend.day_usd).toBe('1.45');
     });
   });
+
+  it('a start that fails half way (the port is taken) closes what it opened, says why and exits non-zero', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'forge-start-busy-'));
+    const busy = createServer();
+    busy.listen(0, '127.0.0.1');
+    await once(busy, 'listening');
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const child = spawn(process.execPath, ['bin/forge.mjs', 'start'], { env: { ...process.env, FORGE_DATA_DIR: dir, FORGE_PORT: String(port), FORGE_LOG_LEVEL: 'error' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+      clearTimeout(killer);
+      expect(signal).toBeNull(); // it exited by itself: nothing left open kept it alive
+      expect(code).toBe(1);
+      expect(out).toMatch(/EADDRINUSE/);
+    } finally {
+      busy.close();
+    }
+  }, 90_000);
 });
