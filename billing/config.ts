@@ -31,7 +31,8 @@ const env = z.object({
 });
 
 export function loadBillingConfig(source: Record<string, string | undefined> = process.env): BillingConfig {
-  const r = env.safeParse(source);
+  // An empty variable is an unset one (as for the API's own settings).
+  const r = env.safeParse(Object.fromEntries(Object.entries(source).filter(([, v]) => v !== '')));
   if (!r.success) {
     const i = r.error.issues[0];
     const name = String(i?.path[0] ?? '(env)');
@@ -47,6 +48,8 @@ export function loadBillingConfig(source: Record<string, string | undefined> = p
       const idx = part.indexOf(':');
       if (idx <= 0) throw new BillingError('FORGE_ERR_VAULT_CONFIG', 'FORGE_VAULT_PREVIOUS_KEYS entries are <id>:<base64>', { field: 'FORGE_VAULT_PREVIOUS_KEYS' });
       const id = checkKeyId(part.slice(0, idx), 'FORGE_VAULT_PREVIOUS_KEYS');
+      // Same id as the active key would shadow the old key and leave every key sealed under it unreadable.
+      if (id === activeId) throw new BillingError('FORGE_ERR_VAULT_CONFIG', `FORGE_VAULT_PREVIOUS_KEYS: id ${id} is the active FORGE_VAULT_MASTER_KEY_ID; give the new master key a new id`, { field: 'FORGE_VAULT_PREVIOUS_KEYS' });
       previous.set(id, parseMasterKey(part.slice(idx + 1), `FORGE_VAULT_PREVIOUS_KEYS (${id})`));
     }
     vault = {

@@ -292,14 +292,24 @@ export class BillingService {
   /** Finalizes an execution: deducts its credits (refunding the rest of the hold) and returns spend alerts. */
   async settleJob(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
     // Keyed by tenant: a caller naming another tenant's execution finds nothing (and closes nothing).
-    const p = this.pending.get(pendingKey(input.tenantId, input.executionId));
+    const key = pendingKey(input.tenantId, input.executionId);
+    const p = this.pending.get(key);
     if (!p) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
+    // The spend is the user's who started the job; a settle cannot book it to someone else.
+    if (input.userId !== p.userId) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} was started by another user`, { field: 'userId' });
+    // Claimed before the first await: a second settle (a retry) or a cancel racing this one finds nothing.
+    this.pending.delete(key);
     const credits = creditsFor(this.deps.catalog, { modelCalls: p.platformKey ? (input.modelCalls ?? { [p.tier]: 1 }) : {}, sandboxTries: input.sandboxTries ?? 0 });
-    const s = await this.deps.ledger.settle(input.tenantId, input.executionId, credits, input.now);
+    let s: Awaited<ReturnType<CreditLedgerApi['settle']>>;
+    try {
+      s = await this.deps.ledger.settle(input.tenantId, input.executionId, credits, input.now);
+    } catch (e) {
+      this.pending.set(key, p); // not settled: it stays open for a retry
+      throw e;
+    }
     const plan = await this.plan(input.tenantId, input.now);
     const dayFrom = dayStartUtc(p.at);
     const before = p.platformKey ? await this.userSpend(input.tenantId, input.userId, dayFrom, dayFrom + 86_400_000, input.executionId) : 0;
-    this.pending.delete(pendingKey(input.tenantId, input.executionId));
     if (p.platformKey && this.deps.perUserFromLog === false) {
       const k = `${input.tenantId}|${input.userId}|${dayFrom}`;
       this.userDaySpend.set(k, (this.userDaySpend.get(k) ?? 0) + input.llmMicros);
@@ -331,8 +341,15 @@ export class BillingService {
 
   /** Cancels an execution that did not run: the whole hold is refunded and it no longer counts. False when it was not open. */
   async cancelJob(tenantId: string, executionId: string, now: number): Promise<boolean> {
-    if (!this.pending.delete(pendingKey(tenantId, executionId))) return false;
-    await this.deps.ledger.release(tenantId, executionId, now);
+    const key = pendingKey(tenantId, executionId);
+    const p = this.pending.get(key);
+    if (!p || !this.pending.delete(key)) return false;
+    try {
+      await this.deps.ledger.release(tenantId, executionId, now);
+    } catch (e) {
+      this.pending.set(key, p); // the hold is still there: keep it open so a retry can release it
+      throw e;
+    }
     return true;
   }
 

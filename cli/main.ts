@@ -86,7 +86,7 @@ function withFlagNames<T>(flags: Record<string, string>, fn: () => T): T {
   }
 }
 
-const INPUT_ERRORS = new Set(['FORGE_ERR_CLI_INPUT', 'FORGE_ERR_BANDS_CONFIG', 'FORGE_ERR_COST_INPUT', 'FORGE_ERR_MONEY', 'FORGE_ERR_CONFIG']);
+const INPUT_ERRORS = new Set(['FORGE_ERR_CLI_INPUT', 'FORGE_ERR_BANDS_CONFIG', 'FORGE_ERR_COST_INPUT', 'FORGE_ERR_MONEY', 'FORGE_ERR_CONFIG', 'FORGE_ERR_BILLING_CONFIG', 'FORGE_ERR_VAULT_CONFIG', 'FORGE_ERR_PRICING_CONFIG', 'FORGE_ERR_ALERTS_CONFIG']);
 
 /** Runs the CLI; returns the exit code (0 ok, 2 bad input or usage, 1 failure). */
 export async function main(argv: string[], out: Out = stdio): Promise<number> {

@@ -88,7 +88,7 @@ const fresh = (p: string) => `${p}-${randomUUID().slice(0, 8)}`;
 const MONTH_END = '2026-04-01T00:00:00.000Z'; // the test clock is 2026-03-02T09:00Z
 
 async function setPlan(tenant: string, plan_id: string, extra: Record<string, unknown> = {}) {
-  const r = await t.app.inject({ method: 'PUT', url: `/v1/billing/tenants/${tenant}/account`, headers: auth(t.key(['finance'], tenant)), payload: { plan_id, ...extra } });
+  const r = await t.app.inject({ method: 'PUT', url: `/v1/billing/tenants/${tenant}/account`, headers: auth(t.key(['finance'])), payload: { plan_id, ...extra } });
   expect(r.statusCode).toBe(200);
   return r.json();
 }
@@ -114,7 +114,11 @@ describe('auth, roles, tenants, schemas', () => {
   it("another tenant's data is refused with nothing of it in the answer; its execution cannot be settled", async () => {
     const a = fresh('acme');
     await setPlan(a, 'enterprise');
-    const fin = auth(t.key(['finance'], a));
+    // A team's own finance key can neither credit itself nor set its own plan: those are the platform's.
+    const own = auth(t.key(['finance'], a));
+    expect((await t.app.inject({ method: 'POST', url: `/v1/billing/tenants/${a}/credits/purchases`, headers: own, payload: { pack: 'growth', purchase_id: 'pi_0' } })).statusCode).toBe(403);
+    expect((await t.app.inject({ method: 'PUT', url: `/v1/billing/tenants/${a}/account`, headers: own, payload: { plan_id: 'team' } })).statusCode).toBe(403);
+    const fin = auth(t.key(['finance']));
     expect((await t.app.inject({ method: 'POST', url: `/v1/billing/tenants/${a}/credits/purchases`, headers: fin, payload: { pack: 'growth', purchase_id: 'pi_1' } })).json()).toMatchObject({ available: 6000 });
     const start = await t.app.inject({ method: 'POST', url: '/v1/billing/jobs', headers: auth(t.key(['runner'], a)), payload: { tenant_id: a, user_id: 'u1', execution_id: 'x1', model: 'gpt-4o', max_tokens: 100 } });
     expect(start.json()).toMatchObject({ decision: 'allow', hold: { unit: 'credit', amount: 5 } });
@@ -155,7 +159,7 @@ describe('auth, roles, tenants, schemas', () => {
   });
 
   it('schema violations: 400 naming the field', async () => {
-    const k = auth(t.key(['runner', 'finance', 'admin'], 'acme'));
+    const k = auth(t.key(['runner', 'finance', 'admin']));
     const cases: Array<[string, string, unknown, string]> = [
       ['POST', '/v1/billing/jobs', { tenant_id: 'acme', execution_id: 'e', max_tokens: 10, skill: 'classify' }, 'user_id'],
       ['POST', '/v1/billing/jobs', { tenant_id: 'acme', user_id: 'u', execution_id: 'e', max_tokens: 0, skill: 'classify' }, 'max_tokens'],
@@ -234,7 +238,7 @@ describe('credits through the routes', () => {
   it('buy a pack, hold at start, deduct on settle and refund the rest; the ledger balances', async () => {
     const tenant = fresh('cred');
     await setPlan(tenant, 'enterprise'); // no free monthly runs: every job takes credits
-    const fin = auth(t.key(['finance'], tenant));
+    const fin = auth(t.key(['finance']));
     const run = auth(t.key(['runner'], tenant));
     const buy = await t.app.inject({ method: 'POST', url: `/v1/billing/tenants/${tenant}/credits/purchases`, headers: fin, payload: { pack: 'starter', purchase_id: 'pi_starter_1' } });
     expect(buy.json()).toEqual({ tenant_id: tenant, pack: 'starter', credits: 1100, price_usd: '10', available: 1100, replay: false });
@@ -245,6 +249,10 @@ describe('credits through the routes', () => {
     expect(start.json()).toMatchObject({ decision: 'allow', hold: { unit: 'credit', amount: 25 + 3 * 2 }, model: { id: 'claude-opus', tier: 'heavy' } });
     expect((await t.app.inject({ method: 'GET', url: `/v1/billing/tenants/${tenant}/credits`, headers: run })).json()).toEqual({ tenant_id: tenant, available: 1069, held: 31, open_holds: 1, free_runs_left: 0 });
 
+    // The spend is u1's: a settle naming another user is refused and the job stays open.
+    const otherUser = await t.app.inject({ method: 'POST', url: '/v1/billing/jobs/j1/settle', headers: run, payload: { tenant_id: tenant, user_id: 'u2', llm_cost_usd: '0.03' } });
+    expect(otherUser.statusCode).toBe(400);
+    expect(otherUser.json().error).toMatchObject({ code: 'FORGE_ERR_VALIDATION', field: 'user_id' });
     const settle = await t.app.inject({ method: 'POST', url: '/v1/billing/jobs/j1/settle', headers: run, payload: { tenant_id: tenant, user_id: 'u1', model_calls: { heavy: 1 }, sandbox_tries: 1, llm_cost_usd: '0.03' } });
     expect(settle.json()).toMatchObject({ execution_id: 'j1', charged: 27, refunded: 4, shortfall: 0, balance: { available: 1073, held: 0, open_holds: 0 } });
     const twice = await t.app.inject({ method: 'POST', url: '/v1/billing/jobs/j1/settle', headers: run, payload: { tenant_id: tenant, user_id: 'u1', llm_cost_usd: 0 } });
@@ -329,7 +337,7 @@ describe('Stripe through the routes', () => {
     expect(acct).toMatchObject({ tenant_id: tenant, plan_id: 'team', effective_plan_id: 'team', byok: true, seats: 3, status: 'active', monthly_price_usd: '57' });
     expect(stripeApi.problems()).toEqual([]);
     // A team on a Stripe subscription changes plan in Stripe, not by hand.
-    const manual = await t.app.inject({ method: 'PUT', url: `/v1/billing/tenants/${tenant}/account`, headers: fin, payload: { plan_id: 'pro' } });
+    const manual = await t.app.inject({ method: 'PUT', url: `/v1/billing/tenants/${tenant}/account`, headers: auth(t.key(['finance'])), payload: { plan_id: 'pro' } });
     expect(manual.statusCode).toBe(409);
 
     const event = (id: string, type: string) => ({ id, object: 'event', type, created: Math.floor(t.clock.now / 1000), data: { object: { id: 'in_1', object: 'invoice', customer: acct.customer_id } } });

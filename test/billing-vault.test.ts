@@ -213,6 +213,10 @@ describe('billing configuration', () => {
     expect(() => loadBillingConfig({ FORGE_VAULT_MASTER_KEY: randomBytes(16).toString('base64') })).toThrow(/FORGE_VAULT_MASTER_KEY must decode to 32 bytes/);
     expect(() => loadBillingConfig({ FORGE_VAULT_MASTER_KEY: K1.toString('base64'), FORGE_VAULT_PREVIOUS_KEYS: 'k0' })).toThrow(/FORGE_VAULT_PREVIOUS_KEYS/);
     expect(() => loadBillingConfig({ STRIPE_SECRET_KEY: 'sk_test_abc' })).toThrow(/STRIPE_WEBHOOK_SECRET/);
+    // A previous key under the active id would shadow it: every key sealed under it unreadable.
+    expect(() => loadBillingConfig({ FORGE_VAULT_MASTER_KEY: K1.toString('base64'), FORGE_VAULT_PREVIOUS_KEYS: `k1:${K2.toString('base64')}` })).toThrow(/id k1 is the active FORGE_VAULT_MASTER_KEY_ID/);
+    // Empty variables are unset ones.
+    expect(loadBillingConfig({ STRIPE_SECRET_KEY: '', STRIPE_WEBHOOK_SECRET: '', FORGE_VAULT_MASTER_KEY: '' })).toMatchObject({ stripe: null, vault: null });
     expect(() => loadBillingConfig({ FORGE_STRIPE_API_BASE_URL: 'ftp://x' })).toThrow(/FORGE_STRIPE_API_BASE_URL/);
   });
 });

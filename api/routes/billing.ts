@@ -242,6 +242,8 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
     },
     async (req) => {
       const tenant = tenantOf(req, req.params.tenant);
+      // A plan set by hand is a contract of the platform's, not something a team grants itself.
+      if (principalOf(req).tenantId !== null) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'setting a plan by hand needs a finance key bound to all tenants (the platform\'s)');
       const t = now();
       const a = await service.account(tenant, t);
       if (a.subscriptionId && opts.stripe) throw new ApiError('FORGE_ERR_CONFLICT', `the team is subscribed through Stripe (${a.subscriptionId}); change the plan there or with POST /v1/billing/tenants/${tenant}/subscription`, 'plan_id');
@@ -514,6 +516,8 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
     },
     async (req) => {
       const tenant = tenantOf(req, req.params.tenant);
+      // Recording a payment is the platform's act: a team's own key cannot credit itself.
+      if (principalOf(req).tenantId !== null) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'recording a credit purchase needs a finance key bound to all tenants (the platform\'s)');
       const pack = catalog.credits.packs[req.body.pack];
       if (!pack) throw new ApiError('FORGE_ERR_VALIDATION', 'unknown credit pack', 'pack');
       const r = await ledger.purchase(tenant, req.body.purchase_id, pack.credits, now(), `pack ${pack.id} ${microsToUsd(pack.priceMicros)} USD`);
