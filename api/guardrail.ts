@@ -109,6 +109,8 @@ export function scopesOfReservation(id: string): { tenantId: string; runId: stri
  * log; admissions through the live ledger; state changes out to the halt bus, alerts and the audit trail.
  */
 export class Guardrail {
+  /** The live ledger failed the last reservation (fail-open reports an outage once). */
+  private ledgerDown = false;
   private readonly scopes = new Map<ScopeKey, ScopeState>();
   private readonly lastHolds = new Map<ScopeKey, ConditionHit[]>();
   /** States other processes published (Redis bus); admissions honour the higher of the two. */
@@ -344,9 +346,12 @@ export class Guardrail {
     } catch (e) {
       if (this.d.onLedgerFailure !== 'open' || !isLedgerUnavailable(e)) throw e;
       // Fail open (configured): no reservation is held; the task's event still counts when it arrives.
-      this.d.onError(e, `admission of ${scopes[2]} allowed unreserved (FORGE_ADMISSIONS_ON_LEDGER_FAILURE=open)`);
+      // Reported once per outage, not once per admission.
+      if (!this.ledgerDown) this.d.onError(e, `admissions allowed unreserved from now until the ledger answers again (FORGE_ADMISSIONS_ON_LEDGER_FAILURE=open); first: ${scopes[2]}`);
+      this.ledgerDown = true;
       return { decision: 'allow', reservationId, expiresAt: now + this.d.reservationTtlMs, estimatedMicros: estimate, estimateSource, unreserved: true };
     }
+    this.ledgerDown = false;
     if (out.ok) return { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource };
     const retryAfterMs = out.cap === 'day' ? (dayOf(now) + 1) * DAY_MS - now : out.cap === 'week' ? (dayOf(now) + 1) * DAY_MS - now : null;
     const reason =

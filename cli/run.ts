@@ -77,7 +77,7 @@ addCommand((program, out) => {
           const line = progressLine(p);
           if (line) out.log(line);
         },
-        onError: (e: unknown, where: string) => out.err(`forge: ${where}: ${(e as Error).message ?? String(e)}`),
+        onError: (e: unknown, where: string) => out.err(`forge: ${where}: ${e instanceof Error ? e.message : String(e)}`),
       };
       const watch = (c: StateChange) => out.log(`guardrail: ${c.scope} ${c.previous} -> ${c.state} (${c.reason})`);
       try {
@@ -112,11 +112,13 @@ addCommand((program, out) => {
         }
         // Embedded: this process runs Forge (store, collector, rules, API) and the suite against it.
         const { startForge } = await import('../api/server.ts');
-        const forge = await startForge();
-        const temp = forge.keys.create({ name: `forge run ${suite.name} (temporary)`, roles: ['runner'], tenantId: o.tenant ?? suite.tenantId });
-        out.log(`forge: embedded Forge listening on ${forge.url} (burn page: ${forge.url}/)`);
+        // Any free port unless FORGE_PORT says otherwise (a `forge start` may hold 8080).
+        const forge = await startForge({ env: { ...process.env, FORGE_PORT: process.env.FORGE_PORT ?? '0' } });
+        let temp: { id: string; key: string } | undefined;
         const unwatch = forge.bus.subscribe(watch);
         try {
+          temp = forge.keys.create({ name: `forge run ${suite.name} (temporary)`, roles: ['runner'], tenantId: o.tenant ?? suite.tenantId });
+          out.log(`forge: embedded Forge listening on ${forge.url} (burn page: ${forge.url}/)`);
           const report = await runner.runSuite({
             ...common,
             bus: forge.bus,
@@ -129,7 +131,7 @@ addCommand((program, out) => {
           out.log(`${scope}: ${forge.guardrail.effectiveState(scope)}, day ${microsToUsd(t.dayMicros)} USD`);
         } finally {
           unwatch();
-          forge.keys.revoke(temp.id);
+          if (temp) forge.keys.revoke(temp.id);
           await forge.close();
         }
       } finally {
@@ -154,15 +156,18 @@ addCommand((program, out) => {
         throw e;
       }
       const started = await runner.startRunner(cfg, {
-        onError: (e, where) => out.err(`forge runner: ${where}: ${(e as Error).message ?? String(e)}`),
+        onError: (e, where) => out.err(`forge runner: ${where}: ${e instanceof Error ? e.message : String(e)}`),
         onIntake: (open, cause) => out.log(open ? 'forge runner: intake open' : `forge runner: intake closed${cause ? ` (${cause.scope} ${cause.state}: ${cause.reason})` : ''}`),
       });
       out.log(`forge runner: taking tasks from queue ${cfg.FORGE_RUNNER_QUEUE} (concurrency ${cfg.FORGE_RUNNER_CONCURRENCY}), API ${cfg.FORGE_API_URL}`);
       await new Promise<void>((resolve) => {
+        let stopping = false;
         const stop = (sig: string) => {
+          if (stopping) return;
+          stopping = true;
           out.log(`forge runner: ${sig}: finishing tasks in flight`);
           started.close().then(resolve, (e: unknown) => {
-            out.err(`forge runner: shutdown failed: ${(e as Error).message}`);
+            out.err(`forge runner: shutdown failed: ${e instanceof Error ? e.message : String(e)}`);
             resolve();
           });
         };

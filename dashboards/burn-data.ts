@@ -96,7 +96,7 @@ export async function burnData(
   // The panels' $__timeFilter bounds are whole seconds (as in Grafana's ClickHouse plugin): round `to` up so
   // an event of the current second is in.
   const to = Math.ceil(opts.now / 1000) * 1000;
-  const from = Math.floor(to / DAY_MS) * DAY_MS - 29 * DAY_MS;
+  const from = Math.floor(opts.now / DAY_MS) * DAY_MS - 29 * DAY_MS;
   const p: PanelParams = { tenant: opts.tenant, run: opts.run, from, to };
   const [daily, composition, unit, runway, stops, recent] = await Promise.all([
     runPanel(src, SQL.dailyBurn, p),

@@ -11,7 +11,7 @@ import { KeyStore } from '../api/auth.ts';
 const dir = mkdtempSync(join(tmpdir(), 'forge-run-'));
 const suite = join(dir, 'suite.yaml');
 writeFileSync(suite, readFileSync('config/sample-suite.yaml', 'utf8').replace(/^seconds_per_hour: .*$/m, 'seconds_per_hour: 0.2'));
-const env = { ...process.env, FORGE_DATA_DIR: join(dir, 'data'), FORGE_PORT: '0', FORGE_LOG_LEVEL: 'error' };
+const env = { ...process.env, FORGE_DATA_DIR: join(dir, 'data'), FORGE_LOG_LEVEL: 'error' };
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
