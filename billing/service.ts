@@ -1,5 +1,6 @@
 import type { Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
+import { KeyedSerial } from './serial.ts';
 import { checkId, creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
 import type { BillingHaltGate } from './halt-gate.ts';
 import {
@@ -122,6 +123,8 @@ interface Pending {
  */
 export class BillingService {
   private readonly pending = new Map<string, Pending>();
+  /** Starts of one tenant, in order. */
+  private readonly starts = new KeyedSerial();
   /** Latest admission per tenant (epoch ms): the throttle's clock when the log cannot say. */
   private readonly lastAdmitted = new Map<string, number>();
   /** Settled platform-key spend per `tenant|user|dayStart`, used when the log has no user ids. */
@@ -180,9 +183,17 @@ export class BillingService {
     return { count, lastAt };
   }
 
+  /**
+   * Starts an execution. One tenant's starts run one at a time (in this process): each sees the ones before
+   * it among the month's executions and the user's day spend, so concurrent starts cannot pass a limit.
+   */
   async startJob(input: StartJobInput): Promise<StartJobOutcome> {
+    checkId('tenantId', input.tenantId);
+    return this.starts.run(input.tenantId, () => this.startJobInOrder(input));
+  }
+
+  private async startJobInOrder(input: StartJobInput): Promise<StartJobOutcome> {
     const { tenantId, userId, now } = input;
-    checkId('tenantId', tenantId);
     checkId('userId', userId);
     checkId('executionId', input.executionId);
     if (!(Number.isSafeInteger(input.maxTokens) && input.maxTokens > 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'maxTokens must be an integer > 0', { field: 'maxTokens' });

@@ -32,6 +32,15 @@ export function decimalUsdToMicros(usd: Decimal): Micros {
 
 /** Formats micro-dollars as a plain decimal USD string without trailing zeros ("4.375"). */
 export function microsToUsd(m: Micros): string {
+  // Integer micros (the common case, on every API answer): exact with integer arithmetic, no Decimal.
+  if (Number.isSafeInteger(m)) {
+    const abs = m < 0 ? -m : m;
+    const whole = Math.floor(abs / MICROS_PER_USD);
+    const frac = abs - whole * MICROS_PER_USD;
+    const sign = m < 0 ? '-' : '';
+    if (frac === 0) return `${sign}${whole}`;
+    return `${sign}${whole}.${String(frac).padStart(6, '0').replace(/0+$/, '')}`;
+  }
   return new D(m).dividedBy(MICROS_PER_USD).toFixed();
 }
 

@@ -69,6 +69,18 @@ describe('BillingService.startJob / settleJob', () => {
     expect((await svc.startJob({ tenantId, userId: 'u3', executionId: 'c2', skill: 'classify', maxTokens: 10, now: NOW })).decision).toBe('allow');
   });
 
+  it('150 starts at once on a fresh Free team: exactly 100 allowed, the same execution id twice at once only once', async () => {
+    const { tenantId, svc } = await service('free');
+    const outs = await Promise.all(Array.from({ length: 150 }, (_, i) => svc.startJob({ tenantId, userId: `u${i % 7}`, executionId: `c${i}`, skill: 'classify', maxTokens: 10, now: NOW })));
+    expect(outs.filter((o) => o.decision === 'allow')).toHaveLength(100);
+    expect(outs.filter((o) => o.decision === 'deny' && o.reason === 'limit_reached')).toHaveLength(50);
+    const same = await Promise.allSettled([0, 1].map(() => svc.startJob({ tenantId, userId: 'u1', executionId: 'c0', skill: 'classify', maxTokens: 10, now: NOW })));
+    expect(same.every((r) => r.status === 'rejected')).toBe(true); // c0 is already open
+    const { tenantId: t2, svc: s2 } = await service('pro');
+    const twice = await Promise.allSettled([0, 1].map(() => s2.startJob({ tenantId: t2, userId: 'u1', executionId: 'dup', skill: 'classify', maxTokens: 10, now: NOW })));
+    expect(twice.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+  });
+
   it('Pro: throttled after 3,000 unless the team opted in to overage', async () => {
     const { tenantId, svc, usage, ledger } = await service('pro');
     await ledger.purchase(tenantId, 'pay1', 1100, NOW);

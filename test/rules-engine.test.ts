@@ -1,3 +1,4 @@
+import Decimal from 'decimal.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -209,6 +210,11 @@ describe('latching and operator actions', () => {
 });
 
 describe('properties', () => {
+  it('microsToUsd is exact for every safe integer (integer formatting agrees with decimal division)', () => {
+    fc.assert(fc.property(fc.maxSafeInteger().chain((m) => fc.constantFrom(m, -m, m % 1_000_000, m - (m % 1_000_000))), (m) => microsToUsd(m) === new Decimal(m).dividedBy(1_000_000).toFixed()), { numRuns: 20_000 });
+    expect([microsToUsd(-1), microsToUsd(1_000_000), microsToUsd(4_375_000), microsToUsd(-1_234_567)]).toEqual(['-0.000001', '1', '4.375', '-1.234567']);
+  });
+
   const ev = fc.record({
     offsetMs: fc.integer({ min: 0, max: 86_399_999 }),
     micros: fc.integer({ min: 0, max: 60_000_000 }),
