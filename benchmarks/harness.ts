@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 /**
  * The benchmark contract. Each `benchmarks/*.bench.ts` default-exports a Benchmark. `npm run bench`
  * runs them all at full size and rewrites RESULTS.md; the test suite runs them at tiny size as a
@@ -53,4 +55,19 @@ export async function medianOf(repeats: number, fn: () => Promise<number> | numb
   const out: number[] = [];
   for (let i = 0; i < repeats; i++) out.push(await fn());
   return median(out);
+}
+
+/**
+ * Runs a benchmark file again as a child process (`node --expose-gc --import tsx FILE --FLAG SIZE`), so the
+ * measurement has a process (and an RSS, and an embedded engine) of its own; returns the JSON object the
+ * child prints on its last stdout line.
+ */
+export async function runChild<T>(file: string, flag: string, size: BenchSize): Promise<T> {
+  const proc = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', file, flag, size], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  const line = out.trim().split('\n').at(-1) ?? '';
+  if (code !== 0 || !line.startsWith('{')) throw new Error(`benchmark child ${file} ${flag} failed (${code}): ${out}`);
+  return JSON.parse(line) as T;
 }

@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { CostEvent } from '../store/index.ts';
-import type { Benchmark, BenchRow, BenchSize } from './harness.ts';
+import { runChild, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
 
 /**
  * Events/s through HTTP ingest (POST /v1/events, JSON batches of 100, validated, priced, written through
@@ -187,14 +185,7 @@ const bench: Benchmark = {
   description:
     'Events/s through HTTP ingest (POST /v1/events, JSON batches of 100, parallel clients, 200 only after the store commit) end to end into the embedded store, vs raw inserts of the same priced events (store.insertRaw: no HTTP, validation, pricing, dedup or hash chain) in the same child process; and peak RSS.',
   async run(size) {
-    const here = fileURLToPath(import.meta.url);
-    const proc = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', here, '--ingest-child', size], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    const [code] = (await once(proc, 'exit')) as [number | null];
-    const line = out.trim().split('\n').at(-1) ?? '';
-    if (code !== 0 || !line.startsWith('{')) throw new Error(`ingest benchmark child failed (${code}): ${out}`);
-    const r = JSON.parse(line) as ChildResult;
+    const r = await runChild<ChildResult>(fileURLToPath(import.meta.url), '--ingest-child', size);
     if (r.stored !== r.events) throw new Error(`stored ${r.stored} of ${r.events} events`);
     if (r.sustainedStored !== r.sustained) throw new Error(`the writer stored ${r.sustainedStored} of ${r.sustained} events`);
     const sustainedWriter = r.sustained / r.sustainedWriterSeconds;

@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { LogScope, Store, Totals } from '../store/index.ts';
-import { median, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
+import { INSERT_COLUMNS, type LogScope, type Store, type Totals } from '../store/index.ts';
+import { median, runChild, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
 
 /**
  * Day / week / run totals over 10M events in the embedded store: the store's own queries (tenant filter, time
@@ -76,40 +74,7 @@ const WEEKS = 5;
 /** How long phase 2 waits for the background merges to finish. */
 const MERGE_WAIT_MS: Record<BenchSize, number> = { full: 45_000, tiny: 3_000 };
 
-const COLUMNS = [
-  'tenant_id',
-  'seq',
-  'event_id',
-  'run_id',
-  'task_id',
-  'task_type',
-  'model',
-  'environment',
-  'status',
-  'event_time',
-  'ingest_time',
-  'rli_micros',
-  'gas_micros',
-  'compute_micros',
-  'storage_micros',
-  'llm_micros',
-  'total_micros',
-  'gas_used',
-  'gas_price_gwei',
-  'native_usd',
-  'gas_source',
-  'chain_id',
-  'tx_hash',
-  'task_hours',
-  'compute_hour_usd',
-  'gb_stored',
-  'storage_gb_month_usd',
-  'llm_models',
-  'llm_input_tokens',
-  'llm_output_tokens',
-  'prev_hash',
-  'hash',
-];
+const COLUMNS = INSERT_COLUMNS;
 
 /**
  * Event n (0 <= n < N): tenant n % 4, in time order over the 30 days before NOW, runs of `runEvents`
@@ -421,14 +386,7 @@ const bench: Benchmark = {
   description:
     "Day / week / run totals over 10M events in the embedded store: the store's own queries (tenant filter, time bound, FINAL so a replayed event_id counts once) for a tenant scope and a run scope, median of repeated runs, with the log as populated and after background merges, vs the same aggregate over the same rows without FINAL (a plain scan, which double counts replays), in the same child process; and RSS during the totals.",
   async run(size) {
-    const here = fileURLToPath(import.meta.url);
-    const proc = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', here, '--totals-child', size], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    const [code] = (await once(proc, 'exit')) as [number | null];
-    const line = out.trim().split('\n').at(-1) ?? '';
-    if (code !== 0 || !line.startsWith('{')) throw new Error(`totals benchmark child failed (${code}): ${out}`);
-    const r = JSON.parse(line) as ChildResult;
+    const r = await runChild<ChildResult>(fileURLToPath(import.meta.url), '--totals-child', size);
     const scopeLabel = (s: 'tenant' | 'run'): string =>
       s === 'tenant' ? `tenant scope, ${r.tenantRows.toLocaleString('en-US')} events` : `run scope, ${r.runRows.toLocaleString('en-US')} events`;
     const phaseLabel = (ph: Phase): string => {

@@ -37,4 +37,4 @@ export type {
 } from './guardrail-log.ts';
 export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migrations.ts';
 export type { DdlMode, RenderOptions, RenderedMigration } from './migrations.ts';
-export { CANONICAL_VERSION, GENESIS_HASH, canonicalBytes, chainHash, eventCanonicalBytes } from './rows.ts';
+export { CANONICAL_VERSION, GENESIS_HASH, INSERT_COLUMNS, canonicalBytes, chainHash, eventCanonicalBytes } from './rows.ts';
