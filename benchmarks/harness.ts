@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { pathToFileURL } from 'node:url';
 /**
  * The benchmark contract. Each `benchmarks/*.bench.ts` default-exports a Benchmark. `npm run bench`
  * runs them all at full size and rewrites RESULTS.md; the test suite runs them at tiny size as a
@@ -70,4 +71,20 @@ export async function runChild<T>(file: string, flag: string, size: BenchSize): 
   const line = out.trim().split('\n').at(-1) ?? '';
   if (code !== 0 || !line.startsWith('{')) throw new Error(`benchmark child ${file} ${flag} failed (${code}): ${out}`);
   return JSON.parse(line) as T;
+}
+
+/** The child's side of runChild: when this process was started for `flag`, runs `child` and prints its JSON. */
+export function childMain<T>(moduleUrl: string, flag: string, child: (size: BenchSize) => Promise<T>): void {
+  if (!process.argv.includes(flag) || moduleUrl !== pathToFileURL(process.argv[1] ?? '').href) return;
+  const size = (process.argv[process.argv.indexOf(flag) + 1] ?? 'tiny') as BenchSize;
+  child(size).then(
+    (r) => {
+      process.stdout.write(JSON.stringify(r) + '\n');
+      process.exit(0);
+    },
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import type { CostEvent } from '../store/index.ts';
-import { runChild, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
+import { childMain, runChild, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
 
 /**
  * Events/s through HTTP ingest (POST /v1/events, JSON batches of 100, validated, priced, written through
@@ -228,16 +228,4 @@ const bench: Benchmark = {
 };
 export default bench;
 
-if (process.argv.includes('--ingest-child') && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const size = (process.argv[process.argv.indexOf('--ingest-child') + 1] ?? 'tiny') as BenchSize;
-  child(size).then(
-    (r) => {
-      process.stdout.write(JSON.stringify(r) + '\n');
-      process.exit(0);
-    },
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+childMain(import.meta.url, '--ingest-child', child);

@@ -1,10 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { INSERT_COLUMNS, type LogScope, type Store, type Totals } from '../store/index.ts';
-import { median, runChild, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
+import { median, childMain, runChild, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
 
 /**
  * Day / week / run totals over 10M events in the embedded store: the store's own queries (tenant filter, time
@@ -425,16 +425,4 @@ const bench: Benchmark = {
 };
 export default bench;
 
-if (process.argv.includes('--totals-child') && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const size = (process.argv[process.argv.indexOf('--totals-child') + 1] ?? 'tiny') as BenchSize;
-  child(size).then(
-    (r) => {
-      process.stdout.write(JSON.stringify(r) + '\n');
-      process.exit(0);
-    },
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+childMain(import.meta.url, '--totals-child', child);
