@@ -353,12 +353,15 @@ export class Guardrail {
     }
     this.ledgerDown = false;
     if (out.ok) return { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource };
-    const retryAfterMs = out.cap === 'day' ? (dayOf(now) + 1) * DAY_MS - now : out.cap === 'week' ? (dayOf(now) + 1) * DAY_MS - now : null;
+    const spent = out.usedMicros >= out.capMicros;
+    // Spent: the cap frees at the next UTC day (the rolling week too, a day at a time); a run cap never.
+    // Only reserved: reservations in flight settle or expire soon, so ask again in a second.
+    const retryAfterMs = !spent ? 1000 : out.cap === 'day' || out.cap === 'week' ? (dayOf(now) + 1) * DAY_MS - now : null;
     const reason =
       out.usedMicros >= out.capMicros
         ? `${out.cap} hard cap of ${out.scope} reached: spent ${microsToUsd(out.usedMicros)} of ${microsToUsd(out.capMicros)} USD`
         : `${out.cap} hard cap of ${out.scope} is fully reserved: spent ${microsToUsd(out.usedMicros)} + reserved ${microsToUsd(out.reservedMicros)} of ${microsToUsd(out.capMicros)} USD`;
-    return { decision: 'deny', state: out.usedMicros >= out.capMicros ? 'HARD_STOP' : this.effectiveState(out.scope), scope: out.scope, reason, retryAfterMs };
+    return { decision: 'deny', state: spent ? 'HARD_STOP' : this.effectiveState(out.scope), scope: out.scope, reason, retryAfterMs };
   }
 
   async settle(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number }): Promise<'settled' | 'unknown'> {

@@ -18,7 +18,8 @@ export interface InProcessQueueOptions {
  */
 export class InProcessTaskQueue {
   private readonly ready: TaskSpec[] = [];
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Postponed tasks waiting for their retry, by timer. */
+  private readonly timers = new Map<NodeJS.Timeout, TaskSpec>();
   private active = 0;
   private paused = false;
   private closed = false;
@@ -57,6 +58,11 @@ export class InProcessTaskQueue {
     return this.paused;
   }
 
+  /** Tasks running now. */
+  get running(): number {
+    return this.active;
+  }
+
   /** Tasks waiting (ready or delayed) plus running. */
   get pending(): number {
     return this.ready.length + this.timers.size + this.active;
@@ -71,7 +77,10 @@ export class InProcessTaskQueue {
   /** Drops what is queued and delayed; running tasks finish (or are aborted by runner.close). */
   drain(): TaskSpec[] {
     const left = this.ready.splice(0);
-    for (const t of this.timers) clearTimeout(t);
+    for (const [t, task] of this.timers) {
+      clearTimeout(t);
+      left.push(task);
+    }
     this.timers.clear();
     this.checkIdle();
     return left;
@@ -110,7 +119,7 @@ export class InProcessTaskQueue {
           this.timers.delete(t);
           this.add(task);
         }, r.postponed.retryAfterMs);
-        this.timers.add(t);
+        this.timers.set(t, task);
       }
     }
     this.pump();

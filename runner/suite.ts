@@ -259,6 +259,9 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
       }
       const unavailable = p.cause === 'admission_unavailable' || p.cause === 'halt_state_unavailable';
       if (whenHalted === 'wait') return true;
+      // Denied while other tasks of the suite still hold reservations, with no stop in force: what they do
+      // not spend frees up when they settle, so this is not the end; try again after the delay given.
+      if (p.cause === 'denied' && p.state !== 'HARD_STOP' && p.state !== 'EMERGENCY_STOP' && queue.running > 0) return true;
       if (unavailable) {
         unavailableSince ??= Date.now();
         if (Date.now() - unavailableSince < (o.unavailableTimeoutMs ?? 30_000)) return true;

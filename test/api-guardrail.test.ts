@@ -104,6 +104,7 @@ describe('admissions: reserve, then settle', () => {
     const full = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', estimated_cost_usd: 1 } })).json();
     expect(full.decision).toBe('deny');
     expect(full.reason).toMatch(/fully reserved/);
+    expect(full.retry_after_ms).toBe(1000); // reservations in flight settle or expire: ask again soon
     const s = await t.app.inject({ method: 'POST', url: `/v1/admissions/${ids[0]}/settle`, headers: k, payload: { actual_cost_usd: '12.5', event_id: 'e-settle-1' } });
     expect(s.json()).toEqual({ status: 'settled' });
     const again = await t.app.inject({ method: 'POST', url: `/v1/admissions/${ids[0]}/settle`, headers: k, payload: { actual_cost_usd: '12.5', event_id: 'e-settle-1' } });
