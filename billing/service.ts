@@ -305,7 +305,7 @@ export class BillingService {
     // Keyed by tenant: a caller naming another tenant's execution finds nothing (and closes nothing).
     const key = pendingKey(input.tenantId, input.executionId);
     const p = this.pending.get(key);
-    if (!p) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
+    if (!p) return this.settleElsewhere(input);
     // The spend is the user's who started the job; a settle cannot book it to someone else.
     if (input.userId !== p.userId) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} was started by another user`, { field: 'userId' });
     // Claimed before the first await: a second settle (a retry) or a cancel racing this one finds nothing.
@@ -345,16 +345,38 @@ export class BillingService {
     return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts };
   }
 
-  /** Is the execution started and not yet settled or cancelled (for this tenant)? */
-  isOpen(tenantId: string, executionId: string): boolean {
-    return this.pending.has(pendingKey(tenantId, executionId));
+  /**
+   * Settles an execution this process did not start (another API process, or before a restart): its hold is
+   * in the shared ledger but what it was (tier, key) is not known here. It is charged what the runner reports
+   * (model calls, sandbox tries), or its whole hold when the runner reports nothing; no spend alerts.
+   */
+  private async settleElsewhere(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
+    const h = await this.deps.ledger.openHold(input.tenantId, input.executionId);
+    if (!h) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
+    const reported = input.modelCalls !== undefined || input.sandboxTries !== undefined;
+    const credits = reported ? creditsFor(this.deps.catalog, { modelCalls: input.modelCalls ?? {}, sandboxTries: input.sandboxTries ?? 0 }) : h.amount;
+    const s = await this.deps.ledger.settle(input.tenantId, input.executionId, credits, input.now);
+    if (!s.ok) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
+    this.deps.onFinalized?.({ executionId: input.executionId, tenantId: input.tenantId, userId: input.userId, at: h.at, llmMicros: input.llmMicros, byok: false });
+    return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts: [] };
+  }
+
+  /** Is the execution started and not yet settled or cancelled (for this tenant)? Started here, or elsewhere with its hold in the shared ledger. */
+  async isOpen(tenantId: string, executionId: string): Promise<boolean> {
+    if (this.pending.has(pendingKey(tenantId, executionId))) return true;
+    return (await this.deps.ledger.openHold(tenantId, executionId)) !== undefined;
   }
 
   /** Cancels an execution that did not run: the whole hold is refunded and it no longer counts. False when it was not open. */
   async cancelJob(tenantId: string, executionId: string, now: number): Promise<boolean> {
     const key = pendingKey(tenantId, executionId);
     const p = this.pending.get(key);
-    if (!p || !this.pending.delete(key)) return false;
+    if (!p) {
+      // Started elsewhere (another process, or before a restart): release its hold in the shared ledger.
+      if (!(await this.deps.ledger.openHold(tenantId, executionId))) return false;
+      return (await this.deps.ledger.release(tenantId, executionId, now)).ok;
+    }
+    this.pending.delete(key);
     try {
       await this.deps.ledger.release(tenantId, executionId, now);
     } catch (e) {

@@ -69,7 +69,11 @@ function ledgerSuite(name: string, make: () => Promise<Harness>) {
       const held = await ledger.hold({ owner, holdId: 'job-1', credits: 25, now: NOW });
       expect(held).toMatchObject({ ok: true, unit: 'credit', amount: 25, available: 1075 });
       expect(await ledger.balance(owner, NOW)).toMatchObject({ available: 1075, held: 25, openHolds: 1 });
+      // Another process (a fresh ledger over the same store) sees the open hold.
+      expect(await h.fresh().openHold(owner, 'job-1')).toEqual({ unit: 'credit', amount: 25, at: NOW });
+      expect(await ledger.openHold(owner, 'job-9')).toBeUndefined();
       const s = await ledger.settle(owner, 'job-1', 5, NOW + 1);
+      expect(await ledger.openHold(owner, 'job-1')).toBeUndefined();
       expect(s).toMatchObject({ ok: true, charged: 5, refunded: 20, shortfall: 0, available: 1095 });
       expect(await ledger.settle(owner, 'job-1', 5, NOW + 2)).toMatchObject({ ok: false, reason: 'already_closed' });
       await ledger.hold({ owner, holdId: 'job-2', credits: 5, now: NOW });

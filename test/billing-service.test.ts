@@ -81,6 +81,33 @@ describe('BillingService.startJob / settleJob', () => {
     expect(twice.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
   });
 
+  it('a job started before a restart (or by another process) is settled or cancelled from the shared ledger', async () => {
+    const tenantId = `t-${randomUUID().slice(0, 8)}`;
+    const accounts = new MemoryAccountStore();
+    await accounts.put({ ...newAccount(tenantId, NOW), planId: 'enterprise', status: 'active' });
+    const entries = new MemoryCreditEntryStore();
+    const usage = new MemoryUsageSource();
+    const l1 = new CreditLedger(entries);
+    const before = new BillingService({ catalog, accounts, usage, ledger: l1 });
+    await l1.purchase(tenantId, 'pay', 1100, NOW);
+    for (const id of ['j1', 'j2', 'j3']) {
+      expect(await before.startJob({ tenantId, userId: 'u1', executionId: id, model: 'claude-opus', maxTokens: 100, now: NOW })).toMatchObject({ decision: 'allow', hold: { unit: 'credit', amount: 25 } });
+    }
+    // The process restarts: a new service and ledger over the same entries, nothing in memory.
+    const l2 = new CreditLedger(entries);
+    const after = new BillingService({ catalog, accounts, usage, ledger: l2 });
+    expect(await after.isOpen(tenantId, 'j1')).toBe(true);
+    expect(await after.isOpen(`${tenantId}x`, 'j1')).toBe(false); // another tenant finds nothing
+    // Reported calls are charged (1 standard call = 5 credits) ...
+    expect(await after.settleJob({ tenantId, userId: 'u1', executionId: 'j1', llmMicros: 0, modelCalls: { standard: 1 }, now: NOW + 1 })).toMatchObject({ charged: 5, refunded: 20 });
+    // ... nothing reported: the whole hold; a cancel refunds it all.
+    expect(await after.settleJob({ tenantId, userId: 'u1', executionId: 'j2', llmMicros: 0, now: NOW + 1 })).toMatchObject({ charged: 25, refunded: 0 });
+    expect(await after.cancelJob(tenantId, 'j3', NOW + 1)).toBe(true);
+    expect(await after.isOpen(tenantId, 'j3')).toBe(false);
+    await expect(after.settleJob({ tenantId, userId: 'u1', executionId: 'j1', llmMicros: 0, now: NOW + 2 })).rejects.toMatchObject({ code: 'FORGE_ERR_BILLING_INPUT' });
+    expect(await l2.balance(tenantId, NOW + 2)).toMatchObject({ available: 1100 - 5 - 25, held: 0, openHolds: 0 });
+  });
+
   it('Pro: throttled after 3,000 unless the team opted in to overage', async () => {
     const { tenantId, svc, usage, ledger } = await service('pro');
     await ledger.purchase(tenantId, 'pay1', 1100, NOW);

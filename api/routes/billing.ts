@@ -457,7 +457,7 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
     async (req) => {
       const b = req.body;
       const tenant = tenantOf(req, b.tenant_id, 'tenant_id');
-      if (!service.isOpen(tenant, req.params.execution_id)) throw new ApiError('FORGE_ERR_NOT_FOUND', 'no open execution with this id for this tenant', 'execution_id');
+      if (!(await service.isOpen(tenant, req.params.execution_id))) throw new ApiError('FORGE_ERR_NOT_FOUND', 'no open execution with this id for this tenant', 'execution_id');
       const t = now();
       const s = await service.settleJob({
         tenantId: tenant, userId: b.user_id, executionId: req.params.execution_id, llmMicros: usdToMicrosField(b.llm_cost_usd, 'llm_cost_usd'), now: t,

@@ -68,6 +68,8 @@ export interface CreditLedgerApi {
   settle(owner: string, holdId: string, actualCredits: number, now: number): Promise<SettleOutcome>;
   release(owner: string, holdId: string, now: number): Promise<SettleOutcome>;
   balance(owner: string, now: number): Promise<Balance>;
+  /** An open hold (taken, not yet settled or released), wherever it was taken; undefined when none. */
+  openHold(owner: string, holdId: string): Promise<{ unit: CreditUnit; amount: number; at: number } | undefined>;
 }
 
 interface OpenHold {
@@ -252,6 +254,15 @@ export class CreditLedger implements CreditLedgerApi {
       await this.commit(owner, s, `release:${holdId}`, 'release', holdId, now, 'refund of unused hold', lines);
       this.close(s, holdId);
       return { ok: true, holdId, unit: h.unit, held: h.amount, charged: 0, refunded: h.amount, shortfall: 0, available: bal(s, 'credit', ACCOUNTS.available) };
+    });
+  }
+
+  async openHold(owner: string, holdId: string): Promise<{ unit: CreditUnit; amount: number; at: number } | undefined> {
+    checkId('owner', owner);
+    checkId('holdId', holdId);
+    return this.serial.run(owner, async () => {
+      const h = (await this.state(owner)).open.get(holdId);
+      return h ? { unit: h.unit, amount: h.amount, at: h.at } : undefined;
     });
   }
 

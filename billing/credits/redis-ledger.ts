@@ -231,6 +231,20 @@ export class RedisCreditLedger implements CreditLedgerApi {
     };
   }
 
+  async openHold(owner: string, holdId: string): Promise<{ unit: CreditUnit; amount: number; at: number } | undefined> {
+    checkId('owner', owner);
+    checkId('holdId', holdId);
+    let raw: string | null;
+    try {
+      raw = await this.redis.hget(this.keys(owner)[2]!, holdId);
+    } catch (err) {
+      throw new BillingError('FORGE_ERR_STORE_UNAVAILABLE', `redis: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (!raw) return undefined;
+    const h = JSON.parse(raw) as { unit: CreditUnit; amount: number; at: string | number };
+    return { unit: h.unit, amount: Number(h.amount), at: Number(h.at) };
+  }
+
   async balance(owner: string, now: number): Promise<Balance> {
     checkId('owner', owner);
     const r = await this.run(BALANCE, owner, [freeRunsAccount(monthKey(now))]);
