@@ -16,8 +16,21 @@ export class MoneyError extends Error {
   readonly code = 'FORGE_ERR_MONEY';
 }
 
+const PLAIN_USD = /^(-)?(\d{1,9})(?:\.(\d{1,6}))?$/;
+
 /** Parses a USD amount given as a decimal string or number into micro-dollars. */
 export function usdToMicros(usd: string | number): Micros {
+  // Plain decimal strings with at most 6 decimals (what clients send on every admission and event): exact
+  // with integer arithmetic, no rounding needed. Everything else goes through decimal.js.
+  if (typeof usd === 'string') {
+    const m = PLAIN_USD.exec(usd);
+    if (m) {
+      const whole = Number(m[2]);
+      const frac = m[3] ? Number(m[3].padEnd(6, '0')) : 0;
+      const v = whole * MICROS_PER_USD + frac;
+      if (Number.isSafeInteger(v)) return m[1] ? -v || 0 : v;
+    }
+  }
   const d = toDecimal(usd, 'amount');
   return decimalUsdToMicros(d);
 }

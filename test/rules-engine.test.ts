@@ -214,6 +214,19 @@ describe('properties', () => {
     fc.assert(fc.property(fc.maxSafeInteger().chain((m) => fc.constantFrom(m, -m, m % 1_000_000, m - (m % 1_000_000))), (m) => microsToUsd(m) === new Decimal(m).dividedBy(1_000_000).toFixed()), { numRuns: 20_000 });
     expect([microsToUsd(-1), microsToUsd(1_000_000), microsToUsd(4_375_000), microsToUsd(-1_234_567)]).toEqual(['-0.000001', '1', '4.375', '-1.234567']);
   });
+  it('usdToMicros of a plain decimal string equals decimal arithmetic (the integer fast path is exact)', () => {
+    const plain = fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 999_999_999 }), fc.option(fc.stringMatching(/^\d{1,6}$/), { nil: undefined }));
+    fc.assert(
+      fc.property(plain, ([neg, whole, frac]) => {
+        const text = `${neg ? '-' : ''}${whole}${frac === undefined ? '' : `.${frac}`}`;
+        const want = new Decimal(text).times(1_000_000).toNumber();
+        return usdToMicros(text) === (want === 0 ? 0 : want);
+      }),
+      { numRuns: 20_000 },
+    );
+    // Longer fractions and exponents still round half-even through decimal.js.
+    expect([usdToMicros('0.0000005'), usdToMicros('0.0000015'), usdToMicros('1e-6'), usdToMicros(' 2.5 ')]).toEqual([0, 2, 1, 2_500_000]);
+  });
 
   const ev = fc.record({
     offsetMs: fc.integer({ min: 0, max: 86_399_999 }),
