@@ -16,6 +16,8 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => process.
 if (mode === 'hello') {
   const app = Fastify();
   app.get('/hello', async () => ({ hello: 'world' }));
+  // The same with a JSON body to parse: the hello-world of a POST route.
+  app.post('/hello', async () => ({ hello: 'world' }));
   await app.listen({ host: '127.0.0.1', port: 0 });
   process.stdout.write(JSON.stringify({ port: (app.server.address() as { port: number }).port }) + '\n');
 } else {
