@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import {
   acknowledgeWarning,
   dayOf,
@@ -30,6 +29,7 @@ import {
 import type { CostEvent } from '../store/index.ts';
 import { ApiError } from './errors.ts';
 import { isLedgerUnavailable } from './ledger/errors.ts';
+import { reservationIdFor, scopesOfReservation } from './ledger/reservation-id.ts';
 import type { LiveLedger, ScopeCaps } from './ledger/types.ts';
 
 /** What the guardrail needs of the halt bus (runner/'s HaltBus satisfies it). */
@@ -82,27 +82,6 @@ export type AdmissionDecision =
 
 const UNIT_SAMPLES = 200;
 const SEEN_EVENTS = 1_000_000;
-
-// Unique across processes (random prefix) and cheap per call (a counter): admissions are a hot path.
-const ID_PREFIX = randomBytes(9).toString('base64url');
-let idCounter = 0;
-
-/** Encodes the scopes into a reservation id so any API process can settle it. */
-function reservationIdFor(tenantId: string, runId: string): string {
-  return `rsv_${Buffer.from(JSON.stringify([tenantId, runId])).toString('base64url')}.${ID_PREFIX}${(idCounter++).toString(36)}`;
-}
-
-export function scopesOfReservation(id: string): { tenantId: string; runId: string } | undefined {
-  const m = /^rsv_([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]{12,40}$/.exec(id);
-  if (!m) return undefined;
-  try {
-    const v = JSON.parse(Buffer.from(m[1]!, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return { tenantId: v[0], runId: v[1] };
-  } catch {
-    /* not ours */
-  }
-  return undefined;
-}
 
 /**
  * The guardrail: per-scope rule state in memory, fed by accepted events, re-based hourly on the event

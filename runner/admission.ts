@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import type { Micros } from '../rules/index.ts';
 import { isHalted, microsToUsd, scopesOf, type GuardState, type ScopeKey } from '../rules/index.ts';
-import type { LiveLedger, ScopeCaps } from '../api/ledger/types.ts';
+import { reservationIdFor, scopesOfReservation, type LiveLedger, type ScopeCaps } from '../api/ledger/index.ts';
 import { RunnerError } from './errors.ts';
 import type { HaltBus } from './halt-bus.ts';
 
@@ -166,23 +165,6 @@ export interface LedgerAdmissionOptions {
   now?: () => number;
 }
 
-/** Reservation ids carry their tenant and run (the API's format), so any process can settle them. */
-export function reservationIdFor(tenantId: string, runId: string): string {
-  return `rsv_${Buffer.from(JSON.stringify([tenantId, runId])).toString('base64url')}.${randomBytes(9).toString('base64url')}`;
-}
-
-export function scopesOfReservationId(id: string): { tenantId: string; runId: string } | undefined {
-  const m = /^rsv_([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]{12}$/.exec(id);
-  if (!m) return undefined;
-  try {
-    const v = JSON.parse(Buffer.from(m[1]!, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return { tenantId: v[0], runId: v[1] };
-  } catch {
-    /* not a reservation id */
-  }
-  return undefined;
-}
-
 /**
  * Admissions straight against a live ledger and the halt bus, without the API: for a runner that shares
  * Redis with the API processes, and for tests. Same rule as the API: deny when any scope is halted,
@@ -219,7 +201,7 @@ export class LedgerAdmissionClient implements AdmissionClient {
   }
 
   async settle(reservationId: string, s: Settlement): Promise<'settled' | 'unknown'> {
-    const who = scopesOfReservationId(reservationId);
+    const who = scopesOfReservation(reservationId);
     if (!who) throw new RunnerError('FORGE_ERR_RUNNER_TASK', `not a reservation id: ${reservationId}`, { field: 'reservationId' });
     return this.o.ledger.settle(reservationId, {
       eventId: s.eventId,

@@ -11,8 +11,6 @@ export {
   HttpAdmissionClient,
   LedgerAdmissionClient,
   guardrailAdmissionClient,
-  reservationIdFor,
-  scopesOfReservationId,
   type AdmissionClient,
   type AdmissionDecision,
   type AdmissionRequest,

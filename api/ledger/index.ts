@@ -3,3 +3,4 @@ export { LEDGER_ERROR_CODES, LedgerError, isLedgerUnavailable, type LedgerErrorC
 export { InProcessLedger, type InProcessLedgerOptions } from './in-process-ledger.ts';
 export { RedisLedger, type RedisLedgerOptions } from './redis-ledger.ts';
 export { WEEK_DAYS, utcDay } from './validate.ts';
+export { reservationIdFor, scopesOfReservation } from './reservation-id.ts';

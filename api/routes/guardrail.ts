@@ -4,7 +4,8 @@ import { microsToUsd } from '../../rules/index.ts';
 import { requireTenant } from '../auth.ts';
 import { errorBodySchema } from '../errors.ts';
 import type { Guardrail } from '../guardrail.ts';
-import { scopesOfReservation, usdToMicrosField } from '../guardrail.ts';
+import { usdToMicrosField } from '../guardrail.ts';
+import { scopesOfReservation } from '../ledger/index.ts';
 import { ApiError } from '../errors.ts';
 import { principalOf, scopeParam } from '../http.ts';
 

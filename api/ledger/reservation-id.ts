@@ -1,0 +1,24 @@
+import { randomBytes } from 'node:crypto';
+
+// A reservation id carries its tenant and run, so any API process (or a runner on the same Redis) can
+// settle it: `rsv_<base64url of [tenant, run]>.<unique part>`. The unique part is a per-process random
+// prefix and a counter (admissions are a hot path: no random bytes per call).
+const ID_PREFIX = randomBytes(9).toString('base64url');
+let idCounter = 0;
+
+export function reservationIdFor(tenantId: string, runId: string): string {
+  return `rsv_${Buffer.from(JSON.stringify([tenantId, runId])).toString('base64url')}.${ID_PREFIX}${(idCounter++).toString(36)}`;
+}
+
+/** The tenant and run a reservation id names; undefined for anything that is not one. */
+export function scopesOfReservation(id: string): { tenantId: string; runId: string } | undefined {
+  const m = /^rsv_([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]{12,40}$/.exec(id);
+  if (!m) return undefined;
+  try {
+    const v = JSON.parse(Buffer.from(m[1]!, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return { tenantId: v[0], runId: v[1] };
+  } catch {
+    /* not a reservation id */
+  }
+  return undefined;
+}
