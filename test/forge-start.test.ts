@@ -5,15 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  s.close();
-  return port;
-}
+import { freePort } from './helpers/redis.ts';
 
 describe('forge start, as a user runs it', () => {
   it('starts on a fresh data directory, accepts an event, answers the guardrail, stops cleanly on SIGTERM, keeps the data', async () => {
