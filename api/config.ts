@@ -16,6 +16,8 @@ const envSchema = z.object({
   FORGE_CLICKHOUSE_USER: z.string().optional(),
   FORGE_CLICKHOUSE_PASSWORD: z.string().optional(),
   FORGE_CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+  /** A cluster name: the DDL goes ON CLUSTER with ReplicatedMergeTree + Distributed tables (needs FORGE_CLICKHOUSE_URL). */
+  FORGE_CLICKHOUSE_CLUSTER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/).optional(),
   FORGE_BUDGETS_FILE: z.string().default('config/pilot-budgets.yaml'),
   FORGE_PRICING_FILE: z.string().optional(),
   FORGE_ALERTS_FILE: z.string().optional(),

@@ -18,7 +18,7 @@ import { InProcessHaltBus, RedisHaltBus, type HaltBus } from '../runner/index.ts
 import { logScopeOf, openStore, type Store, type ScopeRollup } from '../store/index.ts';
 import { buildApp } from './app.ts';
 import { KeyStore } from './auth.ts';
-import { loadConfig, type ForgeConfig } from './config.ts';
+import { ConfigError, loadConfig, type ForgeConfig } from './config.ts';
 import { Guardrail, type AuditRecord } from './guardrail.ts';
 import { InProcessLedger, RedisLedger, type LiveLedger } from './ledger/index.ts';
 import { billingRoutes } from './routes/billing.ts';
@@ -98,9 +98,10 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
   const bands: BandsBook = parseBandsConfig(readFileSync(config.FORGE_BUDGETS_FILE, 'utf8'), config.FORGE_BUDGETS_FILE);
   const pricing = loadPricing(config.FORGE_PRICING_FILE ?? (existsSync('config/pricing.yaml') ? 'config/pricing.yaml' : undefined), opts.env ?? process.env);
   try {
+    if (config.FORGE_CLICKHOUSE_CLUSTER && !config.FORGE_CLICKHOUSE_URL) throw new ConfigError('FORGE_CLICKHOUSE_CLUSTER: needs FORGE_CLICKHOUSE_URL (a cluster is a server deployment)');
     const store = await openStore({
       ...(config.FORGE_CLICKHOUSE_URL
-        ? { url: config.FORGE_CLICKHOUSE_URL, username: config.FORGE_CLICKHOUSE_USER, password: config.FORGE_CLICKHOUSE_PASSWORD, database: config.FORGE_CLICKHOUSE_DATABASE }
+        ? { url: config.FORGE_CLICKHOUSE_URL, username: config.FORGE_CLICKHOUSE_USER, password: config.FORGE_CLICKHOUSE_PASSWORD, database: config.FORGE_CLICKHOUSE_DATABASE, cluster: config.FORGE_CLICKHOUSE_CLUSTER }
         : { dataDir: join(config.FORGE_DATA_DIR, 'clickhouse') }),
       onError: (e) => onError(e, 'store writer'),
       writer: { flushIntervalMs: config.FORGE_FLUSH_INTERVAL_MS },
@@ -187,19 +188,15 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       if (durable) guardrail.restore(durable);
     }
 
-    const knownTenants = (): Set<string> => {
-      const s = new Set<string>();
-      for (const k of bands.explicit.keys()) if (k.startsWith('tenant:')) s.add(k.slice(7));
-      for (const k of keys.list()) if (k.tenantId) s.add(k.tenantId);
-      return s;
-    };
+    /** A tenant Forge knows: one with bands of its own, or one an API key is bound to. */
+    const knownTenant = (tenantId: string): boolean => bands.explicit.has(`tenant:${tenantId}`) || keys.list().some((k) => k.tenantId === tenantId);
 
     const collector: FastifyPluginAsync = async (app) => {
       await app.register(collectorRoutes, {
         sink: store.writer,
         pricing,
         ...(pricing.chain?.rpcUrl ? { chain: viemChain(pricing.chain.rpcUrl) } : {}),
-        knownTenant: (tenantId: string) => knownTenants().has(tenantId),
+        knownTenant,
         canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
         onAccepted: (events) => {
           guardrail.ingest(events);

@@ -101,6 +101,8 @@ export class Ingestor {
     const rejected: RejectedItem[] = [];
     const valid: Array<{ item: RawItem; ev: TaskEvent }> = [];
     const firstIndex = new Map<string, number>();
+    // One lookup per distinct tenant of the request, not one per event.
+    const known = new Map<string, boolean>();
     for (const item of items) {
       const at = item.path !== undefined ? { index: item.index, path: item.path } : { index: item.index };
       const p = parseTaskEvent(item.raw, { now, maxFutureSkewMs: d.pricing.limits.maxFutureSkewMs });
@@ -112,7 +114,9 @@ export class Ingestor {
         rejected.push({ ...at, code: 'FORGE_ERR_FORBIDDEN_TENANT', field: 'tenant_id', reason: `the caller may not write events for tenant "${p.event.tenantId}"` });
         continue;
       }
-      if (!(await d.knownTenant(p.event.tenantId))) {
+      let isKnown = known.get(p.event.tenantId);
+      if (isKnown === undefined) known.set(p.event.tenantId, (isKnown = await d.knownTenant(p.event.tenantId)));
+      if (!isKnown) {
         rejected.push({ ...at, code: 'FORGE_ERR_VALIDATION', field: 'tenant_id', reason: `unknown tenant "${p.event.tenantId}"` });
         continue;
       }
