@@ -311,16 +311,21 @@ export class BillingService {
     // Claimed before the first await: a second settle (a retry) or a cancel racing this one finds nothing.
     this.pending.delete(key);
     const credits = creditsFor(this.deps.catalog, { modelCalls: p.platformKey ? (input.modelCalls ?? { [p.tier]: 1 }) : {}, sandboxTries: input.sandboxTries ?? 0 });
+    const dayFrom = dayStartUtc(p.at);
     let s: Awaited<ReturnType<CreditLedgerApi['settle']>>;
+    let dailyCap: Micros | null = null;
+    let before = 0;
     try {
+      // What the spend alerts need is read first (platform keys only), so a failed read leaves the job open.
+      if (p.platformKey) {
+        dailyCap = (await this.plan(input.tenantId, input.now)).dailySpendCapMicros;
+        before = await this.userSpend(input.tenantId, input.userId, dayFrom, nextDayStartUtc(p.at), input.executionId);
+      }
       s = await this.deps.ledger.settle(input.tenantId, input.executionId, credits, input.now);
     } catch (e) {
       this.pending.set(key, p); // not settled: it stays open for a retry
       throw e;
     }
-    const plan = await this.plan(input.tenantId, input.now);
-    const dayFrom = dayStartUtc(p.at);
-    const before = p.platformKey ? await this.userSpend(input.tenantId, input.userId, dayFrom, dayFrom + 86_400_000, input.executionId) : 0;
     if (p.platformKey && this.deps.perUserFromLog === false) {
       const k = `${input.tenantId}|${input.userId}|${dayFrom}`;
       this.userDaySpend.set(k, (this.userDaySpend.get(k) ?? 0) + input.llmMicros);
@@ -335,7 +340,7 @@ export class BillingService {
           userId: input.userId,
           before,
           after: before + input.llmMicros,
-          limit: plan.dailySpendCapMicros,
+          limit: dailyCap,
           unit: 'usd_micros',
           windowStart: dayFrom,
           now: input.now,

@@ -266,18 +266,6 @@ export class CreditLedger implements CreditLedgerApi {
     });
   }
 
-  /** Releases the owner's holds taken before `olderThan` (jobs that never settled). Returns their ids. */
-  async releaseStale(owner: string, olderThan: number, now: number): Promise<string[]> {
-    const s = await this.serial.run(owner, () => this.state(owner));
-    const ids = [...s.open.entries()].filter(([, h]) => h.at < olderThan).map(([id]) => id);
-    const done: string[] = [];
-    for (const id of ids) {
-      const r = await this.release(owner, id, now);
-      if (r.ok) done.push(id);
-    }
-    return done;
-  }
-
   async balance(owner: string, now: number): Promise<Balance> {
     checkId('owner', owner);
     return this.serial.run(owner, async () => {
@@ -290,11 +278,6 @@ export class CreditLedger implements CreditLedgerApi {
         freeRunsLeft: bal(s, 'run', freeRunsAccount(monthKey(now))),
       };
     });
-  }
-
-  /** Drops the cached state of an owner (the next call rebuilds it from the store). */
-  forget(owner: string): void {
-    this.owners.delete(owner);
   }
 
   private close(s: OwnerState, holdId: string): void {

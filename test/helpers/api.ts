@@ -1,5 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppParts } from '../../api/app.ts';
@@ -9,6 +7,7 @@ import { InProcessLedger } from '../../api/ledger/index.ts';
 import { parseBandsConfig, type BandsBook } from '../../rules/index.ts';
 import { InProcessHaltBus } from '../../runner/index.ts';
 import type { CostEvent } from '../../store/index.ts';
+import { tempDataDir } from './store-events.ts';
 
 export const TEST_BANDS = `global:
   B_day_soft: 800
@@ -41,9 +40,9 @@ export interface TestApi {
 
 /** The whole app on the embedded in-process parts (no store), with a settable clock. */
 export async function makeTestApi(opts: { bands?: BandsBook; parts?: Partial<AppParts>; ttlMs?: number } = {}): Promise<TestApi> {
-  const dir = mkdtempSync(join(tmpdir(), 'forge-api-'));
+  const tmp = tempDataDir('forge-api');
   const clock = { now: Date.parse('2026-03-02T09:00:00Z') };
-  const keys = new KeyStore(join(dir, 'keys.json'));
+  const keys = new KeyStore(join(tmp.dir, 'keys.json'));
   const ledger = new InProcessLedger({ clock: () => clock.now });
   const bus = new InProcessHaltBus();
   const audit: AuditRecord[] = [];
@@ -80,10 +79,14 @@ export async function makeTestApi(opts: { bands?: BandsBook; parts?: Partial<App
     clock,
     key: (roles, tenantId = null) => keys.create({ name: `test-${roles.join('+')}`, roles, tenantId }).key,
     async close() {
-      guardrail.close();
-      await app.close();
-      await ledger.close();
-      await bus.close();
+      try {
+        guardrail.close();
+        await app.close();
+        await ledger.close();
+        await bus.close();
+      } finally {
+        tmp.remove();
+      }
       if (errors.length > 0) throw new Error(`background errors: ${errors.map(String).join('; ')}`);
     },
   };
