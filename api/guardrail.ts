@@ -1,7 +1,5 @@
 import {
   acknowledgeWarning,
-  dayOf,
-  DAY_MS,
   emptyScope,
   evaluateAt,
   evaluateRollup,
@@ -29,6 +27,7 @@ import {
 import type { CostEvent } from '../store/index.ts';
 import { ApiError } from './errors.ts';
 import { isLedgerUnavailable } from './ledger/errors.ts';
+import { refusalOf } from './ledger/refusal.ts';
 import { reservationIdFor, scopesOfReservation } from './ledger/reservation-id.ts';
 import type { LiveLedger, ScopeCaps } from './ledger/types.ts';
 
@@ -332,14 +331,7 @@ export class Guardrail {
     }
     this.ledgerDown = false;
     if (out.ok) return { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource };
-    const spent = out.usedMicros >= out.capMicros;
-    // Spent: the cap frees at the next UTC day (the rolling week too, a day at a time); a run cap never.
-    // Only reserved: reservations in flight settle or expire soon, so ask again in a second.
-    const retryAfterMs = !spent ? 1000 : out.cap === 'day' || out.cap === 'week' ? (dayOf(now) + 1) * DAY_MS - now : null;
-    const reason =
-      out.usedMicros >= out.capMicros
-        ? `${out.cap} hard cap of ${out.scope} reached: spent ${microsToUsd(out.usedMicros)} of ${microsToUsd(out.capMicros)} USD`
-        : `${out.cap} hard cap of ${out.scope} is fully reserved: spent ${microsToUsd(out.usedMicros)} + reserved ${microsToUsd(out.reservedMicros)} of ${microsToUsd(out.capMicros)} USD`;
+    const { spent, reason, retryAfterMs } = refusalOf(out, now);
     return { decision: 'deny', state: spent ? 'HARD_STOP' : this.effectiveState(out.scope), scope: out.scope, reason, retryAfterMs };
   }
 

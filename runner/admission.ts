@@ -1,6 +1,6 @@
 import type { Micros } from '../rules/index.ts';
-import { isHalted, microsToUsd, scopesOf, type GuardState, type ScopeKey } from '../rules/index.ts';
-import { reservationIdFor, scopesOfReservation, type LiveLedger, type ScopeCaps } from '../api/ledger/index.ts';
+import { isHalted, scopesOf, type GuardState, type ScopeKey } from '../rules/index.ts';
+import { refusalOf, reservationIdFor, scopesOfReservation, type LiveLedger, type ScopeCaps } from '../api/ledger/index.ts';
 import { RunnerError } from './errors.ts';
 import type { HaltBus } from './halt-bus.ts';
 
@@ -191,13 +191,8 @@ export class LedgerAdmissionClient implements AdmissionClient {
       ttlMs: this.o.reservationTtlMs ?? 15 * 60_000,
     });
     if (out.ok) return { decision: 'allow', reservationId, expiresAt: out.expiresAt };
-    return {
-      decision: 'deny',
-      state: 'HARD_STOP',
-      scope: out.scope,
-      reason: `${out.cap} cap of ${out.scope}: spent ${microsToUsd(out.usedMicros)} + reserved ${microsToUsd(out.reservedMicros)} of ${microsToUsd(out.capMicros)} USD`,
-      retryAfterMs: null,
-    };
+    const r = refusalOf(out, now);
+    return { decision: 'deny', state: r.spent ? 'HARD_STOP' : 'NORMAL', scope: out.scope, reason: r.reason, retryAfterMs: r.retryAfterMs };
   }
 
   async settle(reservationId: string, s: Settlement): Promise<'settled' | 'unknown'> {

@@ -4,3 +4,4 @@ export { InProcessLedger, type InProcessLedgerOptions } from './in-process-ledge
 export { RedisLedger, type RedisLedgerOptions } from './redis-ledger.ts';
 export { WEEK_DAYS, utcDay } from './validate.ts';
 export { reservationIdFor, scopesOfReservation } from './reservation-id.ts';
+export { refusalOf } from './refusal.ts';
