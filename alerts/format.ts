@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { microsToUsd, stateRank, parseScope, type ConditionHit, type ConditionId, type GuardState, type StateChange } from '../rules/index.ts';
+import { dayLabel, dayOf, microsToUsd, stateRank, parseScope, type ConditionHit, type ConditionId, type GuardState, type StateChange } from '../rules/index.ts';
 import type { AlertsConfig } from './config.ts';
 import type { AlertView, ComponentFailureAlert, EventAction, HungTaskAlert, PagerDutySeverity } from './types.ts';
 
@@ -43,13 +43,9 @@ export function formatValue(unit: ConditionHit['unit'], v: number): string {
   return String(v);
 }
 
-export function utcDay(at: number): string {
-  return new Date(at).toISOString().slice(0, 10);
-}
-
 /** Dedup key per scope + condition + UTC day; hashed when longer than PagerDuty's 255 characters. */
 export function dedupKeyOf(scope: string, condition: string, at: number): string {
-  const k = `forge/${scope}/${condition}/${utcDay(at)}`;
+  const k = `forge/${scope}/${condition}/${dayLabel(dayOf(at))}`;
   if (k.length <= 255) return k;
   return `forge/h/${createHash('sha256').update(k).digest('hex')}`;
 }

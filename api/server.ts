@@ -200,9 +200,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
         onAccepted: (events) => {
           guardrail.ingest(events);
-          for (const ev of events) {
-            for (const scope of scopesOf(ev.tenantId, ev.runId)) metrics.setScopeTotals(scope, guardrail.totals(scope));
-          }
+          // Once per scope the batch touched: only the totals after the whole batch matter.
+          for (const scope of new Set(events.flatMap((ev) => scopesOf(ev.tenantId, ev.runId)))) metrics.setScopeTotals(scope, guardrail.totals(scope));
         },
         onError: (e: unknown) => onError(e, 'collector'),
         metrics,

@@ -1,7 +1,8 @@
 import type { Micros, ScopeKey } from '../../rules/index.ts';
 import { LedgerError } from './errors.ts';
 import type { ExpiredReservation, LiveLedger, ReserveInput, ReserveOutcome, ScopeSnapshot } from './types.ts';
-import { WEEK_DAYS, checkId, checkReserve, checkSpend, utcDay } from './validate.ts';
+import { dayOf } from '../../rules/index.ts';
+import { WEEK_DAYS, checkId, checkReserve, checkSpend } from './validate.ts';
 
 interface ScopeCounters {
   /** Spend per UTC day number. */
@@ -62,7 +63,7 @@ export class InProcessLedger implements LiveLedger {
     checkReserve(input);
     const existing = this.reservations.get(input.reservationId);
     if (existing) return { ok: true, reservationId: input.reservationId, expiresAt: existing.expiresAt };
-    const today = utcDay(input.now);
+    const today = dayOf(input.now);
     for (const { scope, caps } of input.scopes) {
       const c = this.scopes.get(scope);
       const reserved = c?.reserved ?? 0;
@@ -101,7 +102,7 @@ export class InProcessLedger implements LiveLedger {
     }
     if (this.events.has(eventId)) return false;
     this.events.set(eventId, now + this.ttl);
-    const day = utcDay(eventTime);
+    const day = dayOf(eventTime);
     for (const scope of scopes) {
       const c = this.counters(scope);
       c.days.set(day, (c.days.get(day) ?? 0) + amountMicros);
@@ -144,7 +145,7 @@ export class InProcessLedger implements LiveLedger {
     this.assertOpen();
     const c = this.scopes.get(scope);
     if (!c) return { dayMicros: 0, weekMicros: 0, runMicros: 0, reservedMicros: 0, openReservations: 0 };
-    const today = utcDay(now);
+    const today = dayOf(now);
     return { dayMicros: c.days.get(today) ?? 0, weekMicros: this.week(c, today), runMicros: c.run, reservedMicros: c.reserved, openReservations: c.open };
   }
 

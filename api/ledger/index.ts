@@ -2,6 +2,5 @@ export type * from './types.ts';
 export { LEDGER_ERROR_CODES, LedgerError, isLedgerUnavailable, type LedgerErrorCode } from './errors.ts';
 export { InProcessLedger, type InProcessLedgerOptions } from './in-process-ledger.ts';
 export { RedisLedger, type RedisLedgerOptions } from './redis-ledger.ts';
-export { WEEK_DAYS, utcDay } from './validate.ts';
 export { reservationIdFor, scopesOfReservation } from './reservation-id.ts';
 export { refusalOf } from './refusal.ts';

@@ -2,7 +2,8 @@ import type { Micros, ScopeKey } from '../../rules/index.ts';
 import { LedgerError } from './errors.ts';
 import { LedgerConnection } from './redis-conn.ts';
 import type { ExpiredReservation, LiveLedger, ReserveInput, ReserveOutcome, ScopeSnapshot } from './types.ts';
-import { WEEK_DAYS, checkId, checkReserve, checkSpend, utcDay } from './validate.ts';
+import { dayOf } from '../../rules/index.ts';
+import { WEEK_DAYS, checkId, checkReserve, checkSpend } from './validate.ts';
 
 export interface RedisLedgerOptions {
   /** redis://host:port[/db] */
@@ -189,7 +190,7 @@ export class RedisLedger implements LiveLedger {
     const argv: (string | number)[] = [
       input.reservationId,
       String(input.amountMicros),
-      String(utcDay(input.now)),
+      String(dayOf(input.now)),
       String(expiresAt),
       String(input.scopes.length),
       input.scopes.map((s) => s.scope).join('\n'),
@@ -222,7 +223,7 @@ export class RedisLedger implements LiveLedger {
         reservationId,
         `${this.p}l:s:`,
         String(actual.amountMicros),
-        String(utcDay(actual.eventTime)),
+        String(dayOf(actual.eventTime)),
         String(this.eventTtl),
       ),
     );
@@ -234,7 +235,7 @@ export class RedisLedger implements LiveLedger {
     checkSpend(eventId, scopes, amountMicros, eventTime);
     const keys = [this.eventKey(eventId), ...scopes.map((s) => this.scopeKey(s))];
     const r = await this.run('record', () =>
-      this.script('forgeLedgerRecord')(keys.length, ...keys, String(amountMicros), String(utcDay(eventTime)), String(this.eventTtl)),
+      this.script('forgeLedgerRecord')(keys.length, ...keys, String(amountMicros), String(dayOf(eventTime)), String(this.eventTtl)),
     );
     return Number(r) === 1;
   }
@@ -262,7 +263,7 @@ export class RedisLedger implements LiveLedger {
 
   async snapshot(scope: ScopeKey, now: number): Promise<ScopeSnapshot> {
     this.assertOpen();
-    const today = utcDay(now);
+    const today = dayOf(now);
     const dayFields = Array.from({ length: WEEK_DAYS }, (_, d) => `d:${today - d}`);
     const v = await this.run('snapshot', () => this.conn.redis.hmget(this.scopeKey(scope), 'run', 'res', 'n', ...dayFields));
     const num = (x: string | null | undefined): number => (x ? Number(x) : 0);

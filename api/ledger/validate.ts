@@ -1,13 +1,10 @@
-import { DAY_MS, parseScope, type ScopeKey } from '../../rules/index.ts';
+import { parseScope, type ScopeKey } from '../../rules/index.ts';
 import { LedgerError } from './errors.ts';
 import type { ReserveInput } from './types.ts';
 
 /** Days of the rolling week: the 7 UTC days ending on the day of `now`, today included. */
 export const WEEK_DAYS = 7;
 
-export function utcDay(ms: number): number {
-  return Math.floor(ms / DAY_MS);
-}
 
 function bad(field: string, msg: string): never {
   throw new LedgerError('FORGE_ERR_LEDGER_INPUT', `${field} ${msg}`, { field });
