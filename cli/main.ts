@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { BandsConfigError, CostModelError, microsToUsd, operationCost, parseBandsConfig, MoneyError } from '../rules/index.ts';
+import { CostModelError, microsToUsd, operationCost, parseBandsConfig } from '../rules/index.ts';
 
 import { CliInputError, extraCommands, type Out } from './registry.ts';
 
@@ -86,7 +86,7 @@ function withFlagNames<T>(flags: Record<string, string>, fn: () => T): T {
   }
 }
 
-const INPUT_ERRORS = new Set(['FORGE_ERR_CLI_INPUT', 'FORGE_ERR_BANDS_CONFIG', 'FORGE_ERR_COST_INPUT', 'FORGE_ERR_MONEY', 'FORGE_ERR_CONFIG', 'FORGE_ERR_BILLING_CONFIG', 'FORGE_ERR_VAULT_CONFIG', 'FORGE_ERR_PRICING_CONFIG', 'FORGE_ERR_ALERTS_CONFIG']);
+const INPUT_ERRORS = new Set(['FORGE_ERR_CLI_INPUT', 'FORGE_ERR_BANDS_CONFIG', 'FORGE_ERR_COST_INPUT', 'FORGE_ERR_MONEY', 'FORGE_ERR_CONFIG', 'FORGE_ERR_BILLING_CONFIG', 'FORGE_ERR_VAULT_CONFIG', 'FORGE_ERR_PRICING_CONFIG', 'FORGE_ERR_ALERTS_CONFIG', 'FORGE_ERR_SUITE_CONFIG', 'FORGE_ERR_RUNNER_CONFIG']);
 
 /** Runs the CLI; returns the exit code (0 ok, 2 bad input or usage, 1 failure). */
 export async function main(argv: string[], out: Out = stdio): Promise<number> {
@@ -103,7 +103,7 @@ export async function main(argv: string[], out: Out = stdio): Promise<number> {
       return 2; // commander already printed one line
     }
     const c = (e as { code?: unknown }).code;
-    if (e instanceof BandsConfigError || e instanceof CostModelError || e instanceof MoneyError || e instanceof CliInputError || (typeof c === 'string' && INPUT_ERRORS.has(c))) {
+    if (e instanceof CliInputError || (typeof c === 'string' && INPUT_ERRORS.has(c))) {
       out.err(`forge: ${(e as Error).message}`);
       return 2;
     }

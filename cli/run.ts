@@ -53,14 +53,7 @@ addCommand((program, out) => {
       if (o.tenant !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(o.tenant)) throw new CliInputError('--tenant: must be 1-64 letters, digits, dot, dash or underscore');
       if (o.run !== undefined && !/^[A-Za-z0-9._:-]{1,128}$/.test(o.run)) throw new CliInputError('--run: must be 1-128 letters, digits, dot, colon, dash or underscore');
       const runner = await import('../runner/index.ts');
-      let suite;
-      try {
-        suite = runner.loadSuite(o.suite);
-      } catch (e) {
-        const err = e as { code?: string; message: string };
-        if (err.code === 'FORGE_ERR_SUITE_CONFIG') throw new CliInputError(err.message);
-        throw e;
-      }
+      const suite = runner.loadSuite(o.suite); // a bad file is FORGE_ERR_SUITE_CONFIG: exit 2 (cli/main.ts)
 
       const stopping = new AbortController();
       const onSignal = () => stopping.abort();
@@ -147,14 +140,7 @@ addCommand((program, out) => {
     .description('a runner process: BullMQ worker on FORGE_REDIS_URL, admissions and cost events to FORGE_API_URL, halts over Redis')
     .action(async () => {
       const runner = await import('../runner/index.ts');
-      let cfg;
-      try {
-        cfg = runner.runnerConfigFromEnv();
-      } catch (e) {
-        const err = e as { code?: string; message: string };
-        if (err.code === 'FORGE_ERR_RUNNER_CONFIG') throw new CliInputError(err.message);
-        throw e;
-      }
+      const cfg = runner.runnerConfigFromEnv(); // FORGE_ERR_RUNNER_CONFIG: exit 2 (cli/main.ts)
       const started = await runner.startRunner(cfg, {
         onError: (e, where) => out.err(`forge runner: ${where}: ${e instanceof Error ? e.message : String(e)}`),
         onIntake: (open, cause) => out.log(open ? 'forge runner: intake open' : `forge runner: intake closed${cause ? ` (${cause.scope} ${cause.state}: ${cause.reason})` : ''}`),
