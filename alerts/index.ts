@@ -5,18 +5,18 @@
  */
 export { AlertDispatcher } from './dispatcher.ts';
 export type { AlertDispatcherOptions, AckResult, DispatchResult, OpenWarning } from './dispatcher.ts';
-export { loadAlertsConfig, parseAlertsConfig, PAGERDUTY_EVENTS_URL, ROUTE_KEYS } from './config.ts';
+export { loadAlertsConfig, parseAlertsConfig, PAGERDUTY_EVENTS_URL } from './config.ts';
 export type { AlertsConfig, DestinationConfig, Env, RateLimit, RetryPolicy, RouteKey } from './config.ts';
 export type { DeliveryOutcome } from './delivery.ts';
 export { MemoryAlertLogSink, stderrLogger } from './log-sink.ts';
-export { alertLogRow, storeAlertLogSink } from './store-sink.ts';
+export { storeAlertLogSink } from './store-sink.ts';
 export type { AlertLogStore } from './store-sink.ts';
 export type { AlertLogger, AlertLogRecord, AlertLogSink, AlertLogStatus } from './log-sink.ts';
 export { ALERTS_ERROR_CODES, AlertsConfigError, AlertsError, AlertsInputError } from './errors.ts';
 export type { AlertsErrorCode } from './errors.ts';
 export { Redactor, REDACTED, Secret } from './secret.ts';
-export { systemClock, systemTimers } from './clock.ts';
+export { systemClock } from './clock.ts';
 export type { Clock, Timers } from './clock.ts';
-export { dedupKeyOf, formatValue, guardView, pagerDutyEvent, slackMessage } from './format.ts';
+export { formatValue } from './format.ts';
 export type { PagerDutyEvent, SlackMessage, SlackVariant } from './format.ts';
 export type { AlertKind, AlertView, ComponentFailureAlert, EventAction, HungTaskAlert, OperationalAlert, PagerDutySeverity } from './types.ts';

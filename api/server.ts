@@ -47,7 +47,7 @@ export interface StartOptions {
 }
 
 /** The rollup of a scope from the event log, as the rules engine's day buckets (storage burns by the day). */
-export function spendFromRollup(r: ScopeRollup): { days: DaySpend[]; run: { components: DaySpend['components']; totalMicros: number; tasks: number } } {
+function spendFromRollup(r: ScopeRollup): { days: DaySpend[]; run: { components: DaySpend['components']; totalMicros: number; tasks: number } } {
   const days: DaySpend[] = r.days
     .filter((d) => d.tasks > 0)
     .map((d) => {

@@ -51,13 +51,6 @@ export function ratio(value: number, baseline: number): number | undefined {
   return baseline === 0 ? undefined : value / baseline;
 }
 
-/** Runs fn `repeats` times and returns the median of what it returns (noisy shared machines). */
-export async function medianOf(repeats: number, fn: () => Promise<number> | number): Promise<number> {
-  const out: number[] = [];
-  for (let i = 0; i < repeats; i++) out.push(await fn());
-  return median(out);
-}
-
 /**
  * Runs a benchmark file again as a child process (`node --expose-gc --import tsx FILE --FLAG SIZE`), so the
  * measurement has a process (and an RSS, and an embedded engine) of its own; returns the JSON object the

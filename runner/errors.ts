@@ -30,10 +30,6 @@ export class RunnerError extends Error {
   }
 }
 
-export function isRunnerError(e: unknown, code?: RunnerErrorCode): e is RunnerError {
-  return e instanceof RunnerError && (code === undefined || e.code === code);
-}
-
 /** One sink for failures of background loops (subscribers, watchdogs, reconnects). */
 export type ErrorHandler = (err: unknown, where: string) => void;
 

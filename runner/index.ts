@@ -21,8 +21,8 @@ export {
 } from './admission.ts';
 export { HttpEventEmitterClient, type EventEmitterClient, type HttpEventEmitterOptions, type TaskFinalizedEvent } from './events.ts';
 export { ChildProcessExecutor, type ChildProcessExecutorOptions, type ExecContext, type ExecResult, type Executor, type TaskReport } from './executor.ts';
-export { TaskRunner, eventIdOf, priceProfile, type HandleResult, type HungTask, type IntakeControl, type TaskRunnerOptions } from './task-runner.ts';
+export { TaskRunner, priceProfile, type HandleResult, type HungTask, type IntakeControl, type TaskRunnerOptions } from './task-runner.ts';
 export { BullTaskWorker, TaskQueue, DEFAULT_QUEUE, type BullQueueOptions, type BullRunnerOptions } from './bull-queue.ts';
 export { InProcessTaskQueue, type InProcessQueueOptions } from './local-queue.ts';
-export { SIM_TASK_SCRIPT, estimateSuite, loadSuite, parseSuite, runSuite, suiteScopes, type RunSuiteOptions, type Suite, type SuiteProgress, type SuiteReport } from './suite.ts';
+export { SIM_TASK_SCRIPT, estimateSuite, loadSuite, parseSuite, runSuite, type RunSuiteOptions, type Suite, type SuiteProgress, type SuiteReport } from './suite.ts';
 export { runnerConfigFromEnv, startRunner, type RunnerConfig, type StartedRunner } from './from-env.ts';

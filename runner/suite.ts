@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { microsToUsd, runScope, scopesOf, tenantScope, type StateChange } from '../rules/index.ts';
+import { microsToUsd, runScope, tenantScope, type StateChange } from '../rules/index.ts';
 import type { AdmissionClient } from './admission.ts';
 import { RunnerError, type ErrorHandler } from './errors.ts';
 import type { EventEmitterClient } from './events.ts';
@@ -318,7 +318,3 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
   };
 }
 
-/** The scopes a suite touches (for wiring bands and watching states). */
-export function suiteScopes(s: Suite, tenantId = s.tenantId, runId = s.runId): string[] {
-  return scopesOf(tenantId, runId);
-}
