@@ -8,7 +8,6 @@ import {
   rliCost,
   storageOpCost,
   topComponent,
-  usdToMicros,
   type Component,
 } from '../rules/index.ts';
 import type { CostEvent, GasSource } from '../store/index.ts';
@@ -134,8 +133,7 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
     throw e;
   }
   const total = c.rli + c.gas + c.compute + c.storage + c.llm;
-  const max = usdToMicros(pricing.limits.maxOpUsd);
-  if (!Number.isSafeInteger(total) || total > max) {
+  if (!Number.isSafeInteger(total) || total > pricing.limits.maxOpMicros) {
     const top = topComponent(c);
     return reject(COMPONENT_FIELD[top], `operation cost ${new Dec(total).dividedBy(1e6).toFixed()} USD (mostly ${top}) is above the limit of ${pricing.limits.maxOpUsd} USD`);
   }

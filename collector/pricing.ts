@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { isMap, isNode, LineCounter, parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import type { LlmPriceTable } from '../rules/index.ts';
+import { usdToMicros, yamlLineOf, type LlmPriceTable } from '../rules/index.ts';
 import { PricingConfigError } from './errors.ts';
 
 /**
@@ -32,6 +32,8 @@ export interface Pricing {
   limits: {
     /** An operation whose total is above this (USD) is rejected as implausible. */
     maxOpUsd: string;
+    /** The same, USD micros (parsed once). */
+    maxOpMicros: number;
     /** Largest finalized_at in the future accepted, ms (clock skew). */
     maxFutureSkewMs: number;
   };
@@ -120,7 +122,7 @@ export function parsePricing(text: string, file = 'pricing.yaml', env: PricingEn
       path = [...path, issue.keys[0]!];
       msg = `unknown key(s) ${issue.keys.join(', ')}`;
     } else if (issue.code === 'invalid_type' && issue.input === undefined) msg = 'is required';
-    const line = lineOf(doc, lc, path);
+    const line = yamlLineOf(doc, lc, path);
     const key = path.join('.') || '(file)';
     throw new PricingConfigError(`${file}${line ? `:${line}` : ''}: ${key}: ${msg}`, key);
   }
@@ -151,6 +153,7 @@ export function parsePricing(text: string, file = 'pricing.yaml', env: PricingEn
     ...(rpcUrl ? { chain: { rpcUrl, ...(c.chain?.chain_id !== undefined ? { chainId: c.chain.chain_id } : {}) } } : {}),
     limits: {
       maxOpUsd: c.limits?.max_op_usd ?? '1000000',
+      maxOpMicros: usdToMicros(c.limits?.max_op_usd ?? '1000000'),
       maxFutureSkewMs: (c.limits?.max_future_skew_seconds ?? 300) * 1000,
     },
   };
@@ -171,16 +174,4 @@ export function loadPricing(path?: string, env: PricingEnv & { FORGE_PRICING_FIL
 /** C_compute_hour for an environment, or undefined when none is configured. */
 export function computeHourUsd(p: Pricing, environment: string): string | undefined {
   return Object.hasOwn(p.compute.environments, environment) ? p.compute.environments[environment] : p.compute.defaultUsdPerHour;
-}
-
-function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: readonly (string | number)[]): number | undefined {
-  for (let n = path.length; n >= 1; n--) {
-    const parent = n === 1 ? doc.contents : doc.getIn(path.slice(0, n - 1), true);
-    if (!isMap(parent)) continue;
-    const pair = parent.items.find((it) => isNode(it.key) && (it.key as { value?: unknown }).value === path[n - 1]);
-    if (!pair) continue;
-    const target = n === path.length && isNode(pair.value) ? pair.value : pair.key;
-    if (isNode(target) && target.range) return lc.linePos(target.range[0]).line;
-  }
-  return undefined;
 }

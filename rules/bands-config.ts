@@ -110,23 +110,27 @@ function complete(p: PartialMicros, where: string[], fail: (path: string[], msg:
   return b;
 }
 
+/**
+ * The line of a key path in a parsed YAML document, for errors that name file:line: the value's line for
+ * the full path; for a missing key, the line of the nearest key that exists.
+ */
+export function yamlLineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: readonly (string | number)[]): number | undefined {
+  for (let n = path.length; n >= 1; n--) {
+    const parent = n === 1 ? doc.contents : doc.getIn(path.slice(0, n - 1), true);
+    if (!isMap(parent)) continue;
+    const pair = parent.items.find((it) => isNode(it.key) && (it.key as { value?: unknown }).value === path[n - 1]);
+    if (!pair) continue;
+    const target = n === path.length && isNode(pair.value) ? pair.value : pair.key;
+    if (isNode(target) && target.range) return lc.linePos(target.range[0]).line;
+  }
+  return undefined;
+}
+
 export function parseBandsConfig(text: string, file = 'pilot-budgets.yaml'): BandsBook {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-  const lineOf = (path: readonly (string | number)[]): number | undefined => {
-    // The value's line for the full path; for a missing key, the line of the nearest key that exists.
-    for (let n = path.length; n >= 1; n--) {
-      const parent = n === 1 ? doc.contents : doc.getIn(path.slice(0, n - 1), true);
-      if (!isMap(parent)) continue;
-      const pair = parent.items.find((it) => isNode(it.key) && (it.key as { value?: unknown }).value === path[n - 1]);
-      if (!pair) continue;
-      const target = n === path.length && isNode(pair.value) ? pair.value : pair.key;
-      if (isNode(target) && target.range) return lc.linePos(target.range[0]).line;
-    }
-    return undefined;
-  };
   const fail = (path: readonly (string | number)[], msg: string): never => {
-    throw new BandsConfigError(file, lineOf(path), path.join('.') || '(file)', msg);
+    throw new BandsConfigError(file, yamlLineOf(doc, lc, path), path.join('.') || '(file)', msg);
   };
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
