@@ -190,13 +190,17 @@ export class StoreWriter implements BatchWriter {
     this.#queue.push(entry);
     this.#queued += entry.rows.length;
     if (this.#queued >= this.#maxBatch) this.#kick();
-    else if (!this.#timer) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#drain = true;
-        this.#kick();
-      }, this.#interval);
-    }
+    else this.#armTimer();
+  }
+
+  /** The interval flush: armed when rows wait for a batch that is not full yet. */
+  #armTimer(): void {
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#drain = true;
+      this.#kick();
+    }, this.#interval);
   }
 
   #admitWaiters(): void {
@@ -218,13 +222,7 @@ export class StoreWriter implements BatchWriter {
         this.#flushing = undefined;
         if (this.#queue.length === 0) return;
         if (this.#drain || this.#queued >= this.#maxBatch) this.#kick();
-        else if (!this.#timer) {
-          this.#timer = setTimeout(() => {
-            this.#timer = undefined;
-            this.#drain = true;
-            this.#kick();
-          }, this.#interval);
-        }
+        else this.#armTimer();
       });
   }
 
