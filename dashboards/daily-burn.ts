@@ -1,25 +1,14 @@
-import { BigValueColorMode, BigValueGraphMode, BigValueTextMode, GraphDrawStyle, LegendDisplayMode, LegendPlacement, LineStyleBuilder, ReduceDataOptionsBuilder, StackingConfigBuilder, StackingMode, VizLegendOptionsBuilder, VisibilityMode } from '@grafana/grafana-foundation-sdk/common';
-import { DashboardBuilder, DashboardCursorSync, type Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
+import { BigValueColorMode, BigValueGraphMode, BigValueTextMode, GraphDrawStyle, LegendDisplayMode, LegendPlacement, ReduceDataOptionsBuilder, StackingConfigBuilder, StackingMode, VizLegendOptionsBuilder, VisibilityMode } from '@grafana/grafana-foundation-sdk/common';
+import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
 import { PanelBuilder as GaugePanel } from '@grafana/grafana-foundation-sdk/gauge';
 import { PanelBuilder as StatPanel } from '@grafana/grafana-foundation-sdk/stat';
 import { PanelBuilder as TablePanel } from '@grafana/grafana-foundation-sdk/table';
 import { PanelBuilder as TimeSeriesPanel } from '@grafana/grafana-foundation-sdk/timeseries';
-import { chTarget, COLOURS, MIXED, CLICKHOUSE, PROMETHEUS, promTarget, STATE_MAPPINGS, thresholds, USD, UTILISATION_THRESHOLDS, variables } from './grafana.ts';
+import { bandLine, forgeDashboard, lastValue, chTarget, COLOURS, MIXED, CLICKHOUSE, PROMETHEUS, promTarget, STATE_MAPPINGS, thresholds, USD, UTILISATION_THRESHOLDS } from './grafana.ts';
 import { PROMQL } from './promql.ts';
 import { SQL } from './sql.ts';
 
 export const DAILY_UID = 'forge-daily-burn';
-
-const lastValue = (): ReduceDataOptionsBuilder => new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false);
-
-/** A band drawn as a dashed line in the band's colour. */
-const bandLine = (color: string) => [
-  { id: 'custom.drawStyle', value: GraphDrawStyle.Line },
-  { id: 'custom.lineStyle', value: new LineStyleBuilder().fill('dash').dash([10, 10]).build() },
-  { id: 'custom.lineWidth', value: 2 },
-  { id: 'custom.fillOpacity', value: 0 },
-  { id: 'color', value: { mode: 'fixed', fixedColor: color } },
-];
 
 /**
  * Daily burn: the guardrail status of the tenant's scopes, today's live total against B_day_hard, stop
@@ -27,16 +16,7 @@ const bandLine = (color: string) => [
  * unit economics, and the latest escalations.
  */
 export function dailyBurnDashboard(): Dashboard {
-  const b = new DashboardBuilder('Forge / Daily burn')
-    .uid(DAILY_UID)
-    .description('Daily burn of a tenant (or one of its runs) against its day budget bands. Money in USD; days are UTC.')
-    .tags(['forge', 'cost', 'generated'])
-    .timezone('utc')
-    .time({ from: 'now-29d/d', to: 'now' })
-    .refresh('1m')
-    .tooltip(DashboardCursorSync.Crosshair)
-    .readonly()
-    .variables(variables());
+  const b = forgeDashboard({ title: 'Forge / Daily burn', uid: DAILY_UID, description: 'Daily burn of a tenant (or one of its runs) against its day budget bands. Money in USD; days are UTC.', from: 'now-29d/d', refresh: '1m' });
 
   b.withPanel(
     new StatPanel()

@@ -1,7 +1,10 @@
 import type { Builder, Dataquery } from '@grafana/grafana-foundation-sdk/cog';
 import type { DataSourceRef } from '@grafana/grafana-foundation-sdk/common';
+import { GraphDrawStyle, LineStyleBuilder, ReduceDataOptionsBuilder } from '@grafana/grafana-foundation-sdk/common';
 import {
   ConstantVariableBuilder,
+  DashboardBuilder,
+  DashboardCursorSync,
   MappingType,
   QueryVariableBuilder,
   ThresholdsConfigBuilder,
@@ -52,6 +55,32 @@ export const UTILISATION_THRESHOLDS = (): ThresholdsConfigBuilder =>
     [1, COLOURS.hard],
     [1.1, COLOURS.emergency],
   ]);
+
+/** A stat or gauge shows the last value of its series. */
+export const lastValue = (): ReduceDataOptionsBuilder => new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false);
+
+/** A band drawn as a dashed line in the band's colour. */
+export const bandLine = (color: string) => [
+  { id: 'custom.drawStyle', value: GraphDrawStyle.Line },
+  { id: 'custom.lineStyle', value: new LineStyleBuilder().fill('dash').dash([10, 10]).build() },
+  { id: 'custom.lineWidth', value: 2 },
+  { id: 'custom.fillOpacity', value: 0 },
+  { id: 'color', value: { mode: 'fixed', fixedColor: color } },
+];
+
+/** The frame every Forge dashboard shares: UTC, read-only, crosshair tooltips, the tenant and run variables. */
+export function forgeDashboard(o: { title: string; uid: string; description: string; from: string; refresh: string }): DashboardBuilder {
+  return new DashboardBuilder(o.title)
+    .uid(o.uid)
+    .description(o.description)
+    .tags(['forge', 'cost', 'generated'])
+    .timezone('utc')
+    .time({ from: o.from, to: 'now' })
+    .refresh(o.refresh)
+    .tooltip(DashboardCursorSync.Crosshair)
+    .readonly()
+    .variables(variables());
+}
 
 /**
  * A query of the official ClickHouse plugin (SQL editor). The foundation SDK has no type for this plugin,

@@ -1,24 +1,14 @@
-import { BigValueColorMode, BigValueGraphMode, BigValueTextMode, GraphDrawStyle, LegendDisplayMode, LegendPlacement, LineStyleBuilder, ReduceDataOptionsBuilder, VizLegendOptionsBuilder, VisibilityMode } from '@grafana/grafana-foundation-sdk/common';
-import { DashboardBuilder, DashboardCursorSync, type Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
+import { BigValueColorMode, BigValueGraphMode, BigValueTextMode, GraphDrawStyle, LegendDisplayMode, LegendPlacement, ReduceDataOptionsBuilder, VizLegendOptionsBuilder, VisibilityMode } from '@grafana/grafana-foundation-sdk/common';
+import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
 import { PanelBuilder as GaugePanel } from '@grafana/grafana-foundation-sdk/gauge';
 import { PanelBuilder as StatPanel } from '@grafana/grafana-foundation-sdk/stat';
 import { PanelBuilder as TablePanel } from '@grafana/grafana-foundation-sdk/table';
 import { PanelBuilder as TimeSeriesPanel } from '@grafana/grafana-foundation-sdk/timeseries';
-import { chTarget, CLICKHOUSE, COLOURS, MIXED, PROMETHEUS, promTarget, thresholds, USD, UTILISATION_THRESHOLDS, variables } from './grafana.ts';
+import { bandLine, forgeDashboard, lastValue, chTarget, CLICKHOUSE, COLOURS, MIXED, PROMETHEUS, promTarget, thresholds, USD, UTILISATION_THRESHOLDS } from './grafana.ts';
 import { PROMQL } from './promql.ts';
 import { SQL, type PanelQuery } from './sql.ts';
 
 export const WEEKLY_UID = 'forge-weekly-burn';
-
-const lastValue = (): ReduceDataOptionsBuilder => new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false);
-
-const bandLine = (color: string) => [
-  { id: 'custom.drawStyle', value: GraphDrawStyle.Line },
-  { id: 'custom.lineStyle', value: new LineStyleBuilder().fill('dash').dash([10, 10]).build() },
-  { id: 'custom.lineWidth', value: 2 },
-  { id: 'custom.fillOpacity', value: 0 },
-  { id: 'color', value: { mode: 'fixed', fixedColor: color } },
-];
 
 function efficiencyTable(q: PanelQuery, key: string, label: string): TablePanel {
   return new TablePanel()
@@ -43,16 +33,7 @@ function efficiencyTable(q: PanelQuery, key: string, label: string): TablePanel 
  * bands with its 7-day moving average, ISO-week totals, and efficiency by task type, model, environment.
  */
 export function weeklyBurnDashboard(): Dashboard {
-  const b = new DashboardBuilder('Forge / Weekly burn')
-    .uid(WEEKLY_UID)
-    .description('Weekly burn of a tenant (or one of its runs) against its week bands and run cap. Money in USD; weeks are rolling 7 UTC days unless marked ISO.')
-    .tags(['forge', 'cost', 'generated'])
-    .timezone('utc')
-    .time({ from: 'now-89d/d', to: 'now' })
-    .refresh('5m')
-    .tooltip(DashboardCursorSync.Crosshair)
-    .readonly()
-    .variables(variables());
+  const b = forgeDashboard({ title: 'Forge / Weekly burn', uid: WEEKLY_UID, description: 'Weekly burn of a tenant (or one of its runs) against its week bands and run cap. Money in USD; weeks are rolling 7 UTC days unless marked ISO.', from: 'now-89d/d', refresh: '5m' });
 
   b.withPanel(
     new GaugePanel()
