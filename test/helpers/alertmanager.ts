@@ -82,8 +82,9 @@ export async function startAlertmanager(config: ConfigText, files: Record<string
 }
 
 /**
- * Starts Prometheus with a full config text (rule_files, alerting; test/helpers/prometheus.ts only scrapes); `files` are written next to it (rule files etc.) and may
- * be referenced by bare name from the config.
+ * Starts Prometheus with a full config text (rule_files, alerting; test/helpers/prometheus.ts builds a
+ * scrape-only one on top); `files` are written next to it (rule files etc.) and may be referenced by bare
+ * name from the config.
  */
 export async function startPrometheusWithRules(config: ConfigText, files: Record<string, string> = {}): Promise<LocalService> {
   const dir = mkdtempSync(join(tmpdir(), 'forge-prom-'));

@@ -1,8 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort } from './redis.ts';
+import { startPrometheusWithRules } from './alertmanager.ts';
 
 /**
  * A real Prometheus (Debian's /usr/bin/prometheus) on a free loopback port, with a temp config and TSDB
@@ -14,7 +10,7 @@ export interface PrometheusServer {
   query(promql: string): Promise<PromSample[]>;
   /** Polls `promql` until `ok(samples)` holds; throws with the last result after timeoutMs. */
   waitFor(promql: string, ok: (s: PromSample[]) => boolean, timeoutMs?: number): Promise<PromSample[]>;
-  /** Prometheus' own stderr so far (for failure messages). */
+  /** What Prometheus printed so far (for failure messages). */
   output(): string;
   stop(): Promise<void>;
 }
@@ -25,13 +21,9 @@ export interface PromSample {
   value: number;
 }
 
-const PROMETHEUS_BIN = process.env.FORGE_TEST_PROMETHEUS_BIN ?? '/usr/bin/prometheus';
-
 export async function startPrometheus(opts: { targets: string[]; scrapeIntervalS?: number; metricsPath?: string }): Promise<PrometheusServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'forge-prometheus-'));
   const interval = `${opts.scrapeIntervalS ?? 1}s`;
-  writeFileSync(
-    join(dir, 'prometheus.yml'),
+  const svc = await startPrometheusWithRules(
     [
       'global:',
       `  scrape_interval: ${interval}`,
@@ -44,42 +36,7 @@ export async function startPrometheus(opts: { targets: string[]; scrapeIntervalS
       '',
     ].join('\n'),
   );
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child: ChildProcess = spawn(
-    PROMETHEUS_BIN,
-    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) {
-      await stop();
-      throw new Error(`prometheus exited with ${child.exitCode}: ${err}`);
-    }
-    try {
-      if ((await fetch(`${url}/-/ready`)).ok) break;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`prometheus on ${port} did not become ready: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const url = svc.url;
   const query = async (promql: string): Promise<PromSample[]> => {
     const r = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(promql)}`);
     const body = (await r.json()) as { status: string; error?: string; data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
@@ -90,17 +47,17 @@ export async function startPrometheus(opts: { targets: string[]; scrapeIntervalS
   return {
     url,
     query,
-    output: () => err,
+    output: () => svc.output(),
     async waitFor(promql, ok, timeoutMs = 30_000) {
       const until = Date.now() + timeoutMs;
       let last: PromSample[] = [];
       for (;;) {
         last = await query(promql);
         if (ok(last)) return last;
-        if (Date.now() > until) throw new Error(`PromQL ${promql} never satisfied; last result ${JSON.stringify(last)}; prometheus: ${err}`);
+        if (Date.now() > until) throw new Error(`PromQL ${promql} never satisfied; last result ${JSON.stringify(last)}; prometheus: ${svc.output()}`);
         await new Promise((r) => setTimeout(r, 250));
       }
     },
-    stop,
+    stop: () => svc.stop(),
   };
 }
