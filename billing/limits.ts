@@ -1,4 +1,4 @@
-import type { Micros } from '../rules/index.ts';
+import { DAY_MS, dayOf, type Micros } from '../rules/index.ts';
 import type { ModelInfo, Plan } from './plans.ts';
 
 /** Start of the UTC calendar month of `t` (epoch ms). */
@@ -13,13 +13,13 @@ export function nextMonthStartUtc(t: number): number {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
 }
 
+/** Start of the UTC day holding `t` (epoch ms). */
 export function dayStartUtc(t: number): number {
-  const d = new Date(t);
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+  return dayOf(t) * DAY_MS;
 }
 
 export function nextDayStartUtc(t: number): number {
-  return dayStartUtc(t) + 86_400_000;
+  return (dayOf(t) + 1) * DAY_MS;
 }
 
 /** "2025-11" for the UTC month of `t`. */

@@ -1,4 +1,4 @@
-import type { Micros } from '../rules/index.ts';
+import { DAY_MS, type Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
 import { KeyedSerial } from './serial.ts';
 import { checkId, creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
@@ -329,7 +329,7 @@ export class BillingService {
     if (p.platformKey && this.deps.perUserFromLog === false) {
       const k = `${input.tenantId}|${input.userId}|${dayFrom}`;
       this.userDaySpend.set(k, (this.userDaySpend.get(k) ?? 0) + input.llmMicros);
-      for (const key of this.userDaySpend.keys()) if (Number(key.split('|')[2]) < dayFrom - 86_400_000) this.userDaySpend.delete(key);
+      for (const key of this.userDaySpend.keys()) if (Number(key.split('|')[2]) < dayFrom - DAY_MS) this.userDaySpend.delete(key);
     }
     this.deps.onFinalized?.({ executionId: input.executionId, tenantId: input.tenantId, userId: input.userId, at: p.at, llmMicros: input.llmMicros, byok: !p.platformKey });
     const alerts = p.platformKey

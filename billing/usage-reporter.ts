@@ -1,3 +1,4 @@
+import { DAY_MS, dayLabel, dayOf } from '../rules/index.ts';
 import { dayStartUtc } from './limits.ts';
 import type { UsageSource } from './metering.ts';
 import type { AccountStore } from './subscriptions.ts';
@@ -30,7 +31,7 @@ export class UsageReporter {
   /** Reports every closed, not yet reported day in the lookback for every team with a Stripe customer. */
   async runOnce(now: number): Promise<{ reported: number; failed: number }> {
     const grace = this.deps.graceMs ?? 3_600_000;
-    const lastClosed = dayStartUtc(now - grace) - 86_400_000;
+    const lastClosed = dayStartUtc(now - grace) - DAY_MS;
     let reported = 0;
     let failed = 0;
     let accounts;
@@ -41,14 +42,14 @@ export class UsageReporter {
       return { reported, failed: 1 };
     }
     for (let d = 0; d < (this.deps.lookbackDays ?? 2); d++) {
-      const day = lastClosed - d * 86_400_000;
-      const dayKey = new Date(day).toISOString().slice(0, 10);
+      const day = lastClosed - d * DAY_MS;
+      const dayKey = dayLabel(dayOf(day));
       for (const a of accounts) {
         const k = `${a.tenantId}|${dayKey}`;
         if (this.done.has(k)) continue;
         try {
-          const { count } = await this.deps.usage.executions({ tenantId: a.tenantId, from: day, to: day + 86_400_000 });
-          if (count > 0) await this.deps.stripe.reportUsage({ tenantId: a.tenantId, usageId: `executions-${dayKey}`, value: count, at: day + 86_400_000 - 1000 });
+          const { count } = await this.deps.usage.executions({ tenantId: a.tenantId, from: day, to: day + DAY_MS });
+          if (count > 0) await this.deps.stripe.reportUsage({ tenantId: a.tenantId, usageId: `executions-${dayKey}`, value: count, at: day + DAY_MS - 1000 });
           this.done.add(k);
           if (count > 0) reported++;
         } catch (err) {

@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { DAY_MS, dayOf, microsToUsdNumber } from '../rules/index.ts';
 import { expandForEngine } from './macros.ts';
 import { SQL, type PanelQuery } from './sql.ts';
 
@@ -25,7 +26,6 @@ export function sqlSource(client: Pick<ClickHouseClient, 'query'>, database: str
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 export const TENANT_RE = /^[A-Za-z0-9._-]{1,64}$/;
 export const RUN_RE = /^[A-Za-z0-9._:-]{1,128}$/;
-const DAY_MS = 86_400_000;
 
 export interface PanelParams {
   tenant: string;
@@ -82,7 +82,7 @@ export interface BurnData {
 
 const n = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
 const nOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-const usd = (micros: number): number => micros / 1e6;
+const usd = microsToUsdNumber;
 
 /**
  * Everything the burn page shows for one tenant (optionally one run), from the dashboards' own queries:
@@ -96,7 +96,7 @@ export async function burnData(
   // The panels' $__timeFilter bounds are whole seconds (as in Grafana's ClickHouse plugin): round `to` up so
   // an event of the current second is in.
   const to = Math.ceil(opts.now / 1000) * 1000;
-  const from = Math.floor(opts.now / DAY_MS) * DAY_MS - 29 * DAY_MS;
+  const from = (dayOf(opts.now) - 29) * DAY_MS;
   const p: PanelParams = { tenant: opts.tenant, run: opts.run, from, to };
   const [daily, composition, unit, runway, stops, recent] = await Promise.all([
     runPanel(src, SQL.dailyBurn, p),
