@@ -119,9 +119,7 @@ export class CreditLedger implements CreditLedgerApi {
   }
 
   private async credit(owner: string, kind: TxKind, ref: string, credits: number, from: string, now: number, memo: string) {
-    checkId('owner', owner);
-    checkId(kind === 'purchase' ? 'purchaseId' : 'grantId', ref);
-    checkPositiveInt('credits', credits);
+    checkCredit(owner, kind, ref, credits);
     return this.serial.run(owner, async () => {
       const s = await this.state(owner);
       const txId = `${kind}:${ref}`;
@@ -136,12 +134,7 @@ export class CreditLedger implements CreditLedgerApi {
 
   /** Holds credits (or one free run) at job start. Refused for a halted scope or short of credits. */
   async hold(req: HoldRequest): Promise<HoldOutcome> {
-    checkId('owner', req.owner);
-    checkId('holdId', req.holdId);
-    checkPositiveInt('credits', req.credits);
-    if (req.freeMonthlyRuns !== undefined && !(Number.isSafeInteger(req.freeMonthlyRuns) && req.freeMonthlyRuns >= 0)) {
-      throw new BillingError('FORGE_ERR_BILLING_INPUT', 'freeMonthlyRuns must be an integer >= 0', { field: 'freeMonthlyRuns' });
-    }
+    checkHold(req);
     return this.serial.run(req.owner, async () => {
       const s = await this.state(req.owner);
       const existing = s.open.get(req.holdId);
@@ -193,11 +186,7 @@ export class CreditLedger implements CreditLedgerApi {
    * reported as `shortfall`. A free-run hold is consumed whole.
    */
   async settle(owner: string, holdId: string, actualCredits: number, now: number): Promise<SettleOutcome> {
-    checkId('owner', owner);
-    checkId('holdId', holdId);
-    if (!(Number.isSafeInteger(actualCredits) && actualCredits >= 0)) {
-      throw new BillingError('FORGE_ERR_BILLING_INPUT', 'actualCredits must be an integer >= 0', { field: 'actualCredits' });
-    }
+    checkSettle(owner, holdId, actualCredits);
     return this.serial.run(owner, async () => {
       const s = await this.state(owner);
       const h = s.open.get(holdId);
@@ -366,6 +355,32 @@ export function assertBalanced(entries: readonly LedgerEntry[]): void {
 export function checkId(field: string, v: string): void {
   if (typeof v !== 'string' || !ID_RE.test(v)) {
     throw new BillingError('FORGE_ERR_BILLING_INPUT', `${field} must match ${ID_RE.source}`, { field });
+  }
+}
+
+/** What every credit ledger checks before a purchase or grant. */
+export function checkCredit(owner: string, kind: TxKind, ref: string, credits: number): void {
+  checkId('owner', owner);
+  checkId(kind === 'purchase' ? 'purchaseId' : 'grantId', ref);
+  checkPositiveInt('credits', credits);
+}
+
+/** What every credit ledger checks before a hold; returns the free monthly runs (0 when not given). */
+export function checkHold(req: HoldRequest): number {
+  checkId('owner', req.owner);
+  checkId('holdId', req.holdId);
+  checkPositiveInt('credits', req.credits);
+  const monthly = req.freeMonthlyRuns ?? 0;
+  if (!(Number.isSafeInteger(monthly) && monthly >= 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'freeMonthlyRuns must be an integer >= 0', { field: 'freeMonthlyRuns' });
+  return monthly;
+}
+
+/** What every credit ledger checks before a settle. */
+export function checkSettle(owner: string, holdId: string, actualCredits: number): void {
+  checkId('owner', owner);
+  checkId('holdId', holdId);
+  if (!(Number.isSafeInteger(actualCredits) && actualCredits >= 0)) {
+    throw new BillingError('FORGE_ERR_BILLING_INPUT', 'actualCredits must be an integer >= 0', { field: 'actualCredits' });
   }
 }
 

@@ -4,8 +4,10 @@ import { BillingError } from '../errors.ts';
 import { monthKey } from '../limits.ts';
 import { ACCOUNTS, freeRunsAccount, type CreditUnit, type LedgerEntry, type TxKind } from './entries.ts';
 import {
+  checkCredit,
+  checkHold,
   checkId,
-  checkPositiveInt,
+  checkSettle,
   type Balance,
   type CreditLedgerApi,
   type HoldGuard,
@@ -169,19 +171,13 @@ export class RedisCreditLedger implements CreditLedgerApi {
   }
 
   private async credit(owner: string, kind: TxKind, ref: string, credits: number, from: string, now: number, memo: string) {
-    checkId('owner', owner);
-    checkId(kind === 'purchase' ? 'purchaseId' : 'grantId', ref);
-    checkPositiveInt('credits', credits);
+    checkCredit(owner, kind, ref, credits);
     const r = await this.run(CREDIT, owner, [owner, now, memo, kind, ref, credits, from]);
     return { available: Number(r[1]), replay: r[0] === 'replay' };
   }
 
   async hold(req: HoldRequest): Promise<HoldOutcome> {
-    checkId('owner', req.owner);
-    checkId('holdId', req.holdId);
-    checkPositiveInt('credits', req.credits);
-    const monthly = req.freeMonthlyRuns ?? 0;
-    if (!(Number.isSafeInteger(monthly) && monthly >= 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'freeMonthlyRuns must be an integer >= 0', { field: 'freeMonthlyRuns' });
+    const monthly = checkHold(req);
     const g = this.opts.guard?.({ owner: req.owner, ...(req.runId !== undefined ? { runId: req.runId } : {}) });
     if (g && !g.ok) return { ok: false, reason: 'halted', scope: g.scope, state: g.state };
     const r = await this.run(HOLD, req.owner, [req.owner, req.now, req.memo ?? '', req.holdId, req.credits, monthly, monthKey(req.now)]);
@@ -199,11 +195,7 @@ export class RedisCreditLedger implements CreditLedgerApi {
   }
 
   async settle(owner: string, holdId: string, actualCredits: number, now: number): Promise<SettleOutcome> {
-    checkId('owner', owner);
-    checkId('holdId', holdId);
-    if (!(Number.isSafeInteger(actualCredits) && actualCredits >= 0)) {
-      throw new BillingError('FORGE_ERR_BILLING_INPUT', 'actualCredits must be an integer >= 0', { field: 'actualCredits' });
-    }
+    checkSettle(owner, holdId, actualCredits);
     return this.close(owner, holdId, 'settle', actualCredits, now);
   }
 
