@@ -111,6 +111,23 @@ function scopeKey(v: unknown, field: string): { key: string; tenant: string } {
 }
 
 /** Appends and reads guardrail_events and alert_log (append-only, like the cost log). */
+
+/** The filters both log reads share (tenant scope, time range, limit, exact scope key) and one of their own. */
+function filtersOf(q: LogQuery, own?: { sql: string; name: string; value: unknown }): { s: ReturnType<typeof logWhere>; params: Record<string, unknown>; extra: string } {
+  const s = logWhere(q.scope);
+  const params: Record<string, unknown> = { ...s.params, from: checkTime(q.from, 'from'), to: checkTime(q.to, 'to'), limit: q.limit ?? 10_000 };
+  let extra = '';
+  if (q.scopeKey !== undefined) {
+    extra += ' AND scope = {scopeKey:String}';
+    params.scopeKey = q.scopeKey;
+  }
+  if (own) {
+    extra += ` AND ${own.sql}`;
+    params[own.name] = own.value;
+  }
+  return { s, params, extra };
+}
+
 export class GuardrailLog {
   readonly #client: ClickHouseClient;
   readonly #db: string;
@@ -150,17 +167,7 @@ export class GuardrailLog {
   }
 
   async guardrailEvents(q: LogQuery & { kinds?: GuardrailEventKind[] }): Promise<GuardrailEventRow[]> {
-    const s = logWhere(q.scope);
-    const params: Record<string, unknown> = { ...s.params, from: checkTime(q.from, 'from'), to: checkTime(q.to, 'to'), limit: q.limit ?? 10_000 };
-    let extra = '';
-    if (q.scopeKey !== undefined) {
-      extra += ' AND scope = {scopeKey:String}';
-      params.scopeKey = q.scopeKey;
-    }
-    if (q.kinds !== undefined) {
-      extra += ' AND kind IN {kinds:Array(String)}';
-      params.kinds = q.kinds;
-    }
+    const { s, params, extra } = filtersOf(q, q.kinds === undefined ? undefined : { sql: 'kind IN {kinds:Array(String)}', name: 'kinds', value: q.kinds });
     const rs = await this.#client.query({
       query: `SELECT event_id, toUnixTimestamp64Milli(at) AS at_ms, kind, scope, tenant_id, state, previous, seq, actor, reason, details,
   toUnixTimestamp64Milli(recorded_at) AS recorded_ms
@@ -235,17 +242,7 @@ GROUP BY state`,
   }
 
   async alerts(q: LogQuery & { channel?: string }): Promise<AlertRow[]> {
-    const s = logWhere(q.scope);
-    const params: Record<string, unknown> = { ...s.params, from: checkTime(q.from, 'from'), to: checkTime(q.to, 'to'), limit: q.limit ?? 10_000 };
-    let extra = '';
-    if (q.scopeKey !== undefined) {
-      extra += ' AND scope = {scopeKey:String}';
-      params.scopeKey = q.scopeKey;
-    }
-    if (q.channel !== undefined) {
-      extra += ' AND channel = {channel:String}';
-      params.channel = q.channel;
-    }
+    const { s, params, extra } = filtersOf(q, q.channel === undefined ? undefined : { sql: 'channel = {channel:String}', name: 'channel', value: q.channel });
     const rs = await this.#client.query({
       query: `SELECT alert_id, toUnixTimestamp64Milli(at) AS at_ms, channel, severity, scope, tenant_id, dedup_key, state, outcome, attempts,
   message, details, toUnixTimestamp64Milli(recorded_at) AS recorded_ms
