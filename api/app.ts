@@ -2,16 +2,14 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { KeyStore, Role } from './auth.ts';
-import type { AuditRecord, Guardrail } from './guardrail.ts';
+import type { Guardrail } from '../guard/index.ts';
 import { installAuth, installErrorHandler } from './http.ts';
-import { adminRoutes, BudgetVersions } from './routes/admin.ts';
+import { adminRoutes } from './routes/admin.ts';
 import { guardrailRoutes } from './routes/guardrail.ts';
 
 export interface AppParts {
   guardrail: Guardrail;
   keys: KeyStore;
-  budgets?: BudgetVersions;
-  audit: (r: AuditRecord) => Promise<void>;
   now: () => number;
   onError: (e: unknown, where: string) => void;
   /** Readiness of the parts behind the API (store reachable, ledger reachable). */
@@ -70,9 +68,8 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
       return text();
     });
   }
-  const budgets = p.budgets ?? new BudgetVersions(p.guardrail);
   await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now });
-  await app.register(adminRoutes, { guardrail: p.guardrail, budgets, keys: p.keys, audit: p.audit, now: p.now });
+  await app.register(adminRoutes, { guardrail: p.guardrail, keys: p.keys, now: p.now });
   for (const plugin of p.plugins ?? []) await app.register(plugin);
   return app;
 }

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseScope, type ScopeKey } from '../rules/index.ts';
 import { requireRole, requireTenant, type KeyStore, type Principal, type Role } from './auth.ts';
-import { ApiError, type ErrorBody } from './errors.ts';
+import { ApiError, ERRORS, type ErrorBody, type ErrorCode } from './errors.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -66,9 +66,14 @@ export function installErrorHandler(app: FastifyInstance, onError: (e: unknown, 
   app.setErrorHandler((err: FastifyError | ApiError | Error, req: FastifyRequest, reply: FastifyReply) => {
     let body: ErrorBody;
     let status: number;
+    const coded = err as { code?: unknown; field?: unknown };
     if (err instanceof ApiError) {
       status = err.statusCode;
       body = { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } };
+    } else if (typeof coded.code === 'string' && coded.code in ERRORS && ERRORS[coded.code as ErrorCode] < 500) {
+      // A part's own error whose code is in the registry (guard's FORGE_ERR_CONFLICT, ...): same status, same shape.
+      status = ERRORS[coded.code as ErrorCode];
+      body = { error: { code: coded.code, message: err.message, ...(typeof coded.field === 'string' ? { field: coded.field } : {}) } };
     } else if ((err as FastifyError).validation) {
       status = 400;
       const field = fieldOfValidation(err as FastifyError);

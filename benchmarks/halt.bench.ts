@@ -1,7 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { StateChange } from '../rules/index.ts';
-import { RedisHaltBus, TaskRunner, type AdmissionClient, type EventEmitterClient } from '../runner/index.ts';
+import { RedisHaltBus } from '../guard/index.ts';
+import { TaskRunner, type AdmissionClient, type EventEmitterClient } from '../runner/index.ts';
 import { startAlertmanager, startPrometheusWithRules } from '../test/helpers/alertmanager.ts';
 import { bandsYaml, startForgeProcess, type ForgeProcess } from '../test/helpers/forge-process.ts';
 import { freshPrefix, startRedis, type RedisServer } from '../test/helpers/redis.ts';

@@ -1,4 +1,4 @@
-import { RedisLedger } from '../api/ledger/index.ts';
+import { RedisLedger } from '../guard/index.ts';
 import { microsToUsd, scopesOf, usdToMicros } from '../rules/index.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import type { Benchmark, BenchRow } from './harness.ts';

@@ -7,16 +7,14 @@ import {
   type ScopeKey,
   type StateChange,
 } from '../rules/index.ts';
+import type { HaltBus } from '../guard/index.ts';
 import type { HoldGuard } from './credits/ledger.ts';
 
 /**
- * The least billing needs from the halt bus (runner/ implements it: InProcessHaltBus, the Redis bus).
+ * The least billing needs from the halt bus (guard/ implements it: in-process and Redis).
  * `current` lets billing learn a scope's state it missed a push for.
  */
-export interface HaltSource {
-  subscribe(handler: (c: StateChange) => void): () => void;
-  current?(scope: ScopeKey): Promise<StateChange | undefined>;
-}
+export type HaltSource = Pick<HaltBus, 'subscribe'> & Partial<Pick<HaltBus, 'current'>>;
 
 export type GateDecision = { ok: true } | { ok: false; scope: ScopeKey; state: GuardState; reason: string };
 

@@ -1,11 +1,10 @@
-import { Redis } from 'ioredis';
+import { FastFailConnection } from '../guard/index.ts';
 import { ClickHouseAccountStore, ClickHouseVaultStore } from './clickhouse-stores.ts';
 import { loadBillingConfig, type BillingConfig } from './config.ts';
 import { ClickHouseCreditEntryStore, migrateBilling, type BillingClickHouse } from './credits/clickhouse-store.ts';
 import type { LedgerEntry } from './credits/entries.ts';
 import { CreditLedger, type CreditLedgerApi } from './credits/ledger.ts';
 import { RedisCreditLedger } from './credits/redis-ledger.ts';
-import { BillingError } from './errors.ts';
 import { BillingHaltGate, type HaltSource } from './halt-gate.ts';
 import { ClickHouseUsageSource, type UsageSource } from './metering.ts';
 import { loadPlans, type BillingCatalog } from './plans.ts';
@@ -71,23 +70,14 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
   const gate = opts.bus ? new BillingHaltGate(opts.bus, { onError: opts.onError }) : null;
   const guard = gate ? { guard: gate.holdGuard() } : {};
 
-  let redis: Redis | null = null;
+  let redis: FastFailConnection | null = null;
   let ledger: CreditLedgerApi;
   let entries: (owner: string) => Promise<LedgerEntry[]>;
   const redisUrl = env.FORGE_REDIS_URL;
   if (redisUrl) {
     const prefix = `${env.FORGE_REDIS_PREFIX || 'forge:'}credits:`;
-    const conn = new Redis(redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 5000, connectionName: 'forge-billing' });
-    let reported = false;
-    conn.on('ready', () => {
-      reported = false;
-    });
-    conn.on('error', (e: unknown) => {
-      if (reported) return;
-      reported = true;
-      opts.onError(e, 'billing credit ledger (redis)');
-    });
-    redis = conn;
+    redis = new FastFailConnection(redisUrl, { commandTimeoutMs: 5000, name: 'forge-billing', onError: (e) => opts.onError(e, 'billing credit ledger (redis)') });
+    const conn = redis.redis;
     const r = new RedisCreditLedger(conn, { prefix, ...guard });
     ledger = r;
     entries = (owner) => r.entries(owner);
@@ -131,12 +121,7 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
       gate?.stop();
       await reporter?.stop();
       if (redis) {
-        try {
-          await redis.quit();
-        } catch (err) {
-          redis.disconnect();
-          if (!(err instanceof Error && /closed/i.test(err.message))) opts.onError(new BillingError('FORGE_ERR_STORE_UNAVAILABLE', 'closing the billing redis connection', { cause: err }), 'billing close');
-        }
+        await redis.close();
       }
     },
   };

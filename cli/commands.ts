@@ -9,7 +9,7 @@ addCommand((program, out) => {
     .command('start')
     .description('run Forge: collector, rules, store, API and /metrics in one process (embedded by default)')
     .action(async () => {
-      const { startForge } = await import('../api/server.ts');
+      const { startForge } = await import('./forge-process.ts');
       const forge = await startForge();
       out.log(`forge: listening on ${forge.url} (data: ${forge.store.location}; docs: ${forge.url}/docs)`);
       if (forge.keys.list().length === 0) out.log('forge: no API keys yet: create the first with `npx forge keys create --name admin --role admin`');

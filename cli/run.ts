@@ -1,6 +1,7 @@
 import { Option } from 'commander';
 import { usdToMicros, microsToUsd, type StateChange } from '../rules/index.ts';
-import type { HaltBus, SuiteProgress, SuiteReport } from '../runner/index.ts';
+import type { HaltBus } from '../guard/index.ts';
+import type { SuiteProgress, SuiteReport } from '../runner/index.ts';
 import { addCommand, CliInputError, type Out } from './registry.ts';
 
 interface RunOptions {
@@ -84,9 +85,10 @@ addCommand((program, out) => {
           const apiKey = process.env.FORGE_API_KEY;
           if (!apiKey) throw new CliInputError('FORGE_API_KEY: set it to a runner key of the API given with --api');
           const redisUrl = process.env.FORGE_REDIS_URL;
+          const guard = await import('../guard/index.ts');
           const bus: HaltBus = redisUrl
-            ? new runner.RedisHaltBus({ url: redisUrl, ...(process.env.FORGE_REDIS_PREFIX ? { keyPrefix: process.env.FORGE_REDIS_PREFIX } : {}), onError: (e) => common.onError(e, 'halt bus') })
-            : new runner.InProcessHaltBus();
+            ? new guard.RedisHaltBus({ url: redisUrl, ...(process.env.FORGE_REDIS_PREFIX ? { keyPrefix: process.env.FORGE_REDIS_PREFIX } : {}), onError: (e) => common.onError(e, 'halt bus') })
+            : new guard.InProcessHaltBus();
           const unwatch = bus.subscribe(watch);
           try {
             await bus.ready();
@@ -104,7 +106,7 @@ addCommand((program, out) => {
           return;
         }
         // Embedded: this process runs Forge (store, collector, rules, API) and the suite against it.
-        const { startForge } = await import('../api/server.ts');
+        const { startForge } = await import('./forge-process.ts');
         // Any free port unless FORGE_PORT says otherwise (a `forge start` may hold 8080).
         const forge = await startForge({ env: { ...process.env, FORGE_PORT: process.env.FORGE_PORT ?? '0' } });
         let temp: { id: string; key: string } | undefined;

@@ -3,7 +3,7 @@
  * with viem, cost computed with rules/cost-model, durable write to the store, canonical metrics out).
  */
 export { collectorRoutes, type CollectorRoutesOptions } from './routes.ts';
-export { BatchingSink, type BatchingOptions, type EventSink } from './batcher.ts';
+export type { EventSink } from './sink.ts';
 export { Ingestor, type IngestorDeps, type IngestResult, type RawItem, type AcceptedItem, type RejectedItem } from './ingest.ts';
 export { parseTaskEvent, taskEventSchema, TASK_FINALIZED, type TaskEvent, type GasInput, type ParseOutcome, type Rejection } from './event.ts';
 export { priceTaskEvent, type PriceDeps, type PriceOutcome } from './price.ts';

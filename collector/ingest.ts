@@ -1,5 +1,5 @@
 import type { CostEvent } from '../store/index.ts';
-import type { EventSink } from './batcher.ts';
+import type { EventSink } from './sink.ts';
 import { CollectorError, UnavailableError } from './errors.ts';
 import type { ChainReader, NativePriceSource } from './chain.ts';
 import { parseTaskEvent, type Rejection, type TaskEvent } from './event.ts';
@@ -20,7 +20,7 @@ export interface AcceptedItem {
   path?: string;
   eventId: string;
   totalMicros: number;
-  /** The same event_id was already accepted recently (a retry): stored once, counted once. */
+  /** The log already held this event_id (a retry or replay): stored once, counted once. */
   duplicate: boolean;
 }
 
@@ -42,7 +42,7 @@ export interface IngestorDeps {
   chain?: ChainReader;
   nativePrice: NativePriceSource;
   knownTenant(tenantId: string): boolean | Promise<boolean>;
-  /** Called after the durable write with the events not seen recently: rule evaluation, live counters. */
+  /** Called after the durable write with the events this write appended (never a replay): rule evaluation, live counters. */
   onAccepted?(events: CostEvent[]): void | Promise<void>;
   /** Where failures of onAccepted are reported (the events are stored regardless). */
   onError?(err: unknown): void;
@@ -52,22 +52,6 @@ export interface IngestorDeps {
   now?(): number;
   /** Parallel chain lookups per request (default 8). */
   pricingConcurrency?: number;
-  /** Event ids remembered to keep retries out of metrics and onAccepted (default 100,000). */
-  recentIds?: number;
-}
-
-/** A bounded set of recently accepted event ids (insertion-ordered eviction). */
-class RecentIds {
-  private readonly ids = new Set<string>();
-  constructor(private readonly max: number) {}
-  has(id: string): boolean {
-    return this.ids.has(id);
-  }
-  add(id: string): void {
-    if (this.ids.has(id)) return;
-    this.ids.add(id);
-    if (this.ids.size > this.max) this.ids.delete(this.ids.values().next().value!);
-  }
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
@@ -90,10 +74,7 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => 
  * nothing of it counts as accepted; the producer retries with the same event ids.
  */
 export class Ingestor {
-  private readonly recent: RecentIds;
-  constructor(private readonly deps: IngestorDeps) {
-    this.recent = new RecentIds(deps.recentIds ?? 100_000);
-  }
+  constructor(private readonly deps: IngestorDeps) {}
 
   async ingest(items: readonly RawItem[], canWrite: (tenantId: string) => boolean): Promise<IngestResult> {
     const d = this.deps;
@@ -151,10 +132,11 @@ export class Ingestor {
     rejected.sort((a, b) => a.index - b.index);
     for (const r of rejected) d.metrics?.recordRejected(r.code);
 
+    let stored: readonly boolean[] = [];
     if (events.length > 0) {
       const t0 = performance.now();
       try {
-        await d.sink.write(events); // durable from here on
+        stored = (await d.sink.write(events)).fresh; // durable from here on
       } catch (e) {
         d.metrics?.recordFlush((performance.now() - t0) / 1000, events.length, false);
         throw e instanceof CollectorError ? e : new UnavailableError('FORGE_ERR_STORE_UNAVAILABLE', `store write failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
@@ -162,15 +144,16 @@ export class Ingestor {
       d.metrics?.recordFlush((performance.now() - t0) / 1000, events.length, true);
     }
 
-    const fresh = events.filter((e) => !this.recent.has(e.eventId));
+    // The store's answer decides: only events this write appended go on to metrics and live totals, so a
+    // replay after a restart, or the same event through another process, never counts twice.
+    const fresh = events.filter((_, i) => stored[i] === true);
     const accepted: AcceptedItem[] = events.map((e, i) => ({
       index: acceptedAt[i]!.index,
       ...(acceptedAt[i]!.path !== undefined ? { path: acceptedAt[i]!.path } : {}),
       eventId: e.eventId,
       totalMicros: e.totalMicros,
-      duplicate: this.recent.has(e.eventId),
+      duplicate: stored[i] !== true,
     }));
-    for (const e of fresh) this.recent.add(e.eventId);
     if (d.metrics) {
       d.metrics.recordAccepted(events.length);
       for (const e of fresh) d.metrics.recordEvent(e);

@@ -2,7 +2,7 @@ import { createGunzip, type Gunzip } from 'node:zlib';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CostEvent } from '../store/index.ts';
 import { microsToUsd } from '../rules/index.ts';
-import { BatchingSink, type BatchingOptions, type EventSink } from './batcher.ts';
+import type { EventSink } from './sink.ts';
 import { nativePriceFrom, type ChainReader, type NativePriceSource } from './chain.ts';
 import { CollectorError } from './errors.ts';
 import { Ingestor, type IngestResult, type RawItem, type RejectedItem } from './ingest.ts';
@@ -26,11 +26,6 @@ export interface CollectorRoutesOptions {
   onError?(err: unknown): void;
   metrics: ForgeMetrics;
   expectedTasksDay?(): number | undefined | Promise<number | undefined>;
-  /**
-   * Group commit in front of the sink, for sinks that write each call on its own (default off: the
-   * store's writer batches already). Its write latency and depth are in the health metrics either way.
-   */
-  batch?: BatchingOptions;
   /** Largest request body after decompression, bytes (default 4 MiB). */
   bodyLimit?: number;
   /** Most events in one /v1/events batch (default 1000). */
@@ -152,12 +147,10 @@ function toErrorReply(err: FastifyError | CollectorError | Error): { status: num
  */
 export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptions): Promise<void> {
   const metrics = opts.metrics;
-  const batching = opts.batch ? new BatchingSink(opts.sink, opts.batch) : undefined;
-  if (batching) metrics.addBufferDepthSource(() => batching.depth);
   const stats = (opts.sink as { stats?: () => { queued?: number; inFlight?: number } }).stats;
   if (typeof stats === 'function') metrics.addBufferDepthSource(() => { const st = stats.call(opts.sink); return (st.queued ?? 0) + (st.inFlight ?? 0); });
   const ingestor = new Ingestor({
-    sink: batching ?? opts.sink,
+    sink: opts.sink,
     pricing: opts.pricing,
     nativePrice: opts.nativePrice ?? nativePriceFrom(opts.pricing.nativePrice, opts.chain),
     knownTenant: opts.knownTenant,
@@ -170,9 +163,6 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
   });
   const bodyLimit = opts.bodyLimit ?? 4 * 1024 * 1024;
   const maxItems = opts.maxBatchItems ?? 1000;
-  app.addHook('onClose', async () => {
-    await batching?.close();
-  });
   app.addSchema(acceptedSchema);
 
   app.addContentTypeParser(PROTOBUF, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));

@@ -1,3 +1,6 @@
+import type { Bands } from './bands.ts';
+import type { GuardStatus } from './engine.ts';
+
 /** Guardrail states, in escalation order. */
 export const GUARD_STATES = ['NORMAL', 'WARNING', 'HARD_STOP', 'EMERGENCY_STOP'] as const;
 export type GuardState = (typeof GUARD_STATES)[number];
@@ -54,6 +57,29 @@ export function parseScope(key: string): ParsedScope | undefined {
   return undefined;
 }
 
+/** A budget version: version 1 is what the bands file resolves to; each change through the API adds one. */
+export interface BudgetVersion {
+  version: number;
+  bands: Bands;
+  actor: string;
+  reason: string;
+  /** Epoch ms; 0 for the bands file's version. */
+  at: number;
+}
+
+/**
+ * The control state of one scope that every process shares, carried by each change published on the
+ * halt bus: the guard status (state, seq, acknowledgement, waivers) and the budget version in force.
+ */
+export interface ScopeControl {
+  guard: GuardStatus;
+  /** Absent while the bands file's version 1 is in force. */
+  budget?: BudgetVersion;
+}
+
+/** What a published change is: a state transition, or an operator decision (the state may stay). */
+export type ChangeKind = 'transition' | 'acknowledgement' | 'lift' | 'budget';
+
 /** A state change as published on the halt bus and recorded in guardrail_events. */
 export interface StateChange {
   scope: ScopeKey;
@@ -68,8 +94,12 @@ export interface StateChange {
   holds: ConditionHit[];
   /** Trailing 7-day burn of the scope (today included), USD micros. */
   weekMicros: number;
-  /** Set for operator actions (acknowledge, lift). */
+  /** Set for operator actions (acknowledge, lift, budget change). */
   actor?: string;
+  /** Default 'transition'. Runners and billing read `state` only; alerts and metrics take transitions. */
+  kind?: ChangeKind;
+  /** The scope's shared control state after this change. */
+  control?: ScopeControl;
 }
 
 export type ConditionLevel = 'WARNING' | 'HARD_STOP' | 'EMERGENCY_STOP';

@@ -1,8 +1,5 @@
-import type { Micros } from '../rules/index.ts';
-import { isHalted, scopesOf, type GuardState, type ScopeKey } from '../rules/index.ts';
-import { refusalOf, reservationIdFor, scopesOfReservation, type LiveLedger, type ScopeCaps } from '../api/ledger/index.ts';
+import type { GuardState, Micros, ScopeKey } from '../rules/index.ts';
 import { RunnerError } from './errors.ts';
-import type { HaltBus } from './halt-bus.ts';
 
 export interface AdmissionRequest {
   tenantId: string;
@@ -126,7 +123,7 @@ export class HttpAdmissionClient implements AdmissionClient {
   }
 }
 
-/** The least of the API's Guardrail an in-process admission needs (api/guardrail.ts satisfies it). */
+/** The least of the API's Guardrail an in-process admission needs (guard's Guardrail satisfies it). */
 export interface GuardrailPort {
   admit(req: { tenantId: string; runId: string; taskType: string; estimatedMicros?: Micros }): Promise<
     | { decision: 'allow'; reservationId: string; expiresAt: number }
@@ -151,58 +148,4 @@ export function guardrailAdmissionClient(g: GuardrailPort, usdToMicros: (usd: st
       return g.settle(reservationId, { eventId: s.eventId, amountMicros: usdToMicros(s.actualCostUsd), eventTime: s.finalizedAt ?? Date.now() });
     },
   };
-}
-
-export interface LedgerAdmissionOptions {
-  ledger: LiveLedger;
-  bus: HaltBus;
-  /** Hard caps of a scope (B_day_hard, B_week_hard, B_run_cap), USD micros. */
-  capsFor(scope: ScopeKey): ScopeCaps;
-  usdToMicros(usd: string): Micros;
-  /** Estimate when the runner gives none, USD micros. */
-  defaultEstimateMicros: Micros;
-  reservationTtlMs?: number;
-  now?: () => number;
-}
-
-/**
- * Admissions straight against a live ledger and the halt bus, without the API: for a runner that shares
- * Redis with the API processes, and for tests. Same rule as the API: deny when any scope is halted,
- * otherwise reserve atomically against every scope's hard caps. Ledger and bus errors propagate, so
- * the runner fails closed.
- */
-export class LedgerAdmissionClient implements AdmissionClient {
-  constructor(private readonly o: LedgerAdmissionOptions) {}
-
-  async admit(req: AdmissionRequest): Promise<AdmissionDecision> {
-    const now = (this.o.now ?? Date.now)();
-    const scopes = scopesOf(req.tenantId, req.runId);
-    const states = await Promise.all(scopes.map((s) => this.o.bus.current(s)));
-    for (const c of states) {
-      if (c && isHalted(c.state)) return { decision: 'deny', state: c.state, scope: c.scope, reason: `${c.scope} is in ${c.state}: ${c.reason}`, retryAfterMs: null };
-    }
-    const amount = req.estimatedCostUsd !== undefined ? this.o.usdToMicros(req.estimatedCostUsd) : this.o.defaultEstimateMicros;
-    const reservationId = reservationIdFor(req.tenantId, req.runId);
-    const out = await this.o.ledger.reserve({
-      reservationId,
-      scopes: scopes.map((scope) => ({ scope, caps: this.o.capsFor(scope) })),
-      amountMicros: Math.max(amount, 1),
-      now,
-      ttlMs: this.o.reservationTtlMs ?? 15 * 60_000,
-    });
-    if (out.ok) return { decision: 'allow', reservationId, expiresAt: out.expiresAt };
-    const r = refusalOf(out, now);
-    return { decision: 'deny', state: r.spent ? 'HARD_STOP' : 'NORMAL', scope: out.scope, reason: r.reason, retryAfterMs: r.retryAfterMs };
-  }
-
-  async settle(reservationId: string, s: Settlement): Promise<'settled' | 'unknown'> {
-    const who = scopesOfReservation(reservationId);
-    if (!who) throw new RunnerError('FORGE_ERR_RUNNER_TASK', `not a reservation id: ${reservationId}`, { field: 'reservationId' });
-    return this.o.ledger.settle(reservationId, {
-      eventId: s.eventId,
-      amountMicros: this.o.usdToMicros(s.actualCostUsd),
-      eventTime: s.finalizedAt ?? (this.o.now ?? Date.now)(),
-      scopes: scopesOf(who.tenantId, who.runId),
-    });
-  }
 }

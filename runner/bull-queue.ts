@@ -1,5 +1,6 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { blockingRedis } from '../guard/index.ts';
 import { defaultErrorHandler, RunnerError, type ErrorHandler } from './errors.ts';
 import type { TaskRunner } from './task-runner.ts';
 import type { TaskOutcome, TaskSpec } from './types.ts';
@@ -15,10 +16,8 @@ export interface BullQueueOptions {
   prefix?: string;
 }
 
-function connection(url: string, name: string): Redis {
-  // BullMQ's blocking commands need maxRetriesPerRequest: null; the worker reconnects by itself.
-  return new Redis(url, { maxRetriesPerRequest: null, connectionName: name });
-}
+// BullMQ's blocking commands need maxRetriesPerRequest: null; the worker reconnects by itself.
+const connection = blockingRedis;
 
 /** Adds task jobs (the producer side). */
 export class TaskQueue {

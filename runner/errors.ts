@@ -1,11 +1,8 @@
 /**
- * Runner and halt-bus failures: one Error subclass with a stable `code`, listed here once.
+ * Runner failures: one Error subclass with a stable `code`, listed here once.
  * Expected outcomes (a denied admission, a halted scope, a postponed task) are values, not errors.
  */
 export const RUNNER_ERROR_CODES = {
-  FORGE_ERR_HALT_BUS_INPUT: 'invalid state change',
-  FORGE_ERR_HALT_BUS_UNAVAILABLE: 'halt bus unavailable',
-  FORGE_ERR_HALT_BUS_CLOSED: 'halt bus closed',
   FORGE_ERR_RUNNER_CONFIG: 'invalid runner configuration',
   FORGE_ERR_RUNNER_TASK: 'invalid task',
   FORGE_ERR_ADMISSION_UNAVAILABLE: 'admission service unavailable',
@@ -30,9 +27,4 @@ export class RunnerError extends Error {
   }
 }
 
-/** One sink for failures of background loops (subscribers, watchdogs, reconnects). */
-export type ErrorHandler = (err: unknown, where: string) => void;
-
-export const defaultErrorHandler: ErrorHandler = (err, where) => {
-  console.error(`[forge runner] ${where}:`, err);
-};
+export { defaultErrorHandler, type ErrorHandler } from '../guard/index.ts';

@@ -1,11 +1,11 @@
 import { z } from 'zod';
 import { computeHourUsd, loadPricing } from '../collector/index.ts';
+import { RedisHaltBus } from '../guard/index.ts';
 import { parseScope, type ScopeKey } from '../rules/index.ts';
 import { HttpAdmissionClient } from './admission.ts';
 import { BullTaskWorker, DEFAULT_QUEUE } from './bull-queue.ts';
 import { RunnerError, defaultErrorHandler, type ErrorHandler } from './errors.ts';
 import { HttpEventEmitterClient } from './events.ts';
-import { RedisHaltBus } from './redis-halt-bus.ts';
 import { TaskRunner, type TaskRunnerOptions } from './task-runner.ts';
 import type { Pricing, TaskSpec } from './types.ts';
 

@@ -1,22 +1,17 @@
 /**
- * runner/: the halt bus (in-process and Redis) and the task runner that obeys it (BullMQ worker or
- * in-process queue), with admission, cost-event and executor seams.
+ * runner/: the task runner that obeys guard's halt bus (BullMQ worker or in-process queue), with
+ * admission, cost-event and executor seams.
  */
 export * from './errors.ts';
-export * from './halt-bus.ts';
-export { RedisHaltBus, type RedisHaltBusOptions } from './redis-halt-bus.ts';
-export { DEFAULT_BACKOFF, type Backoff } from './redis-conn.ts';
 export type * from './types.ts';
 export {
   HttpAdmissionClient,
-  LedgerAdmissionClient,
   guardrailAdmissionClient,
   type AdmissionClient,
   type AdmissionDecision,
   type AdmissionRequest,
   type GuardrailPort,
   type HttpAdmissionOptions,
-  type LedgerAdmissionOptions,
   type Settlement,
 } from './admission.ts';
 export { HttpEventEmitterClient, type EventEmitterClient, type HttpEventEmitterOptions, type TaskFinalizedEvent } from './events.ts';

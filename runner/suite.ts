@@ -8,7 +8,7 @@ import type { AdmissionClient } from './admission.ts';
 import { RunnerError, type ErrorHandler } from './errors.ts';
 import type { EventEmitterClient } from './events.ts';
 import type { Executor } from './executor.ts';
-import type { HaltBus } from './halt-bus.ts';
+import type { HaltBus } from '../guard/index.ts';
 import { InProcessTaskQueue } from './local-queue.ts';
 import { TaskRunner, priceProfile, type HungTask } from './task-runner.ts';
 import type { Postponed, Pricing, TaskOutcome, TaskSpec } from './types.ts';

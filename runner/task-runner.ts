@@ -15,7 +15,7 @@ import type { AdmissionClient } from './admission.ts';
 import { defaultErrorHandler, type ErrorHandler } from './errors.ts';
 import type { EventEmitterClient, TaskFinalizedEvent } from './events.ts';
 import { ChildProcessExecutor, type ExecResult, type Executor, type TaskReport } from './executor.ts';
-import type { HaltBus } from './halt-bus.ts';
+import type { HaltBus } from '../guard/index.ts';
 import type { Postponed, Pricing, TaskEndReason, TaskOutcome, TaskSpec } from './types.ts';
 
 /** The queue side of a runner: stops and restarts taking jobs. */

@@ -4,8 +4,18 @@ import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { checkTime, scopeSql, tenantOfScopeKey, type LogScope } from './scope.ts';
 
 /** What happened to a guardrail. */
-export type GuardrailEventKind = 'state_change' | 'acknowledgement' | 'override' | 'budget_change' | 'reservation_expired';
-const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired']);
+export type GuardrailEventKind =
+  | 'state_change'
+  | 'acknowledgement'
+  | 'override'
+  | 'budget_change'
+  | 'reservation_expired'
+  /** A UTC day on which the scope's own spend raised a hard-stop condition (details.day, YYYY-MM-DD). */
+  | 'hard_day'
+  | 'key_created'
+  | 'key_revoked';
+export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked'];
+const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(GUARDRAIL_EVENT_KINDS);
 
 export interface GuardrailEventInput {
   /** Idempotency key: appending the same id twice keeps one row. Default: a random UUID. */

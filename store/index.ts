@@ -19,6 +19,8 @@ export type {
   Composition,
   DayTotals,
   HourTotals,
+  RecentTaskTotals,
+  RunDayTotals,
   ScopeRollup,
   TimeRange,
   Totals,

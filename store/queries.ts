@@ -48,6 +48,21 @@ export interface ScopeRollup {
   run: Totals;
 }
 
+/** One run's totals on one UTC day (the guard's rebuild reads every scope at once from these). */
+export interface RunDayTotals extends Totals {
+  tenantId: string;
+  runId: string;
+  /** UTC day, YYYY-MM-DD. */
+  day: string;
+}
+
+/** The newest task totals of one scope key, newest first (for the unit-cap streak). */
+export interface RecentTaskTotals {
+  /** `global`, `tenant:<id>` or `run:<tenant>/<run>`. */
+  scope: string;
+  totalsMicros: number[];
+}
+
 export type BreakdownBy = 'task_type' | 'model' | 'environment' | 'run_id' | 'status' | 'tenant_id';
 
 /** A breakdown dimension maps to a fixed column; never user text in SQL. */
@@ -259,6 +274,57 @@ ${group ? 'GROUP BY k ORDER BY k' : ''}`;
     if (!col) throw new StoreError(STORE_ERROR_CODES.INVALID, `by must be one of ${Object.keys(BREAKDOWN_COLUMNS).join(', ')}`, { field: 'by' });
     const rows = await this.#grouped(scope, range, col);
     return rows.map((r) => ({ key: String(r.k), ...toTotals(r) })).sort((a, b) => b.totalMicros - a.totalMicros || a.key.localeCompare(b.key));
+  }
+
+  /**
+   * Totals per (tenant, run, UTC day) over [from, to), for every tenant: the guard's start-up rebuild and
+   * hourly recompute derive global, tenant and run scopes from this one grouped scan.
+   */
+  async runDayTotals(range: TimeRange): Promise<RunDayTotals[]> {
+    const { from, to } = checkRange(range);
+    const rows = await this.#rows<AggRow & { t: string; r: string; d: string }>(
+      `SELECT tenant_id AS t, run_id AS r, toString(toDate(event_time)) AS d, ${AGG}
+FROM ${this.#table} FINAL
+WHERE 1 = 1 /* all tenants, explicitly */
+  AND event_time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC')
+  AND event_time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+GROUP BY t, r, d ORDER BY d`,
+      { from, to },
+    );
+    return rows.map((r) => ({ tenantId: String(r.t), runId: String(r.r), day: String(r.d), ...toTotals(r) }));
+  }
+
+  /**
+   * The `n` newest task totals (by event_time) of every global, tenant and run scope with events in
+   * [from, to), newest first: the K-consecutive unit-cap streak is rebuilt from these.
+   */
+  async recentTaskTotals(range: TimeRange, n: number): Promise<RecentTaskTotals[]> {
+    const { from, to } = checkRange(range);
+    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new StoreError(STORE_ERROR_CODES.INVALID, 'n must be 1..1000', { field: 'n' });
+    const where = `WHERE 1 = 1 /* all tenants, explicitly */
+  AND event_time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC')
+  AND event_time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`;
+    // Per level: the scope key, the newest-first order within it, and LIMIT n BY that level.
+    const levels: Array<{ key: string; order: string; by: string }> = [
+      { key: "'global'", order: 'event_time DESC, event_id DESC', by: '' },
+      { key: "concat('tenant:', tenant_id)", order: 'tenant_id, event_time DESC, event_id DESC', by: 'BY tenant_id' },
+      { key: "concat('run:', tenant_id, '/', run_id)", order: 'tenant_id, run_id, event_time DESC, event_id DESC', by: 'BY tenant_id, run_id' },
+    ];
+    const out: RecentTaskTotals[] = [];
+    for (const { key, order, by } of levels) {
+      const rows = await this.#rows<{ k: string; v: string | number }>(
+        `SELECT ${key} AS k, total_micros AS v FROM ${this.#table} FINAL ${where} ORDER BY ${order} LIMIT {n:UInt32} ${by}`,
+        { from, to, n },
+      );
+      const byKey = new Map<string, number[]>();
+      for (const r of rows) {
+        let list = byKey.get(r.k);
+        if (!list) byKey.set(r.k, (list = []));
+        list.push(num(r.v, 'total'));
+      }
+      for (const [scope, totalsMicros] of byKey) out.push({ scope, totalsMicros });
+    }
+    return out;
   }
 
   /** Composition by component over [from, to). */

@@ -11,6 +11,8 @@ export interface WriteReceipt {
   stored: number;
   /** Events whose (tenant, event_id) was already in the log or earlier in the same batch: counted once, not again. */
   duplicates: number;
+  /** Per event, in the order written: true when this call appended it (only these may reach live totals). */
+  fresh: boolean[];
 }
 
 /** Buffers events, flushes in batches, resolves each write once its events are durably committed. */
@@ -137,7 +139,7 @@ export class StoreWriter implements BatchWriter {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (rows.length === 0) return Promise.resolve({ stored: 0, duplicates: 0 });
+    if (rows.length === 0) return Promise.resolve({ stored: 0, duplicates: 0, fresh: [] });
     return new Promise<WriteReceipt>((resolve, reject) => {
       const entry: Entry = { rows, resolve, reject };
       if (this.#waiters.length === 0 && this.#fits(rows.length)) {
@@ -269,11 +271,13 @@ export class StoreWriter implements BatchWriter {
     this.#stats.flushes++;
     let i = 0;
     for (const entry of batch) {
+      const own = fresh.slice(i, i + entry.rows.length);
+      i += entry.rows.length;
       let stored = 0;
-      for (let k = 0; k < entry.rows.length; k++) if (fresh[i++]) stored++;
+      for (const f of own) if (f) stored++;
       this.#stats.stored += stored;
       this.#stats.duplicates += entry.rows.length - stored;
-      entry.resolve({ stored, duplicates: entry.rows.length - stored });
+      entry.resolve({ stored, duplicates: entry.rows.length - stored, fresh: own });
     }
   }
 

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startForge, type RunningForge } from '../api/server.ts';
+import { startForge, type RunningForge } from '../cli/forge-process.ts';
 import { checkPagerDutyEvent, checkSlackMessage, HttpReceiver, pagerDutyOk } from './helpers/http-receiver.ts';
 
 // The whole path: an event over HTTP breaches a band -> the guardrail changes state -> PagerDuty and Slack

@@ -6,7 +6,7 @@ import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { billingRoutes } from '../api/routes/billing.ts';
 import { billingFromConfig, type BillingParts } from '../billing/index.ts';
-import { InProcessHaltBus } from '../runner/index.ts';
+import { InProcessHaltBus } from '../guard/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { costEvent, makeTestApi, type TestApi } from './helpers/api.ts';
 import { HttpReceiver } from './helpers/http-receiver.ts';

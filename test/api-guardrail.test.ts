@@ -192,9 +192,9 @@ describe('budgets', () => {
 
 describe('admissions when the live ledger (Redis) cannot be reached', () => {
   async function guardrailOn(mode: 'closed' | 'open') {
-    const { Guardrail } = await import('../api/guardrail.ts');
-    const { RedisLedger } = await import('../api/ledger/index.ts');
-    const { InProcessHaltBus } = await import('../runner/index.ts');
+    const { Guardrail } = await import('../guard/index.ts');
+    const { RedisLedger } = await import('../guard/index.ts');
+    const { InProcessHaltBus } = await import('../guard/index.ts');
     const { parseBandsConfig } = await import('../rules/index.ts');
     const { TEST_BANDS } = await import('./helpers/api.ts');
     const { freePort } = await import('./helpers/redis.ts');

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startForge, type RunningForge } from '../api/server.ts';
+import { startForge, type RunningForge } from '../cli/forge-process.ts';
 
 const NOW = Date.parse('2026-03-03T12:00:00Z');
 let forge: RunningForge;

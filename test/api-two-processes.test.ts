@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisLedger } from '../api/ledger/index.ts';
+import { RedisLedger } from '../guard/index.ts';
 import { bandsYaml, startForgeProcess, type ForgeProcess } from './helpers/forge-process.ts';
 import { freshPrefix, startRedis, type RedisServer } from './helpers/redis.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { GuardState, StateChange } from '../rules/index.ts';
-import { InProcessHaltBus } from '../runner/index.ts';
+import { InProcessHaltBus } from '../guard/index.ts';
 import {
   BillingHaltGate,
   BillingService,

@@ -36,11 +36,15 @@ export class MemorySink implements EventSink {
   readonly rows = new Map<string, CostEvent>();
   writes = 0;
   fail: Error | undefined;
-  write(events: CostEvent[]): Promise<void> {
+  write(events: CostEvent[]): Promise<{ fresh: boolean[] }> {
     this.writes++;
     if (this.fail) return Promise.reject(this.fail);
-    for (const e of events) if (!this.rows.has(e.eventId)) this.rows.set(e.eventId, e);
-    return Promise.resolve();
+    const fresh = events.map((e) => {
+      if (this.rows.has(e.eventId)) return false;
+      this.rows.set(e.eventId, e);
+      return true;
+    });
+    return Promise.resolve({ fresh });
   }
 }
 

@@ -4,7 +4,6 @@ import { InMemoryLogRecordExporter, LoggerProvider, SimpleLogRecordProcessor } f
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { describe, expect, it } from 'vitest';
 import {
-  BatchingSink,
   ForgeMetrics,
   OVERFLOW_LABEL,
   decodeLogsJson,
@@ -19,7 +18,6 @@ import {
 } from '../collector/index.ts';
 import { usdToMicros } from '../rules/index.ts';
 import { testPricing } from './collector-fixtures.ts';
-import type { CostEvent } from '../store/index.ts';
 
 // Pure parts of the collector: OTLP decoding against the SDK's own serializers, the pricing file, the
 // cost computation against the worked examples, metric names as Prometheus sees them.
@@ -193,83 +191,5 @@ describe('ForgeMetrics', () => {
     } finally {
       await m.shutdown();
     }
-  });
-});
-
-describe('BatchingSink (group commit for sinks that do not batch)', () => {
-  const ev = (id: string) => ({ eventId: id }) as CostEvent;
-  class SlowSink {
-    batches: string[][] = [];
-    inFlight = 0;
-    maxInFlight = 0;
-    fail = false;
-    release: Array<() => void> = [];
-    async write(events: CostEvent[]): Promise<void> {
-      this.inFlight++;
-      this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-      await new Promise<void>((r) => this.release.push(r));
-      this.inFlight--;
-      if (this.fail) throw new Error('down');
-      this.batches.push(events.map((e) => e.eventId));
-    }
-  }
-  /** Waits (bounded) until the inner sink has a write in flight, then lets it finish. */
-  async function finishWrite(inner: SlowSink): Promise<void> {
-    for (let i = 0; i < 500 && inner.release.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
-    inner.release.shift()!();
-  }
-  async function inFlight(inner: SlowSink): Promise<void> {
-    for (let i = 0; i < 500 && inner.release.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
-  }
-
-  it('writes concurrent callers together, one flush at a time, each resolving with its flush', async () => {
-    const inner = new SlowSink();
-    const b = new BatchingSink(inner, { maxEvents: 4, maxDelayMs: 1 });
-    const done: string[] = [];
-    const p1 = b.write([ev('a'), ev('b')]).then(() => done.push('1'));
-    const p2 = b.write([ev('c')]).then(() => done.push('2'));
-    await inFlight(inner);
-    expect(inner.inFlight).toBe(1); // a, b, c in one flush, in flight
-    const p3 = b.write([ev('d'), ev('e'), ev('f')]).then(() => done.push('3'));
-    const p4 = b.write([ev('g')]).then(() => done.push('4'));
-    expect(b.depth).toBe(4);
-    expect(done).toEqual([]);
-    await finishWrite(inner);
-    await Promise.all([p1, p2]);
-    expect(done).toEqual(['1', '2']);
-    await finishWrite(inner);
-    await Promise.all([p3, p4]);
-    expect(inner.batches).toEqual([['a', 'b', 'c'], ['d', 'e', 'f', 'g']]);
-    expect(inner.maxInFlight).toBe(1);
-  });
-
-  it('rejects every caller of a failed flush as retryable, and close() flushes then refuses', async () => {
-    const inner = new SlowSink();
-    const b = new BatchingSink(inner, { maxDelayMs: 1 });
-    inner.fail = true;
-    const p = b.write([ev('x')]);
-    await finishWrite(inner);
-    await expect(p).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_UNAVAILABLE' });
-    inner.fail = false;
-    const q = b.write([ev('y')]);
-    const closing = b.close();
-    await finishWrite(inner);
-    await q;
-    await closing;
-    expect(inner.batches).toEqual([['y']]);
-    await expect(b.write([ev('z')])).rejects.toMatchObject({ code: 'FORGE_ERR_COLLECTOR_CLOSED' });
-  });
-
-  it('refuses writes beyond its buffer bound (backpressure)', async () => {
-    const inner = new SlowSink();
-    const b = new BatchingSink(inner, { maxDelayMs: 1, maxBuffered: 2 });
-    const first = b.write([ev('a')]);
-    await inFlight(inner); // a in flight, the buffer empty again
-    const second = b.write([ev('b'), ev('c')]);
-    await expect(b.write([ev('d')])).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_UNAVAILABLE' });
-    await finishWrite(inner);
-    await first;
-    await finishWrite(inner);
-    await second;
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { GuardState, StateChange } from '../rules/index.ts';
-import { InProcessHaltBus, RedisHaltBus, type HaltBus, type ErrorHandler } from '../runner/index.ts';
+import { InProcessHaltBus, RedisHaltBus, type HaltBus, type ErrorHandler } from '../guard/index.ts';
 import { freshPrefix, startRedis, waitFor, type RedisServer } from './helpers/redis.ts';
 
 /** Buses sharing one backend: `pub` publishes; `sub()` gives another participant (another process for Redis). */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StateChange } from '../rules/index.ts';
-import { RedisHaltBus } from '../runner/index.ts';
+import { RedisHaltBus } from '../guard/index.ts';
 import { freePort, freshPrefix, startProxy, startRedis, waitFor, type RedisServer } from './helpers/redis.ts';
 
 function change(scope: string, seq: number, state: StateChange['state']): StateChange {

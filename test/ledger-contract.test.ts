@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InProcessLedger, RedisLedger, type LiveLedger, type ScopeCaps } from '../api/ledger/index.ts';
+import { InProcessLedger, RedisLedger, type LiveLedger, type ScopeCaps } from '../guard/index.ts';
 import { DAY_MS, scopesOf } from '../rules/index.ts';
 import { freshPrefix, startRedis, type RedisServer } from './helpers/redis.ts';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisLedger, type ReserveInput } from '../api/ledger/index.ts';
+import { RedisLedger, type ReserveInput } from '../guard/index.ts';
 import { freePort, freshPrefix, startRedis, waitFor, type RedisServer } from './helpers/redis.ts';
 
 const BIG = Number.MAX_SAFE_INTEGER;

@@ -1,16 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisLedger, type ScopeCaps } from '../api/ledger/index.ts';
+import { RedisHaltBus, RedisLedger, type HaltBus, type ScopeCaps } from '../guard/index.ts';
 import { parseTaskEvent } from '../collector/index.ts';
-import { usdToMicros, type StateChange } from '../rules/index.ts';
+import type { StateChange } from '../rules/index.ts';
 import {
   BullTaskWorker,
-  LedgerAdmissionClient,
-  RedisHaltBus,
   SIM_TASK_SCRIPT,
   TaskQueue,
   TaskRunner,
   type EventEmitterClient,
-  type HaltBus,
   type HungTask,
   type Postponed,
   type Pricing,
@@ -18,6 +15,7 @@ import {
   type TaskOutcome,
   type TaskSpec,
 } from '../runner/index.ts';
+import { guardrailOn } from './helpers/guardrail.ts';
 import { freshPrefix, startProxy, startRedis, waitFor, type RedisServer } from './helpers/redis.ts';
 
 const BIG = Number.MAX_SAFE_INTEGER;
@@ -109,11 +107,12 @@ describe('runner on Redis (BullMQ worker, Redis halt bus, Redis ledger)', () => 
     const rawBus = new RedisHaltBus({ url: o.busUrl ?? redis.url, keyPrefix: o.keyPrefix, onError: () => {}, commandTimeoutMs: 300, backoff: { initialMs: 20, maxMs: 200 } });
     const bus = o.wrapBus ? o.wrapBus(rawBus) : rawBus;
     const ledger = new RedisLedger({ url: o.ledgerUrl ?? redis.url, keyPrefix: o.keyPrefix, onError: () => {}, commandTimeoutMs: 300, backoff: { initialMs: 20, maxMs: 200 } });
+    const guarded = guardrailOn({ ledger, bus: rawBus });
     const events = new CheckedEvents();
     const h = { starts: [] as TaskSpec[], ends: [] as TaskOutcome[], postponed: [] as Postponed[], hung: [] as HungTask[], terminated: [] as string[] };
     const runner = new TaskRunner({
       bus,
-      admission: new LedgerAdmissionClient({ ledger, bus: rawBus, capsFor: () => OPEN, usdToMicros, defaultEstimateMicros: 1_000_000 }),
+      admission: guarded.admission,
       events,
       pricing: PRICING,
       intakeScopes: o.intakeScopes ?? [],
@@ -130,6 +129,7 @@ describe('runner on Redis (BullMQ worker, Redis halt bus, Redis ledger)', () => 
     await worker.start();
     const close = async (): Promise<void> => {
       await worker.close({ abort: true });
+      guarded.guardrail.close();
       await bus.close();
       await ledger.close();
     };

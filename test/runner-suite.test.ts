@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { InProcessLedger, type ScopeCaps } from '../api/ledger/index.ts';
+import { InProcessHaltBus, InProcessLedger } from '../guard/index.ts';
 import { parseTaskEvent } from '../collector/index.ts';
-import { parseBandsConfig, usdToMicros, type StateChange } from '../rules/index.ts';
+import { parseBandsConfig, type BandsBook, type StateChange } from '../rules/index.ts';
+import { guardrailOn } from './helpers/guardrail.ts';
 import {
-  InProcessHaltBus,
-  LedgerAdmissionClient,
   estimateSuite,
   parseSuite,
   runSuite,
@@ -17,8 +16,6 @@ import {
 const SUITE_TEXT = readFileSync(new URL('../config/sample-suite.yaml', import.meta.url), 'utf8');
 // The same suite, time-compressed for tests: a task hour runs 0.2 s.
 const FAST = SUITE_TEXT.replace(/^seconds_per_hour: .*$/m, 'seconds_per_hour: 0.2');
-const BIG = Number.MAX_SAFE_INTEGER;
-const OPEN: ScopeCaps = { dayHard: BIG, weekHard: BIG, runCap: BIG };
 
 /** Events as the collector would see them: each must pass the collector's own validation. */
 class CheckedEvents implements EventEmitterClient {
@@ -32,10 +29,10 @@ class CheckedEvents implements EventEmitterClient {
 }
 
 let n = 0;
-function world(caps: (scope: string) => ScopeCaps = () => OPEN) {
+function world(bands?: BandsBook) {
   const bus = new InProcessHaltBus({ onError: () => {} });
   const ledger = new InProcessLedger();
-  const admission = new LedgerAdmissionClient({ ledger, bus, capsFor: caps, usdToMicros, defaultEstimateMicros: 1_000_000 });
+  const { admission } = guardrailOn({ ledger, bus, ...(bands ? { bands } : {}) });
   const events = new CheckedEvents();
   return { bus, ledger, admission, events, runId: `suite-${process.pid}-${++n}` };
 }
@@ -84,10 +81,7 @@ describe('runSuite (embedded default: in-process queue, bus and ledger)', () => 
 
   it('stops at the day hard cap: admitted spend passes it by at most one estimate, the rest is left unstarted', async () => {
     const bands = parseBandsConfig(readFileSync(new URL('../config/pilot-budgets.yaml', import.meta.url), 'utf8'));
-    const w = world((scope) => {
-      const b = bands.forScope(scope);
-      return { dayHard: b.dayHard, weekHard: b.weekHard, runCap: b.runCap };
-    });
+    const w = world(bands);
     const s = parseSuite(FAST);
     const report = await runSuite({ suite: s, runId: w.runId, bus: w.bus, admission: w.admission, events: w.events, concurrency: 3 });
     const dayHard = bands.forScope('tenant:demo').dayHard;

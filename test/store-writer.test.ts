@@ -50,19 +50,19 @@ describe('batch writer', () => {
     expect(await state(w)).toBe('pending');
     expect((await store.totals({ tenantId: t }, RANGE)).tasks).toBe(0);
     probe.gate.open();
-    expect(await w).toEqual({ stored: 5, duplicates: 0 });
+    expect(await w).toMatchObject({ stored: 5, duplicates: 0 });
     expect((await store.totals({ tenantId: t }, RANGE)).tasks).toBe(5);
   });
 
   it('flushes on size without waiting for the interval, and on close', async () => {
     const { store, probe } = await open({ flushIntervalMs: 3_600_000, maxBatchRows: 100 });
     const t = freshTenant();
-    expect(await store.writer.write(events(t, 100))).toEqual({ stored: 100, duplicates: 0 });
+    expect(await store.writer.write(events(t, 100))).toMatchObject({ stored: 100, duplicates: 0 });
     expect(probe.batches).toEqual([100]);
     const small = store.writer.write(events(t, 7, 100));
     expect(await state(small)).toBe('pending');
     await store.close();
-    expect(await small).toEqual({ stored: 7, duplicates: 0 });
+    expect(await small).toMatchObject({ stored: 7, duplicates: 0 });
     expect(probe.batches).toEqual([100, 7]);
     await expect(store.writer.write(events(t, 1, 200))).rejects.toSatisfy((e: unknown) => isStoreError(e, 'FORGE_ERR_STORE_CLOSED'));
   });
@@ -90,7 +90,7 @@ describe('batch writer', () => {
     expect(store.writer.stats()).toMatchObject({ inFlight: 30 });
     await expect(store.writer.write(events(t, 10, 30))).rejects.toSatisfy((e: unknown) => isStoreError(e, 'FORGE_ERR_STORE_BACKPRESSURE'));
     probe.gate.open();
-    expect(await first).toEqual({ stored: 30, duplicates: 0 });
+    expect(await first).toMatchObject({ stored: 30, duplicates: 0 });
     await store.writer.flush();
     const listed = await store.listEvents({ tenantId: t }, RANGE);
     expect(listed.length).toBe(30);
@@ -107,8 +107,8 @@ describe('batch writer', () => {
     expect(store.writer.stats()).toMatchObject({ waiting: 1, queued: 0, inFlight: 30 });
     expect(await state(waiting)).toBe('pending');
     probe.gate.open();
-    expect(await first).toEqual({ stored: 30, duplicates: 0 });
-    expect(await waiting).toEqual({ stored: 10, duplicates: 0 });
+    expect(await first).toMatchObject({ stored: 30, duplicates: 0 });
+    expect(await waiting).toMatchObject({ stored: 10, duplicates: 0 });
     expect(probe.batches).toEqual([30, 10]);
   });
 
@@ -118,11 +118,11 @@ describe('batch writer', () => {
     const t = freshTenant();
     probe.failBefore = 2;
     const a = events(t, 20);
-    expect(await store.writer.write(a)).toEqual({ stored: 20, duplicates: 0 });
+    expect(await store.writer.write(a)).toMatchObject({ stored: 20, duplicates: 0 });
     probe.failAfter = 1;
     const b = events(t, 20, 20);
     // The insert landed but the reply was lost: the retry finds the rows and reports them as stored once.
-    expect(await store.writer.write(b)).toEqual({ stored: 20, duplicates: 0 });
+    expect(await store.writer.write(b)).toMatchObject({ stored: 20, duplicates: 0 });
     expect(store.writer.stats().retries).toBe(3);
     expect(errors).toEqual([]);
     expect(flat(await store.totals({ tenantId: t }, RANGE))).toEqual(expectedOf([...a, ...b]));
@@ -141,8 +141,8 @@ describe('batch writer', () => {
     expect(errors.length).toBe(2);
     expect(store.writer.stats()).toMatchObject({ failedFlushes: 2, retries: 2 });
     expect((await store.totals({ tenantId: t }, RANGE)).tasks).toBe(0);
-    expect(await store.writer.write(a)).toEqual({ stored: 10, duplicates: 0 });
-    expect(await store.writer.write(a)).toEqual({ stored: 0, duplicates: 10 });
+    expect(await store.writer.write(a)).toMatchObject({ stored: 10, duplicates: 0 });
+    expect(await store.writer.write(a)).toMatchObject({ stored: 0, duplicates: 10 });
     expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 10 });
   });
 

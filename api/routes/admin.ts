@@ -1,9 +1,9 @@
 import type {} from '@fastify/swagger';
 import type { FastifyInstance } from 'fastify';
-import { BandsConfigError, bandsFromModelKeys, microsToUsd, thresholdsOf, type Bands, type ScopeKey } from '../../rules/index.ts';
+import { BandsConfigError, bandsFromModelKeys, microsToUsd, thresholdsOf, type Bands, type BudgetVersion, type ScopeKey } from '../../rules/index.ts';
 import { ROLES, type KeyStore, type Role } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
-import type { AuditRecord, Guardrail } from '../guardrail.ts';
+import type { Guardrail } from '../../guard/index.ts';
 import { principalOf, scopeParam } from '../http.ts';
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
@@ -16,41 +16,6 @@ const bandsSchema = {
   },
 } as const;
 
-export interface BudgetVersion {
-  version: number;
-  bands: Bands;
-  actor: string;
-  reason: string;
-  at: number;
-}
-
-/** Versioned bands per scope; version 1 is what the bands file resolves to. Every change is audited. */
-export class BudgetVersions {
-  private readonly versions = new Map<ScopeKey, BudgetVersion[]>();
-  constructor(private readonly g: Guardrail) {}
-
-  current(scope: ScopeKey): BudgetVersion {
-    const list = this.versions.get(scope);
-    if (list && list.length > 0) return list[list.length - 1]!;
-    const t = this.g.bandsFor(scope);
-    return { version: 1, bands: { daySoft: t.daySoft, dayHard: t.dayHard, weekSoft: t.weekSoft, weekHard: t.weekHard, runCap: t.runCap, unitCap: t.unitCap, k: t.k }, actor: 'config', reason: 'bands file', at: 0 };
-  }
-
-  history(scope: ScopeKey): BudgetVersion[] {
-    return this.versions.get(scope) ?? [this.current(scope)];
-  }
-
-  change(scope: ScopeKey, bands: Bands, actor: string, reason: string, at: number): BudgetVersion {
-    const prev = this.current(scope);
-    const list = this.versions.get(scope) ?? [prev];
-    const v: BudgetVersion = { version: prev.version + 1, bands, actor, reason, at };
-    list.push(v);
-    this.versions.set(scope, list);
-    this.g.setBands(scope, thresholdsOf(bands));
-    return v;
-  }
-}
-
 export function bandsJson(b: Bands) {
   return {
     B_day_soft: microsToUsd(b.daySoft), B_day_hard: microsToUsd(b.dayHard), B_week_soft: microsToUsd(b.weekSoft), B_week_hard: microsToUsd(b.weekHard),
@@ -60,7 +25,7 @@ export function bandsJson(b: Bands) {
 
 export async function adminRoutes(
   app: FastifyInstance,
-  opts: { guardrail: Guardrail; budgets: BudgetVersions; keys: KeyStore; audit: (r: AuditRecord) => Promise<void>; now: () => number },
+  opts: { guardrail: Guardrail; keys: KeyStore; now: () => number },
 ): Promise<void> {
   const versionSchema = { type: 'object', properties: { scope: { type: 'string' }, version: { type: 'integer' }, actor: { type: 'string' }, reason: { type: 'string' }, at: { type: 'string' }, bands: bandsSchema } } as const;
   const view = (scope: ScopeKey, v: BudgetVersion) => ({ scope, version: v.version, actor: v.actor, reason: v.reason, at: new Date(v.at).toISOString(), bands: bandsJson(v.bands) });
@@ -70,7 +35,7 @@ export async function adminRoutes(
     { config: { roles: ['finance', 'oncall', 'auditor', 'runner'] }, schema: { tags: ['budgets'], summary: 'Current bands of a scope (own or inherited) and their version', params: { type: 'object', properties: { scope: { type: 'string' } } }, response: { 200: versionSchema, ...errors } } },
     async (req) => {
       const scope = scopeParam(req, req.params.scope);
-      return view(scope, opts.budgets.current(scope));
+      return view(scope, opts.guardrail.budget(scope));
     },
   );
 
@@ -79,7 +44,7 @@ export async function adminRoutes(
     { config: { roles: ['finance', 'oncall', 'auditor'] }, schema: { tags: ['budgets'], summary: 'Every version of a scope\'s bands', params: { type: 'object', properties: { scope: { type: 'string' } } }, response: { 200: { type: 'object', properties: { versions: { type: 'array', items: versionSchema } } }, ...errors } } },
     async (req) => {
       const scope = scopeParam(req, req.params.scope);
-      return { versions: opts.budgets.history(scope).map((v) => view(scope, v)) };
+      return { versions: opts.guardrail.budgetHistory(scope).map((v) => view(scope, v)) };
     },
   );
 
@@ -103,7 +68,7 @@ export async function adminRoutes(
     async (req) => {
       const scope = scopeParam(req, req.params.scope);
       const { reason, ...changes } = req.body;
-      const merged: Record<string, string | number> = { ...bandsJson(opts.budgets.current(scope).bands), ...changes };
+      const merged: Record<string, string | number> = { ...bandsJson(opts.guardrail.budget(scope).bands), ...changes };
       delete merged.emergency_day_usd;
       let bands: Bands;
       try {
@@ -114,9 +79,9 @@ export async function adminRoutes(
       }
       const p = principalOf(req);
       const actor = `${p.name} (${p.keyId})`;
-      const at = opts.now();
-      const v = opts.budgets.change(scope, bands, actor, reason, at);
-      await opts.audit({ kind: 'budget_change', scope, at, actor, reason, details: { version: v.version, bands: bandsJson(bands) } });
+      // In force at once here, on every other process through the halt bus, and after a restart (audited).
+      const v = opts.guardrail.changeBudget(scope, bands, actor, reason);
+      await opts.guardrail.drain();
       return view(scope, v);
     },
   );

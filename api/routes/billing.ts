@@ -31,7 +31,7 @@ import {
 import { microsToUsd } from '../../rules/index.ts';
 import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
-import { usdToMicrosField } from '../guardrail.ts';
+import { usdToMicrosField } from '../../guard/index.ts';
 import { principalOf } from '../http.ts';
 import { toCsv } from './reports.ts';
 

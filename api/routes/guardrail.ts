@@ -3,9 +3,7 @@ import type {} from '@fastify/swagger';
 import { microsToUsd } from '../../rules/index.ts';
 import { requireTenant } from '../auth.ts';
 import { errorBodySchema } from '../errors.ts';
-import type { Guardrail } from '../guardrail.ts';
-import { usdToMicrosField } from '../guardrail.ts';
-import { scopesOfReservation } from '../ledger/index.ts';
+import { scopesOfReservation, usdToMicrosField, type Guardrail } from '../../guard/index.ts';
 import { ApiError } from '../errors.ts';
 import { principalOf, scopeParam } from '../http.ts';
 

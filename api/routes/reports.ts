@@ -4,7 +4,7 @@ import { microsToUsd, type ScopeKey } from '../../rules/index.ts';
 import { logScopeOf, type BreakdownRow, type LogScope, type Store, type Totals } from '../../store/index.ts';
 import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
-import type { Guardrail } from '../guardrail.ts';
+import type { Guardrail } from '../../guard/index.ts';
 import { principalOf, scopeParam } from '../http.ts';
 
 const DAY = 86_400_000;

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp } from '../../api/app.ts';
 import { KeyStore } from '../../api/auth.ts';
-import { Guardrail } from '../../api/guardrail.ts';
-import { InProcessLedger } from '../../api/ledger/index.ts';
+import { Guardrail } from '../../guard/index.ts';
+import { InProcessLedger } from '../../guard/index.ts';
 import { parseBandsConfig } from '../../rules/index.ts';
-import { InProcessHaltBus } from '../../runner/index.ts';
+import { InProcessHaltBus } from '../../guard/index.ts';
 
 const mode = process.argv[2];
 for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => process.exit(0));
@@ -29,7 +29,7 @@ if (mode === 'hello') {
     bands, ledger, bus: new InProcessHaltBus(), now: Date.now, onChange: () => {}, audit: async () => {},
     onError: (e) => console.error(e), reservationTtlMs: 60_000,
   });
-  const app = await buildApp({ guardrail, keys, audit: async () => {}, now: Date.now, onError: (e) => console.error(e) });
+  const app = await buildApp({ guardrail, keys, now: Date.now, onError: (e) => console.error(e) });
   setInterval(() => void guardrail.expireReservations(), 1000).unref();
   await app.listen({ host: '127.0.0.1', port: 0 });
   process.stdout.write(JSON.stringify({ port: (app.server.address() as { port: number }).port, key }) + '\n');

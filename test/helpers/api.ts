@@ -2,10 +2,10 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppParts } from '../../api/app.ts';
 import { KeyStore, type Role } from '../../api/auth.ts';
-import { Guardrail, type AuditRecord } from '../../api/guardrail.ts';
-import { InProcessLedger } from '../../api/ledger/index.ts';
+import { Guardrail, type AuditRecord } from '../../guard/index.ts';
+import { InProcessLedger } from '../../guard/index.ts';
 import { parseBandsConfig, type BandsBook } from '../../rules/index.ts';
-import { InProcessHaltBus } from '../../runner/index.ts';
+import { InProcessHaltBus } from '../../guard/index.ts';
 import type { CostEvent } from '../../store/index.ts';
 import { tempDataDir } from './store-events.ts';
 
@@ -62,9 +62,6 @@ export async function makeTestApi(opts: { bands?: BandsBook; parts?: Partial<App
   const app = await buildApp({
     guardrail,
     keys,
-    audit: async (r) => {
-      audit.push(r);
-    },
     now: () => clock.now,
     onError: (e) => errors.push(e),
     ...opts.parts,

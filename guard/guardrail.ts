@@ -1,21 +1,26 @@
 import {
   acknowledgeWarning,
+  dayLabel,
   emptyScope,
   evaluateAt,
   evaluateRollup,
   evaluateTask,
   isHalted,
   liftStop,
-  maxState,
   microsToUsd,
   scopesOf,
+  thresholdsOf,
   totalsOf,
   usdToMicros,
+  type Bands,
   type BandsBook,
+  type BudgetVersion,
+  type ChangeKind,
   type ConditionHit,
   type DaySpend,
   type Evaluation,
   type GuardState,
+  type GuardStatus,
   type Micros,
   type ScopeKey,
   type ScopeSpend,
@@ -24,22 +29,19 @@ import {
   type StateChange,
   type Thresholds,
 } from '../rules/index.ts';
-import type { CostEvent } from '../store/index.ts';
-import { ApiError } from './errors.ts';
+import type { CostEvent, GuardrailEventKind } from '../store/index.ts';
+import { GuardError } from './errors.ts';
+import type { HaltBus } from './halt-bus.ts';
 import { isLedgerUnavailable } from './ledger/errors.ts';
 import { refusalOf } from './ledger/refusal.ts';
 import { reservationIdFor, scopesOfReservation } from './ledger/reservation-id.ts';
 import type { LiveLedger, ScopeCaps } from './ledger/types.ts';
 
-/** What the guardrail needs of the halt bus (runner/'s HaltBus satisfies it). */
-export interface HaltPort {
-  publish(change: StateChange): Promise<'published' | 'stale'>;
-  subscribe(handler: (c: StateChange) => void): () => void;
-  current(scope: ScopeKey): Promise<StateChange | undefined>;
-}
+/** What the guardrail needs of the halt bus. */
+export type HaltPort = Pick<HaltBus, 'publish' | 'subscribe' | 'current'>;
 
-/** The store's guardrail_events kinds. */
-export type AuditKind = 'state_change' | 'acknowledgement' | 'override' | 'reservation_expired' | 'budget_change';
+/** The guardrail_events kinds the guard writes. */
+export type AuditKind = GuardrailEventKind;
 
 export interface AuditRecord {
   kind: AuditKind;
@@ -51,6 +53,8 @@ export interface AuditRecord {
   previous?: GuardState;
   seq?: number;
   details?: unknown;
+  /** Idempotency key (a hard day is recorded once however many processes see it). */
+  eventId?: string;
 }
 
 export interface GuardrailDeps {
@@ -58,9 +62,9 @@ export interface GuardrailDeps {
   ledger: LiveLedger;
   bus: HaltPort;
   now: () => number;
-  /** Every state change (after the bus): alerts, metrics. Must not throw. */
+  /** Every state transition this process published (alerts, metrics). Must not throw. */
   onChange: (c: StateChange) => void;
-  /** An operator acknowledged a warning (alerts stop re-notifying). */
+  /** An operator acknowledged a warning, here or in another process (alerts stop re-notifying). */
   onAcknowledge?: (scope: ScopeKey, actor: string) => void;
   /** Audit trail writer (guardrail_events). */
   audit: (r: AuditRecord) => Promise<void>;
@@ -79,32 +83,46 @@ export type AdmissionDecision =
   | { decision: 'allow'; reservationId: string; expiresAt: number; estimatedMicros: Micros; estimateSource: 'runner' | 'p95' | 'unit_cap'; unreserved?: true }
   | { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: number | null };
 
+/** What the log says of a scope's spend (the rebuild and the hourly recompute). Storage excluded. */
+export interface LogSpend {
+  /** Every UTC day with activity, any order. */
+  days: readonly DaySpend[];
+  run: ScopeSpend['run'];
+}
+
 const UNIT_SAMPLES = 200;
 const SEEN_EVENTS = 1_000_000;
 
+const AUDIT_KIND: Record<ChangeKind, AuditKind> = { transition: 'state_change', acknowledgement: 'acknowledgement', lift: 'override', budget: 'budget_change' };
+
 /**
  * The guardrail: per-scope rule state in memory, fed by accepted events, re-based hourly on the event
- * log; admissions through the live ledger; state changes out to the halt bus, alerts and the audit trail.
+ * log; admissions through the live ledger. Every change of a scope's control state (a transition, an
+ * acknowledgement, a lift, a budget version) bumps its seq and is published on the halt bus as one
+ * StateChange carrying the whole control state; the bus stores it compare-and-set by seq, so of two
+ * processes making the same change one wins and the other adopts it (nothing is announced twice), and
+ * every process adopts what another published. Each published change is audited in guardrail_events,
+ * from which a restart rebuilds the same state (guard/rebuild.ts).
  */
 export class Guardrail {
   /** The live ledger failed the last reservation (fail-open reports an outage once). */
   private ledgerDown = false;
   private readonly scopes = new Map<ScopeKey, ScopeState>();
   private readonly lastHolds = new Map<ScopeKey, ConditionHit[]>();
-  /** States other processes published (Redis bus); admissions honour the higher of the two. */
-  private readonly remote = new Map<ScopeKey, StateChange>();
+  /** Budget versions per scope (oldest first); absent: the bands file's version 1. */
+  private readonly budgets = new Map<ScopeKey, { versions: BudgetVersion[]; thresholds: Thresholds }>();
   private readonly seen = new Set<string>();
   /** Recent unit costs per scope and task type, for the p95 estimate. */
   private readonly unitCosts = new Map<string, number[]>();
-  private readonly overrides = new Map<ScopeKey, Thresholds>();
   private unsubscribe: (() => void) | undefined;
-  private chain: Promise<void> = Promise.resolve();
+  /**
+   * Background I/O in three ordered lanes, so that a halt on the bus never waits behind a store write:
+   * bus publishes, ledger records, audit appends.
+   */
+  private readonly lanes: Record<'bus' | 'ledger' | 'audit', Promise<void>> = { bus: Promise.resolve(), ledger: Promise.resolve(), audit: Promise.resolve() };
 
   constructor(private readonly d: GuardrailDeps) {
-    this.unsubscribe = d.bus.subscribe((c) => {
-      const mine = this.scopes.get(c.scope);
-      if (!mine || c.seq > mine.guard.seq) this.remote.set(c.scope, c);
-    });
+    this.unsubscribe = d.bus.subscribe((c) => this.adopt(c, false));
   }
 
   close(): void {
@@ -113,14 +131,50 @@ export class Guardrail {
   }
 
   bandsFor(scope: ScopeKey): Thresholds {
-    return this.overrides.get(scope) ?? this.d.bands.forScope(scope);
+    return this.budgets.get(scope)?.thresholds ?? this.d.bands.forScope(scope);
   }
 
-  /** Replaces a scope's bands at run time (budgets API); re-evaluates the scope at once. */
-  setBands(scope: ScopeKey, t: Thresholds): void {
-    this.overrides.set(scope, t);
-    const s = this.scopes.get(scope);
-    if (s) this.apply(scope, evaluateAt(t, s, this.d.now()), 'budget change');
+  /** The budget version in force for a scope. */
+  budget(scope: ScopeKey): BudgetVersion {
+    const own = this.budgets.get(scope)?.versions;
+    if (own && own.length > 0) return own[own.length - 1]!;
+    const t = this.d.bands.forScope(scope);
+    return { version: 1, bands: { daySoft: t.daySoft, dayHard: t.dayHard, weekSoft: t.weekSoft, weekHard: t.weekHard, runCap: t.runCap, unitCap: t.unitCap, k: t.k }, actor: 'config', reason: 'bands file', at: 0 };
+  }
+
+  /** Every version of a scope's bands, oldest first (version 1: the bands file). */
+  budgetHistory(scope: ScopeKey): BudgetVersion[] {
+    const own = this.budgets.get(scope)?.versions ?? [];
+    const first = own[0];
+    return first?.version === 1 ? [...own] : [this.fileBudget(scope), ...own];
+  }
+
+  private fileBudget(scope: ScopeKey): BudgetVersion {
+    const t = this.d.bands.forScope(scope);
+    return { version: 1, bands: { daySoft: t.daySoft, dayHard: t.dayHard, weekSoft: t.weekSoft, weekHard: t.weekHard, runCap: t.runCap, unitCap: t.unitCap, k: t.k }, actor: 'config', reason: 'bands file', at: 0 };
+  }
+
+  private putBudget(scope: ScopeKey, v: BudgetVersion): boolean {
+    const cur = this.budgets.get(scope);
+    if (cur && cur.versions.some((x) => x.version >= v.version)) return false;
+    this.budgets.set(scope, { versions: [...(cur?.versions ?? []), v], thresholds: thresholdsOf(v.bands) });
+    return true;
+  }
+
+  /**
+   * A new budget version for a scope (budgets API): in force at once in this process, on every other
+   * within the bus's push, and after a restart (guardrail_events); then the scope is re-evaluated.
+   */
+  changeBudget(scope: ScopeKey, bands: Bands, actor: string, reason: string): BudgetVersion {
+    const now = this.d.now();
+    const v: BudgetVersion = { version: this.budget(scope).version + 1, bands, actor, reason, at: now };
+    this.putBudget(scope, v);
+    const s = this.stateOf(scope);
+    const next: ScopeState = { ...s, guard: { ...s.guard, seq: s.guard.seq + 1 } };
+    this.scopes.set(scope, next);
+    this.announce(scope, 'budget', s.guard.state, this.lastHolds.get(scope) ?? [], 0, reason, actor);
+    this.apply(scope, evaluateAt(thresholdsOf(bands), next, now), 'budget change');
+    return v;
   }
 
   private stateOf(scope: ScopeKey): ScopeState {
@@ -132,7 +186,10 @@ export class Guardrail {
     return s;
   }
 
-  /** Feeds accepted events (after the durable write) through every scope they touch. Once per event_id. */
+  /**
+   * Feeds events the store newly accepted (never a replay: the collector passes only what the write
+   * appended) through every scope they touch. An event id also counts once per process life.
+   */
   ingest(events: readonly CostEvent[]): void {
     const now = this.d.now();
     for (const ev of events) {
@@ -151,7 +208,7 @@ export class Guardrail {
       }
       this.enqueue(async () => {
         await this.d.ledger.record(ev.eventId, scopes, ev.totalMicros, ev.eventTime);
-      }, 'ledger record');
+      }, 'ledger record', 'ledger');
     }
   }
 
@@ -184,51 +241,121 @@ export class Guardrail {
     return undefined;
   }
 
-  private apply(scope: ScopeKey, r: Evaluation, reason: string, actor?: string): void {
+  private apply(scope: ScopeKey, r: Evaluation, reason: string): void {
+    const before = this.scopes.get(scope)?.spend.hardDays ?? [];
     this.scopes.set(scope, r.state);
     this.lastHolds.set(scope, r.holds);
-    if (r.change) this.announce(scope, r.state, r.change.from, r.holds, r.totals.weekMicros, reason, actor);
+    this.recordHardDays(scope, before, r.state.spend.hardDays);
+    if (r.change) this.announce(scope, 'transition', r.change.from, r.holds, r.totals.weekMicros, reason);
   }
 
-  private announce(scope: ScopeKey, s: ScopeState, previous: GuardState, holds: ConditionHit[], weekMicros: Micros, reason: string, actor?: string): void {
-    const held = holds.filter((h) => !s.guard.waived.includes(h.id));
-    const why = held.length > 0 ? `${reason}: ${held.map((h) => h.id).join(', ')}` : reason;
-    const change: StateChange = { scope, state: s.guard.state, previous, seq: s.guard.seq, at: s.guard.since, reason: why, holds, weekMicros, ...(actor ? { actor } : {}) };
-    this.remote.delete(scope);
-    try {
-      this.d.onChange(change);
-    } catch (e) {
-      this.d.onError(e, 'state change listener');
+  /** A hard day is durable (guardrail_events, one row per scope and day however many processes see it). */
+  private recordHardDays(scope: ScopeKey, before: readonly number[], after: readonly number[]): void {
+    if (after === before) return;
+    const had = new Set(before);
+    for (const day of after) {
+      if (had.has(day)) continue;
+      const label = dayLabel(day);
+      this.enqueue(
+        () => this.d.audit({ kind: 'hard_day', scope, at: this.d.now(), actor: 'forge', reason: `a hard-stop condition held on ${label}`, details: { day: label }, eventId: `hard_day:${scope}:${label}` }),
+        'audit hard day',
+        'audit',
+      );
     }
+  }
+
+  /**
+   * Publishes the scope's control state as it is now (seq already bumped by the caller). Compare-and-set
+   * on the bus: a stale publish means another process changed the scope first; then its state is adopted
+   * and nothing is announced or audited here.
+   */
+  private announce(scope: ScopeKey, kind: ChangeKind, previous: GuardState, holds: ConditionHit[], weekMicros: Micros, reason: string, actor?: string): void {
+    const s = this.stateOf(scope);
+    const held = holds.filter((h) => !s.guard.waived.includes(h.id));
+    const why = kind === 'transition' && held.length > 0 ? `${reason}: ${held.map((h) => h.id).join(', ')}` : reason;
+    const own = this.budgets.get(scope)?.versions;
+    const budget = own && own.length > 0 ? own[own.length - 1] : undefined;
+    const change: StateChange = {
+      scope,
+      state: s.guard.state,
+      previous,
+      seq: s.guard.seq,
+      at: kind === 'transition' ? s.guard.since : this.d.now(),
+      reason: why,
+      holds,
+      weekMicros,
+      ...(actor ? { actor } : {}),
+      kind,
+      control: { guard: s.guard, ...(budget ? { budget } : {}) },
+    };
     this.enqueue(async () => {
-      let c = change;
-      // Another process (or an earlier life of this one) may hold a higher seq: go above it.
-      for (let tries = 0; tries < 3; tries++) {
-        if ((await this.d.bus.publish(c)) === 'published') break;
+      if ((await this.d.bus.publish(change)) === 'stale') {
         const cur = await this.d.bus.current(scope);
-        c = { ...c, seq: (cur?.seq ?? c.seq) + 1 };
-        const st = this.scopes.get(scope);
-        if (st) this.scopes.set(scope, { ...st, guard: { ...st.guard, seq: c.seq } });
+        if (cur) this.adopt(cur, true);
+        return;
       }
-      await this.d.audit({ kind: actor ? (previous === 'WARNING' && c.state === 'NORMAL' ? 'acknowledgement' : 'override') : 'state_change', scope, at: c.at, actor: actor ?? 'forge', reason: c.reason, state: c.state, previous, seq: c.seq, details: { holds } });
-    }, 'publish state change');
+      if (kind === 'transition' || change.state !== change.previous) {
+        try {
+          this.d.onChange(change);
+        } catch (e) {
+          this.d.onError(e, 'state change listener');
+        }
+      }
+      const record: AuditRecord = {
+        kind: AUDIT_KIND[kind],
+        scope,
+        at: change.at,
+        actor: actor ?? 'forge',
+        reason: change.reason,
+        state: change.state,
+        previous,
+        seq: change.seq,
+        details: { holds, control: change.control },
+        eventId: `${scope}#${change.seq}`,
+      };
+      this.enqueue(() => this.d.audit(record), 'audit state change', 'audit');
+    }, 'publish state change', 'bus');
   }
 
-  /** Serialises background I/O so audit and bus writes keep their order; never rejects. */
-  private enqueue(fn: () => Promise<void>, where: string): void {
-    this.chain = this.chain.then(fn).catch((e: unknown) => this.d.onError(e, where));
+  /**
+   * Takes another process's (or an earlier life's) control state of a scope: its guard status and budget
+   * version. Only a newer seq, unless forced (our own publish of the same seq lost the race).
+   */
+  adopt(c: StateChange, force: boolean): void {
+    const mine = this.scopes.get(c.scope);
+    if (mine && (force ? c.seq < mine.guard.seq : c.seq <= mine.guard.seq)) return;
+    const guard: GuardStatus = c.control?.guard
+      ? { ...c.control.guard, seq: c.seq }
+      : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [] };
+    const spend = mine?.spend ?? emptyScope(this.d.now(), this.d.storageDayMicros?.(c.scope) ?? 0).spend;
+    this.scopes.set(c.scope, { spend, guard });
+    if (c.control?.budget) this.putBudget(c.scope, c.control.budget);
+    if (guard.acknowledged && !mine?.guard.acknowledged && c.actor) {
+      try {
+        this.d.onAcknowledge?.(c.scope, c.actor);
+      } catch (e) {
+        this.d.onError(e, 'acknowledge listener');
+      }
+    }
   }
 
-  /** Waits for background writes (tests, shutdown). */
+  /** Serialises background I/O within its lane, so writes keep their order; never rejects. */
+  private enqueue(fn: () => Promise<void>, where: string, lane: keyof Guardrail['lanes']): void {
+    this.lanes[lane] = this.lanes[lane].then(fn).catch((e: unknown) => this.d.onError(e, where));
+  }
+
+  /** Waits for background writes, including those they queue (tests, shutdown). */
   async drain(): Promise<void> {
-    await this.chain;
+    for (;;) {
+      const { bus, ledger, audit } = this.lanes;
+      await Promise.all([bus, ledger, audit]);
+      if (bus === this.lanes.bus && ledger === this.lanes.ledger && audit === this.lanes.audit) return;
+    }
   }
 
-  /** The effective state of a scope: its own, or a higher one another process published. */
+  /** The state of a scope (shared: the newest any process published, adopted here). */
   effectiveState(scope: ScopeKey): GuardState {
-    const own = this.scopes.get(scope)?.guard.state ?? 'NORMAL';
-    const other = this.remote.get(scope)?.state;
-    return other ? maxState(own, other) : own;
+    return this.scopes.get(scope)?.guard.state ?? 'NORMAL';
   }
 
   /** Guardrail view of a scope, from memory (plus the ledger's open reservations). */
@@ -238,6 +365,7 @@ export class Guardrail {
     const s = this.stateOf(scope);
     const r = evaluateAt(b, s, now);
     if (r.change) this.apply(scope, r, 'clock');
+    else this.scopes.set(scope, r.state);
     const live = await this.d.ledger.snapshot(scope, now);
     const g = r.state.guard;
     const band = (value: Micros, limit: Micros) => ({ value_usd: microsToUsd(value), limit_usd: microsToUsd(limit), used_ratio: limit > 0 ? Math.round((value / limit) * 10_000) / 10_000 : null });
@@ -337,7 +465,7 @@ export class Guardrail {
 
   async settle(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number }): Promise<'settled' | 'unknown'> {
     const who = scopesOfReservation(reservationId);
-    if (!who) throw new ApiError('FORGE_ERR_NOT_FOUND', 'reservation not found', 'id');
+    if (!who) throw new GuardError('FORGE_ERR_NOT_FOUND', 'reservation not found', { field: 'id' });
     return this.d.ledger.settle(reservationId, { ...actual, scopes: scopesOf(who.tenantId, who.runId) });
   }
 
@@ -345,7 +473,7 @@ export class Guardrail {
   async expireReservations(): Promise<number> {
     const expired = await this.d.ledger.expire(this.d.now());
     for (const x of expired) {
-      await this.d.audit({ kind: 'reservation_expired', scope: x.scopes[x.scopes.length - 1] ?? 'global', at: this.d.now(), actor: 'forge', reason: `reservation ${x.reservationId} of ${microsToUsd(x.amountMicros)} USD expired unsettled and was released`, details: x });
+      await this.d.audit({ kind: 'reservation_expired', scope: x.scopes[x.scopes.length - 1] ?? 'global', at: this.d.now(), actor: 'forge', reason: `reservation ${x.reservationId} of ${microsToUsd(x.amountMicros)} USD expired unsettled and was released`, details: x, eventId: `expired:${x.reservationId}` });
     }
     return expired.length;
   }
@@ -353,35 +481,46 @@ export class Guardrail {
   acknowledge(scope: ScopeKey, actor: string, reason: string): { state: GuardState } {
     const s = this.stateOf(scope);
     const r = acknowledgeWarning(this.bandsFor(scope), s, this.d.now());
-    if (!r.ok) throw new ApiError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}, not WARNING: nothing to acknowledge`, 'scope');
-    this.scopes.set(scope, r.state);
+    if (!r.ok) throw new GuardError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}, not WARNING: nothing to acknowledge`, { field: 'scope' });
+    // Every acknowledgement is a published change (seq + 1), so other processes and a restart keep it.
+    const next: ScopeState = r.change ? r.state : { ...r.state, guard: { ...r.state.guard, seq: r.state.guard.seq + 1 } };
+    this.scopes.set(scope, next);
     try {
       this.d.onAcknowledge?.(scope, actor);
     } catch (e) {
       this.d.onError(e, 'acknowledge listener');
     }
-    if (r.change) {
-      this.announce(scope, r.state, r.change.from, this.lastHolds.get(scope) ?? [], 0, `acknowledged by ${actor}: ${reason}`, actor);
-    } else {
-      this.enqueue(() => this.d.audit({ kind: 'acknowledgement', scope, at: this.d.now(), actor, reason, state: r.state.guard.state, seq: r.state.guard.seq }), 'audit');
-    }
-    return { state: r.state.guard.state };
+    this.announce(scope, 'acknowledgement', s.guard.state, this.lastHolds.get(scope) ?? [], 0, `acknowledged by ${actor}: ${reason}`, actor);
+    return { state: next.guard.state };
   }
 
   lift(scope: ScopeKey, actor: string, reason: string): { state: GuardState; waived: string[] } {
     const s = this.stateOf(scope);
     const b = this.bandsFor(scope);
-    const r = liftStop(b, s, this.d.now());
-    if (!r.ok) throw new ApiError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}: there is no stop to lift`, 'scope');
+    const now = this.d.now();
+    const r = liftStop(b, s, now);
+    if (!r.ok) throw new GuardError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}: there is no stop to lift`, { field: 'scope' });
     this.scopes.set(scope, r.state);
-    const ev = evaluateAt(b, r.state, this.d.now());
-    this.announce(scope, r.state, r.change!.from, ev.holds, ev.totals.weekMicros, `lifted by ${actor}: ${reason}`, actor);
+    const ev = evaluateAt(b, r.state, now);
+    this.announce(scope, 'lift', r.change!.from, ev.holds, ev.totals.weekMicros, `lifted by ${actor}: ${reason}`, actor);
     return { state: r.state.guard.state, waived: [...r.state.guard.waived] };
   }
 
   /** The hourly recompute: replace a scope's live totals with the event log's and re-evaluate. */
-  rebase(scope: ScopeKey, fromLog: { days: readonly DaySpend[]; run: ScopeSpend['run'] }): void {
+  rebase(scope: ScopeKey, fromLog: LogSpend): void {
     this.apply(scope, evaluateRollup(this.bandsFor(scope), this.stateOf(scope), fromLog, this.d.now()), 'hourly recompute');
+  }
+
+  /**
+   * Start-up: seeds a scope's control state rebuilt from guardrail_events (and the bus's durable copy),
+   * before its spend is rebuilt from the event log. Nothing is announced.
+   */
+  seed(scope: ScopeKey, control: { guard?: GuardStatus; budgets?: readonly BudgetVersion[]; hardDays?: readonly number[]; consecutiveAtCap?: number }): void {
+    for (const v of [...(control.budgets ?? [])].sort((a, b) => a.version - b.version)) this.putBudget(scope, v);
+    const s = this.stateOf(scope);
+    const guard = control.guard && control.guard.seq >= s.guard.seq ? control.guard : s.guard;
+    const hardDays = control.hardDays ? [...new Set([...s.spend.hardDays, ...control.hardDays])].sort((a, b) => b - a) : s.spend.hardDays;
+    this.scopes.set(scope, { guard, spend: { ...s.spend, hardDays, consecutiveAtCap: control.consecutiveAtCap ?? s.spend.consecutiveAtCap } });
   }
 
   /** Day, week and run totals of a scope now (components are the day's), USD micros, for metrics. */
@@ -393,13 +532,6 @@ export class Guardrail {
   knownScopes(): ScopeKey[] {
     return [...this.scopes.keys()];
   }
-
-  /** Seeds a scope's guard from a durable state (restart): its state, seq and since carry over. */
-  restore(change: StateChange): void {
-    const s = this.stateOf(change.scope);
-    if (change.seq <= s.guard.seq) return;
-    this.scopes.set(change.scope, { ...s, guard: { ...s.guard, state: change.state, seq: change.seq, since: change.at } });
-  }
 }
 
 export function usdToMicrosField(v: string | number, field: string): Micros {
@@ -408,6 +540,6 @@ export function usdToMicrosField(v: string | number, field: string): Micros {
     if (m < 0) throw new Error('negative');
     return m;
   } catch {
-    throw new ApiError('FORGE_ERR_VALIDATION', `${field} must be a non-negative USD amount`, field);
+    throw new GuardError('FORGE_ERR_VALIDATION', `${field} must be a non-negative USD amount`, { field });
   }
 }

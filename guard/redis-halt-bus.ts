@@ -1,8 +1,8 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { GLOBAL_SCOPE, type ScopeKey, type StateChange } from '../rules/index.ts';
-import { RunnerError, defaultErrorHandler, type ErrorHandler } from './errors.ts';
+import { GuardError, defaultErrorHandler, type ErrorHandler } from './errors.ts';
 import { orderedHandler, validateStateChange, type HaltBus, type HaltHandler, type PublishOutcome } from './halt-bus.ts';
-import { ConnectionWatch, DEFAULT_BACKOFF, backoffDelay, fastFailRedis, type Backoff } from './redis-conn.ts';
+import { DEFAULT_BACKOFF, FastFailConnection, backoffDelay, quitRedis, subscriberRedis, type Backoff } from './redis.ts';
 
 export interface RedisHaltBusOptions {
   /** redis://host:port[/db] */
@@ -38,8 +38,7 @@ type PublishCmd = (stateKey: string, scopesKey: string, seq: string, json: strin
  * seen, so a change published while it was away still arrives (in seq order, deduplicated).
  */
 export class RedisHaltBus implements HaltBus {
-  private readonly cmd: Redis;
-  private readonly cmdWatch: ConnectionWatch;
+  private readonly conn: FastFailConnection;
   private sub: Redis | undefined;
   private readonly subs = new Set<{ deliver(c: StateChange): void }>();
   private readonly watched = new Set<ScopeKey>([GLOBAL_SCOPE]);
@@ -59,9 +58,8 @@ export class RedisHaltBus implements HaltBus {
     this.timeoutMs = opts.commandTimeoutMs ?? 1000;
     this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
     this.maxWatched = opts.maxWatchedScopes ?? 10_000;
-    this.cmd = fastFailRedis(opts.url, { commandTimeoutMs: this.timeoutMs, backoff: this.backoff, name: 'forge-halt-bus' });
-    this.cmdWatch = new ConnectionWatch(this.cmd, this.onError, 'halt bus connection');
-    this.cmd.defineCommand('forgeHaltPublish', { numberOfKeys: 2, lua: PUBLISH_LUA });
+    this.conn = new FastFailConnection(opts.url, { commandTimeoutMs: this.timeoutMs, backoff: this.backoff, name: 'forge-halt-bus', onError: (e) => this.onError(e, 'halt bus connection') });
+    this.conn.defineScripts({ forgeHaltPublish: { numberOfKeys: 2, lua: PUBLISH_LUA } });
   }
 
   private stateKey(scope: ScopeKey): string {
@@ -73,16 +71,16 @@ export class RedisHaltBus implements HaltBus {
     validateStateChange(change);
     const json = JSON.stringify(change);
     const r = await this.call('publish', async () => {
-      const fn = (this.cmd as unknown as { forgeHaltPublish: PublishCmd }).forgeHaltPublish;
-      return fn.call(this.cmd, this.stateKey(change.scope), `${this.prefix}halt:scopes`, String(change.seq), json, change.scope, this.channel);
+      const fn = this.conn.script('forgeHaltPublish') as PublishCmd;
+      return fn(this.stateKey(change.scope), `${this.prefix}halt:scopes`, String(change.seq), json, change.scope, this.channel);
     });
     return r === 1 ? 'published' : 'stale';
   }
 
   async current(scope: ScopeKey): Promise<StateChange | undefined> {
-    if (this.closed) throw new RunnerError('FORGE_ERR_HALT_BUS_CLOSED', 'current() after close()');
+    if (this.closed) throw new GuardError('FORGE_ERR_HALT_BUS_CLOSED', 'current() after close()');
     this.watch(scope);
-    const raw = await this.call('current', () => this.cmd.hget(this.stateKey(scope), 'change'));
+    const raw = await this.call('current', () => this.conn.redis.hget(this.stateKey(scope), 'change'));
     return raw ? (JSON.parse(raw) as StateChange) : undefined;
   }
 
@@ -101,7 +99,7 @@ export class RedisHaltBus implements HaltBus {
     if (this.subscribed) {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new RunnerError('FORGE_ERR_HALT_BUS_UNAVAILABLE', `not subscribed after ${waitMs} ms`)), waitMs);
+        timer = setTimeout(() => reject(new GuardError('FORGE_ERR_HALT_BUS_UNAVAILABLE', `not subscribed after ${waitMs} ms`)), waitMs);
       });
       await Promise.race([this.subscribed, late]).finally(() => clearTimeout(timer));
       return;
@@ -113,15 +111,7 @@ export class RedisHaltBus implements HaltBus {
     if (this.closed) return;
     this.closed = true;
     this.subs.clear();
-    const quit = async (r: Redis): Promise<void> => {
-      try {
-        if (r.status === 'ready') await r.quit();
-        else r.disconnect();
-      } catch {
-        r.disconnect();
-      }
-    };
-    await Promise.all([quit(this.cmd), this.sub ? quit(this.sub) : Promise.resolve()]);
+    await Promise.all([this.conn.close(), this.sub ? quitRedis(this.sub) : Promise.resolve()]);
   }
 
   private watch(scope: ScopeKey): void {
@@ -143,12 +133,7 @@ export class RedisHaltBus implements HaltBus {
     // The subscriber manages its own subscription (autoResubscribe off) so that the durable re-read
     // happens only after SUBSCRIBE is acknowledged: a change published in between is then either
     // pushed or read, never missed.
-    const sub = new Redis(this.opts.url, {
-      autoResubscribe: false,
-      maxRetriesPerRequest: null,
-      retryStrategy: (attempt) => backoffDelay(this.backoff, attempt),
-      connectionName: 'forge-halt-sub',
-    });
+    const sub = subscriberRedis(this.opts.url, { backoff: this.backoff, name: 'forge-halt-sub' });
     this.sub = sub;
     let outage = false;
     sub.on('error', (e: unknown) => {
@@ -206,7 +191,7 @@ export class RedisHaltBus implements HaltBus {
     const scopes = [...this.watched];
     // The command connection may come back a little after the subscriber: wait for it.
     const raws = await this.call('resync', async () => {
-      const p = this.cmd.pipeline();
+      const p = this.conn.redis.pipeline();
       for (const s of scopes) p.hget(this.stateKey(s), 'change');
       const res = (await p.exec()) ?? [];
       return res.map(([err, v]) => {
@@ -230,15 +215,15 @@ export class RedisHaltBus implements HaltBus {
 
   private async call<T>(what: string, fn: () => Promise<T>, waitMs = this.timeoutMs, waitInOutage = false): Promise<T> {
     try {
-      await this.cmdWatch.ensureReady(waitMs, waitInOutage);
+      await this.conn.ensureReady(waitMs, waitInOutage);
       return await fn();
     } catch (e) {
-      if (e instanceof RunnerError) throw e;
-      throw new RunnerError('FORGE_ERR_HALT_BUS_UNAVAILABLE', `${what}: ${(e as Error).message}`, { cause: e });
+      if (e instanceof GuardError) throw e;
+      throw new GuardError('FORGE_ERR_HALT_BUS_UNAVAILABLE', `${what}: ${(e as Error).message}`, { cause: e });
     }
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new RunnerError('FORGE_ERR_HALT_BUS_CLOSED', 'the bus is closed');
+    if (this.closed) throw new GuardError('FORGE_ERR_HALT_BUS_CLOSED', 'the bus is closed');
   }
 }

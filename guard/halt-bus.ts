@@ -1,5 +1,5 @@
 import { GUARD_STATES, parseScope, type ScopeKey, type StateChange } from '../rules/index.ts';
-import { RunnerError, defaultErrorHandler, type ErrorHandler } from './errors.ts';
+import { GuardError, defaultErrorHandler, type ErrorHandler } from './errors.ts';
 
 /**
  * The halt bus carries guardrail state changes from the rules engine to runners and billing.
@@ -35,7 +35,7 @@ export interface HaltBus {
 /** Validates a change before it is stored or pushed; the error names the field. */
 export function validateStateChange(c: StateChange): void {
   const bad = (field: string, msg: string): never => {
-    throw new RunnerError('FORGE_ERR_HALT_BUS_INPUT', `${field} ${msg}`, { field });
+    throw new GuardError('FORGE_ERR_HALT_BUS_INPUT', `${field} ${msg}`, { field });
   };
   if (typeof c !== 'object' || c === null) bad('change', 'must be an object');
   if (typeof c.scope !== 'string' || !parseScope(c.scope)) bad('scope', 'must be global, tenant:<id> or run:<tenant>/<run>');
@@ -126,7 +126,7 @@ export class InProcessHaltBus implements HaltBus {
   }
 
   current(scope: ScopeKey): Promise<StateChange | undefined> {
-    if (this.closed) return Promise.reject(new RunnerError('FORGE_ERR_HALT_BUS_CLOSED', 'current() after close()'));
+    if (this.closed) return Promise.reject(new GuardError('FORGE_ERR_HALT_BUS_CLOSED', 'current() after close()'));
     const c = this.states.get(scope);
     return Promise.resolve(c ? structuredClone(c) : undefined);
   }
@@ -138,6 +138,6 @@ export class InProcessHaltBus implements HaltBus {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new RunnerError('FORGE_ERR_HALT_BUS_CLOSED', 'the bus is closed');
+    if (this.closed) throw new GuardError('FORGE_ERR_HALT_BUS_CLOSED', 'the bus is closed');
   }
 }

@@ -1,6 +1,6 @@
 import type { Micros, ScopeKey } from '../../rules/index.ts';
 import { LedgerError } from './errors.ts';
-import { LedgerConnection } from './redis-conn.ts';
+import { FastFailConnection, redisFailureKind } from '../redis.ts';
 import type { ExpiredReservation, LiveLedger, ReserveInput, ReserveOutcome, ScopeSnapshot } from './types.ts';
 import { dayOf } from '../../rules/index.ts';
 import { WEEK_DAYS, checkId, checkReserve, checkSpend } from './validate.ts';
@@ -126,18 +126,13 @@ return out
 
 const EXPIRE_BATCH = 500;
 
-type Script = (...args: (string | number)[]) => Promise<unknown>;
-
-// Replies that mean "Redis is there but cannot serve now": treated as unavailable (fail closed).
-const TRANSIENT_REPLY = /^(LOADING|BUSY|OOM|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|NOREPLICAS|MISCONF)/;
-
 /**
  * The shared live ledger for several API processes: every mutation is one Lua script, so reserve is
  * atomic over all scopes and two processes enforce one budget. A Redis that cannot be reached makes
  * every method reject with FORGE_ERR_LEDGER_UNAVAILABLE within the command timeout.
  */
 export class RedisLedger implements LiveLedger {
-  private readonly conn: LedgerConnection;
+  private readonly conn: FastFailConnection;
   private readonly p: string;
   private readonly eventTtl: number;
   private closed = false;
@@ -145,16 +140,18 @@ export class RedisLedger implements LiveLedger {
   constructor(opts: RedisLedgerOptions) {
     this.p = opts.keyPrefix ?? 'forge:';
     this.eventTtl = opts.eventIdTtlMs ?? 8 * 86_400_000;
-    this.conn = new LedgerConnection(opts.url, {
+    this.conn = new FastFailConnection(opts.url, {
       commandTimeoutMs: opts.commandTimeoutMs ?? 500,
-      backoff: opts.backoff ?? { initialMs: 50, maxMs: 2000 },
+      ...(opts.backoff ? { backoff: opts.backoff } : {}),
+      name: 'forge-ledger',
       onError: opts.onError ?? ((e) => console.error('[forge ledger] redis:', e)),
     });
-    const r = this.conn.redis;
-    r.defineCommand('forgeLedgerReserve', { lua: RESERVE_LUA });
-    r.defineCommand('forgeLedgerSettle', { lua: SETTLE_LUA });
-    r.defineCommand('forgeLedgerRecord', { lua: RECORD_LUA });
-    r.defineCommand('forgeLedgerExpire', { lua: EXPIRE_LUA });
+    this.conn.defineScripts({
+      forgeLedgerReserve: { lua: RESERVE_LUA },
+      forgeLedgerSettle: { lua: SETTLE_LUA },
+      forgeLedgerRecord: { lua: RECORD_LUA },
+      forgeLedgerExpire: { lua: EXPIRE_LUA },
+    });
   }
 
   /** Resolves once connected (or rejects with FORGE_ERR_LEDGER_UNAVAILABLE after the command timeout). */
@@ -175,11 +172,13 @@ export class RedisLedger implements LiveLedger {
     return `${this.p}l:ev:${id}`;
   }
 
-  // ioredis scripts defined without numberOfKeys take the key count as their first argument.
-  private script(name: string): Script {
-    const fn = (this.conn.redis as unknown as Record<string, Script>)[name];
-    if (!fn) throw new LedgerError('FORGE_ERR_LEDGER_INTERNAL', `script ${name} is not defined`);
-    return fn.bind(this.conn.redis);
+  // Scripts defined without numberOfKeys take the key count as their first argument.
+  private script(name: string): (...args: (string | number)[]) => Promise<unknown> {
+    try {
+      return this.conn.script(name);
+    } catch (e) {
+      throw new LedgerError('FORGE_ERR_LEDGER_INTERNAL', (e as Error).message);
+    }
   }
 
   async reserve(input: ReserveInput): Promise<ReserveOutcome> {
@@ -284,11 +283,8 @@ export class RedisLedger implements LiveLedger {
       return await fn();
     } catch (e) {
       if (e instanceof LedgerError) throw e;
-      const err = e as Error;
-      if (err.name === 'ReplyError' && !TRANSIENT_REPLY.test(err.message)) {
-        throw new LedgerError('FORGE_ERR_LEDGER_INTERNAL', `${what}: ${err.message}`, { cause: e });
-      }
-      throw new LedgerError('FORGE_ERR_LEDGER_UNAVAILABLE', `${what}: ${err.message}`, { cause: e });
+      const code = redisFailureKind(e) === 'internal' ? 'FORGE_ERR_LEDGER_INTERNAL' : 'FORGE_ERR_LEDGER_UNAVAILABLE';
+      throw new LedgerError(code, `${what}: ${(e as Error).message}`, { cause: e });
     }
   }
 

@@ -2,27 +2,24 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
-import { collectorRoutes, ForgeMetrics, loadPricing, viemChain, type Pricing } from '../collector/index.ts';
+import { billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
+import { collectorRoutes, ForgeMetrics, loadPricing, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import {
-  dayFromLabel,
-  parseBandsConfig,
-  scopesOf,
-  storageDayCost,
-  type BandsBook,
-  type DaySpend,
-  type ScopeKey,
-} from '../rules/index.ts';
-import { InProcessHaltBus, RedisHaltBus, type HaltBus } from '../runner/index.ts';
-import { logScopeOf, openStore, type Store, type ScopeRollup } from '../store/index.ts';
-import { buildApp } from './app.ts';
-import { KeyStore } from './auth.ts';
-import { ConfigError, loadConfig, type ForgeConfig } from './config.ts';
-import { Guardrail, type AuditRecord } from './guardrail.ts';
-import { InProcessLedger, RedisLedger, type LiveLedger } from './ledger/index.ts';
-import { billingRoutes } from './routes/billing.ts';
-import { reportRoutes } from './routes/reports.ts';
+  Guardrail,
+  InProcessHaltBus,
+  InProcessLedger,
+  RedisHaltBus,
+  RedisLedger,
+  rebuildControlState,
+  recompute,
+  type AuditRecord,
+  type HaltBus,
+  type LiveLedger,
+} from '../guard/index.ts';
+import { parseBandsConfig, scopesOf, storageDayCost, type BandsBook, type ScopeKey } from '../rules/index.ts';
+import { openStore, type Store } from '../store/index.ts';
 
 export interface RunningForge {
   app: FastifyInstance;
@@ -44,18 +41,6 @@ export interface StartOptions {
   plugins?: FastifyPluginAsync[];
   log?: (line: string) => void;
   now?: () => number;
-}
-
-/** The rollup of a scope from the event log, as the rules engine's day buckets (storage burns by the day). */
-function spendFromRollup(r: ScopeRollup): { days: DaySpend[]; run: { components: DaySpend['components']; totalMicros: number; tasks: number } } {
-  const days: DaySpend[] = r.days
-    .filter((d) => d.tasks > 0)
-    .map((d) => {
-      const c = { ...d.components, storage: 0 };
-      return { day: dayFromLabel(d.day), components: c, opsMicros: c.rli + c.gas + c.compute + c.llm, tasks: d.tasks, failed: d.failed };
-    });
-  const rc = { ...r.run.components, storage: 0 };
-  return { days, run: { components: rc, totalMicros: rc.rli + rc.gas + rc.compute + rc.llm, tasks: r.run.tasks } };
 }
 
 function storageDayOf(pricing: Pricing): (scope: ScopeKey) => number {
@@ -129,7 +114,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
 
     const audit = async (r: AuditRecord): Promise<void> => {
       await store.appendGuardrailEvents([
-        { at: r.at, kind: r.kind, scope: r.scope, state: r.state ?? '', previous: r.previous ?? '', seq: r.seq ?? 0, actor: r.actor, reason: r.reason, details: r.details ?? {} },
+        { ...(r.eventId ? { eventId: r.eventId } : {}), at: r.at, kind: r.kind, scope: r.scope, state: r.state ?? '', previous: r.previous ?? '', seq: r.seq ?? 0, actor: r.actor, reason: r.reason, details: r.details ?? {} },
       ]);
     };
     const guardrail = new Guardrail({
@@ -159,34 +144,14 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     });
     for (const [scope, b] of bands.explicit) metrics.setBudgets(scope, b);
 
-    // Rebuild every scope with recent activity from the event log (the source of truth), and carry over
-    // durable states (a stop survives a restart).
+    // The control state from the two logs (and the bus's durable copy): a restart reaches the state it
+    // had, with every acknowledgement, lift, budget version and hard day, and announces nothing twice.
+    const publishTotals = (scope: ScopeKey): void => metrics.setScopeTotals(scope, guardrail.totals(scope));
+    await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals });
+    await guardrail.drain();
     const rollup = async (): Promise<void> => {
-      const t = now();
-      const since = t - 8 * 86_400_000;
-      const tenants = await store.breakdown({ allTenants: true }, { from: since, to: t + 1 }, 'tenant_id');
-      const scopes: ScopeKey[] = ['global'];
-      for (const row of tenants) {
-        scopes.push(`tenant:${row.key}`);
-        for (const run of await store.breakdown({ tenantId: row.key }, { from: since, to: t + 1 }, 'run_id')) scopes.push(scopesOf(row.key, run.key)[2]);
-      }
-      for (const scope of new Set([...scopes, ...guardrail.knownScopes()])) {
-        const ls = logScopeOf(scope);
-        if (!ls) continue;
-        guardrail.rebase(scope, spendFromRollup(await store.scopeRollup(ls, t)));
-        const totals = guardrail.totals(scope);
-        metrics.setScopeTotals(scope, totals);
-      }
+      await recompute(guardrail, store, now(), publishTotals);
     };
-    for (const scope of ['global', ...[...bands.explicit.keys()]]) {
-      const durable = await bus.current(scope);
-      if (durable) guardrail.restore(durable);
-    }
-    await rollup();
-    for (const scope of guardrail.knownScopes()) {
-      const durable = await bus.current(scope);
-      if (durable) guardrail.restore(durable);
-    }
 
     /** A tenant Forge knows: one with bands of its own, or one an API key is bound to. */
     const knownTenant = (tenantId: string): boolean => bands.explicit.has(`tenant:${tenantId}`) || keys.list().some((k) => k.tenantId === tenantId);
@@ -213,7 +178,6 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     const app = await buildApp({
       guardrail,
       keys,
-      audit,
       now,
       onError,
       logLevel: config.FORGE_LOG_LEVEL === 'info' ? 'warn' : config.FORGE_LOG_LEVEL,

@@ -1,0 +1,9 @@
+/**
+ * api/: fastify routes over guard, store, billing and the collector; one error handler; the web UI.
+ * The process itself is wired in cli/forge-process.ts.
+ */
+export { buildApp, type AppParts } from './app.ts';
+export { KeyStore, ROLES, type Principal, type Role } from './auth.ts';
+export { ConfigError, loadConfig, type ForgeConfig } from './config.ts';
+export { billingRoutes } from './routes/billing.ts';
+export { reportRoutes } from './routes/reports.ts';

@@ -1,0 +1,13 @@
+/**
+ * guard/: the control loop. The stateful guardrail over rules/ (live state, stop conditions, operator
+ * actions), the admissions ledger (in-process, Redis), the halt bus (in-process, Redis), the hourly
+ * recompute and the control state rebuilt from the logs. api/ routes over it; runner/, billing/ and
+ * alerts/ consume its halt bus.
+ */
+export * from './errors.ts';
+export * from './halt-bus.ts';
+export { RedisHaltBus, type RedisHaltBusOptions } from './redis-halt-bus.ts';
+export { DEFAULT_BACKOFF, FastFailConnection, backoffDelay, blockingRedis, quitRedis, redisFailureKind, subscriberRedis, type Backoff, type FastFailOptions, type ScriptDef } from './redis.ts';
+export * from './ledger/index.ts';
+export { Guardrail, usdToMicrosField, type AdmissionDecision, type AuditKind, type AuditRecord, type GuardrailDeps, type HaltPort, type LogSpend } from './guardrail.ts';
+export { foldControlEvents, rebuildControlState, recompute, spendFromLog, type LogSource } from './rebuild.ts';

@@ -1,0 +1,142 @@
+import { DAY_MS, dayFromLabel, runScope, tenantScope, zeroComponents, type BudgetVersion, type DaySpend, type GuardStatus, type ScopeKey, type StateChange } from '../rules/index.ts';
+import type { GuardrailEventRow, RunDayTotals, Store } from '../store/index.ts';
+import type { Guardrail, LogSpend } from './guardrail.ts';
+import type { HaltBus } from './halt-bus.ts';
+
+/** What the rebuild and the recompute read from the store. */
+export type LogSource = Pick<Store, 'runDayTotals' | 'recentTaskTotals' | 'guardrailEvents'>;
+
+/** The guardrail_events kinds that make up the control state. */
+const CONTROL_KINDS = ['state_change', 'acknowledgement', 'override', 'budget_change', 'hard_day'] as const;
+
+function addDay(into: Map<number, DaySpend>, row: RunDayTotals): void {
+  const day = dayFromLabel(row.day);
+  const c = row.components;
+  let d = into.get(day);
+  if (!d) into.set(day, (d = { day, components: zeroComponents(), opsMicros: 0, tasks: 0, failed: 0 }));
+  // Storage is a daily burn in the guardrail (storageDayMicros), not the tasks' allocated shares.
+  d.components = { rli: d.components.rli + c.rli, gas: d.components.gas + c.gas, compute: d.components.compute + c.compute, storage: 0, llm: d.components.llm + c.llm };
+  d.opsMicros += c.rli + c.gas + c.compute + c.llm;
+  d.tasks += row.tasks;
+  d.failed += row.failed;
+}
+
+/**
+ * Every scope's spend from the event log in one grouped scan: global, each tenant and each run, with every
+ * UTC day that has activity and the cumulative run totals (storage excluded: the guardrail burns it).
+ */
+export async function spendFromLog(src: Pick<LogSource, 'runDayTotals'>, now: number): Promise<Map<ScopeKey, LogSpend>> {
+  // Up to a day ahead: finalized_at may run a few minutes ahead of this clock.
+  const rows = await src.runDayTotals({ from: 0, to: now + DAY_MS });
+  const days = new Map<ScopeKey, Map<number, DaySpend>>();
+  for (const row of rows) {
+    for (const scope of ['global', tenantScope(row.tenantId), runScope(row.tenantId, row.runId)]) {
+      let m = days.get(scope);
+      if (!m) days.set(scope, (m = new Map()));
+      addDay(m, row);
+    }
+  }
+  const out = new Map<ScopeKey, LogSpend>();
+  for (const [scope, m] of days) {
+    const list = [...m.values()].sort((a, b) => a.day - b.day);
+    const run = { components: zeroComponents(), totalMicros: 0, tasks: 0 };
+    for (const d of list) {
+      run.components = { rli: run.components.rli + d.components.rli, gas: run.components.gas + d.components.gas, compute: run.components.compute + d.components.compute, storage: 0, llm: run.components.llm + d.components.llm };
+      run.totalMicros += d.opsMicros;
+      run.tasks += d.tasks;
+    }
+    out.set(scope, { days: list, run });
+  }
+  return out;
+}
+
+/** The hourly recompute: every scope with activity (and every scope the guard knows) re-based on the log. */
+export async function recompute(g: Guardrail, src: Pick<LogSource, 'runDayTotals'>, now: number, onScope?: (scope: ScopeKey) => void): Promise<number> {
+  const spend = await spendFromLog(src, now);
+  const scopes = new Set<ScopeKey>([...spend.keys(), ...g.knownScopes()]);
+  for (const scope of scopes) {
+    g.rebase(scope, spend.get(scope) ?? { days: [], run: { components: zeroComponents(), totalMicros: 0, tasks: 0 } });
+    onScope?.(scope);
+  }
+  return scopes.size;
+}
+
+interface Folded {
+  guard?: GuardStatus;
+  budgets: BudgetVersion[];
+  hardDays: number[];
+}
+
+/** Folds guardrail_events (oldest first) into each scope's control state: the newest seq wins. */
+export function foldControlEvents(rows: readonly GuardrailEventRow[]): Map<ScopeKey, Folded> {
+  const out = new Map<ScopeKey, Folded>();
+  const get = (scope: ScopeKey): Folded => {
+    let f = out.get(scope);
+    if (!f) out.set(scope, (f = { budgets: [], hardDays: [] }));
+    return f;
+  };
+  for (const r of rows) {
+    const f = get(r.scope);
+    const details = (r.details ?? {}) as { control?: { guard?: GuardStatus; budget?: BudgetVersion }; day?: string };
+    if (r.kind === 'hard_day') {
+      if (typeof details.day === 'string') f.hardDays.push(dayFromLabel(details.day));
+      continue;
+    }
+    const budget = details.control?.budget;
+    if (budget && !f.budgets.some((b) => b.version === budget.version)) f.budgets.push(budget);
+    if (f.guard && r.seq < f.guard.seq) continue;
+    f.guard = details.control?.guard
+      ? { ...details.control.guard, seq: r.seq }
+      : // Rows written before the control snapshot: the state and seq, nothing acknowledged or waived.
+        { state: r.state as GuardStatus['state'], since: r.at, seq: r.seq, acknowledged: r.kind === 'acknowledgement', waived: [] };
+  }
+  return out;
+}
+
+function guardOfChange(c: StateChange): GuardStatus {
+  return c.control?.guard ? { ...c.control.guard, seq: c.seq } : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [] };
+}
+
+/**
+ * Start-up: the control state from guardrail_events (states, acknowledgements, lifts and waivers, budget
+ * versions, hard days), the bus's durable copy where it is newer (Redis), the unit-cap streaks and the
+ * spend from the event log; then every scope is evaluated once. A restart so reaches the state it had and
+ * announces only what is genuinely new (spend that arrived while it was down).
+ */
+export async function rebuildControlState(
+  g: Guardrail,
+  deps: { store: LogSource; bus: Pick<HaltBus, 'current'>; now: number; unitCapOf: (scope: ScopeKey) => { unitCap: number; k: number }; onScope?: (scope: ScopeKey) => void },
+): Promise<{ scopes: number }> {
+  const { store, now } = deps;
+  const rows = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: [...CONTROL_KINDS], limit: 50_000_000 });
+  const folded = foldControlEvents(rows);
+  const spend = await spendFromLog(store, now);
+  const scopes = new Set<ScopeKey>(['global', ...folded.keys(), ...spend.keys()]);
+  for (const scope of scopes) {
+    const f = folded.get(scope) ?? { budgets: [], hardDays: [] };
+    let guard = f.guard;
+    const durable = await deps.bus.current(scope);
+    if (durable && (!guard || durable.seq > guard.seq)) {
+      guard = guardOfChange(durable);
+      if (durable.control?.budget && !f.budgets.some((b) => b.version === durable.control!.budget!.version)) f.budgets.push(durable.control.budget);
+    }
+    g.seed(scope, { ...(guard ? { guard } : {}), budgets: f.budgets, hardDays: f.hardDays });
+  }
+  // The K-consecutive streaks, newest tasks first.
+  const kMax = Math.min(1000, Math.max(1, ...[...scopes].map((s) => deps.unitCapOf(s).k)));
+  for (const r of await store.recentTaskTotals({ from: now - 8 * DAY_MS, to: now + DAY_MS }, kMax)) {
+    const { unitCap } = deps.unitCapOf(r.scope);
+    let streak = 0;
+    for (const t of r.totalsMicros) {
+      if (t < unitCap) break;
+      streak++;
+    }
+    g.seed(r.scope, { consecutiveAtCap: streak });
+    scopes.add(r.scope);
+  }
+  for (const scope of scopes) {
+    g.rebase(scope, spend.get(scope) ?? { days: [], run: { components: zeroComponents(), totalMicros: 0, tasks: 0 } });
+    deps.onScope?.(scope);
+  }
+  return { scopes: scopes.size };
+}
