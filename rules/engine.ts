@@ -326,6 +326,11 @@ export function evaluateTask(b: Thresholds, s: ScopeState, task: TaskOutcome, no
 /**
  * The hourly rollup: day buckets and run totals recomputed from the event log (the source of truth)
  * replace the live ones; the unit-cap streak and the hard-day history carry over. Then re-evaluate.
+ *
+ * `fromLog.days`: every day with activity the log has for the scope, in any order and any number, with
+ * storage excluded from the components. `fromLog.run`: operations only (storage 0). The days beyond the
+ * kept window add their full Cost_storage_day to the run, exactly as applyTask does when a day leaves
+ * the window, so that the recompute and the per-task path agree to the micro-dollar.
  */
 export function evaluateRollup(
   b: Thresholds,
@@ -333,13 +338,11 @@ export function evaluateRollup(
   fromLog: { days: readonly DaySpend[]; run: ScopeSpend['run']; storageDayMicros?: Micros },
   now: number,
 ): Evaluation {
-  const days = [...fromLog.days].sort(byDayDesc).slice(0, DAYS_KEPT);
-  const spend: ScopeSpend = {
-    ...s.spend,
-    days,
-    run: fromLog.run,
-    storageDayMicros: fromLog.storageDayMicros ?? s.spend.storageDayMicros,
-  };
+  const storageDayMicros = fromLog.storageDayMicros ?? s.spend.storageDayMicros;
+  const sorted = [...fromLog.days].sort(byDayDesc);
+  let run = fromLog.run;
+  for (let i = DAYS_KEPT; i < sorted.length; i++) run = addStorageToRun(run, storageDayMicros, sorted[i]!);
+  const spend: ScopeSpend = { ...s.spend, days: sorted.slice(0, DAYS_KEPT), run, storageDayMicros };
   const r = conditionsFor(b, spend, now);
   const { guard, change } = latch(s.guard, r.holds, now);
   const state = { spend: r.spend, guard };
