@@ -467,6 +467,14 @@ function waiversAt(
   return { waived, dayWaivers };
 }
 
+/**
+ * The ids of the waivers in force at `now`: the non-day ones, and the day ones given for today. For
+ * callers that read waivers between evaluations (an admission cap just after midnight).
+ */
+export function waivedAt(guard: GuardStatus, now: number): ConditionId[] {
+  return waiversAt(guard, undefined, now).waived;
+}
+
 function sameWaivers(g: GuardStatus, w: { waived: readonly ConditionId[]; dayWaivers: readonly DayWaiver[] }): boolean {
   const dw = g.dayWaivers ?? [];
   if (g.waived.length !== w.waived.length || dw.length !== w.dayWaivers.length) return false;

@@ -11,6 +11,7 @@ import {
   thresholdsOf,
   totalsOf,
   usdToMicros,
+  waivedAt,
   zeroComponents,
   type DaySpend,
   type Evaluation,
@@ -219,6 +220,9 @@ describe('(d) a waiver of a day condition ends with its UTC day', () => {
     expect(next.holds.find((h) => h.id === 'day_hard')).toMatchObject({ value: usd(100), day: day('2026-03-21') });
     // The 20th's waiver is no longer in force today.
     expect(next.state.guard.waived).toEqual([]);
+    // Between evaluations, waivedAt reads the stored waivers at a given time: day_hard on the 20th only.
+    expect(waivedAt(more.state.guard, at('2026-03-20T23:59:59Z'))).toEqual(['day_hard']);
+    expect(waivedAt(more.state.guard, at('2026-03-21T00:00:00Z'))).toEqual([]);
   });
 
   it("a late event for the waived day does not stop the scope again; the waiver also covers an earlier day's late breach", () => {
