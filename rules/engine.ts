@@ -11,6 +11,19 @@ import { maxState, stateRank, type ConditionHit, type ConditionId, type Conditio
 export const DAY_MS = 86_400_000;
 /** Day buckets kept per scope: today and the 6 days before make the rolling week; one more for rollover. */
 const DAYS_KEPT = 8;
+/**
+ * How far back hard-stop days and day waivers are kept: the newest day and the 7 before it. Three
+ * consecutive days need only 3, but a late event may fill a gap up to a week back.
+ */
+const HARD_DAYS_SPAN = 8;
+
+/** Conditions that read one UTC day's totals. Their waiver covers that day only. */
+export const DAY_CONDITIONS = ['day_soft', 'day_hard', 'day_emergency', 'failure_burn'] as const;
+export type DayConditionId = (typeof DAY_CONDITIONS)[number];
+
+export function isDayCondition(id: ConditionId): id is DayConditionId {
+  return id === 'day_soft' || id === 'day_hard' || id === 'day_emergency' || id === 'failure_burn';
+}
 
 /** UTC day number (days since the epoch). */
 export function dayOf(ms: number): number {
@@ -46,7 +59,10 @@ export interface ScopeSpend {
   storageDayMicros: Micros;
   /** Consecutive operations with Cost_total_op >= B_unit_cap (resets on one under the cap). */
   consecutiveAtCap: number;
-  /** UTC days on which a hard-stop condition held, most recent first, at most 3. */
+  /**
+   * UTC days on which that day's own spend raised a hard-stop condition: a set, ascending, within
+   * HARD_DAYS_SPAN days of the newest. "Hard stops on 3 consecutive days" reads it.
+   */
   hardDays: readonly number[];
 }
 
@@ -58,8 +74,26 @@ export interface GuardStatus {
   seq: number;
   /** A WARNING stays until acknowledged; then it clears once no warning holds. */
   acknowledged: boolean;
-  /** Conditions an operator lifted: they do not escalate again while they keep holding. */
+  /**
+   * Conditions an operator lifted that are in force on the UTC day of the last evaluation: a lifted
+   * condition that is not a day condition stays waived while it keeps holding; a day condition is listed
+   * when it was waived for that day (see dayWaivers). Read-only convenience for callers; the engine
+   * decides day conditions from dayWaivers.
+   */
   waived: readonly ConditionId[];
+  /**
+   * Every waiver of a day condition with the UTC day it was given for: it covers that condition on that
+   * day only (a late event for that day included), and the next day's breach raises it again.
+   * Absent is the same as empty.
+   */
+  dayWaivers?: readonly DayWaiver[];
+}
+
+/** A waiver of a day condition (day_soft, day_hard, day_emergency, failure_burn) for one UTC day. */
+export interface DayWaiver {
+  id: DayConditionId;
+  /** UTC day number (days since the epoch). */
+  day: number;
 }
 
 export interface ScopeState {
@@ -80,7 +114,10 @@ export interface TaskOutcome {
 
 export interface Evaluation {
   state: ScopeState;
-  /** Every condition that holds now (waived ones included). */
+  /**
+   * Every condition that holds now (waived ones included). For a late event, also its own day's day
+   * conditions, read from that day's totals (their hits carry that `day`).
+   */
   holds: ConditionHit[];
   /** Set when the guard state changed in this evaluation. */
   change?: { from: GuardState; to: GuardState };
@@ -103,7 +140,7 @@ export function emptySpend(storageDayMicros: Micros = 0): ScopeSpend {
 }
 
 export function emptyScope(now: number, storageDayMicros: Micros = 0): ScopeState {
-  return { spend: emptySpend(storageDayMicros), guard: { state: 'NORMAL', since: now, seq: 0, acknowledged: false, waived: [] } };
+  return { spend: emptySpend(storageDayMicros), guard: { state: 'NORMAL', since: now, seq: 0, acknowledged: false, waived: [], dayWaivers: [] } };
 }
 
 function opsOf(c: ComponentMicros): Micros {
@@ -237,9 +274,77 @@ function hit(
 }
 
 /**
+ * The day conditions of one day other than today, read from that day's bucket (a finished day counts
+ * all of its storage). Returns whether a hard-stop day condition holds. Pushes onto `holds`.
+ */
+function pushDayHits(b: Thresholds, spend: ScopeSpend, d: DaySpend, now: number, holds: ConditionHit[]): boolean {
+  const storage = storageOn(spend, d.day, now);
+  const micros = d.opsMicros + storage;
+  if (micros < b.daySoft && micros < b.dayHard) return false;
+  const top = topComponent({ ...d.components, storage });
+  const DAY = 'forge.cost.total.day_usd';
+  let hard = false;
+  if (micros >= b.daySoft) holds.push(dayHit('day_soft', 'WARNING', DAY, 'usd_micros', micros, b.daySoft, top, d.day));
+  if (micros >= b.dayHard) {
+    holds.push(dayHit('day_hard', 'HARD_STOP', DAY, 'usd_micros', micros, b.dayHard, top, d.day));
+    hard = true;
+  }
+  const rate = d.failed / Math.max(d.tasks, 1);
+  if (rate > 0.2 && micros >= b.daySoft) {
+    holds.push(dayHit('failure_burn', 'HARD_STOP', 'forge.tasks.failure_rate', 'ratio', rate, 0.2, top, d.day));
+    hard = true;
+  }
+  if (micros >= b.dayEmergency) holds.push(dayHit('day_emergency', 'EMERGENCY_STOP', DAY, 'usd_micros', micros, b.dayEmergency, top, d.day));
+  return hard;
+}
+
+function dayHit(
+  id: DayConditionId,
+  level: ConditionLevel,
+  metric: string,
+  unit: ConditionHit['unit'],
+  value: number,
+  threshold: number,
+  top: Component,
+  day: number,
+): ConditionHit {
+  return { id, level, metric, unit, value, threshold, topComponent: top, day };
+}
+
+/** The hard-day set with `day` added (ascending, no duplicates), not yet bounded. */
+function withHardDay(days: readonly number[], day: number): number[] {
+  const out: number[] = [];
+  let placed = false;
+  for (const d of days) {
+    if (!placed && day <= d) {
+      if (day !== d) out.push(day);
+      placed = true;
+    }
+    out.push(d);
+  }
+  if (!placed) out.push(day);
+  return out;
+}
+
+/** Whether `day` is one of 3 consecutive days in the (ascending) set. */
+function inThreeRun(days: readonly number[], day: number): boolean {
+  if (!days.includes(day)) return false;
+  const before = days.includes(day - 1);
+  const after = days.includes(day + 1);
+  return (before && after) || (before && days.includes(day - 2)) || (after && days.includes(day + 2));
+}
+
+/**
  * Every stop condition that holds for a scope at `now`, given the operation just finalized (if any).
- * Thresholds are inclusive except the failure rate (> 0.2). Also returns the spend with today's
- * hard-stop day recorded, because "hard stops on 3 consecutive days" reads that history.
+ * Thresholds are inclusive except the failure rate (> 0.2). Day conditions read today's totals and, when
+ * the operation was finalized on another UTC day (a late event), that day's totals too; week, run and
+ * unit conditions read `now`.
+ *
+ * Also returns the spend with hard-stop days recorded, because "hard stops on 3 consecutive days" reads
+ * that history. A day is recorded only when its own spend raises a hard stop: today when a day condition
+ * on today's totals does (day_hard, failure_burn), and the operation's day when any hard-stop condition of
+ * this evaluation does, except today's day conditions when the operation is late. State carried over
+ * from an earlier day (a unit-cap streak, the week, the run) never records a day by itself.
  */
 export function conditionsFor(
   b: Thresholds,
@@ -248,6 +353,7 @@ export function conditionsFor(
   op?: TaskOutcome,
 ): { holds: ConditionHit[]; spend: ScopeSpend; totals: SpendTotals } {
   const t = totalsOf(spend, now);
+  const today = dayOf(now);
   const holds: ConditionHit[] = [];
   // No closures here: this runs for every scope of every task.
   const dayTop = topComponent(t.dayComponents);
@@ -255,67 +361,146 @@ export function conditionsFor(
   const DAY = 'forge.cost.total.day_usd';
   const WEEK = 'forge.cost.total.week_usd';
   const OP = 'forge.cost.total.op_usd';
+  /** A hard-stop condition on today's day totals. */
+  let todayHard = false;
+  /** A hard-stop condition that is not a day condition (week, run, unit streak). */
+  let otherHard = false;
 
   // WARNING
-  if (t.dayMicros >= b.daySoft) holds.push(hit('day_soft', 'WARNING', DAY, 'usd_micros', t.dayMicros, b.daySoft, dayTop));
+  if (t.dayMicros >= b.daySoft) holds.push(dayHit('day_soft', 'WARNING', DAY, 'usd_micros', t.dayMicros, b.daySoft, dayTop, today));
   if (t.weekMicros >= b.weekSoft) holds.push(hit('week_soft', 'WARNING', WEEK, 'usd_micros', t.weekMicros, b.weekSoft, weekTop));
   if (op && op.totalMicros >= b.unitNearCap) {
     holds.push(hit('unit_near_cap', 'WARNING', OP, 'usd_micros', op.totalMicros, b.unitNearCap, topComponent(op.components)));
   }
   // HARD STOP
-  if (t.dayMicros >= b.dayHard) holds.push(hit('day_hard', 'HARD_STOP', DAY, 'usd_micros', t.dayMicros, b.dayHard, dayTop));
-  if (t.weekMicros >= b.weekHard) holds.push(hit('week_hard', 'HARD_STOP', WEEK, 'usd_micros', t.weekMicros, b.weekHard, weekTop));
+  if (t.dayMicros >= b.dayHard) {
+    holds.push(dayHit('day_hard', 'HARD_STOP', DAY, 'usd_micros', t.dayMicros, b.dayHard, dayTop, today));
+    todayHard = true;
+  }
+  if (t.weekMicros >= b.weekHard) {
+    holds.push(hit('week_hard', 'HARD_STOP', WEEK, 'usd_micros', t.weekMicros, b.weekHard, weekTop));
+    otherHard = true;
+  }
   if (t.runMicros >= b.runCap) {
     holds.push(hit('run_cap', 'HARD_STOP', 'forge.cost.total.run_usd', 'usd_micros', t.runMicros, b.runCap, topComponent(t.runComponents)));
+    otherHard = true;
   }
   if (spend.consecutiveAtCap >= b.k) {
     holds.push(hit('unit_cap_consecutive', 'HARD_STOP', OP, 'count', spend.consecutiveAtCap, b.k, op ? topComponent(op.components) : dayTop));
+    otherHard = true;
   }
   const rate = t.failedDay / Math.max(t.tasksDay, 1);
   if (rate > 0.2 && t.dayMicros >= b.daySoft) {
-    holds.push(hit('failure_burn', 'HARD_STOP', 'forge.tasks.failure_rate', 'ratio', rate, 0.2, dayTop));
+    holds.push(dayHit('failure_burn', 'HARD_STOP', 'forge.tasks.failure_rate', 'ratio', rate, 0.2, dayTop, today));
+    todayHard = true;
   }
   // EMERGENCY STOP
-  if (t.dayMicros >= b.dayEmergency) holds.push(hit('day_emergency', 'EMERGENCY_STOP', DAY, 'usd_micros', t.dayMicros, b.dayEmergency, dayTop));
+  if (t.dayMicros >= b.dayEmergency) holds.push(dayHit('day_emergency', 'EMERGENCY_STOP', DAY, 'usd_micros', t.dayMicros, b.dayEmergency, dayTop, today));
   if (op && op.totalMicros >= b.unitEmergency) {
     holds.push(hit('unit_emergency', 'EMERGENCY_STOP', OP, 'usd_micros', op.totalMicros, b.unitEmergency, topComponent(op.components)));
   }
-  let nextSpend = spend;
-  const today = dayOf(now);
-  let hard = false;
-  for (const h of holds) if (h.level === 'HARD_STOP') hard = true;
-  if (hard && spend.hardDays[0] !== today) {
-    nextSpend = { ...spend, hardDays: [today, ...spend.hardDays].slice(0, 3) };
+
+  // A late event: its day's conditions, from its day's bucket (none when the day is older than the kept ones).
+  const opDay = op ? dayOf(op.at) : today;
+  let opDayHard = todayHard;
+  if (opDay !== today) {
+    const idx = indexOfDay(spend.days, opDay);
+    opDayHard = idx >= 0 && pushDayHits(b, spend, spend.days[idx]!, now, holds);
   }
-  const hd = nextSpend.hardDays;
-  if (hd.length === 3 && hd[0] === today && hd[1] === today - 1 && hd[2] === today - 2) {
+
+  // The operation's own day is hard when a hard stop holds that does not read another day's totals.
+  const opHard = op !== undefined && (otherHard || opDayHard);
+  let hardDays = spend.hardDays;
+  if (todayHard) hardDays = withHardDay(hardDays, today);
+  if (opHard) hardDays = withHardDay(hardDays, opDay);
+  // A run of 3 that holds the day just recorded; today's place in one stands all day once recorded.
+  if ((opHard && inThreeRun(hardDays, opDay)) || inThreeRun(hardDays, today)) {
     holds.push(hit('hard_three_days', 'EMERGENCY_STOP', 'forge.stop_condition.hard_stop.count', 'count', 3, 3, dayTop));
   }
-  return { holds, spend: nextSpend, totals: t };
+
+  if (hardDays !== spend.hardDays) {
+    const newest = hardDays[hardDays.length - 1]!;
+    let from = 0;
+    while (hardDays[from]! <= newest - HARD_DAYS_SPAN) from++;
+    const bounded = from === 0 ? hardDays : hardDays.slice(from);
+    if (!sameDays(bounded, spend.hardDays)) return { holds, spend: { ...spend, hardDays: bounded }, totals: t };
+  }
+  return { holds, spend, totals: t };
 }
 
-function levelOf(holds: readonly ConditionHit[], waived: readonly ConditionId[]): GuardState {
+function sameDays(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function isWaived(h: ConditionHit, waived: readonly ConditionId[], dayWaivers: readonly DayWaiver[]): boolean {
+  if (h.day === undefined) return waived.includes(h.id);
+  for (const w of dayWaivers) if (w.id === h.id && w.day === h.day) return true;
+  return false;
+}
+
+function levelOf(holds: readonly ConditionHit[], waived: readonly ConditionId[], dayWaivers: readonly DayWaiver[]): GuardState {
   let s: GuardState = 'NORMAL';
-  for (const h of holds) if (!waived.includes(h.id)) s = maxState(s, h.level);
+  for (const h of holds) if (!isWaived(h, waived, dayWaivers)) s = maxState(s, h.level);
   return s;
+}
+
+/**
+ * The waivers in force at `now`: non-day ones that still hold (or all of them, with `keepStanding`), day
+ * ones within HARD_DAYS_SPAN days; `waived` lists the non-day ones and today's day ones.
+ */
+function waiversAt(
+  guard: GuardStatus,
+  holds: readonly ConditionHit[] | undefined,
+  now: number,
+): { waived: ConditionId[]; dayWaivers: DayWaiver[] } {
+  const today = dayOf(now);
+  const dayWaivers = (guard.dayWaivers ?? []).filter((w) => w.day > today - HARD_DAYS_SPAN);
+  const waived: ConditionId[] = [];
+  for (const id of guard.waived) {
+    if (isDayCondition(id)) continue;
+    if (holds && !holds.some((h) => h.id === id)) continue;
+    waived.push(id);
+  }
+  for (const w of dayWaivers) if (w.day === today && !waived.includes(w.id)) waived.push(w.id);
+  return { waived, dayWaivers };
+}
+
+/**
+ * The ids of the waivers in force at `now`: the non-day ones, and the day ones given for today. For
+ * callers that read waivers between evaluations (an admission cap just after midnight).
+ */
+export function waivedAt(guard: GuardStatus, now: number): ConditionId[] {
+  return waiversAt(guard, undefined, now).waived;
+}
+
+function sameWaivers(g: GuardStatus, w: { waived: readonly ConditionId[]; dayWaivers: readonly DayWaiver[] }): boolean {
+  const dw = g.dayWaivers ?? [];
+  if (g.waived.length !== w.waived.length || dw.length !== w.dayWaivers.length) return false;
+  for (let i = 0; i < w.waived.length; i++) if (g.waived[i] !== w.waived[i]) return false;
+  for (let i = 0; i < dw.length; i++) if (dw[i] !== w.dayWaivers[i]) return false;
+  return true;
 }
 
 /** Latches the guard: escalate by itself; a WARNING clears only once acknowledged and no longer holding. */
 function latch(guard: GuardStatus, holds: readonly ConditionHit[], now: number): { guard: GuardStatus; change?: Evaluation['change'] } {
-  const waived = guard.waived.length === 0 ? guard.waived : guard.waived.filter((id) => holds.some((h) => h.id === id));
-  const derived = levelOf(holds, waived);
+  const w = guard.waived.length === 0 && (guard.dayWaivers ?? []).length === 0 ? undefined : waiversAt(guard, holds, now);
+  const waived = w ? w.waived : guard.waived;
+  const dayWaivers = w ? w.dayWaivers : (guard.dayWaivers ?? []);
+  const derived = levelOf(holds, waived, dayWaivers);
   let next: GuardState = maxState(guard.state, derived);
   if (guard.state === 'WARNING' && guard.acknowledged && derived === 'NORMAL') next = 'NORMAL';
   if (next === guard.state) {
-    return { guard: waived.length === guard.waived.length ? guard : { ...guard, waived } };
+    return { guard: !w || sameWaivers(guard, w) ? guard : { ...guard, waived, dayWaivers } };
   }
   return {
-    guard: { state: next, since: now, seq: guard.seq + 1, acknowledged: false, waived },
+    guard: { state: next, since: now, seq: guard.seq + 1, acknowledged: false, waived, dayWaivers },
     change: { from: guard.state, to: next },
   };
 }
 
-/** Evaluates every condition for one finalized task in one scope. */
+/** Evaluates every condition for one finalized task in one scope (a late one included: see conditionsFor). */
 export function evaluateTask(b: Thresholds, s: ScopeState, task: TaskOutcome, now: number): Evaluation {
   const applied = applyTask(s.spend, task, b.unitCap);
   const { holds, spend, totals } = conditionsFor(b, applied, now, task);
@@ -326,6 +511,11 @@ export function evaluateTask(b: Thresholds, s: ScopeState, task: TaskOutcome, no
 /**
  * The hourly rollup: day buckets and run totals recomputed from the event log (the source of truth)
  * replace the live ones; the unit-cap streak and the hard-day history carry over. Then re-evaluate.
+ *
+ * `fromLog.days`: every day with activity the log has for the scope, in any order and any number, with
+ * storage excluded from the components. `fromLog.run`: operations only (storage 0). The days beyond the
+ * kept window add their full Cost_storage_day to the run, exactly as applyTask does when a day leaves
+ * the window, so that the recompute and the per-task path agree to the micro-dollar.
  */
 export function evaluateRollup(
   b: Thresholds,
@@ -333,13 +523,11 @@ export function evaluateRollup(
   fromLog: { days: readonly DaySpend[]; run: ScopeSpend['run']; storageDayMicros?: Micros },
   now: number,
 ): Evaluation {
-  const days = [...fromLog.days].sort(byDayDesc).slice(0, DAYS_KEPT);
-  const spend: ScopeSpend = {
-    ...s.spend,
-    days,
-    run: fromLog.run,
-    storageDayMicros: fromLog.storageDayMicros ?? s.spend.storageDayMicros,
-  };
+  const storageDayMicros = fromLog.storageDayMicros ?? s.spend.storageDayMicros;
+  const sorted = [...fromLog.days].sort(byDayDesc);
+  let run = fromLog.run;
+  for (let i = DAYS_KEPT; i < sorted.length; i++) run = addStorageToRun(run, storageDayMicros, sorted[i]!);
+  const spend: ScopeSpend = { ...s.spend, days: sorted.slice(0, DAYS_KEPT), run, storageDayMicros };
   const r = conditionsFor(b, spend, now);
   const { guard, change } = latch(s.guard, r.holds, now);
   const state = { spend: r.spend, guard };
@@ -362,22 +550,38 @@ export type OperatorOutcome =
 export function acknowledgeWarning(b: Thresholds, s: ScopeState, now: number): OperatorOutcome {
   if (s.guard.state !== 'WARNING') return { ok: false, reason: 'not_warning' };
   const { holds } = conditionsFor(b, s.spend, now);
-  const stillWarning = levelOf(holds, s.guard.waived) !== 'NORMAL';
+  const { waived, dayWaivers } = waiversAt(s.guard, undefined, now);
+  const stillWarning = levelOf(holds, waived, dayWaivers) !== 'NORMAL';
   if (stillWarning) return { ok: true, state: { ...s, guard: { ...s.guard, acknowledged: true } } };
-  const guard: GuardStatus = { state: 'NORMAL', since: now, seq: s.guard.seq + 1, acknowledged: false, waived: s.guard.waived };
+  const guard: GuardStatus = { state: 'NORMAL', since: now, seq: s.guard.seq + 1, acknowledged: false, waived, dayWaivers };
   return { ok: true, state: { ...s, guard }, change: { from: 'WARNING', to: 'NORMAL' } };
 }
 
 /**
- * An operator lifts a HARD_STOP or EMERGENCY_STOP. The stop conditions holding now are waived (they do
- * not stop the scope again while they keep holding); any other condition, e.g. the emergency level
- * above a lifted hard stop, still escalates.
+ * An operator lifts a HARD_STOP or EMERGENCY_STOP. The stop conditions holding now are waived: a day
+ * condition for its UTC day only (today's, and an earlier kept day's whose totals raise it, so that late
+ * events for that day do not stop the scope again); any other one while it keeps holding. Any condition
+ * not waived, e.g. the emergency level above a lifted hard stop or the next day's breach, still escalates.
  */
 export function liftStop(b: Thresholds, s: ScopeState, now: number): OperatorOutcome {
   if (stateRank(s.guard.state) < stateRank('HARD_STOP')) return { ok: false, reason: 'not_stopped' };
+  const today = dayOf(now);
   const { holds, spend } = conditionsFor(b, s.spend, now);
-  const waived = [...new Set([...s.guard.waived, ...holds.filter((h) => h.level !== 'WARNING').map((h) => h.id)])];
-  const to = levelOf(holds, waived);
-  const guard: GuardStatus = { state: to, since: now, seq: s.guard.seq + 1, acknowledged: true, waived };
+  const past: ConditionHit[] = [];
+  for (const d of spend.days) if (d.day < today && d.day > today - HARD_DAYS_SPAN) pushDayHits(b, spend, d, now, past);
+  const kept = waiversAt(s.guard, undefined, now);
+  const waived = kept.waived;
+  const dayWaivers = kept.dayWaivers;
+  for (const h of [...holds, ...past]) {
+    if (h.level === 'WARNING') continue;
+    if (h.day === undefined) {
+      if (!waived.includes(h.id)) waived.push(h.id);
+    } else if (isDayCondition(h.id) && !dayWaivers.some((w) => w.id === h.id && w.day === h.day)) {
+      dayWaivers.push({ id: h.id, day: h.day });
+      if (h.day === today && !waived.includes(h.id)) waived.push(h.id);
+    }
+  }
+  const to = levelOf(holds, waived, dayWaivers);
+  const guard: GuardStatus = { state: to, since: now, seq: s.guard.seq + 1, acknowledged: true, waived, dayWaivers };
   return { ok: true, state: { spend, guard }, change: { from: s.guard.state, to } };
 }

@@ -130,4 +130,9 @@ export interface ConditionHit {
   threshold: number;
   /** The cost component contributing most to the value. */
   topComponent: 'rli' | 'gas' | 'compute' | 'storage' | 'llm';
+  /**
+   * Day conditions only (day_soft, day_hard, day_emergency, failure_burn): the UTC day (days since the epoch)
+   * whose totals `value` reads. A late event's hits name the day it was finalized on, not today.
+   */
+  day?: number;
 }
