@@ -12,6 +12,7 @@ import {
   thresholdsOf,
   totalsOf,
   usdToMicros,
+  waivedAt,
   type Bands,
   type BandsBook,
   type BudgetVersion,
@@ -92,6 +93,11 @@ export interface LogSpend {
 
 const UNIT_SAMPLES = 200;
 const SEEN_EVENTS = 1_000_000;
+
+/** Whether an operator's lift covers this hit: by id, and for a day condition by its day too. */
+function isWaivedHit(g: GuardStatus, h: ConditionHit): boolean {
+  return h.day === undefined ? g.waived.includes(h.id) : (g.dayWaivers ?? []).some((w) => w.id === h.id && w.day === h.day);
+}
 
 const AUDIT_KIND: Record<ChangeKind, AuditKind> = { transition: 'state_change', acknowledgement: 'acknowledgement', lift: 'override', budget: 'budget_change' };
 
@@ -271,7 +277,7 @@ export class Guardrail {
    */
   private announce(scope: ScopeKey, kind: ChangeKind, previous: GuardState, holds: ConditionHit[], weekMicros: Micros, reason: string, actor?: string): void {
     const s = this.stateOf(scope);
-    const held = holds.filter((h) => !s.guard.waived.includes(h.id));
+    const held = holds.filter((h) => !isWaivedHit(s.guard, h));
     const why = kind === 'transition' && held.length > 0 ? `${reason}: ${held.map((h) => h.id).join(', ')}` : reason;
     const own = this.budgets.get(scope)?.versions;
     const budget = own && own.length > 0 ? own[own.length - 1] : undefined;
@@ -326,7 +332,7 @@ export class Guardrail {
     if (mine && (force ? c.seq < mine.guard.seq : c.seq <= mine.guard.seq)) return;
     const guard: GuardStatus = c.control?.guard
       ? { ...c.control.guard, seq: c.seq }
-      : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [] };
+      : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [], dayWaivers: [] };
     const spend = mine?.spend ?? emptyScope(this.d.now(), this.d.storageDayMicros?.(c.scope) ?? 0).spend;
     this.scopes.set(c.scope, { spend, guard });
     if (c.control?.budget) this.putBudget(c.scope, c.control.budget);
@@ -384,7 +390,7 @@ export class Guardrail {
         threshold: h.unit === 'usd_micros' ? microsToUsd(h.threshold) : String(h.threshold),
         unit: h.unit === 'usd_micros' ? 'usd' : h.unit,
         top_component: h.topComponent,
-        waived: g.waived.includes(h.id),
+        waived: isWaivedHit(g, h),
       })),
       spend: {
         day_usd: microsToUsd(r.totals.dayMicros),
@@ -410,7 +416,9 @@ export class Guardrail {
   /** Caps for admission: a waived hard condition moves its cap up to the emergency level. */
   private capsFor(scope: ScopeKey): ScopeCaps {
     const b = this.bandsFor(scope);
-    const waived = this.scopes.get(scope)?.guard.waived ?? [];
+    const g = this.scopes.get(scope)?.guard;
+    // The waivers in force now (a day condition's waiver ends with its UTC day).
+    const waived = g ? waivedAt(g, this.d.now()) : [];
     const NO_CAP = Number.MAX_SAFE_INTEGER;
     return {
       dayHard: waived.includes('day_hard') ? b.dayEmergency : b.dayHard,

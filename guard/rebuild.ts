@@ -88,13 +88,13 @@ export function foldControlEvents(rows: readonly GuardrailEventRow[]): Map<Scope
     f.guard = details.control?.guard
       ? { ...details.control.guard, seq: r.seq }
       : // Rows written before the control snapshot: the state and seq, nothing acknowledged or waived.
-        { state: r.state as GuardStatus['state'], since: r.at, seq: r.seq, acknowledged: r.kind === 'acknowledgement', waived: [] };
+        { state: r.state as GuardStatus['state'], since: r.at, seq: r.seq, acknowledged: r.kind === 'acknowledgement', waived: [], dayWaivers: [] };
   }
   return out;
 }
 
 function guardOfChange(c: StateChange): GuardStatus {
-  return c.control?.guard ? { ...c.control.guard, seq: c.seq } : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [] };
+  return c.control?.guard ? { ...c.control.guard, seq: c.seq } : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [], dayWaivers: [] };
 }
 
 /**

@@ -97,11 +97,13 @@ describe('reports over seeded events (hand-checked)', () => {
       ]),
     );
   });
-  it('stop-condition counts in the last 24 h (the day soft band fired once)', async () => {
+  it('stop-condition counts in the last 24 h (the late failed task of 03-02 stopped the tenant once)', async () => {
+    // e3 arrives at 03-03 for 03-02: that day stands at 29 USD (>= the 25 USD soft band) with 1 of 2 tasks
+    // failed (0.5 > 0.2), so failure_burn holds for 03-02: HARD_STOP, checked against its own day's totals.
     const j = (await report('stop-conditions', 'scope=tenant:demo')).json();
     expect(j.rows).toEqual([
-      { state: 'WARNING', count: 1 },
-      { state: 'HARD_STOP', count: 0 },
+      { state: 'WARNING', count: 0 },
+      { state: 'HARD_STOP', count: 1 },
       { state: 'EMERGENCY_STOP', count: 0 },
     ]);
   });
@@ -123,6 +125,9 @@ describe('audit', () => {
     const other = await forge.app.inject({ method: 'GET', url: '/v1/audit/events?tenant_id=other', headers: auth(finance) });
     expect(other.statusCode).toBe(403);
     const g = await forge.app.inject({ method: 'GET', url: '/v1/audit/guardrail-events?scope=tenant:demo&from=2026-03-01T00:00:00Z&to=2026-03-04T00:00:00Z', headers: auth(finance) });
-    expect(g.json().events.map((e: { state: string }) => e.state)).toContain('WARNING');
+    const events = g.json().events as Array<{ kind: string; state: string; reason: string; details: { day?: string } }>;
+    expect(events.find((e) => e.kind === 'state_change')).toMatchObject({ state: 'HARD_STOP', reason: expect.stringContaining('failure_burn') });
+    // The hard day is the late task's own day, recorded once.
+    expect(events.filter((e) => e.kind === 'hard_day').map((e) => e.details.day)).toEqual(['2026-03-02']);
   });
 });
