@@ -29,6 +29,8 @@ export interface HaltBus {
   ready(): Promise<void>;
   /** The scope's durable state; undefined when no change was ever published for it. */
   current(scope: ScopeKey): Promise<StateChange | undefined>;
+  /** Every scope a change was ever published for (a restart re-reads their durable states). */
+  scopes(): Promise<ScopeKey[]>;
   close(): Promise<void>;
 }
 
@@ -129,6 +131,10 @@ export class InProcessHaltBus implements HaltBus {
     if (this.closed) return Promise.reject(new GuardError('FORGE_ERR_HALT_BUS_CLOSED', 'current() after close()'));
     const c = this.states.get(scope);
     return Promise.resolve(c ? structuredClone(c) : undefined);
+  }
+
+  scopes(): Promise<ScopeKey[]> {
+    return Promise.resolve([...this.states.keys()]);
   }
 
   close(): Promise<void> {

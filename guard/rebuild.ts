@@ -105,13 +105,13 @@ function guardOfChange(c: StateChange): GuardStatus {
  */
 export async function rebuildControlState(
   g: Guardrail,
-  deps: { store: LogSource; bus: Pick<HaltBus, 'current'>; now: number; unitCapOf: (scope: ScopeKey) => { unitCap: number; k: number }; onScope?: (scope: ScopeKey) => void },
+  deps: { store: LogSource; bus: Pick<HaltBus, 'current' | 'scopes'>; now: number; unitCapOf: (scope: ScopeKey) => { unitCap: number; k: number }; onScope?: (scope: ScopeKey) => void },
 ): Promise<{ scopes: number }> {
   const { store, now } = deps;
   const rows = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: [...CONTROL_KINDS], limit: 50_000_000 });
   const folded = foldControlEvents(rows);
   const spend = await spendFromLog(store, now);
-  const scopes = new Set<ScopeKey>(['global', ...folded.keys(), ...spend.keys()]);
+  const scopes = new Set<ScopeKey>(['global', ...folded.keys(), ...spend.keys(), ...(await deps.bus.scopes())]);
   for (const scope of scopes) {
     const f = folded.get(scope) ?? { budgets: [], hardDays: [] };
     let guard = f.guard;

@@ -84,6 +84,11 @@ export class RedisHaltBus implements HaltBus {
     return raw ? (JSON.parse(raw) as StateChange) : undefined;
   }
 
+  async scopes(): Promise<ScopeKey[]> {
+    this.assertOpen();
+    return this.call('scopes', () => this.conn.redis.smembers(`${this.prefix}halt:scopes`));
+  }
+
   subscribe(handler: HaltHandler): () => void {
     this.assertOpen();
     const s = orderedHandler(handler, this.onError);

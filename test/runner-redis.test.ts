@@ -34,7 +34,7 @@ class CheckedEvents implements EventEmitterClient {
 
 /** A bus that never hears pushes (a runner that missed every message); durable reads still work. */
 function deaf(bus: HaltBus): HaltBus {
-  return { publish: (c) => bus.publish(c), subscribe: () => () => {}, ready: () => bus.ready(), current: (s) => bus.current(s), close: () => bus.close() };
+  return { publish: (c) => bus.publish(c), subscribe: () => () => {}, ready: () => bus.ready(), current: (s) => bus.current(s), scopes: () => bus.scopes(), close: () => bus.close() };
 }
 
 let seq = 0;
