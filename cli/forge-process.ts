@@ -12,8 +12,10 @@ import {
   InProcessLedger,
   RedisHaltBus,
   RedisLedger,
+  RedisSharedSpend,
   rebuildControlState,
   recompute,
+  spendFromLog,
   type AuditRecord,
   type HaltBus,
   type LiveLedger,
@@ -95,7 +97,10 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
 
     const ledger: LiveLedger = config.FORGE_REDIS_URL ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'ledger') }) : new InProcessLedger();
     const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
+    // The spend that drives the stop conditions, shared by every API process on the same Redis.
+    const sharedSpend = config.FORGE_REDIS_URL ? new RedisSharedSpend({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'shared spend') }) : undefined;
     closers.push({ what: 'ledger', close: () => ledger.close() }, { what: 'halt bus', close: () => bus.close() });
+    if (sharedSpend) closers.push({ what: 'shared spend', close: () => sharedSpend.close() });
     await bus.ready();
     // Billing (plans, metering, credits, BYOK, Stripe) on the same store and halt bus; Stripe and BYOK stay
     // off until configured.
@@ -134,6 +139,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       storageDayMicros: storageDayOf(pricing),
       reservationTtlMs: config.FORGE_RESERVATION_TTL_MS,
       onLedgerFailure: config.FORGE_ADMISSIONS_ON_LEDGER_FAILURE,
+      ...(sharedSpend ? { sharedSpend, spendSeed: () => spendFromLog(store, now()) } : {}),
     });
     closers.push({
       what: 'guardrail',
@@ -148,6 +154,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // had, with every acknowledgement, lift, budget version and hard day, and announces nothing twice.
     const publishTotals = (scope: ScopeKey): void => metrics.setScopeTotals(scope, guardrail.totals(scope));
     await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals });
+    // An empty Redis (first start, or restarted without persistence) gets the log's spend before use.
+    if (sharedSpend) await sharedSpend.seed(() => spendFromLog(store, now()));
     await guardrail.drain();
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);
@@ -163,8 +171,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         ...(pricing.chain?.rpcUrl ? { chain: viemChain(pricing.chain.rpcUrl) } : {}),
         knownTenant,
         canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
-        onAccepted: (events) => {
-          guardrail.ingest(events);
+        onAccepted: async (events) => {
+          await guardrail.ingest(events);
           // Once per scope the batch touched: only the totals after the whole batch matter.
           for (const scope of new Set(events.flatMap((ev) => scopesOf(ev.tenantId, ev.runId)))) metrics.setScopeTotals(scope, guardrail.totals(scope));
         },

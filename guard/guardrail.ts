@@ -1,6 +1,7 @@
 import {
   acknowledgeWarning,
   dayLabel,
+  dayOf,
   emptyScope,
   evaluateAt,
   evaluateRollup,
@@ -32,6 +33,7 @@ import {
 } from '../rules/index.ts';
 import type { CostEvent, GuardrailEventKind } from '../store/index.ts';
 import { GuardError } from './errors.ts';
+import { withoutBatch, type RedisSharedSpend, type SeedScope, type SpendItem } from './shared-spend.ts';
 import type { HaltBus } from './halt-bus.ts';
 import { isLedgerUnavailable } from './ledger/errors.ts';
 import { refusalOf } from './ledger/refusal.ts';
@@ -73,6 +75,10 @@ export interface GuardrailDeps {
   /** Cost_storage_day per scope, USD micros (0 when the scope has none). */
   storageDayMicros?: (scope: ScopeKey) => Micros;
   reservationTtlMs: number;
+  /** The spend shared by every API process (Redis); absent: this process's memory is the whole truth. */
+  sharedSpend?: SharedSpendPort;
+  /** Every scope's spend from the event log, to seed an empty shared spend. */
+  spendSeed?: () => Promise<Map<ScopeKey, SeedScope>>;
   /**
    * When the live ledger (Redis) cannot be reached: 'closed' (default) refuses admissions (the route answers
    * 503 FORGE_ERR_LEDGER_UNAVAILABLE); 'open' admits tasks the process's own state does not halt, unreserved.
@@ -83,6 +89,9 @@ export interface GuardrailDeps {
 export type AdmissionDecision =
   | { decision: 'allow'; reservationId: string; expiresAt: number; estimatedMicros: Micros; estimateSource: 'runner' | 'p95' | 'unit_cap'; unreserved?: true }
   | { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: number | null };
+
+/** What the guard needs of a shared spend (guard/shared-spend.ts). */
+export type SharedSpendPort = Pick<RedisSharedSpend, 'add' | 'read' | 'seed' | 'mark'>;
 
 /** What the log says of a scope's spend (the rebuild and the hourly recompute). Storage excluded. */
 export interface LogSpend {
@@ -194,13 +203,78 @@ export class Guardrail {
 
   /**
    * Feeds events the store newly accepted (never a replay: the collector passes only what the write
-   * appended) through every scope they touch. An event id also counts once per process life.
+   * appended) through every scope they touch. An event id also counts once per process life, and with a
+   * shared spend (Redis) once across processes: there each touched scope's spend is first set to the shared
+   * one as it stood before this batch, so the stop conditions read what every process has taken in.
+   * Without a shared spend the evaluation completes before this returns (synchronously).
    */
-  ingest(events: readonly CostEvent[]): void {
-    const now = this.d.now();
+  ingest(events: readonly CostEvent[]): Promise<void> {
+    const batch: CostEvent[] = [];
     for (const ev of events) {
       if (this.seen.has(ev.eventId)) continue;
       this.remember(ev.eventId);
+      batch.push(ev);
+    }
+    if (batch.length === 0) return Promise.resolve();
+    const ss = this.d.sharedSpend;
+    if (!ss) {
+      this.evaluateBatch(batch);
+      return Promise.resolve();
+    }
+    return this.ingestShared(batch, ss);
+  }
+
+  private async ingestShared(batch: CostEvent[], ss: SharedSpendPort): Promise<void> {
+    const items: SpendItem[] = batch.map((ev) => ({
+      eventId: ev.eventId,
+      scopes: scopesOf(ev.tenantId, ev.runId),
+      at: ev.eventTime,
+      components: { rli: ev.rliMicros, gas: ev.gasMicros, compute: ev.computeMicros, storage: 0, llm: ev.llmMicros },
+      failed: ev.status !== 'success',
+    }));
+    let use = batch;
+    try {
+      let counted = await ss.add(items);
+      if (counted === 'unseeded') {
+        // Redis came up empty: seed it from the event log (which holds this batch already), then mark the
+        // batch's ids as seen without adding them again.
+        await ss.seed(this.d.spendSeed ?? (async () => new Map()));
+        await ss.mark(items);
+        counted = items.map(() => true);
+      }
+      const flags = counted;
+      use = batch.filter((_, i) => flags[i]);
+      if (use.length === 0) return;
+      const now = this.d.now();
+      const scopes = [...new Set(use.flatMap((ev) => scopesOf(ev.tenantId, ev.runId)))];
+      const days = new Set<number>();
+      for (let d = dayOf(now) - 7; d <= dayOf(now); d++) days.add(d);
+      for (const ev of use) days.add(dayOf(ev.eventTime));
+      const shared = await ss.read(scopes, [...days]);
+      for (const scope of scopes) {
+        const snap = shared.get(scope);
+        if (!snap) continue;
+        const mine = use.filter((ev) => scopesOf(ev.tenantId, ev.runId).includes(scope)).map((ev) => ({ day: dayOf(ev.eventTime), components: { rli: ev.rliMicros, gas: ev.gasMicros, compute: ev.computeMicros, storage: 0, llm: ev.llmMicros }, failed: ev.status !== 'success' }));
+        this.takeShared(scope, withoutBatch(snap, mine));
+      }
+    } catch (e) {
+      // Redis unreachable: evaluate on this process's own view; the hourly recompute reconciles.
+      this.d.onError(e, 'shared spend');
+    }
+    this.evaluateBatch(use);
+  }
+
+  /** Replaces a scope's day buckets and run totals with the shared ones (storage of finished days kept). */
+  private takeShared(scope: ScopeKey, snap: { days: readonly DaySpend[]; run: ScopeSpend['run'] }): void {
+    const s = this.stateOf(scope);
+    const storage = s.spend.run.components.storage;
+    const run = { components: { ...snap.run.components, storage }, totalMicros: snap.run.totalMicros + storage, tasks: snap.run.tasks };
+    this.scopes.set(scope, { ...s, spend: { ...s.spend, days: [...snap.days].sort((a, b) => b.day - a.day).slice(0, 8), run } });
+  }
+
+  private evaluateBatch(batch: readonly CostEvent[]): void {
+    const now = this.d.now();
+    for (const ev of batch) {
       const task = {
         at: ev.eventTime,
         totalMicros: ev.totalMicros,
@@ -367,6 +441,15 @@ export class Guardrail {
   /** Guardrail view of a scope, from memory (plus the ledger's open reservations). */
   async view(scope: ScopeKey) {
     const now = this.d.now();
+    if (this.d.sharedSpend) {
+      try {
+        const days = Array.from({ length: 8 }, (_, i) => dayOf(now) - i);
+        const snap = (await this.d.sharedSpend.read([scope], days)).get(scope);
+        if (snap && snap.run.tasks > 0) this.takeShared(scope, snap);
+      } catch (e) {
+        this.d.onError(e, 'shared spend');
+      }
+    }
     const b = this.bandsFor(scope);
     const s = this.stateOf(scope);
     const r = evaluateAt(b, s, now);
