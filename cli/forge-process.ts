@@ -13,6 +13,7 @@ import {
   RedisHaltBus,
   RedisLedger,
   RedisSharedSpend,
+  capCountersFromLog,
   rebuildControlState,
   recompute,
   spendFromLog,
@@ -95,7 +96,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     } as Parameters<typeof openStore>[0]);
     closers.push({ what: 'store', close: () => store.close() });
 
-    const ledger: LiveLedger = config.FORGE_REDIS_URL ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'ledger') }) : new InProcessLedger();
+    const ledger: LiveLedger = config.FORGE_REDIS_URL
+      ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'ledger'), counterSeed: () => capCountersFromLog(store, now()) })
+      : new InProcessLedger();
     const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
     // The spend that drives the stop conditions, shared by every API process on the same Redis.
     const sharedSpend = config.FORGE_REDIS_URL ? new RedisSharedSpend({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'shared spend') }) : undefined;
@@ -156,6 +159,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals });
     // An empty Redis (first start, or restarted without persistence) gets the log's spend before use.
     if (sharedSpend) await sharedSpend.seed(() => spendFromLog(store, now()));
+    if (ledger instanceof RedisLedger) await ledger.ready();
     await guardrail.drain();
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);

@@ -2,6 +2,7 @@ import { DAY_MS, dayFromLabel, runScope, tenantScope, zeroComponents, type Budge
 import type { GuardrailEventRow, RunDayTotals, Store } from '../store/index.ts';
 import type { Guardrail, LogSpend } from './guardrail.ts';
 import type { HaltBus } from './halt-bus.ts';
+import type { CounterSeed } from './ledger/redis-ledger.ts';
 
 /** What the rebuild and the recompute read from the store. */
 export type LogSource = Pick<Store, 'runDayTotals' | 'recentTaskTotals' | 'guardrailEvents'>;
@@ -46,6 +47,26 @@ export async function spendFromLog(src: Pick<LogSource, 'runDayTotals'>, now: nu
       run.tasks += d.tasks;
     }
     out.set(scope, { days: list, run });
+  }
+  return out;
+}
+
+/**
+ * The admission ledger's spend counters as the event log has them: per scope, total USD micros per UTC day
+ * of the last 8 days (the week window and a spare) and the run total. Used when Redis comes back empty.
+ */
+export async function capCountersFromLog(src: Pick<LogSource, 'runDayTotals'>, now: number): Promise<Map<ScopeKey, CounterSeed>> {
+  const rows = await src.runDayTotals({ from: 0, to: now + DAY_MS });
+  const firstDay = Math.floor(now / DAY_MS) - 7;
+  const out = new Map<ScopeKey, { days: Map<number, number>; runMicros: number }>();
+  for (const row of rows) {
+    const day = dayFromLabel(row.day);
+    for (const scope of ['global', tenantScope(row.tenantId), runScope(row.tenantId, row.runId)]) {
+      let c = out.get(scope);
+      if (!c) out.set(scope, (c = { days: new Map(), runMicros: 0 }));
+      c.runMicros += row.totalMicros;
+      if (day >= firstDay) c.days.set(day, (c.days.get(day) ?? 0) + row.totalMicros);
+    }
   }
   return out;
 }

@@ -18,6 +18,18 @@ export interface RedisLedgerOptions {
   eventIdTtlMs?: number;
   /** First error of each Redis outage (the methods reject as well). */
   onError?: (err: unknown) => void;
+  /**
+   * The spend counters as the event log has them (per scope: USD micros per UTC day of the last 8 days, and
+   * the run total), to rebuild them when Redis comes back empty. Absent: rebuilt empty.
+   */
+  counterSeed?: () => Promise<Map<ScopeKey, CounterSeed>>;
+}
+
+/** One scope's spend counters, as the event log has them. */
+export interface CounterSeed {
+  /** USD micros per UTC day number. */
+  days: ReadonlyMap<number, Micros>;
+  runMicros: Micros;
 }
 
 /*
@@ -44,6 +56,8 @@ end
 
 // KEYS: reservation, exp zset, scope hashes...   ARGV: id, amount, today, expiresAt, n, scopesJoined, (scope, dayCap, weekCap, runCap)*n
 const RESERVE_LUA = `
+local epoch = redis.call('GET', ARGV[#ARGV - 1])
+if not epoch or epoch ~= ARGV[#ARGV] then return {-1} end
 local existing = redis.call('HGET', KEYS[1], 'exp')
 if existing then return {1, existing} end
 local today = tonumber(ARGV[3])
@@ -124,6 +138,19 @@ end
 return out
 `;
 
+// Puts back one of this process's open reservations after Redis came back empty (skipped if present).
+// KEYS: reservation, exp zset, scope hashes...   ARGV: id, amount, expiresAt, scopesJoined
+const REASSERT_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 3, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'res', ARGV[2])
+  redis.call('HINCRBY', KEYS[i], 'n', 1)
+end
+redis.call('HSET', KEYS[1], 'amt', ARGV[2], 'exp', ARGV[3], 'scopes', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+`;
+
 const EXPIRE_BATCH = 500;
 
 /**
@@ -135,7 +162,17 @@ export class RedisLedger implements LiveLedger {
   private readonly conn: FastFailConnection;
   private readonly p: string;
   private readonly eventTtl: number;
+  private readonly counterSeed: RedisLedgerOptions['counterSeed'];
+  private readonly onErr: (err: unknown) => void;
   private closed = false;
+  /**
+   * This process's open reservations: after Redis comes back empty they are put back before this process
+   * admits again, so tasks in flight keep counting against the caps.
+   */
+  private readonly mine = new Map<string, { scopes: ScopeKey[]; amountMicros: Micros; expiresAt: number }>();
+  /** The counters' epoch this process has put its reservations into; a new one means Redis lost them. */
+  private epoch: string | undefined;
+  private rebuilding: Promise<void> | undefined;
 
   constructor(opts: RedisLedgerOptions) {
     this.p = opts.keyPrefix ?? 'forge:';
@@ -144,9 +181,16 @@ export class RedisLedger implements LiveLedger {
       commandTimeoutMs: opts.commandTimeoutMs ?? 500,
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
       name: 'forge-ledger',
-      onError: opts.onError ?? ((e) => console.error('[forge ledger] redis:', e)),
+      onError: (e) => this.onErr(e),
     });
+    this.onErr = opts.onError ?? ((e) => console.error('[forge ledger] redis:', e));
+    // Every (re)connection checks that the counters survived; if Redis came back empty, rebuild them.
+    this.conn.redis.on('ready', () => {
+      if (!this.closed) this.ensureEpoch().catch((e: unknown) => this.onErr(e));
+    });
+    this.counterSeed = opts.counterSeed;
     this.conn.defineScripts({
+      forgeLedgerReassert: { lua: REASSERT_LUA },
       forgeLedgerReserve: { lua: RESERVE_LUA },
       forgeLedgerSettle: { lua: SETTLE_LUA },
       forgeLedgerRecord: { lua: RECORD_LUA },
@@ -154,9 +198,71 @@ export class RedisLedger implements LiveLedger {
     });
   }
 
-  /** Resolves once connected (or rejects with FORGE_ERR_LEDGER_UNAVAILABLE after the command timeout). */
+  /** Resolves once connected and the counters are complete (or rejects with FORGE_ERR_LEDGER_UNAVAILABLE). */
   async ready(): Promise<void> {
     await this.run('ready', async () => undefined);
+    await this.ensureEpoch();
+  }
+
+  private get epochKey(): string {
+    return `${this.p}l:epoch`;
+  }
+
+  /**
+   * Makes sure the counters are complete and hold this process's open reservations. Redis that came back
+   * empty has no epoch: one process seeds the spend counters from the event log (a lock), sets a new epoch,
+   * and every process, seeing an epoch other than its own, puts its open reservations back. Admissions of
+   * a process fail closed until it has done so.
+   */
+  ensureEpoch(): Promise<void> {
+    this.rebuilding ??= this.rebuildOnce().finally(() => {
+      this.rebuilding = undefined;
+    });
+    return this.rebuilding;
+  }
+
+  private async rebuildOnce(): Promise<void> {
+    const r = this.conn.redis;
+    let cur = await this.run('epoch', () => r.get(this.epochKey));
+    if (cur === null) {
+      const lock = `${this.p}l:seeding`;
+      const got = await this.run('lock', () => r.set(lock, String(process.pid), 'PX', 60_000, 'NX'));
+      if (got === 'OK') {
+        try {
+          const seed = this.counterSeed ? await this.counterSeed() : new Map<ScopeKey, CounterSeed>();
+          await this.run('seed', async () => {
+            const pipe = r.pipeline();
+            for (const [scope, c] of seed) {
+              const h: Record<string, string> = { run: String(c.runMicros) };
+              for (const [day, micros] of c.days) h[`d:${day}`] = String(micros);
+              pipe.hset(this.scopeKey(scope), h);
+            }
+            pipe.set(this.epochKey, `${Date.now()}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`);
+            for (const [err] of (await pipe.exec()) ?? []) if (err) throw err;
+          });
+        } finally {
+          await this.run('unlock', () => r.del(lock)).catch(() => undefined);
+        }
+      } else {
+        const until = Date.now() + 60_000;
+        while ((cur = await this.run('epoch', () => r.get(this.epochKey))) === null) {
+          if (Date.now() > until) throw new LedgerError('FORGE_ERR_LEDGER_UNAVAILABLE', 'another process is still rebuilding the counters');
+          await new Promise((res) => setTimeout(res, 50));
+        }
+      }
+      cur = await this.run('epoch', () => r.get(this.epochKey));
+    }
+    if (cur === null || cur === this.epoch) return;
+    const now = Date.now();
+    for (const [id, x] of this.mine) {
+      if (x.expiresAt <= now) {
+        this.mine.delete(id);
+        continue;
+      }
+      const keys = [this.resKey(id), this.expKey, ...x.scopes.map((s) => this.scopeKey(s))];
+      await this.run('reassert', () => this.script('forgeLedgerReassert')(keys.length, ...keys, id, String(x.amountMicros), String(x.expiresAt), x.scopes.join('\n')));
+    }
+    this.epoch = cur;
   }
 
   private scopeKey(scope: ScopeKey): string {
@@ -195,8 +301,21 @@ export class RedisLedger implements LiveLedger {
       input.scopes.map((s) => s.scope).join('\n'),
     ];
     for (const { scope, caps } of input.scopes) argv.push(scope, String(caps.dayHard), String(caps.weekHard), String(caps.runCap));
-    const r = (await this.run('reserve', () => this.script('forgeLedgerReserve')(keys.length, ...keys, ...argv))) as Array<string | number>;
-    if (Number(r[0]) === 1) return { ok: true, reservationId: input.reservationId, expiresAt: Number(r[1]) };
+    // The counters must be complete and hold this process's reservations before it admits: after Redis
+    // came back empty (no epoch, or not ours) the admission waits for the rebuild, or fails closed with it.
+    if (this.rebuilding || this.epoch === undefined) await this.ensureEpoch();
+    const attempt = async () => (await this.run('reserve', () => this.script('forgeLedgerReserve')(keys.length, ...keys, ...argv, this.epochKey, this.epoch ?? ''))) as Array<string | number>;
+    let r = await attempt();
+    if (Number(r[0]) === -1) {
+      await this.ensureEpoch();
+      r = await attempt();
+      if (Number(r[0]) === -1) throw new LedgerError('FORGE_ERR_LEDGER_UNAVAILABLE', 'reserve: the shared counters are being rebuilt');
+    }
+    if (Number(r[0]) === 1) {
+      if (this.mine.size >= 100_000) for (const [id, x] of this.mine) if (x.expiresAt <= input.now) this.mine.delete(id);
+      this.mine.set(input.reservationId, { scopes: input.scopes.map((x) => x.scope), amountMicros: input.amountMicros, expiresAt: Number(r[1]) });
+      return { ok: true, reservationId: input.reservationId, expiresAt: Number(r[1]) };
+    }
     return {
       ok: false,
       scope: String(r[1]),
@@ -226,6 +345,7 @@ export class RedisLedger implements LiveLedger {
         String(this.eventTtl),
       ),
     );
+    this.mine.delete(reservationId);
     return r === 'settled' ? 'settled' : 'unknown';
   }
 
@@ -248,6 +368,7 @@ export class RedisLedger implements LiveLedger {
         this.script('forgeLedgerExpire')(1, this.expKey, String(now), String(EXPIRE_BATCH), `${this.p}l:r:`, `${this.p}l:s:`),
       )) as string[];
       for (let i = 0; i + 3 < flat.length; i += 4) {
+        this.mine.delete(flat[i]!);
         out.push({
           reservationId: flat[i]!,
           amountMicros: Number(flat[i + 1]),
