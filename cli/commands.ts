@@ -1,7 +1,6 @@
 import { Option } from 'commander';
 import { join } from 'node:path';
-import { KeyStore, ROLES, type Role } from '../api/auth.ts';
-import { loadConfig } from '../api/config.ts';
+import { KeyStore, loadConfig, ROLES, type Role } from '../api/index.ts';
 import { addCommand, CliInputError } from './registry.ts';
 
 addCommand((program, out) => {

@@ -1,7 +1,7 @@
 import type { Thresholds } from './bands.ts';
 import { topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
 import type { Micros } from './money.ts';
-import { maxState, stateRank, type ConditionHit, type ConditionId, type ConditionLevel, type GuardState } from './states.ts';
+import { maxState, stateRank, type ConditionHit, type ConditionId, type ConditionLevel, type DayConditionId, type DayWaiver, type GuardState, type GuardStatus } from './states.ts';
 
 /**
  * The stop-condition engine: pure functions of (bands, spend state, event, now). No clock, no I/O.
@@ -18,8 +18,6 @@ const DAYS_KEPT = 8;
 const HARD_DAYS_SPAN = 8;
 
 /** Conditions that read one UTC day's totals. Their waiver covers that day only. */
-export const DAY_CONDITIONS = ['day_soft', 'day_hard', 'day_emergency', 'failure_burn'] as const;
-export type DayConditionId = (typeof DAY_CONDITIONS)[number];
 
 export function isDayCondition(id: ConditionId): id is DayConditionId {
   return id === 'day_soft' || id === 'day_hard' || id === 'day_emergency' || id === 'failure_burn';
@@ -64,36 +62,6 @@ export interface ScopeSpend {
    * HARD_DAYS_SPAN days of the newest. "Hard stops on 3 consecutive days" reads it.
    */
   hardDays: readonly number[];
-}
-
-export interface GuardStatus {
-  state: GuardState;
-  /** Epoch ms of the last state change. */
-  since: number;
-  /** Per-scope sequence of state changes. */
-  seq: number;
-  /** A WARNING stays until acknowledged; then it clears once no warning holds. */
-  acknowledged: boolean;
-  /**
-   * Conditions an operator lifted that are in force on the UTC day of the last evaluation: a lifted
-   * condition that is not a day condition stays waived while it keeps holding; a day condition is listed
-   * when it was waived for that day (see dayWaivers). Read-only convenience for callers; the engine
-   * decides day conditions from dayWaivers.
-   */
-  waived: readonly ConditionId[];
-  /**
-   * Every waiver of a day condition with the UTC day it was given for: it covers that condition on that
-   * day only (a late event for that day included), and the next day's breach raises it again.
-   * Absent is the same as empty.
-   */
-  dayWaivers?: readonly DayWaiver[];
-}
-
-/** A waiver of a day condition (day_soft, day_hard, day_emergency, failure_burn) for one UTC day. */
-export interface DayWaiver {
-  id: DayConditionId;
-  /** UTC day number (days since the epoch). */
-  day: number;
 }
 
 export interface ScopeState {

@@ -1,5 +1,4 @@
 import type { Bands } from './bands.ts';
-import type { GuardStatus } from './engine.ts';
 
 /** Guardrail states, in escalation order. */
 export const GUARD_STATES = ['NORMAL', 'WARNING', 'HARD_STOP', 'EMERGENCY_STOP'] as const;
@@ -135,4 +134,39 @@ export interface ConditionHit {
    * whose totals `value` reads. A late event's hits name the day it was finalized on, not today.
    */
   day?: number;
+}
+
+/** The day conditions: their waivers end with the UTC day they were given for. */
+export const DAY_CONDITIONS = ['day_soft', 'day_hard', 'day_emergency', 'failure_burn'] as const;
+export type DayConditionId = (typeof DAY_CONDITIONS)[number];
+
+/** The latched guard of a scope. */
+export interface GuardStatus {
+  state: GuardState;
+  /** Epoch ms of the last state change. */
+  since: number;
+  /** Per-scope sequence of state changes. */
+  seq: number;
+  /** A WARNING stays until acknowledged; then it clears once no warning holds. */
+  acknowledged: boolean;
+  /**
+   * Conditions an operator lifted that are in force on the UTC day of the last evaluation: a lifted
+   * condition that is not a day condition stays waived while it keeps holding; a day condition is listed
+   * when it was waived for that day (see dayWaivers). Read-only convenience for callers; the engine
+   * decides day conditions from dayWaivers.
+   */
+  waived: readonly ConditionId[];
+  /**
+   * Every waiver of a day condition with the UTC day it was given for: it covers that condition on that
+   * day only (a late event for that day included), and the next day's breach raises it again.
+   * Absent is the same as empty.
+   */
+  dayWaivers?: readonly DayWaiver[];
+}
+
+/** A waiver of a day condition (day_soft, day_hard, day_emergency, failure_burn) for one UTC day. */
+export interface DayWaiver {
+  id: DayConditionId;
+  /** UTC day number (days since the epoch). */
+  day: number;
 }

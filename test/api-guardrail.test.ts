@@ -26,7 +26,7 @@ describe('auth on every route', () => {
     expect(r.json().error).toMatchObject({ code: 'FORGE_ERR_FORBIDDEN_ROLE' });
   });
   it("another tenant's scope: 403, nothing of it in the body", async () => {
-    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(42), eventTime: t.clock.now })]);
+    void t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(42), eventTime: t.clock.now })]);
     const r = await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: auth(t.key(['finance'], 'globex')) });
     expect(r.statusCode).toBe(403);
     expect(r.body).not.toContain('42');
@@ -59,7 +59,7 @@ describe('auth on every route', () => {
 
 describe('guardrail state', () => {
   it('shows state, conditions with value/threshold/top component, spend against every band', async () => {
-    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(85), eventTime: t.clock.now })]);
+    void t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(85), eventTime: t.clock.now })]);
     const r = await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: auth(t.key(['oncall'], 'acme')) });
     expect(r.statusCode).toBe(200);
     const v = r.json();
@@ -70,8 +70,8 @@ describe('guardrail state', () => {
   });
   it('the same event_id twice counts once', async () => {
     const e = costEvent({ tenantId: 'acme', totalMicros: usdToMicros(30), eventTime: t.clock.now });
-    t.guardrail.ingest([e]);
-    t.guardrail.ingest([e]);
+    void t.guardrail.ingest([e]);
+    void t.guardrail.ingest([e]);
     const v = (await t.app.inject({ method: 'GET', url: '/v1/guardrail/run:acme%2Fr1', headers: auth(t.key(['runner'], 'acme')) })).json();
     expect(v.spend.day_usd).toBe('30');
   });
@@ -124,12 +124,12 @@ describe('admissions: reserve, then settle', () => {
     expect(first).toMatchObject({ decision: 'allow', estimate_source: 'unit_cap', estimated_cost_usd: '200' });
     t.clock.now += 61_000;
     await t.guardrail.expireReservations();
-    for (let i = 1; i <= 20; i++) t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(i / 10), eventTime: t.clock.now })]);
+    for (let i = 1; i <= 20; i++) void t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(i / 10), eventTime: t.clock.now })]);
     const p95 = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval' } })).json();
     expect(p95).toMatchObject({ estimate_source: 'p95', estimated_cost_usd: '1.9' });
   });
   it('a halted scope denies at once with its state', async () => {
-    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(100), eventTime: t.clock.now })]);
+    void t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(100), eventTime: t.clock.now })]);
     const r = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: auth(t.key(['runner'], 'acme')), payload: { tenant_id: 'acme', run_id: 'r2', task_type: 'eval', estimated_cost_usd: 1 } })).json();
     expect(r).toMatchObject({ decision: 'deny', state: 'HARD_STOP', scope: 'tenant:acme', retry_after_ms: null });
   });
@@ -139,7 +139,7 @@ describe('operator actions', () => {
   it('acknowledge needs oncall; lift needs a reason; both audited and published', async () => {
     const seen: string[] = [];
     t.bus.subscribe((c) => seen.push(`${c.scope}:${c.state}`));
-    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(100), eventTime: t.clock.now })]);
+    void t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(100), eventTime: t.clock.now })]);
     await t.guardrail.drain();
     expect(seen).toContain('tenant:acme:HARD_STOP');
     const oncall = auth(t.key(['oncall'], 'acme'));
@@ -168,7 +168,7 @@ describe('budgets', () => {
     expect(before).toMatchObject({ version: 1, bands: { B_day_hard: '100', emergency_day_usd: '110' } });
     const bad = await t.app.inject({ method: 'PUT', url: '/v1/budgets/tenant:acme', headers: admin, payload: { reason: 'x', B_day_soft: 500 } });
     expect(bad.json().error).toMatchObject({ code: 'FORGE_ERR_VALIDATION' });
-    t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(60), eventTime: t.clock.now })]);
+    void t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(60), eventTime: t.clock.now })]);
     const put = await t.app.inject({ method: 'PUT', url: '/v1/budgets/tenant:acme', headers: admin, payload: { reason: 'tighten', B_day_soft: 50, B_day_hard: 70 } });
     expect(put.json()).toMatchObject({ version: 2, bands: { B_day_soft: '50', B_day_hard: '70', B_week_hard: '500' } });
     const v = (await t.app.inject({ method: 'GET', url: '/v1/guardrail/tenant:acme', headers: admin })).json();
@@ -222,7 +222,7 @@ describe('admissions when the live ledger (Redis) cannot be reached', () => {
       expect(d).toMatchObject({ decision: 'allow', unreserved: true, estimatedMicros: 1_000_000 });
       expect(errors.map((e) => (e as { code?: string }).code)).toContain('FORGE_ERR_LEDGER_UNAVAILABLE');
       // A stop the process knows of is enforced without the ledger.
-      g.ingest([costEvent({ tenantId: 'acme', runId: 'r1', totalMicros: usdToMicros('1000'), eventTime: Date.now() })]);
+      void g.ingest([costEvent({ tenantId: 'acme', runId: 'r1', totalMicros: usdToMicros('1000'), eventTime: Date.now() })]);
       expect(await g.admit({ tenantId: 'acme', runId: 'r1', taskType: 'eval', estimatedMicros: 1 })).toMatchObject({ decision: 'deny' });
     } finally {
       g.close();

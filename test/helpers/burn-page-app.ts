@@ -60,7 +60,7 @@ tenants:
   // The guardrail sees today's task (e4, retried: 1.23 USD >= B_day_soft 1 USD and failure rate 1/1 > 0.2):
   // HARD_STOP for the tenant and run r1.
   const e = tenantEvents(tenant);
-  api.guardrail.ingest([e.e4]);
+  void api.guardrail.ingest([e.e4]);
   await api.guardrail.drain();
   return {
     api,
