@@ -424,7 +424,12 @@ function waiversAt(
   now: number,
 ): { waived: ConditionId[]; dayWaivers: DayWaiver[] } {
   const today = dayOf(now);
-  const dayWaivers = (guard.dayWaivers ?? []).filter((w) => w.day > today - HARD_DAYS_SPAN);
+  // A day waiver ends with its UTC day, and sooner when today's condition stops holding (e.g. the band was
+  // raised): crossing the new band stops the scope again. A past day's totals only grow, so its waivers
+  // stay (a late event for a lifted day does not stop the scope again).
+  const dayWaivers = (guard.dayWaivers ?? []).filter(
+    (w) => w.day > today - HARD_DAYS_SPAN && !(holds && w.day === today && !holds.some((h) => h.id === w.id && h.day === w.day)),
+  );
   const waived: ConditionId[] = [];
   for (const id of guard.waived) {
     if (isDayCondition(id)) continue;

@@ -225,6 +225,19 @@ describe('(d) a waiver of a day condition ends with its UTC day', () => {
     expect(waivedAt(more.state.guard, at('2026-03-21T00:00:00Z'))).toEqual([]);
   });
 
+  it('a day waiver lapses once its band is raised above the spend: crossing the new band the same day stops again', () => {
+    const r = feed(emptyScope(at('2026-03-20T12:00:00Z')), [task('2026-03-20T12:00:00Z', 100)]);
+    const lifted = liftStop(b, r.state, at('2026-03-20T13:00:00Z'));
+    if (!lifted.ok) throw new Error('lift refused');
+    // Finance raises the day bands to 150 / 200 (emergency 220): at 100 nothing holds, the waiver lapses.
+    const raised = thresholdsOf({ daySoft: usd(150), dayHard: usd(200), weekSoft: usd(5000), weekHard: usd(6000), runCap: usd(100_000), unitCap: usd(200), k: 3 });
+    const quiet = evaluateAt(raised, lifted.state, at('2026-03-20T13:30:00Z'));
+    expect(quiet.state.guard.dayWaivers).toEqual([]);
+    // 100 more the same day: 200 >= the new 200 hard band, and no waiver covers it.
+    const again = evaluateTask(raised, quiet.state, task('2026-03-20T14:00:00Z', 100), at('2026-03-20T14:00:00Z'));
+    expect(again.state.guard.state).toBe('HARD_STOP');
+  });
+
   it("a late event for the waived day does not stop the scope again; the waiver also covers an earlier day's late breach", () => {
     // Day 20: 95, day 21: 10; late 5 for the 20th -> HARD_STOP (the 20th at 100). Lifted on the 21st.
     const r = feed(emptyScope(at('2026-03-20T12:00:00Z')), [task('2026-03-20T12:00:00Z', 95), task('2026-03-21T01:00:00Z', 10), [task('2026-03-20T23:00:00Z', 5), '2026-03-21T02:00:00Z']]);
