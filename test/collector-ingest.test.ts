@@ -245,7 +245,7 @@ describe('POST /v1/events: bad input gets a 400 naming the field, and nothing is
     const payload = JSON.stringify({ events, pad: 'z'.repeat(70 * 1024) });
     const res = await post(payload);
     expect(res.statusCode).toBe(413);
-    expect(res.json().error).toMatchObject({ code: 'FORGE_ERR_BODY_TOO_LARGE', field: 'body' });
+    expect(res.json().error).toMatchObject({ code: 'FORGE_ERR_PAYLOAD_TOO_LARGE', field: 'body' });
     // A gzip bomb is measured after decompression.
     const bomb = await post(gzipSync(JSON.stringify({ events: [rawEvent(tn, { model: 'x'.repeat(100) })], pad: ' '.repeat(1 << 20) })), { 'content-encoding': 'gzip' });
     expect(bomb.statusCode).toBe(413);
