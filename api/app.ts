@@ -68,6 +68,17 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const re = new RegExp(`^${route.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z_]+/g, '[^/]+')}/?$`);
     for (const m of methods) known.push({ method: m, re });
+    // An exact schema for every query string and path: a field nobody declared is refused. (Bodies: each
+    // route declares its own; one in a part's own format, OTLP protobuf, is that part's to validate.)
+    if (route.schema && !route.url.startsWith('/docs')) {
+      const strict = { type: 'object', additionalProperties: false, properties: {} };
+      const hasParams = route.url.includes(':');
+      route.schema = {
+        ...route.schema,
+        ...(route.schema.querystring ? {} : { querystring: strict }),
+        ...(route.schema.params || !hasParams ? {} : { params: strict }),
+      };
+    }
     if (route.schema && !route.config?.public) {
       route.schema = { ...route.schema, 'x-forge-roles': ['admin', ...(route.config?.roles ?? [])], ...(route.config?.allTenants ? { 'x-forge-all-tenants': true } : {}) } as typeof route.schema;
     }

@@ -33,16 +33,15 @@ const BY_STATUS: Record<number, string | undefined> = {
   415: 'FORGE_ERR_UNSUPPORTED_MEDIA_TYPE',
 };
 
-/** The field a schema validation error is about: "body", "tenant_id", "querystring.days", "params.scope". */
+/** The field a schema validation error is about, by its name in the body, query or path ("days", "scope"). */
 export function fieldOfValidation(e: FastifyError): string {
   const v = e.validation?.[0];
-  const ctx = e.validationContext && e.validationContext !== 'body' ? e.validationContext : '';
-  if (!v) return ctx || 'body';
+  const ctx = e.validationContext && e.validationContext !== 'body' ? e.validationContext : 'body';
+  if (!v) return ctx;
   const base = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
   const p = v.params as { missingProperty?: string; additionalProperty?: string };
   const leaf = p.missingProperty ?? p.additionalProperty;
-  const inner = [base, leaf].filter(Boolean).join('.');
-  return [ctx, inner].filter(Boolean).join('.') || ctx || 'body';
+  return [base, leaf].filter(Boolean).join('.') || ctx;
 }
 
 /**
