@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { KeyStore, Role } from './auth.ts';
 import type { Guardrail } from '../guard/index.ts';
+import { httpErrorOf } from '../collector/index.ts';
 import { ApiError } from './errors.ts';
 import { installAuth, installErrorHandler, type TenantDirectory } from './http.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -36,6 +37,12 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
     // Query strings are read as numbers only where the route declares one (http.ts).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, strictNumbers: true } },
     return503OnClosing: true,
+    // Errors raised before routing (a bad URL, a path parameter over the limit) in the Forge shape too.
+    frameworkErrors: (err, _req, reply) => {
+      const m = httpErrorOf(err);
+      const r = reply as unknown as { status(n: number): { send(b: unknown): unknown } };
+      void r.status(m?.status ?? 400).send(m?.body ?? { error: { code: 'FORGE_ERR_VALIDATION', message: 'bad request', field: 'url' } });
+    },
   });
   installErrorHandler(app, p.onError);
   // Bodies are JSON (or, where a route says so, its own format): text/plain is not silently accepted.
@@ -80,7 +87,7 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
       };
     }
     if (route.schema && !route.config?.public) {
-      route.schema = { ...route.schema, 'x-forge-roles': ['admin', ...(route.config?.roles ?? [])], ...(route.config?.allTenants ? { 'x-forge-all-tenants': true } : {}) } as typeof route.schema;
+      route.schema = { ...route.schema, 'x-forge-roles': ['admin', ...(route.config?.roles ?? [])], ...(route.config?.allTenants ? { 'x-forge-all-tenants': true } : {}), ...(route.config?.newTenant ? { 'x-forge-new-tenant': true } : {}) } as typeof route.schema;
     }
   });
   app.setNotFoundHandler(async (req) => {

@@ -78,7 +78,8 @@ function tenantsNamed(req: FastifyRequest): Array<[string, string]> {
     if (where === null || typeof where !== 'object') return;
     for (const k of keys) {
       const v = (where as Record<string, unknown>)[k];
-      if (typeof v !== 'string') continue;
+      // Only a well-formed id is looked up; anything else is the route's validation's to refuse.
+      if (typeof v !== 'string' || (k !== 'scope' && !/^[A-Za-z0-9._-]{1,64}$/.test(v))) continue;
       if (k === 'scope') {
         const s = parseScope(v);
         if (s && s.kind !== 'global' && s.tenantId !== undefined) out.push([`${prefix}${k}`, s.tenantId]);
@@ -102,9 +103,6 @@ export function scopeParam(req: FastifyRequest, raw: string): ScopeKey {
   }
   return raw;
 }
-
-/** Where an error has no field of its own, the part of the request at fault. */
-const FIELD_BY_STATUS: Record<number, string | undefined> = { 401: 'authorization', 403: 'authorization', 404: 'url', 405: 'method', 413: 'body', 414: 'url', 415: 'content-type' };
 
 /**
  * The one error handler: one shape for every failure; 4xx say what to fix and name the field; 5xx hide
@@ -130,8 +128,6 @@ export function installErrorHandler(app: FastifyInstance, onError: (e: unknown, 
           ? { error: { code: 'FORGE_ERR_UNAVAILABLE', message: 'shared state is unreachable; try again shortly' } }
           : { error: { code: 'FORGE_ERR_INTERNAL', message: `internal error (request ${req.id})` } };
     }
-    const field = body.error.field ?? FIELD_BY_STATUS[status];
-    if (field) body.error.field = field;
     if (status === 405) void reply.header('allow', (err as { allow?: string }).allow ?? '');
     void reply.status(status).send(body);
   });

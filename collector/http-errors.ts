@@ -50,6 +50,15 @@ export function fieldOfValidation(e: FastifyError): string {
  * (the app's handler reports it and hides it behind FORGE_ERR_INTERNAL).
  */
 export function httpErrorOf(err: unknown): { status: number; body: ForgeErrorBody } | undefined {
+  const out = mapped(err);
+  // Where an error has no field of its own: the part of the request at fault.
+  if (out && out.body.error.field === undefined && FIELD_BY_STATUS[out.status]) out.body.error.field = FIELD_BY_STATUS[out.status];
+  return out;
+}
+
+const FIELD_BY_STATUS: Record<number, string | undefined> = { 401: 'authorization', 403: 'authorization', 404: 'url', 405: 'method', 413: 'body', 414: 'url', 415: 'content-type' };
+
+function mapped(err: unknown): { status: number; body: ForgeErrorBody } | undefined {
   if (err === null || typeof err !== 'object') return undefined;
   const e = err as Partial<FastifyError> & { field?: unknown };
   if (typeof e.code === 'string' && e.code.startsWith('FORGE_ERR_') && typeof e.statusCode === 'number' && ((e.statusCode >= 400 && e.statusCode < 500) || e.statusCode === 503)) {
