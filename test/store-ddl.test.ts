@@ -56,7 +56,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       const grants = roles.filter((r) => r.startsWith('GRANT'));
       const to = (role: string) => grants.filter((g) => g.endsWith(`TO ${role}`));
       for (const g of to('forge_writer')) expect(g).toMatch(/^GRANT (ON CLUSTER 'forge_cluster' )?INSERT ON forge\.\w+ TO forge_writer$/);
-      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 6 : 3);
+      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 8 : 4);
       expect(to('forge_auditor')).toEqual([`GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} SELECT ON forge.* TO forge_auditor`]);
       for (const g of grants) expect(g).not.toMatch(/ALTER|DELETE|UPDATE|TRUNCATE|DROP|ALL/);
       if (mode === 'cluster') for (const r of roles) expect(r).toContain("ON CLUSTER 'forge_cluster'");
@@ -64,7 +64,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 6 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 8 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
