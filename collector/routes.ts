@@ -8,7 +8,7 @@ import { CollectorError } from './errors.ts';
 import { httpErrorOf } from './http-errors.ts';
 import { Ingestor, type IngestResult, type RawItem, type RejectedItem } from './ingest.ts';
 import type { ForgeMetrics } from './metrics.ts';
-import { decodeLogsJson, decodeLogsProtobuf, encodeLogsResponseProtobuf, encodeStatusProtobuf, OtlpDecodeError, recordToEvent } from './otlp.ts';
+import { decodeLogsJson, decodeLogsProtobuf, encodeLogsResponseProtobuf, encodeStatusProtobuf, recordToEvent } from './otlp.ts';
 import type { Pricing } from './pricing.ts';
 
 export interface CollectorRoutesOptions {
