@@ -3,7 +3,9 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { KeyStore, Role } from './auth.ts';
 import type { Guardrail } from '../guard/index.ts';
-import { installAuth, installErrorHandler } from './http.ts';
+import { httpErrorOf } from '../collector/index.ts';
+import { ApiError } from './errors.ts';
+import { installAuth, installErrorHandler, type TenantDirectory } from './http.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { guardrailRoutes } from './routes/guardrail.ts';
 
@@ -16,7 +18,10 @@ export interface AppParts {
   ready?: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   /** Prometheus exposition (text) for /metrics. */
   metricsText?: () => Promise<string>;
+  /** /metrics without a key (FORGE_METRICS_PUBLIC); default false: a key with oncall, finance or auditor, bound to all tenants. */
   metricsPublic?: boolean;
+  /** Which tenants exist; without it, tenants are not checked for existence (tests of single parts). */
+  tenants?: TenantDirectory;
   /** Further route plugins (collector ingest, reports, audit, billing, burn page). */
   plugins?: ReadonlyArray<FastifyPluginAsync>;
   logLevel?: string;
@@ -28,10 +33,20 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
   const app = Fastify({
     logger: p.logLevel && p.logLevel !== 'silent' ? { level: p.logLevel, redact: ['req.headers.authorization', 'req.headers["x-api-key"]'] } : false,
     bodyLimit: p.bodyLimit ?? 5 * 1024 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // Nothing is converted: a number where a string belongs (or "1e5" where a number does) is refused.
+    // Query strings are read as numbers only where the route declares one (http.ts).
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, strictNumbers: true } },
     return503OnClosing: true,
+    // Errors raised before routing (a bad URL, a path parameter over the limit) in the Forge shape too.
+    frameworkErrors: (err, _req, reply) => {
+      const m = httpErrorOf(err);
+      const r = reply as unknown as { status(n: number): { send(b: unknown): unknown } };
+      void r.status(m?.status ?? 400).send(m?.body ?? { error: { code: 'FORGE_ERR_VALIDATION', message: 'bad request', field: 'url' } });
+    },
   });
   installErrorHandler(app, p.onError);
+  // Bodies are JSON (or, where a route says so, its own format): text/plain is not silently accepted.
+  app.removeContentTypeParser('text/plain');
   await app.register(swagger, {
     openapi: {
       info: { title: 'Forge API', version: '0.1.0', description: 'Guardrail state, admissions (reserve, then settle), operator actions, budgets, reports, audit, ingest.' },
@@ -44,16 +59,44 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
   // Routes from the parts (collector ingest, its /metrics) do not know the API's roles: set them here.
-  const policy: Array<[RegExp, { roles?: readonly Role[]; public?: boolean }]> = [
+  const metricsPolicy: { roles?: readonly Role[]; public?: boolean; allTenants?: boolean } = p.metricsPublic === true ? { public: true } : { roles: ['oncall', 'finance', 'auditor'], allTenants: true };
+  const policy: Array<[RegExp, { roles?: readonly Role[]; public?: boolean; allTenants?: boolean }]> = [
     [/^\/v1\/(events|logs)$/, { roles: ['runner'] }],
-    [/^\/metrics$/, p.metricsPublic === false ? { roles: ['oncall', 'finance', 'auditor'] } : { public: true }],
+    [/^\/metrics$/, metricsPolicy],
   ];
+  // Every route's method and path (405 for a known path under another method), and its roles in the
+  // OpenAPI document (x-forge-roles) so clients and the hostile-input suite know who may call it.
+  const known: Array<{ method: string; re: RegExp }> = [];
   app.addHook('onRoute', (route) => {
-    if (route.config?.roles || route.config?.public) return;
-    const hit = policy.find(([re]) => re.test(route.url));
-    if (hit) route.config = { ...(route.config ?? {}), ...hit[1] };
+    if (!route.config?.roles && !route.config?.public) {
+      const hit = policy.find(([re]) => re.test(route.url));
+      if (hit) route.config = { ...(route.config ?? {}), ...hit[1] };
+    }
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const re = new RegExp(`^${route.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z_]+/g, '[^/]+')}/?$`);
+    for (const m of methods) known.push({ method: m, re });
+    // An exact schema for every query string and path: a field nobody declared is refused. (Bodies: each
+    // route declares its own; one in a part's own format, OTLP protobuf, is that part's to validate.)
+    if (route.schema && !route.url.startsWith('/docs')) {
+      const strict = { type: 'object', additionalProperties: false, properties: {} };
+      const hasParams = route.url.includes(':');
+      route.schema = {
+        ...route.schema,
+        ...(route.schema.querystring ? {} : { querystring: strict }),
+        ...(route.schema.params || !hasParams ? {} : { params: strict }),
+      };
+    }
+    if (route.schema && !route.config?.public) {
+      route.schema = { ...route.schema, 'x-forge-roles': ['admin', ...(route.config?.roles ?? [])], ...(route.config?.allTenants ? { 'x-forge-all-tenants': true } : {}), ...(route.config?.newTenant ? { 'x-forge-new-tenant': true } : {}) } as typeof route.schema;
+    }
   });
-  installAuth(app, p.keys);
+  app.setNotFoundHandler(async (req) => {
+    const path = req.url.split('?')[0] ?? '';
+    const allow = [...new Set(known.filter((k) => k.re.test(path)).map((k) => k.method))];
+    if (allow.length > 0) throw Object.assign(new ApiError('FORGE_ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed here (allowed: ${allow.join(', ')})`, 'method'), { allow: allow.join(', ') });
+    throw new ApiError('FORGE_ERR_NOT_FOUND', `no route ${req.method} ${path}`, 'url');
+  });
+  installAuth(app, p.keys, p.tenants);
 
   app.get('/healthz', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_req, reply) => {
@@ -63,7 +106,7 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
   });
   if (p.metricsText) {
     const text = p.metricsText;
-    app.get('/metrics', { config: p.metricsPublic === false ? { roles: ['oncall', 'finance', 'auditor'] } : { public: true }, schema: { hide: true } }, async (_req, reply) => {
+    app.get('/metrics', { config: metricsPolicy, schema: { hide: true } }, async (_req, reply) => {
       void reply.type('text/plain; version=0.0.4; charset=utf-8');
       return text();
     });

@@ -31,7 +31,8 @@ const envSchema = z.object({
   FORGE_RESERVATION_TTL_MS: int(1_000, 86_400_000).default(15 * 60_000),
   FORGE_ROLLUP_INTERVAL_MS: int(1_000, 86_400_000).default(3_600_000),
   FORGE_FLUSH_INTERVAL_MS: int(10, 60_000).default(200),
-  FORGE_METRICS_PUBLIC: bool.default(true),
+  /** /metrics without a key; tenant-labelled series are then left out. Default: a key is needed. */
+  FORGE_METRICS_PUBLIC: bool.default(false),
   FORGE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   FORGE_BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(5 * 1024 * 1024),
 });

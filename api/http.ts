@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseScope, type ScopeKey } from '../rules/index.ts';
 import { requireRole, requireTenant, type KeyStore, type Principal, type Role } from './auth.ts';
+import { httpErrorOf } from '../collector/index.ts';
 import { ApiError, ERRORS, type ErrorBody, type ErrorCode } from './errors.ts';
 
 declare module 'fastify' {
@@ -11,34 +12,85 @@ declare module 'fastify' {
     /** Roles allowed on the route (admin always is); `public: true` routes skip authentication. */
     roles?: readonly Role[];
     public?: boolean;
+    /** The route shows every tenant's data (or acts on all): a key bound to one tenant gets 403. */
+    allTenants?: boolean;
+    /** The route names a tenant that need not exist yet (creating one). */
+    newTenant?: boolean;
   }
+}
+
+/** Which tenants exist: known from the bands file, created through the API, or bound to a key. */
+export interface TenantDirectory {
+  has(tenantId: string): boolean | Promise<boolean>;
 }
 
 /** The authenticated principal of a request (routes that are not public always have one). */
 export function principalOf(req: FastifyRequest): Principal {
-  if (!req.principal) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'an API key is required');
+  if (!req.principal) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'an API key is required', 'authorization');
   return req.principal;
 }
 
-/** Authentication (onRequest) and role checks (preHandler) for every non-public route. */
-export function installAuth(app: FastifyInstance, keys: KeyStore): void {
+/**
+ * Authentication and role checks (onRequest, before the body is even read) for every non-public route;
+ * then (preHandler, after validation) the tenant the request names: another tenant's is 403, an unknown
+ * one 404 FORGE_ERR_TENANT_NOT_FOUND.
+ */
+export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: TenantDirectory): void {
   app.addHook('onRequest', async (req) => {
     const cfg = req.routeOptions.config;
     if (cfg?.public || !req.routeOptions.url) return;
     const h = req.headers.authorization;
     const presented = h?.startsWith('Bearer ') ? h.slice(7).trim() : (req.headers['x-api-key'] as string | undefined);
-    if (!presented) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>"');
+    if (!presented) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>"', 'authorization');
     const p = keys.verify(presented);
-    if (!p) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'the API key is not valid or was revoked');
+    if (!p) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'the API key is not valid or was revoked', 'authorization');
     req.principal = p;
+    requireRole(p, cfg?.roles ?? []);
+    if (cfg?.allTenants && p.tenantId !== null) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'this route covers every tenant: it needs a key bound to all tenants', 'authorization');
+  });
+  // Query strings are text: the fields a route declares as numbers are read as plain decimal integers
+  // here, and nothing else is converted (the validator never coerces).
+  app.addHook('preValidation', async (req) => {
+    const props = (req.routeOptions.schema?.querystring as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties;
+    const q = req.query as Record<string, unknown> | undefined;
+    if (!props || !q) return;
+    for (const [k, v] of Object.entries(q)) {
+      const t = props[k]?.type;
+      if ((t === 'integer' || t === 'number') && typeof v === 'string' && /^-?\d{1,15}$/.test(v)) q[k] = Number(v);
+    }
   });
   app.addHook('preHandler', async (req) => {
     const cfg = req.routeOptions.config;
     if (cfg?.public || !req.principal) return;
-    requireRole(req.principal, cfg?.roles ?? []);
+    for (const [field, tenantId] of tenantsNamed(req)) {
+      requireTenant(req.principal, tenantId, field);
+      if (tenants && !cfg?.newTenant && !(await tenants.has(tenantId))) {
+        throw new ApiError('FORGE_ERR_TENANT_NOT_FOUND', `tenant "${tenantId}" does not exist (bands file, or POST /v1/tenants)`, field);
+      }
+    }
   });
 }
 
+/** The tenants a request names, with the field that names each (body, path, query, scope). */
+function tenantsNamed(req: FastifyRequest): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const pick = (where: unknown, keys: readonly string[], prefix: string): void => {
+    if (where === null || typeof where !== 'object') return;
+    for (const k of keys) {
+      const v = (where as Record<string, unknown>)[k];
+      // Only a well-formed id is looked up; anything else is the route's validation's to refuse.
+      if (typeof v !== 'string' || (k !== 'scope' && !/^[A-Za-z0-9._-]{1,64}$/.test(v))) continue;
+      if (k === 'scope') {
+        const s = parseScope(v);
+        if (s && s.kind !== 'global' && s.tenantId !== undefined) out.push([`${prefix}${k}`, s.tenantId]);
+      } else out.push([`${prefix}${k}`, v]);
+    }
+  };
+  pick(req.params, ['tenant', 'scope'], '');
+  pick(req.query, ['tenant_id', 'tenant', 'scope'], '');
+  if (!Buffer.isBuffer(req.body)) pick(req.body, ['tenant_id'], '');
+  return out;
+}
 /** Parses a scope path parameter and checks the caller may see it. */
 export function scopeParam(req: FastifyRequest, raw: string): ScopeKey {
   const parsed = parseScope(raw);
@@ -52,61 +104,31 @@ export function scopeParam(req: FastifyRequest, raw: string): ScopeKey {
   return raw;
 }
 
-function fieldOfValidation(e: FastifyError): string | undefined {
-  const v = e.validation?.[0];
-  if (!v) return undefined;
-  const base = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
-  const missing = (v.params as { missingProperty?: string; additionalProperty?: string }).missingProperty ?? (v.params as { additionalProperty?: string }).additionalProperty;
-  const ctx = e.validationContext && e.validationContext !== 'body' ? `${e.validationContext}.` : '';
-  return ctx + [base, missing].filter(Boolean).join('.') || undefined;
-}
-
-/** One error shape for every failure: 4xx say what to fix; 5xx hide internals. */
+/**
+ * The one error handler: one shape for every failure; 4xx say what to fix and name the field; 5xx hide
+ * internals. The mapping of parts' coded errors and the framework's own is collector/http-errors.ts.
+ */
 export function installErrorHandler(app: FastifyInstance, onError: (e: unknown, where: string) => void): void {
   app.setErrorHandler((err: FastifyError | ApiError | Error, req: FastifyRequest, reply: FastifyReply) => {
-    let body: ErrorBody;
     let status: number;
+    let body: ErrorBody;
     const coded = err as { code?: unknown; field?: unknown };
-    if (err instanceof ApiError) {
-      status = err.statusCode;
-      body = { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } };
+    const mapped = httpErrorOf(err);
+    if (mapped) {
+      ({ status, body } = mapped);
     } else if (typeof coded.code === 'string' && coded.code in ERRORS && ERRORS[coded.code as ErrorCode] < 500) {
       // A part's own error whose code is in the registry (guard's FORGE_ERR_CONFLICT, ...): same status, same shape.
       status = ERRORS[coded.code as ErrorCode];
       body = { error: { code: coded.code, message: err.message, ...(typeof coded.field === 'string' ? { field: coded.field } : {}) } };
-    } else if ((err as FastifyError).validation) {
-      status = 400;
-      const field = fieldOfValidation(err as FastifyError);
-      const v = (err as FastifyError).validation![0]!;
-      const additional = (v.params as { additionalProperty?: string }).additionalProperty;
-      const msg = additional ? `unknown field "${additional}"` : `${field ?? 'request'} ${v.message ?? 'is invalid'}`;
-      body = { error: { code: 'FORGE_ERR_VALIDATION', message: msg, ...(field ? { field } : {}) } };
     } else {
-      const fe = err as FastifyError;
-      const sc = fe.statusCode ?? 500;
-      const known: Record<string, ErrorBody['error'] | undefined> = {
-        '415': { code: 'FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', message: 'unsupported content type: send application/json' },
-        '413': { code: 'FORGE_ERR_PAYLOAD_TOO_LARGE', message: 'request body too large' },
-        FST_ERR_CTP_INVALID_JSON_BODY: { code: 'FORGE_ERR_VALIDATION', message: 'body is not valid JSON', field: 'body' },
-        FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'FORGE_ERR_VALIDATION', message: 'body is empty', field: 'body' },
-      };
-      const hit = known[String(sc)] ?? (sc === 400 ? known[fe.code] : undefined);
-      if (hit) {
-        status = sc;
-        body = { error: hit };
-      } else if (sc >= 400 && sc < 500) {
-        status = sc;
-        body = { error: { code: 'FORGE_ERR_VALIDATION', message: fe.message } };
-      }
-      else {
-        status = (err as { code?: string }).code === 'FORGE_ERR_LEDGER_UNAVAILABLE' ? 503 : 500;
-        onError(err, `${req.method} ${req.routeOptions.url ?? req.url}`);
-        body =
-          status === 503
-            ? { error: { code: 'FORGE_ERR_UNAVAILABLE', message: 'shared state is unreachable; try again shortly' } }
-            : { error: { code: 'FORGE_ERR_INTERNAL', message: `internal error (request ${req.id})` } };
-      }
+      status = coded.code === 'FORGE_ERR_LEDGER_UNAVAILABLE' || coded.code === 'FORGE_ERR_UNAVAILABLE' ? 503 : 500;
+      onError(err, `${req.method} ${req.routeOptions.url ?? req.url}`);
+      body =
+        status === 503
+          ? { error: { code: 'FORGE_ERR_UNAVAILABLE', message: 'shared state is unreachable; try again shortly' } }
+          : { error: { code: 'FORGE_ERR_INTERNAL', message: `internal error (request ${req.id})` } };
     }
+    if (status === 405) void reply.header('allow', (err as { allow?: string }).allow ?? '');
     void reply.status(status).send(body);
   });
 }

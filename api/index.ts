@@ -7,3 +7,5 @@ export { KeyStore, ROLES, type Principal, type Role } from './auth.ts';
 export { ConfigError, loadConfig, type ForgeConfig } from './config.ts';
 export { billingRoutes } from './routes/billing.ts';
 export { reportRoutes } from './routes/reports.ts';
+export { TenantRegistry, type TenantSource } from './tenants.ts';
+export { tenantRoutes } from './routes/tenants.ts';

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
-import { billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, type ForgeConfig } from '../api/index.ts';
+import { billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
@@ -22,7 +22,7 @@ import {
   type LiveLedger,
 } from '../guard/index.ts';
 import { parseBandsConfig, scopesOf, storageDayCost, type BandsBook, type ScopeKey } from '../rules/index.ts';
-import { openStore, type Store } from '../store/index.ts';
+import { openStore, TenantTable, type Store } from '../store/index.ts';
 
 export interface RunningForge {
   app: FastifyInstance;
@@ -165,8 +165,16 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       await recompute(guardrail, store, now(), publishTotals);
     };
 
-    /** A tenant Forge knows: one with bands of its own, or one an API key is bound to. */
-    const knownTenant = (tenantId: string): boolean => bands.explicit.has(`tenant:${tenantId}`) || keys.list().some((k) => k.tenantId === tenantId);
+    // A tenant Forge knows: one with bands of its own, one an admin created (POST /v1/tenants, in the
+    // store, seen by every process), or one an API key is bound to.
+    const tenants = new TenantRegistry({
+      fromBands: () => [...bands.explicit.keys()].flatMap((s) => (s.startsWith('tenant:') ? [s.slice(7)] : s.startsWith('run:') ? [s.slice(4, s.indexOf('/'))] : [])),
+      fromKeys: () => keys.list().map((k) => k.tenantId),
+      table: new TenantTable(store.client, store.database),
+      now,
+    });
+    await tenants.refresh();
+    const knownTenant = (tenantId: string): Promise<boolean> => tenants.has(tenantId);
 
     const collector: FastifyPluginAsync = async (app) => {
       await app.register(collectorRoutes, {
@@ -183,6 +191,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         onError: (e: unknown) => onError(e, 'collector'),
         metrics,
         metricsRoute: true,
+        metricsPublic: config.FORGE_METRICS_PUBLIC,
+        bodyLimit: config.FORGE_BODY_LIMIT_BYTES,
         now,
       });
     };
@@ -194,6 +204,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       onError,
       logLevel: config.FORGE_LOG_LEVEL === 'info' ? 'warn' : config.FORGE_LOG_LEVEL,
       bodyLimit: config.FORGE_BODY_LIMIT_BYTES,
+      metricsPublic: config.FORGE_METRICS_PUBLIC,
+      tenants,
       ready: async () => {
         const checks: Record<string, string> = {};
         try {
@@ -211,6 +223,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
       },
       plugins: [
+        async (app) => app.register(tenantRoutes, { tenants }),
         collector,
         async (app) => app.register(reportRoutes, { store, guardrail, now }),
         // The built-in burn page at `/` (no Grafana needed): the dashboards' SQL on the store's engine.

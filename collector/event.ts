@@ -69,7 +69,8 @@ function decimal(what: string, max: InstanceType<typeof Dec>, opts: { integer?: 
       return z.NEVER;
     }
     const s = typeof v === 'number' ? String(v) : v.trim();
-    if (!/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(s)) {
+    // A decimal string is plain digits ("100000", not "1e5"); a JSON number may print with an exponent.
+    if (!(typeof v === 'number' ? /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/ : /^-?\d+(\.\d+)?$/).test(s)) {
       ctx.addIssue({ code: 'custom', message: `${what} must be a decimal number, got ${JSON.stringify(v)}` });
       return z.NEVER;
     }

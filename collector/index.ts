@@ -23,3 +23,4 @@ export { ForgeMetrics, OVERFLOW_LABEL, type ForgeMetricsOptions, type ScopeTotal
 export { decodeLogsProtobuf, decodeLogsJson, recordToEvent, type OtlpLogRecord } from './otlp.ts';
 export { CollectorError, PricingConfigError, UnavailableError, type CollectorErrorCode } from './errors.ts';
 export { createTaskCostEmitter, taskEventId, taskCostBody, TaskCostInputError, type TaskCostEmitter, type TaskCostEmitterOptions, type TaskCostInput } from './sdk.ts';
+export { httpErrorOf, fieldOfValidation, type ForgeErrorBody } from './http-errors.ts';

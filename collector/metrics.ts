@@ -225,10 +225,19 @@ export class ForgeMetrics {
     if (n > 0) this.rejected.add(n, { component: 'collector', code });
   }
 
-  /** The Prometheus text exposition (format 0.0.4) of every metric. */
-  async render(): Promise<string> {
+  /**
+   * The Prometheus text exposition (format 0.0.4) of every metric. `tenantSeries: false` leaves out every
+   * series about one tenant (a tenant label, or a tenant or run scope): what public metrics may show.
+   */
+  async render(opts: { tenantSeries?: boolean } = {}): Promise<string> {
     const { resourceMetrics } = await this.exporter.collect();
-    return this.serializer.serialize(resourceMetrics);
+    const text = this.serializer.serialize(resourceMetrics);
+    if (opts.tenantSeries !== false) return text;
+    const tenantLabelled = /[{,]\s*(tenant="[^"]|scope="(tenant|run):)/;
+    return text
+      .split('\n')
+      .filter((line) => line.startsWith('#') || !tenantLabelled.test(line))
+      .join('\n');
   }
 
   async shutdown(): Promise<void> {

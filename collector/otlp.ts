@@ -27,6 +27,7 @@ export interface OtlpLogRecord {
 
 export class OtlpDecodeError extends Error {
   readonly code = 'FORGE_ERR_VALIDATION';
+  readonly statusCode = 400;
   constructor(
     readonly field: string,
     message: string,

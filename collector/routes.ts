@@ -5,9 +5,10 @@ import { microsToUsd } from '../rules/index.ts';
 import type { EventSink } from './sink.ts';
 import { nativePriceFrom, type ChainReader, type NativePriceSource } from './chain.ts';
 import { CollectorError } from './errors.ts';
+import { httpErrorOf } from './http-errors.ts';
 import { Ingestor, type IngestResult, type RawItem, type RejectedItem } from './ingest.ts';
 import type { ForgeMetrics } from './metrics.ts';
-import { decodeLogsJson, decodeLogsProtobuf, encodeLogsResponseProtobuf, encodeStatusProtobuf, OtlpDecodeError, recordToEvent } from './otlp.ts';
+import { decodeLogsJson, decodeLogsProtobuf, encodeLogsResponseProtobuf, encodeStatusProtobuf, recordToEvent } from './otlp.ts';
 import type { Pricing } from './pricing.ts';
 
 export interface CollectorRoutesOptions {
@@ -32,6 +33,8 @@ export interface CollectorRoutesOptions {
   maxBatchItems?: number;
   /** Serve GET /metrics (default true). */
   metricsRoute?: boolean;
+  /** /metrics is served without a key: leave every tenant-labelled series out (default false). */
+  metricsPublic?: boolean;
   now?(): number;
 }
 
@@ -86,10 +89,6 @@ const acceptedSchema = {
 
 const errorResponses = { 400: errorSchema, 403: errorSchema, 413: errorSchema, 415: errorSchema, 500: errorSchema, 503: errorSchema };
 
-interface ErrorBody {
-  error: { code: string; message: string; field?: string; rejected?: Array<Omit<RejectedItem, never>> };
-  accepted?: ReturnType<typeof acceptedJson>;
-}
 
 function acceptedJson(r: IngestResult) {
   return r.accepted.map((a) => ({
@@ -103,36 +102,6 @@ function acceptedJson(r: IngestResult) {
 
 function describe(r: RejectedItem): string {
   return `${r.path !== undefined ? `${r.path}: ` : ''}${r.field}: ${r.reason}`;
-}
-
-/** Maps framework and collector errors to Forge's coded error bodies. */
-function toErrorReply(err: FastifyError | CollectorError | Error): { status: number; body: ErrorBody } {
-  if (err instanceof CollectorError) {
-    return { status: err.statusCode, body: { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } } };
-  }
-  if (err instanceof OtlpDecodeError) return { status: 400, body: { error: { code: err.code, message: err.message, field: err.field } } };
-  const code = (err as FastifyError).code;
-  switch (code) {
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { status: 415, body: { error: { code: 'FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', message: `unsupported content type; send application/json, or ${PROTOBUF} to /v1/logs`, field: 'content-type' } } };
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { status: 413, body: { error: { code: 'FORGE_ERR_BODY_TOO_LARGE', message: 'request body is too large; send smaller batches', field: 'body' } } };
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return { status: 400, body: { error: { code: 'FORGE_ERR_VALIDATION', message: `body is not valid JSON: ${err.message}`, field: 'body' } } };
-    case 'FST_ERR_VALIDATION': {
-      const v = (err as FastifyError).validation?.[0];
-      const field = v ? (v.instancePath.replace(/^\//, '').replaceAll('/', '.') || 'body') : 'body';
-      return { status: 400, body: { error: { code: 'FORGE_ERR_VALIDATION', message: `${field}: ${v?.message ?? err.message}`, field } } };
-    }
-    case 'Z_DATA_ERROR':
-    case 'Z_BUF_ERROR':
-      return { status: 400, body: { error: { code: 'FORGE_ERR_VALIDATION', message: `body is not valid gzip: ${err.message}`, field: 'body' } } };
-  }
-  if ((err as FastifyError).statusCode === 400 && err instanceof SyntaxError) {
-    return { status: 400, body: { error: { code: 'FORGE_ERR_VALIDATION', message: `body is not valid JSON: ${err.message}`, field: 'body' } } };
-  }
-  return { status: 500, body: { error: { code: 'FORGE_ERR_INTERNAL', message: 'internal error' } } };
 }
 
 /**
@@ -180,14 +149,19 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
     return payload.pipe(gunzip);
   });
 
+  // Forge's one mapping of failures (collector/http-errors.ts); this scope only adds the OTLP wire format
+  // and the rejection metric. What it cannot answer (an internal failure) goes on to the app's handler,
+  // which reports it and hides it.
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    const { status, body } = toErrorReply(err);
-    if (status >= 500 && status !== 503) req.log.error({ err }, 'collector request failed');
-    if (body.error.code !== 'FORGE_ERR_INTERNAL' && status < 500) metrics.recordRejected(body.error.code);
+    const mapped = httpErrorOf(err);
+    if (!mapped) throw err;
+    const { status, body } = mapped;
+    if (status < 500) metrics.recordRejected(body.error.code);
     // OTLP exporters retry 503 honouring Retry-After; the same event ids make the retry safe.
     if (status === 503) void reply.header('retry-after', '1');
     if (req.url.startsWith('/v1/logs') && isProtobuf(req)) {
-      return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 503 ? 14 : 3, body.error.message)));
+      const grpc = status === 503 ? 14 : status === 401 ? 16 : status === 403 ? 7 : 3;
+      return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(grpc, body.error.message)));
     }
     return reply.code(status).send(body);
   });
@@ -295,7 +269,7 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
     app.get(
       '/metrics',
       { schema: { summary: 'Prometheus metrics (text format 0.0.4)', response: { 200: { type: 'string' } } } },
-      async (_req, reply: FastifyReply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await metrics.render()),
+      async (_req, reply: FastifyReply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await metrics.render({ tenantSeries: opts.metricsPublic !== true })),
     );
   }
 }

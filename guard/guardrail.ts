@@ -512,6 +512,8 @@ export class Guardrail {
 
   /** Reserve, then settle: deny when a scope is halted or a hard cap has no headroom. */
   async admit(req: { tenantId: string; runId: string; taskType: string; estimatedMicros?: Micros }): Promise<AdmissionDecision> {
+    // A reservation holds at least the ledger's unit (one micro-dollar): a smaller estimate holds nothing.
+    if (req.estimatedMicros !== undefined && !(req.estimatedMicros >= 1)) throw new GuardError('FORGE_ERR_VALIDATION', 'estimated_cost_usd must be at least 0.000001 USD (one micro-dollar, the ledger\'s unit)', { field: 'estimated_cost_usd' });
     const now = this.d.now();
     const scopes = scopesOf(req.tenantId, req.runId);
     for (const scope of scopes) {

@@ -167,7 +167,7 @@ ORDER BY version`,
 }
 
 /** The append-only log tables, by their plain (queried) names. */
-export const LOG_TABLES = ['cost_events', 'guardrail_events', 'alert_log'] as const;
+export const LOG_TABLES = ['cost_events', 'guardrail_events', 'alert_log', 'tenants'] as const;
 
 /**
  * Roles for production: `forge_writer` may only INSERT into the log tables, `forge_auditor` may only SELECT.

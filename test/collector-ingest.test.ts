@@ -140,12 +140,12 @@ const MALFORMED: Array<[string, Record<string, unknown>, string, RegExp?]> = [
   ['missing task hours', { task_hours: undefined }, 'task_hours', /required/],
   ['negative rli_eval_usd', { rli_eval_usd: -1 }, 'rli_eval_usd', /negative/],
   ['NaN rli_eval_usd', { rli_eval_usd: 'NaN' }, 'rli_eval_usd', /decimal/],
-  ['enormous rli_eval_usd', { rli_eval_usd: '1e12' }, 'rli_eval_usd', /implausibly large/],
+  ['enormous rli_eval_usd', { rli_eval_usd: '1000000000000' }, 'rli_eval_usd', /implausibly large/],
   ['rli_eval_usd of the wrong type', { rli_eval_usd: true }, 'rli_eval_usd', /number or a decimal string/],
   ['task_hours as an object', { task_hours: { h: 1 } }, 'task_hours'],
   ['negative gas_used', { gas: { gas_used: -21000, gas_price_gwei: '30' } }, 'gas.gas_used', /negative/],
   ['fractional gas_used', { gas: { gas_used: 1.5, gas_price_gwei: '30' } }, 'gas.gas_used', /whole/],
-  ['enormous gas price', { gas: { gas_used: 21000, gas_price_gwei: '1e30' } }, 'gas.gas_price_gwei', /implausibly large/],
+  ['enormous gas price', { gas: { gas_used: 21000, gas_price_gwei: '1' + '0'.repeat(30) } }, 'gas.gas_price_gwei', /implausibly large/],
   ['malformed tx hash', { gas: { tx_hash: '0x12', chain_id: 1 } }, 'gas.tx_hash', /32-byte/],
   ['tx hash without chain', { gas: { tx_hash: `0x${'1'.repeat(64)}` } }, 'gas.chain_id', /required/],
   ['tx hash and reported gas together', { gas: { tx_hash: `0x${'1'.repeat(64)}`, chain_id: 1, gas_used: 1, gas_price_gwei: 1 } }, 'gas.gas_used', /not both/],
@@ -245,7 +245,7 @@ describe('POST /v1/events: bad input gets a 400 naming the field, and nothing is
     const payload = JSON.stringify({ events, pad: 'z'.repeat(70 * 1024) });
     const res = await post(payload);
     expect(res.statusCode).toBe(413);
-    expect(res.json().error).toMatchObject({ code: 'FORGE_ERR_BODY_TOO_LARGE', field: 'body' });
+    expect(res.json().error).toMatchObject({ code: 'FORGE_ERR_PAYLOAD_TOO_LARGE', field: 'body' });
     // A gzip bomb is measured after decompression.
     const bomb = await post(gzipSync(JSON.stringify({ events: [rawEvent(tn, { model: 'x'.repeat(100) })], pad: ' '.repeat(1 << 20) })), { 'content-encoding': 'gzip' });
     expect(bomb.statusCode).toBe(413);

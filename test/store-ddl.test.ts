@@ -17,7 +17,7 @@ function columnsOf(stmt: string): string[] {
 describe('migrations render for a single node and for a cluster from the same files', () => {
   it('numbers the files and renders single-node DDL without cluster clauses', () => {
     const ms = loadMigrations();
-    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual(['0001_cost_events', '0002_guardrail_events', '0003_alert_log']);
+    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual(['0001_cost_events', '0002_guardrail_events', '0003_alert_log', '0004_tenants']);
     for (const m of renderMigrations('single', opts)) {
       expect(m.statements).toHaveLength(1);
       const s = m.statements[0]!;
@@ -32,7 +32,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     const single = renderMigrations('single', opts);
     const cluster = renderMigrations('cluster', opts);
     expect(cluster.map((m) => m.checksum)).toEqual(single.map((m) => m.checksum));
-    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)' };
+    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)' };
     for (const [i, m] of cluster.entries()) {
       expect(m.statements).toHaveLength(2);
       const [local, dist] = m.statements as [string, string];
@@ -56,7 +56,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       const grants = roles.filter((r) => r.startsWith('GRANT'));
       const to = (role: string) => grants.filter((g) => g.endsWith(`TO ${role}`));
       for (const g of to('forge_writer')) expect(g).toMatch(/^GRANT (ON CLUSTER 'forge_cluster' )?INSERT ON forge\.\w+ TO forge_writer$/);
-      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 6 : 3);
+      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 8 : 4);
       expect(to('forge_auditor')).toEqual([`GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} SELECT ON forge.* TO forge_auditor`]);
       for (const g of grants) expect(g).not.toMatch(/ALTER|DELETE|UPDATE|TRUNCATE|DROP|ALL/);
       if (mode === 'cluster') for (const r of roles) expect(r).toContain("ON CLUSTER 'forge_cluster'");
@@ -64,7 +64,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 6 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 8 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }

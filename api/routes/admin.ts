@@ -5,9 +5,11 @@ import { ROLES, type KeyStore, type Role } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
 import type { Guardrail } from '../../guard/index.ts';
 import { principalOf, scopeParam } from '../http.ts';
+import { SCOPE, TENANT_ID, text, USD } from '../schemas.ts';
+
+const scopeParams = { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE } } as const;
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
-const USD = { anyOf: [{ type: 'string', pattern: '^\\d{1,12}(\\.\\d{1,6})?$' }, { type: 'number', minimum: 0, maximum: 1e12 }] } as const;
 const bandsSchema = {
   type: 'object',
   properties: {
@@ -32,7 +34,7 @@ export async function adminRoutes(
 
   app.get<{ Params: { scope: string } }>(
     '/v1/budgets/:scope',
-    { config: { roles: ['finance', 'oncall', 'auditor', 'runner'] }, schema: { tags: ['budgets'], summary: 'Current bands of a scope (own or inherited) and their version', params: { type: 'object', properties: { scope: { type: 'string' } } }, response: { 200: versionSchema, ...errors } } },
+    { config: { roles: ['finance', 'oncall', 'auditor', 'runner'] }, schema: { tags: ['budgets'], summary: 'Current bands of a scope (own or inherited) and their version', params: scopeParams, response: { 200: versionSchema, ...errors } } },
     async (req) => {
       const scope = scopeParam(req, req.params.scope);
       return view(scope, opts.guardrail.budget(scope));
@@ -41,7 +43,7 @@ export async function adminRoutes(
 
   app.get<{ Params: { scope: string } }>(
     '/v1/budgets/:scope/versions',
-    { config: { roles: ['finance', 'oncall', 'auditor'] }, schema: { tags: ['budgets'], summary: 'Every version of a scope\'s bands', params: { type: 'object', properties: { scope: { type: 'string' } } }, response: { 200: { type: 'object', properties: { versions: { type: 'array', items: versionSchema } } }, ...errors } } },
+    { config: { roles: ['finance', 'oncall', 'auditor'] }, schema: { tags: ['budgets'], summary: 'Every version of a scope\'s bands', params: scopeParams, response: { 200: { type: 'object', properties: { versions: { type: 'array', items: versionSchema } } }, ...errors } } },
     async (req) => {
       const scope = scopeParam(req, req.params.scope);
       return { versions: opts.guardrail.budgetHistory(scope).map((v) => view(scope, v)) };
@@ -55,12 +57,12 @@ export async function adminRoutes(
       schema: {
         tags: ['budgets'],
         summary: 'Change a scope\'s bands (admin; a new version; audited). Keys not given keep their current value.',
-        params: { type: 'object', properties: { scope: { type: 'string' } } },
+        params: scopeParams,
         body: {
           type: 'object',
           additionalProperties: false,
           required: ['reason'],
-          properties: { reason: { type: 'string', minLength: 3, maxLength: 1000 }, B_day_soft: USD, B_day_hard: USD, B_week_soft: USD, B_week_hard: USD, B_run_cap: USD, B_unit_cap: USD, K: { type: 'integer', minimum: 1, maximum: 10000 } },
+          properties: { reason: text(3, 1000), B_day_soft: USD, B_day_hard: USD, B_week_soft: USD, B_week_hard: USD, B_run_cap: USD, B_unit_cap: USD, K: { type: 'integer', minimum: 1, maximum: 10000 } },
         },
         response: { 200: versionSchema, ...errors },
       },
@@ -95,7 +97,7 @@ export async function adminRoutes(
         summary: 'Create an API key (shown once; stored hashed)',
         body: {
           type: 'object', additionalProperties: false, required: ['name', 'roles'],
-          properties: { name: { type: 'string', minLength: 1, maxLength: 100 }, roles: { type: 'array', minItems: 1, items: { type: 'string', enum: [...ROLES] } }, tenant_id: { type: ['string', 'null'], pattern: '^[A-Za-z0-9._-]{1,64}$' } },
+          properties: { name: text(1, 100), roles: { type: 'array', minItems: 1, maxItems: ROLES.length, uniqueItems: true, items: { type: 'string', enum: [...ROLES] } }, tenant_id: { anyOf: [TENANT_ID, { type: 'null' }] } },
         },
         response: { 201: { type: 'object', properties: { id: { type: 'string' }, key: { type: 'string' } } }, ...errors },
       },

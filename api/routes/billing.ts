@@ -33,6 +33,8 @@ import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
 import { usdToMicrosField } from '../../guard/index.ts';
 import { principalOf } from '../http.ts';
+import { DATE_TIME, EMPTY_BODY, text, USD } from '../schemas.ts';
+import { timeField } from '../time.ts';
 import { toCsv } from './reports.ts';
 
 /** What the billing routes need; `billingFromConfig()` (billing/) returns a superset of it. */
@@ -58,15 +60,16 @@ export interface BillingRoutesOptions {
 const TENANT = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } as const;
 const USER = { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' } as const;
 const EXEC = { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' } as const;
-const USD = { anyOf: [{ type: 'string', pattern: '^\\d{1,12}(\\.\\d{1,6})?$' }, { type: 'number', minimum: 0, maximum: 1e12 }] } as const;
 const COUNT = { type: 'integer', minimum: 0, maximum: 1_000_000 } as const;
-const DATE = { type: 'string', format: 'date-time' } as const;
+const DATE = DATE_TIME;
 const nullable = <T extends Record<string, unknown>>(s: T) => ({ anyOf: [s, { type: 'null' }] }) as const;
 
 const e4 = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
 const e5 = { 502: errorBodySchema, 503: errorBodySchema };
-const tenantParams = { type: 'object', required: ['tenant'], properties: { tenant: TENANT } } as const;
-const userParams = { type: 'object', required: ['tenant', 'user'], properties: { tenant: TENANT, user: USER } } as const;
+const tenantParams = { type: 'object', additionalProperties: false, required: ['tenant'], properties: { tenant: TENANT } } as const;
+const userParams = { type: 'object', additionalProperties: false, required: ['tenant', 'user'], properties: { tenant: TENANT, user: USER } } as const;
+const providerParams = { type: 'object', additionalProperties: false, required: ['tenant', 'user', 'provider'], properties: { tenant: TENANT, user: USER, provider: { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,31}$' } } } as const;
+const execParams = { type: 'object', additionalProperties: false, required: ['execution_id'], properties: { execution_id: EXEC } } as const;
 
 const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
 const snake = (f: string): string => f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -185,6 +188,8 @@ const MARGIN_COLUMNS = ['plan_id', 'tenants', 'seats', 'custom_priced', 'revenue
  */
 export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOptions): Promise<void> {
   const { service, catalog, accounts, ledger } = opts;
+  // Model ids are the catalog's: an id it does not list is refused, not routed or stored.
+  const MODEL = catalog.models.length > 0 ? ({ type: 'string', enum: catalog.models.map((m) => m.id) } as const) : ({ type: 'string', not: {} } as const);
   const now = opts.now ?? Date.now;
 
   // One mapping of billing's errors for every route here; what it throws goes on to the app's handler.
@@ -276,7 +281,7 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
         params: tenantParams,
         body: {
           type: 'object', additionalProperties: false, required: ['plan_id', 'email'],
-          properties: { plan_id: { type: 'string', enum: ['pro', 'team'] }, byok: { type: 'boolean' }, seats: { type: 'integer', minimum: 1, maximum: 10_000 }, email: { type: 'string', format: 'email', maxLength: 254 }, name: { type: 'string', minLength: 1, maxLength: 200 }, request_id: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,100}$' } },
+          properties: { plan_id: { type: 'string', enum: ['pro', 'team'] }, byok: { type: 'boolean' }, seats: { type: 'integer', minimum: 1, maximum: 10_000 }, email: { type: 'string', format: 'email', maxLength: 254 }, name: text(1, 200), request_id: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,100}$' } },
         },
         response: { 200: accountView, ...e4, ...e5 },
       },
@@ -338,7 +343,7 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
         tags: ['billing'],
         summary: 'Which model a skill runs on for this team (cheapest, or best quality, above the skill\'s threshold, within the plan), and with a user whose key it would use',
         params: tenantParams,
-        querystring: { type: 'object', additionalProperties: false, required: ['skill'], properties: { skill: { type: 'string', minLength: 1, maxLength: 64 }, preference: { type: 'string', enum: ['cheapest', 'best_quality'] }, user_id: USER, agent_id: USER } },
+        querystring: { type: 'object', additionalProperties: false, required: ['skill'], properties: { skill: text(1, 64), preference: { type: 'string', enum: ['cheapest', 'best_quality'] }, user_id: USER, agent_id: USER } },
         response: {
           200: {
             type: 'object',
@@ -385,7 +390,7 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
           type: 'object', additionalProperties: false, required: ['tenant_id', 'user_id', 'execution_id', 'max_tokens'],
           properties: {
             tenant_id: TENANT, user_id: USER, execution_id: EXEC, run_id: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' }, agent_id: USER,
-            skill: { type: 'string', minLength: 1, maxLength: 64 }, model: { type: 'string', minLength: 1, maxLength: 128 }, preference: { type: 'string', enum: ['cheapest', 'best_quality'] },
+            skill: text(1, 64), model: MODEL, preference: { type: 'string', enum: ['cheapest', 'best_quality'] },
             max_tokens: { type: 'integer', minimum: 1, maximum: 100_000_000 }, sandbox_tries: COUNT, estimated_llm_cost_usd: USD, running_agents: COUNT, sandbox_tries_today: COUNT,
           },
         },
@@ -442,7 +447,7 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
       schema: {
         tags: ['billing'],
         summary: 'Settle an execution: deduct its credits (1 fast, 5 standard, 25 heavy per model call; 2 per sandbox try) from the hold, refund the rest',
-        params: { type: 'object', required: ['execution_id'], properties: { execution_id: EXEC } },
+        params: execParams,
         body: { type: 'object', additionalProperties: false, required: ['tenant_id', 'user_id', 'llm_cost_usd'], properties: { tenant_id: TENANT, user_id: USER, model_calls: tierCalls, sandbox_tries: COUNT, llm_cost_usd: USD } },
         response: {
           200: {
@@ -478,7 +483,7 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
       schema: {
         tags: ['billing'],
         summary: 'Cancel an execution that did not run: its whole hold is refunded and it no longer counts',
-        params: { type: 'object', required: ['execution_id'], properties: { execution_id: EXEC } },
+        params: execParams,
         body: { type: 'object', additionalProperties: false, required: ['tenant_id'], properties: { tenant_id: TENANT } },
         response: { 200: { type: 'object', properties: { execution_id: { type: 'string' }, status: { type: 'string', enum: ['cancelled'] } } }, ...e4, ...e5 },
       },
@@ -549,8 +554,9 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
     },
     async (req) => {
       const tenant = tenantOf(req, req.params.tenant);
-      const from = req.query.from ? Date.parse(req.query.from) : -Infinity;
-      const to = req.query.to ? Date.parse(req.query.to) : Infinity;
+      const t = now();
+      const from = req.query.from ? timeField(req.query.from, 'from', t) : -Infinity;
+      const to = req.query.to ? timeField(req.query.to, 'to', t) : Infinity;
       if (from >= to) throw new ApiError('FORGE_ERR_VALIDATION', 'from must be before to', 'from');
       const all = await opts.entries(tenant);
       let balanced = true;
@@ -586,8 +592,8 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
       schema: {
         tags: ['byok'],
         summary: 'Save (or replace) a user\'s provider key, for all agents or one: tested with the provider first, sealed with AES-256-GCM, never returned',
-        params: { type: 'object', required: ['tenant', 'user', 'provider'], properties: { tenant: TENANT, user: USER, provider: { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,31}$' } } },
-        body: { type: 'object', additionalProperties: false, required: ['api_key'], properties: { api_key: { type: 'string', minLength: 8, maxLength: 512, pattern: '^\\S+$' }, agent_id: USER } },
+        params: providerParams,
+        body: { type: 'object', additionalProperties: false, required: ['api_key'], properties: { api_key: { type: 'string', minLength: 8, maxLength: 512, pattern: '^[\\u0021-\\u007E]+$' }, agent_id: USER } },
         response: { 200: keyView, ...e4, 422: errorBodySchema, ...e5 },
       },
     },
@@ -605,8 +611,9 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
       schema: {
         tags: ['byok'],
         summary: 'Delete a user\'s key for a provider (the default, or one agent\'s with agent_id)',
-        params: { type: 'object', required: ['tenant', 'user', 'provider'], properties: { tenant: TENANT, user: USER, provider: { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,31}$' } } },
+        params: providerParams,
         querystring: { type: 'object', additionalProperties: false, properties: { agent_id: USER } },
+        body: EMPTY_BODY,
         response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...e4, ...e5 },
       },
     },
@@ -626,7 +633,7 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
         tags: ['byok'],
         summary: 'Hybrid mode: the user\'s keys for all models (all), for the listed models only (models), or never (off)',
         params: userParams,
-        body: { type: 'object', additionalProperties: false, required: ['mode'], properties: { mode: { type: 'string', enum: ['all', 'models', 'off'] }, models: { type: 'array', maxItems: 200, items: { type: 'string', minLength: 1, maxLength: 128 } } } },
+        body: { type: 'object', additionalProperties: false, required: ['mode'], properties: { mode: { type: 'string', enum: ['all', 'models', 'off'] }, models: { type: 'array', maxItems: 200, uniqueItems: true, items: MODEL } } },
         response: { 200: { type: 'object', properties: { mode: { type: 'string' }, models: { type: 'array', items: { type: 'string' } } } }, ...e4, ...e5 },
       },
     },
@@ -645,7 +652,7 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
     '/v1/billing/vault/rotate',
     {
       config: { roles: ['admin'] },
-      schema: { tags: ['byok'], summary: 'Re-seal every stored key under the active master key (FORGE_VAULT_MASTER_KEY; the old one stays in FORGE_VAULT_PREVIOUS_KEYS until this returns)', response: { 200: { type: 'object', properties: { resealed: { type: 'integer' }, active_key_id: { type: 'string' } } }, ...e4, ...e5 } },
+      schema: { tags: ['byok'], summary: 'Re-seal every stored key under the active master key (FORGE_VAULT_MASTER_KEY; the old one stays in FORGE_VAULT_PREVIOUS_KEYS until this returns)', body: EMPTY_BODY, response: { 200: { type: 'object', properties: { resealed: { type: 'integer' }, active_key_id: { type: 'string' } } }, ...e4, ...e5 } },
     },
     async (req) => {
       if (principalOf(req).tenantId !== null) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'rotation touches every tenant\'s keys: it needs an admin key bound to all tenants');

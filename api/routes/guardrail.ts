@@ -6,12 +6,11 @@ import { errorBodySchema } from '../errors.ts';
 import { scopesOfReservation, usdToMicrosField, type Guardrail } from '../../guard/index.ts';
 import { ApiError } from '../errors.ts';
 import { principalOf, scopeParam } from '../http.ts';
+import { DATE_TIME, RUN_ID, SCOPE, TENANT_ID as ID, text, USD } from '../schemas.ts';
+import { timeField } from '../time.ts';
 
-const ID = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } as const;
-const RUN_ID = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } as const;
-const USD = { anyOf: [{ type: 'string', pattern: '^\\d{1,12}(\\.\\d{1,6})?$' }, { type: 'number', minimum: 0, maximum: 1e12 }] } as const;
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema };
-const scopeParams = { type: 'object', required: ['scope'], properties: { scope: { type: 'string', maxLength: 256 } } } as const;
+const scopeParams = { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE } } as const;
 
 const band = { type: 'object', properties: { value_usd: { type: 'string' }, limit_usd: { type: 'string' }, used_ratio: { type: ['number', 'null'] } } } as const;
 const guardrailView = {
@@ -73,7 +72,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
           type: 'object',
           additionalProperties: false,
           required: ['tenant_id', 'run_id', 'task_type'],
-          properties: { tenant_id: ID, run_id: RUN_ID, task_type: { type: 'string', minLength: 1, maxLength: 128 }, estimated_cost_usd: USD },
+          properties: { tenant_id: ID, run_id: RUN_ID, task_type: text(1, 128), estimated_cost_usd: USD },
         },
         response: {
           200: {
@@ -114,12 +113,12 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
       schema: {
         tags: ['admissions'],
         summary: 'Settle a reservation with the task\'s actual cost',
-        params: { type: 'object', properties: { id: { type: 'string', maxLength: 512 } } },
+        params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^rsv_[A-Za-z0-9_-]{1,400}\\.[A-Za-z0-9_-]{12,40}$' } } },
         body: {
           type: 'object',
           additionalProperties: false,
           required: ['actual_cost_usd', 'event_id'],
-          properties: { actual_cost_usd: USD, event_id: { type: 'string', minLength: 1, maxLength: 128 }, finalized_at: { type: 'string', format: 'date-time' } },
+          properties: { actual_cost_usd: USD, event_id: text(1, 128), finalized_at: DATE_TIME },
         },
         response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['settled', 'unknown'] } } }, ...errors },
       },
@@ -129,7 +128,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
       if (!who) throw new ApiError('FORGE_ERR_NOT_FOUND', 'reservation not found', 'id');
       requireTenant(principalOf(req), who.tenantId, 'id');
       const amount = usdToMicrosField(req.body.actual_cost_usd, 'actual_cost_usd');
-      const at = req.body.finalized_at ? Date.parse(req.body.finalized_at) : opts.now();
+      const at = req.body.finalized_at ? timeField(req.body.finalized_at, 'finalized_at', opts.now()) : opts.now();
       const status = await g.settle(req.params.id, { eventId: req.body.event_id, amountMicros: amount, eventTime: at });
       return { status };
     },
@@ -137,10 +136,10 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
 
   const actionBody = (reasonRequired: boolean) =>
     ({
-      type: 'object',
+      type: reasonRequired ? 'object' : ['object', 'null'],
       additionalProperties: false,
       required: reasonRequired ? ['reason'] : [],
-      properties: { reason: { type: 'string', minLength: reasonRequired ? 3 : 0, maxLength: 1000 } },
+      properties: { reason: text(reasonRequired ? 3 : 0, 1000) },
     }) as const;
   const actionResponse = { 200: { type: 'object', properties: { scope: { type: 'string' }, state: { type: 'string' }, waived: { type: 'array', items: { type: 'string' } } } }, ...errors };
 

@@ -6,6 +6,8 @@ import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
 import type { Guardrail } from '../../guard/index.ts';
 import { principalOf, scopeParam } from '../http.ts';
+import { DATE_TIME, RUN_ID, SCOPE, TENANT_ID } from '../schemas.ts';
+import { timeField } from '../time.ts';
 
 const DAY = 86_400_000;
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
@@ -106,12 +108,12 @@ export async function reportRoutes(app: FastifyInstance, opts: { store: Store; g
       schema: {
         tags: ['reports'],
         summary: 'Finance reports: daily-burn, composition, unit-economics, weekly-burn, utilisation, runway, efficiency, stop-conditions (JSON or CSV)',
-        params: { type: 'object', properties: { report: { type: 'string', enum: [...REPORTS] } } },
+        params: { type: 'object', additionalProperties: false, required: ['report'], properties: { report: { type: 'string', enum: [...REPORTS] } } },
         querystring: {
           type: 'object',
           additionalProperties: false,
           required: ['scope'],
-          properties: { scope: { type: 'string', maxLength: 256 }, days: { type: 'integer', minimum: 1, maximum: 366, default: 30 }, format: { type: 'string', enum: ['json', 'csv'], default: 'json' } },
+          properties: { scope: SCOPE, days: { type: 'integer', minimum: 1, maximum: 366, default: 30 }, format: { type: 'string', enum: ['json', 'csv'], default: 'json' } },
         },
         response: {
           200: {
@@ -142,10 +144,8 @@ export async function reportRoutes(app: FastifyInstance, opts: { store: Store; g
 }
 
 function timeRange(req: FastifyRequest<{ Querystring: { from?: string; to?: string } }>, now: number, maxDays: number): { from: number; to: number } {
-  const to = req.query.to ? Date.parse(req.query.to) : now + 1;
-  const from = req.query.from ? Date.parse(req.query.from) : to - maxDays * DAY;
-  if (!Number.isFinite(from)) throw new ApiError('FORGE_ERR_VALIDATION', 'from must be an ISO date-time', 'from');
-  if (!Number.isFinite(to)) throw new ApiError('FORGE_ERR_VALIDATION', 'to must be an ISO date-time', 'to');
+  const to = req.query.to ? timeField(req.query.to, 'to', now) : now + 1;
+  const from = req.query.from ? timeField(req.query.from, 'from', now) : to - maxDays * DAY;
   if (from >= to) throw new ApiError('FORGE_ERR_VALIDATION', 'from must be before to', 'from');
   if (to - from > 366 * DAY) throw new ApiError('FORGE_ERR_VALIDATION', 'the time range may span at most 366 days', 'from');
   return { from, to };
@@ -158,10 +158,10 @@ async function auditRoutes(app: FastifyInstance, store: Store, now: () => number
     additionalProperties: false,
     required: ['tenant_id'],
     properties: {
-      tenant_id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
-      run_id: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' },
-      from: { type: 'string', format: 'date-time' },
-      to: { type: 'string', format: 'date-time' },
+      tenant_id: TENANT_ID,
+      run_id: RUN_ID,
+      from: DATE_TIME,
+      to: DATE_TIME,
       limit: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 },
     },
   } as const;
@@ -184,17 +184,17 @@ async function auditRoutes(app: FastifyInstance, store: Store, now: () => number
       schema: {
         tags: ['audit'],
         summary: 'Walk the tenant\'s hash chain; report the first broken link',
-        querystring: { type: 'object', additionalProperties: false, required: ['tenant_id'], properties: { tenant_id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' }, from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } } },
+        querystring: { type: 'object', additionalProperties: false, required: ['tenant_id'], properties: { tenant_id: TENANT_ID, from: DATE_TIME, to: DATE_TIME } },
         response: errors,
       },
     },
     async (req) => {
       requireTenant(principalOf(req), req.query.tenant_id);
-      return store.verify({
-        tenantId: req.query.tenant_id,
-        ...(req.query.from ? { from: Date.parse(req.query.from) } : {}),
-        ...(req.query.to ? { to: Date.parse(req.query.to) } : {}),
-      });
+      const t = now();
+      const from = req.query.from ? timeField(req.query.from, 'from', t) : undefined;
+      const to = req.query.to ? timeField(req.query.to, 'to', t) : undefined;
+      if (from !== undefined && to !== undefined && from >= to) throw new ApiError('FORGE_ERR_VALIDATION', 'from must be before to', 'from');
+      return store.verify({ tenantId: req.query.tenant_id, ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) });
     },
   );
 
@@ -205,7 +205,7 @@ async function auditRoutes(app: FastifyInstance, store: Store, now: () => number
       schema: {
         tags: ['audit'],
         summary: 'State changes, acknowledgements, overrides, budget changes and expired reservations of a scope',
-        querystring: { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: { type: 'string', maxLength: 256 }, from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } } },
+        querystring: { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE, from: DATE_TIME, to: DATE_TIME } },
         response: errors,
       },
     },
