@@ -1,6 +1,6 @@
 import type { Micros, ScopeKey } from '../../rules/index.ts';
 import { LedgerError } from './errors.ts';
-import type { ExpiredReservation, LiveLedger, ReserveInput, ReserveOutcome, ScopeSnapshot } from './types.ts';
+import type { ExpiredReservation, ExtendOutcome, LiveLedger, ReserveInput, ReserveOutcome, ScopeCaps, ScopeSnapshot } from './types.ts';
 import { dayOf } from '../../rules/index.ts';
 import { WEEK_DAYS, checkId, checkReserve, checkSpend } from './validate.ts';
 
@@ -58,13 +58,10 @@ export class InProcessLedger implements LiveLedger {
     return sum;
   }
 
-  async reserve(input: ReserveInput): Promise<ReserveOutcome> {
-    this.assertOpen();
-    checkReserve(input);
-    const existing = this.reservations.get(input.reservationId);
-    if (existing) return { ok: true, reservationId: input.reservationId, expiresAt: existing.expiresAt };
-    const today = dayOf(input.now);
-    for (const { scope, caps } of input.scopes) {
+  /** The first scope and cap with no headroom left (used + reserved >= cap), if any. */
+  private refusal(scopes: ReadonlyArray<{ scope: ScopeKey; caps: ScopeCaps }>, now: number): Extract<ReserveOutcome, { ok: false }> | undefined {
+    const today = dayOf(now);
+    for (const { scope, caps } of scopes) {
       const c = this.scopes.get(scope);
       const reserved = c?.reserved ?? 0;
       const used = { day: c?.days.get(today) ?? 0, week: c ? this.week(c, today) : 0, run: c?.run ?? 0 };
@@ -75,6 +72,16 @@ export class InProcessLedger implements LiveLedger {
         }
       }
     }
+    return undefined;
+  }
+
+  async reserve(input: ReserveInput): Promise<ReserveOutcome> {
+    this.assertOpen();
+    checkReserve(input);
+    const existing = this.reservations.get(input.reservationId);
+    if (existing) return { ok: true, reservationId: input.reservationId, expiresAt: existing.expiresAt };
+    const refused = this.refusal(input.scopes, input.now);
+    if (refused) return refused;
     const expiresAt = input.now + input.ttlMs;
     for (const { scope } of input.scopes) {
       const c = this.counters(scope);
@@ -115,13 +122,33 @@ export class InProcessLedger implements LiveLedger {
     reservationId: string,
     actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] },
   ): Promise<'settled' | 'unknown'> {
+    return (await this.settleDetailed(reservationId, actual)).status;
+  }
+
+  async settleDetailed(
+    reservationId: string,
+    actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] },
+  ): Promise<{ status: 'settled' | 'unknown'; reservedMicros: Micros }> {
     this.assertOpen();
     checkId(reservationId, 'reservationId');
     checkSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
     const r = this.reservations.get(reservationId);
     if (r) this.release(reservationId, r);
     this.addSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
-    return r ? 'settled' : 'unknown';
+    return r ? { status: 'settled', reservedMicros: r.amountMicros } : { status: 'unknown', reservedMicros: 0 };
+  }
+
+  async extend(input: { reservationId: string; scopes: ReadonlyArray<{ scope: ScopeKey; caps: ScopeCaps }>; amountMicros: Micros; now: number }): Promise<ExtendOutcome> {
+    this.assertOpen();
+    checkId(input.reservationId, 'reservationId');
+    if (!Number.isSafeInteger(input.amountMicros) || input.amountMicros < 1) throw new LedgerError('FORGE_ERR_LEDGER_INPUT', 'amountMicros must be a whole number of USD micros >= 1', { field: 'amountMicros' });
+    const r = this.reservations.get(input.reservationId);
+    if (!r) return { ok: false, unknown: true };
+    const refused = this.refusal(input.scopes, input.now);
+    if (refused) return refused;
+    for (const scope of r.scopes) this.counters(scope).reserved += input.amountMicros;
+    r.amountMicros += input.amountMicros;
+    return { ok: true, reservedMicros: r.amountMicros, expiresAt: r.expiresAt };
   }
 
   async record(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): Promise<boolean> {

@@ -1,7 +1,7 @@
 import type { Micros, ScopeKey } from '../../rules/index.ts';
 import { LedgerError } from './errors.ts';
 import { FastFailConnection, redisFailureKind } from '../redis.ts';
-import type { ExpiredReservation, LiveLedger, ReserveInput, ReserveOutcome, ScopeSnapshot } from './types.ts';
+import type { ExpiredReservation, ExtendOutcome, LiveLedger, ReserveInput, ReserveOutcome, ScopeCaps, ScopeSnapshot } from './types.ts';
 import { dayOf } from '../../rules/index.ts';
 import { WEEK_DAYS, checkId, checkReserve, checkSpend } from './validate.ts';
 
@@ -92,12 +92,14 @@ return {1, ARGV[4]}
 // KEYS: reservation, exp zset, event key, actual scope hashes...   ARGV: id, scope prefix, amount, event day, event ttl ms
 const SETTLE_LUA = `${RELEASE_FN}
 local result = 'unknown'
+local held = '0'
 local r = redis.call('HMGET', KEYS[1], 'amt', 'scopes')
 if r[1] then
   release(ARGV[2], r[1], r[2] or '')
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
   result = 'settled'
+  held = r[1]
 end
 if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[5]) then
   for i = 4, #KEYS do
@@ -105,7 +107,39 @@ if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[5]) then
     redis.call('HINCRBY', KEYS[i], 'run', ARGV[3])
   end
 end
-return result
+return {result, held}
+`;
+
+// A top-up of an open reservation under the reserve rule (used + reserved < cap for every scope and cap).
+// KEYS: reservation, scope hashes...   ARGV: amount, today, n, (scope, dayCap, weekCap, runCap)*n
+const EXTEND_LUA = `
+local r = redis.call('HMGET', KEYS[1], 'amt', 'exp', 'scopes')
+if not r[1] then return {2} end
+local today = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local fields = {'run', 'res'}
+for d = 0, ${WEEK_DAYS - 1} do fields[#fields + 1] = 'd:' .. string.format('%d', today - d) end
+local names = {'day', 'week', 'run'}
+for i = 1, n do
+  local base = 3 + (i - 1) * 4
+  local v = redis.call('HMGET', KEYS[1 + i], unpack(fields))
+  local run = tonumber(v[1] or '0')
+  local res = tonumber(v[2] or '0')
+  local day = tonumber(v[3] or '0')
+  local week = 0
+  for j = 3, ${WEEK_DAYS + 2} do week = week + tonumber(v[j] or '0') end
+  local used = {day, week, run}
+  for c = 1, 3 do
+    if used[c] + res >= tonumber(ARGV[base + 1 + c]) then
+      return {0, ARGV[base + 1], names[c], string.format('%.0f', used[c]), string.format('%.0f', res), ARGV[base + 1 + c]}
+    end
+  end
+end
+for scope in string.gmatch(r[3] or '', '[^\\n]+') do
+  redis.call('HINCRBY', ARGV[4 + 4 * n] .. scope, 'res', ARGV[1])
+end
+local amt = redis.call('HINCRBY', KEYS[1], 'amt', ARGV[1])
+return {1, tostring(amt), r[2]}
 `;
 
 // KEYS: event key, scope hashes...   ARGV: amount, event day, event ttl ms
@@ -191,6 +225,7 @@ export class RedisLedger implements LiveLedger {
     this.counterSeed = opts.counterSeed;
     this.conn.defineScripts({
       forgeLedgerReassert: { lua: REASSERT_LUA },
+      forgeLedgerExtend: { lua: EXTEND_LUA },
       forgeLedgerReserve: { lua: RESERVE_LUA },
       forgeLedgerSettle: { lua: SETTLE_LUA },
       forgeLedgerRecord: { lua: RECORD_LUA },
@@ -330,11 +365,18 @@ export class RedisLedger implements LiveLedger {
     reservationId: string,
     actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] },
   ): Promise<'settled' | 'unknown'> {
+    return (await this.settleDetailed(reservationId, actual)).status;
+  }
+
+  async settleDetailed(
+    reservationId: string,
+    actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] },
+  ): Promise<{ status: 'settled' | 'unknown'; reservedMicros: Micros }> {
     this.assertOpen();
     checkId(reservationId, 'reservationId');
     checkSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
     const keys = [this.resKey(reservationId), this.expKey, this.eventKey(actual.eventId), ...actual.scopes.map((s) => this.scopeKey(s))];
-    const r = await this.run('settle', () =>
+    const r = (await this.run('settle', () =>
       this.script('forgeLedgerSettle')(
         keys.length,
         ...keys,
@@ -344,9 +386,27 @@ export class RedisLedger implements LiveLedger {
         String(dayOf(actual.eventTime)),
         String(this.eventTtl),
       ),
-    );
+    )) as [string, string | number];
     this.mine.delete(reservationId);
-    return r === 'settled' ? 'settled' : 'unknown';
+    return r[0] === 'settled' ? { status: 'settled', reservedMicros: Number(r[1]) } : { status: 'unknown', reservedMicros: 0 };
+  }
+
+  async extend(input: { reservationId: string; scopes: ReadonlyArray<{ scope: ScopeKey; caps: ScopeCaps }>; amountMicros: Micros; now: number }): Promise<ExtendOutcome> {
+    this.assertOpen();
+    checkId(input.reservationId, 'reservationId');
+    if (!Number.isSafeInteger(input.amountMicros) || input.amountMicros < 1) throw new LedgerError('FORGE_ERR_LEDGER_INPUT', 'amountMicros must be a whole number of USD micros >= 1', { field: 'amountMicros' });
+    const keys = [this.resKey(input.reservationId), ...input.scopes.map((s) => this.scopeKey(s.scope))];
+    const argv: string[] = [String(input.amountMicros), String(dayOf(input.now)), String(input.scopes.length)];
+    for (const { scope, caps } of input.scopes) argv.push(scope, String(caps.dayHard), String(caps.weekHard), String(caps.runCap));
+    argv.push(`${this.p}l:s:`);
+    const r = (await this.run('extend', () => this.script('forgeLedgerExtend')(keys.length, ...keys, ...argv))) as Array<string | number>;
+    if (Number(r[0]) === 2) return { ok: false, unknown: true };
+    if (Number(r[0]) === 1) {
+      const mine = this.mine.get(input.reservationId);
+      if (mine) mine.amountMicros = Number(r[1]);
+      return { ok: true, reservedMicros: Number(r[1]), expiresAt: Number(r[2]) };
+    }
+    return { ok: false, scope: String(r[1]), cap: String(r[2]) as 'day' | 'week' | 'run', usedMicros: Number(r[3]), reservedMicros: Number(r[4]), capMicros: Number(r[5]) };
   }
 
   async record(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): Promise<boolean> {

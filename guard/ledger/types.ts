@@ -40,6 +40,11 @@ export type ReserveOutcome =
   | { ok: true; reservationId: string; expiresAt: number }
   | { ok: false; scope: ScopeKey; cap: 'day' | 'week' | 'run'; usedMicros: Micros; reservedMicros: Micros; capMicros: Micros };
 
+export type ExtendOutcome =
+  | { ok: true; reservedMicros: Micros; expiresAt: number }
+  | { ok: false; unknown: true }
+  | (Extract<ReserveOutcome, { ok: false }> & { unknown?: false });
+
 export interface ScopeSnapshot {
   dayMicros: Micros;
   weekMicros: Micros;
@@ -63,6 +68,13 @@ export interface LiveLedger {
    * still recorded once by eventId) .
    */
   settle(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] }): Promise<'settled' | 'unknown'>;
+  /** As settle, and says how much the reservation held (0 when unknown): a settle above it is an overrun. */
+  settleDetailed(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number; scopes: readonly ScopeKey[] }): Promise<{ status: 'settled' | 'unknown'; reservedMicros: Micros }>;
+  /**
+   * A top-up: adds amountMicros to an open reservation under the same rule as reserve (allowed while, for
+   * every scope and cap, used + reserved < cap). 'unknown' when the reservation is not open.
+   */
+  extend(input: { reservationId: string; scopes: ReadonlyArray<{ scope: ScopeKey; caps: ScopeCaps }>; amountMicros: Micros; now: number }): Promise<ExtendOutcome>;
   /** Records spend that arrived without a reservation (e.g. ingested events); once per eventId. Returns false for a duplicate. */
   record(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): Promise<boolean>;
   /** Releases every reservation whose expiry is <= now and returns them (each once, across processes). */
