@@ -86,7 +86,7 @@ export async function adminRoutes(
     },
   );
 
-  app.post<{ Body: { name: string; roles: Role[]; tenant_id?: string | null } }>(
+  app.post<{ Body: { name: string; roles: Role[]; tenant_id?: string | null; expires_at?: string | null } }>(
     '/v1/keys',
     {
       config: { roles: ['admin'] },
@@ -95,9 +95,9 @@ export async function adminRoutes(
         summary: 'Create an API key (shown once; stored hashed)',
         body: {
           type: 'object', additionalProperties: false, required: ['name', 'roles'],
-          properties: { name: { type: 'string', minLength: 1, maxLength: 100 }, roles: { type: 'array', minItems: 1, items: { type: 'string', enum: [...ROLES] } }, tenant_id: { type: ['string', 'null'], pattern: '^[A-Za-z0-9._-]{1,64}$' } },
+          properties: { name: { type: 'string', minLength: 1, maxLength: 100 }, roles: { type: 'array', minItems: 1, items: { type: 'string', enum: [...ROLES] } }, tenant_id: { type: ['string', 'null'], pattern: '^[A-Za-z0-9._-]{1,64}$' }, expires_at: { type: ['string', 'null'], format: 'date-time' } },
         },
-        response: { 201: { type: 'object', properties: { id: { type: 'string' }, key: { type: 'string' } } }, ...errors },
+        response: { 201: { type: 'object', properties: { id: { type: 'string' }, key: { type: 'string' }, expires_at: { type: 'string' } } }, ...errors },
       },
     },
     async (req, reply) => {
@@ -105,9 +105,10 @@ export async function adminRoutes(
       const tenantId = req.body.tenant_id ?? null;
       // A key bound to one tenant can only make keys for that tenant.
       if (p.tenantId !== null && tenantId !== p.tenantId) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'a tenant-bound admin can only create keys for its tenant', 'tenant_id');
-      const made = opts.keys.create({ name: req.body.name, roles: req.body.roles, tenantId });
+      const expiresAt = req.body.expires_at ? Date.parse(req.body.expires_at) : null;
+      const made = await opts.keys.create({ name: req.body.name, roles: req.body.roles, tenantId, expiresAt, actor: `${p.name} (${p.keyId})` });
       void reply.status(201);
-      return made;
+      return { id: made.id, key: made.key, ...(made.expiresAt ? { expires_at: made.expiresAt } : {}) };
     },
   );
 }

@@ -1,7 +1,7 @@
 import type {} from '@fastify/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { microsToUsd, type ScopeKey } from '../../rules/index.ts';
-import { logScopeOf, type BreakdownRow, type LogScope, type Store, type Totals } from '../../store/index.ts';
+import { logScopeOf, type BreakdownRow, type ChainLog, type LogScope, type Store, type Totals, type VerifyResult } from '../../store/index.ts';
 import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
 import type { Guardrail } from '../../guard/index.ts';
@@ -177,24 +177,26 @@ async function auditRoutes(app: FastifyInstance, store: Store, now: () => number
     },
   );
 
-  app.get<{ Querystring: { tenant_id: string; from?: string; to?: string } }>(
+  app.get<{ Querystring: { tenant_id?: string; from?: string; to?: string } }>(
     '/v1/audit/verify',
     {
       config: { roles: ['auditor'] },
       schema: {
         tags: ['audit'],
-        summary: 'Walk the tenant\'s hash chain; report the first broken link',
-        querystring: { type: 'object', additionalProperties: false, required: ['tenant_id'], properties: { tenant_id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' }, from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } } },
+        summary: 'Walk the tenant\'s hash chains (cost_events and guardrail_events; without tenant_id the global guardrail stream) to their recorded heads; report the first broken link per log',
+        querystring: { type: 'object', additionalProperties: false, properties: { tenant_id: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' }, from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } } },
         response: errors,
       },
     },
     async (req) => {
-      requireTenant(principalOf(req), req.query.tenant_id);
-      return store.verify({
-        tenantId: req.query.tenant_id,
-        ...(req.query.from ? { from: Date.parse(req.query.from) } : {}),
-        ...(req.query.to ? { to: Date.parse(req.query.to) } : {}),
-      });
+      const tenantId = req.query.tenant_id;
+      if (tenantId === undefined) scopeParam(req, 'global');
+      else requireTenant(principalOf(req), tenantId);
+      const range = { ...(req.query.from ? { from: Date.parse(req.query.from) } : {}), ...(req.query.to ? { to: Date.parse(req.query.to) } : {}) };
+      const logs: Partial<Record<ChainLog, VerifyResult>> = {};
+      if (tenantId !== undefined) logs.cost_events = await store.verify({ log: 'cost_events', tenantId, ...range });
+      logs.guardrail_events = await store.verify({ log: 'guardrail_events', tenantId: tenantId ?? '', ...range });
+      return { ok: Object.values(logs).every((v) => v.ok), tenant_id: tenantId ?? null, logs };
     },
   );
 
