@@ -60,6 +60,8 @@ describe('KeyStore over the store', () => {
     const made = await ks.create({ name: 'short-lived', roles: ['auditor'], tenantId: null, expiresAt: clock.now + 60_000 });
     expect(made.expiresAt).toBe(new Date(clock.now + 60_000).toISOString());
     expect(ks.verify(made.key)).toBeDefined();
+    // Times round-trip through the table exactly (milliseconds).
+    expect((await store.apiKeys()).find((k) => k.id === made.id)).toMatchObject({ expiresAt: clock.now + 60_000, revokedAt: null, tenantId: null, roles: ['auditor'] });
     clock.now += 60_000;
     expect(ks.verify(made.key)).toBeUndefined();
     await expect(ks.create({ name: 'x', roles: ['auditor'], tenantId: null, expiresAt: clock.now - 1 })).rejects.toMatchObject({ code: 'FORGE_ERR_VALIDATION', field: 'expires_at' });
