@@ -3,8 +3,9 @@
  * The process itself is wired in cli/forge-process.ts.
  */
 export { buildApp, type AppParts } from './app.ts';
-export { KeyStore, ROLES, type Principal, type Role } from './auth.ts';
+export { KeyStore, MemoryKeyStore, ROLES, type CreatedKey, type KeyBackend, type KeyInfo, type NewKey, type Principal, type Role } from './auth.ts';
 export { ConfigError, loadConfig, type ForgeConfig } from './config.ts';
+export { ApiError, ERRORS, type ErrorCode } from './errors.ts';
 export { billingRoutes } from './routes/billing.ts';
 export { reportRoutes } from './routes/reports.ts';
 export { TenantRegistry, type TenantSource } from './tenants.ts';

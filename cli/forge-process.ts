@@ -111,7 +111,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     closers.push({ what: 'billing', close: () => billing.close() });
     const metrics = new ForgeMetrics();
     closers.push({ what: 'metrics', close: () => metrics.shutdown() });
-    const keys = new KeyStore(join(config.FORGE_DATA_DIR, 'keys.json'));
+    const keys = await KeyStore.open(store, { importFile: join(config.FORGE_DATA_DIR, 'keys.json'), onError: (e) => onError(e, 'api keys') });
+    closers.push({ what: 'api keys', close: () => keys.close() });
     const alerts = config.FORGE_ALERTS_FILE
       ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), onError: (e) => onError(e, 'alerts') })
       : undefined;

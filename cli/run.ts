@@ -112,7 +112,7 @@ addCommand((program, out) => {
         let temp: { id: string; key: string } | undefined;
         const unwatch = forge.bus.subscribe(watch);
         try {
-          temp = forge.keys.create({ name: `forge run ${suite.name} (temporary)`, roles: ['runner'], tenantId: o.tenant ?? suite.tenantId });
+          temp = await forge.keys.create({ name: `forge run ${suite.name} (temporary)`, roles: ['runner'], tenantId: o.tenant ?? suite.tenantId });
           out.log(`forge: embedded Forge listening on ${forge.url} (burn page: ${forge.url}/)`);
           const report = await runner.runSuite({
             ...common,
@@ -126,7 +126,7 @@ addCommand((program, out) => {
           out.log(`${scope}: ${forge.guardrail.effectiveState(scope)}, day ${microsToUsd(t.dayMicros)} USD`);
         } finally {
           unwatch();
-          if (temp) forge.keys.revoke(temp.id);
+          if (temp) await forge.keys.revoke(temp.id);
           await forge.close();
         }
       } finally {

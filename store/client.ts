@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
 import { drainPending } from 'chdb';
@@ -84,6 +84,10 @@ export function openClient(opts: ConnectionOptions): OpenedClient {
   if (opts.cluster) throw new StoreError(STORE_ERROR_CODES.CONFIG, 'cluster needs a server url', { field: 'cluster' });
   const dir = resolve(opts.dataDir ?? './data');
   mkdirSync(dir, { recursive: true });
+  const holder = lockHolder(dir);
+  if (holder !== undefined) {
+    throw new StoreError(STORE_ERROR_CODES.LOCKED, `the embedded store in ${dir} is in use by another process (pid ${holder})`, { field: 'dataDir' });
+  }
   // chdb implements client-common's Connection; @clickhouse/client bundles its own copy of that type.
   let conn = createChdbConnection({ path: dir }) as unknown as ClientConnection;
   if (opts.wrapConnection) conn = opts.wrapConnection(conn);
@@ -99,6 +103,29 @@ export function openClient(opts: ConnectionOptions): OpenedClient {
       await drainPending();
     },
   };
+}
+
+/**
+ * The pid of another live process holding the embedded engine's data directory, if any. The engine writes its
+ * pid into `status` while it holds the directory and removes the file on close; checking first turns the
+ * engine's own failure (and the line it prints on stderr) into one clear error.
+ */
+function lockHolder(dir: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, 'status'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(/^PID:\s*(\d+)/m.exec(text)?.[1]);
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (e) {
+    // EPERM: alive, someone else's; ESRCH: a stale file left by a crash.
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+  }
 }
 
 /** The HTTP connection createClient would make by default (only needed when a test wraps it). */

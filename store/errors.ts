@@ -17,6 +17,8 @@ export const STORE_ERROR_CODES = {
   MIGRATION: 'FORGE_ERR_STORE_MIGRATION',
   /** A query failed. */
   QUERY: 'FORGE_ERR_STORE_QUERY',
+  /** The embedded store's data directory is held by another running process (a Forge server). */
+  LOCKED: 'FORGE_ERR_STORE_LOCKED',
 } as const;
 
 export type StoreErrorCode = (typeof STORE_ERROR_CODES)[keyof typeof STORE_ERROR_CODES];

@@ -1,6 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
+import { recordHeads, recordedHeads, type Head } from './heads.ts';
+import { chainHash, GENESIS_HASH } from './rows.ts';
 import { checkTime, scopeSql, tenantOfScopeKey, type LogScope } from './scope.ts';
 
 /** What happened to a guardrail. */
@@ -77,6 +79,32 @@ export interface LogQuery {
 
 export type StopConditionCounts = Record<'WARNING' | 'HARD_STOP' | 'EMERGENCY_STOP', number>;
 
+/**
+ * The hash chain of guardrail_events: one chain per tenant stream (tenant_id '' holds the global scope),
+ * positioned by `chain_seq`. Canonical bytes of a row = UTF-8 of JSON.stringify of
+ *   ['guardrail_events/1', tenant_id, chain_seq, event_id, at_ms, kind, scope, state, previous, seq, actor,
+ *    reason, details (the stored JSON text), recorded_at_ms]
+ * and hash = sha256(prev_hash || canonical) as lowercase hex (prev_hash of chain_seq 1: 64 zeros). The leading
+ * tag keeps these bytes apart from a cost_events row's. Rows with chain_seq 0 were written before the chain.
+ */
+export const GUARDRAIL_CANONICAL_TAG = 'guardrail_events/1';
+export const GUARDRAIL_HASHED_COLUMNS = ['tenant_id', 'chain_seq', 'event_id', 'at', 'kind', 'scope', 'state', 'previous', 'seq', 'actor', 'reason', 'details', 'recorded_at'] as const;
+export const GUARDRAIL_CANONICAL_SELECT = GUARDRAIL_HASHED_COLUMNS.map((c) => (c === 'at' || c === 'recorded_at' ? `toUnixTimestamp64Milli(${c})` : c)).join(', ');
+const NUMERIC_COLUMNS: ReadonlySet<string> = new Set(['chain_seq', 'at', 'seq', 'recorded_at']);
+
+export function guardrailCanonicalBytes(values: readonly unknown[]): string {
+  return JSON.stringify([GUARDRAIL_CANONICAL_TAG, ...values]);
+}
+
+/** A row read with GUARDRAIL_CANONICAL_SELECT, with its numbers as numbers (a server quotes 64-bit ones). */
+export function normaliseGuardrailRow(raw: unknown[]): unknown[] {
+  const out = raw.slice();
+  GUARDRAIL_HASHED_COLUMNS.forEach((c, i) => {
+    if (NUMERIC_COLUMNS.has(c)) out[i] = Number(out[i]);
+  });
+  return out;
+}
+
 /** String.prototype.isWellFormed is ES2024; this is the same test. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
@@ -141,13 +169,19 @@ function filtersOf(q: LogQuery, own?: { sql: string; name: string; value: unknow
 export class GuardrailLog {
   readonly #client: ClickHouseClient;
   readonly #db: string;
+  /** Per tenant stream: the end of the queue of appends advancing its chain (one at a time per stream). */
+  readonly #tails = new Map<string, Promise<void>>();
 
   constructor(client: ClickHouseClient, database: string) {
     this.#client = client;
     this.#db = database;
   }
 
-  /** Validates all rows first (nothing stored on a bad one), then appends them in one insert. */
+  /**
+   * Validates all rows first (nothing stored on a bad one), then chains and appends them in one insert.
+   * A row whose (tenant stream, event_id) is already stored, or earlier in the same call, is skipped: never
+   * chained twice. Appends touching the same stream run one after the other within this process.
+   */
   async appendGuardrailEvents(events: readonly GuardrailEventInput[], now = Date.now()): Promise<void> {
     const rows = events.map((e, i) => {
       const f = `events[${i}]`;
@@ -171,9 +205,82 @@ export class GuardrailLog {
       };
     });
     if (rows.length === 0) return;
+    const tenants = [...new Set(rows.map((r) => r.tenant_id))];
+    // Take every stream's place in its queue at once (synchronously): no two appends ever wait on each other
+    // in opposite orders.
+    const before = tenants.map((t) => this.#tails.get(t));
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    for (const t of tenants) this.#tails.set(t, mine);
+    try {
+      await Promise.all(before);
+      await this.#chainAndInsert(rows, tenants);
+    } finally {
+      release();
+      for (const t of tenants) if (this.#tails.get(t) === mine) this.#tails.delete(t);
+    }
+  }
+
+  async #chainAndInsert(rows: Array<Record<string, string | number>>, tenants: string[]): Promise<void> {
+    const table = `${this.#db}.guardrail_events`;
+    const key = (tenant: unknown, id: unknown) => `${String(tenant)}\u0000${String(id)}`;
+    // Not bounded by time: a replayed event may carry another `at` (a hard day found again after a restart).
+    // The stream filter keeps it to one tenant's (small) history.
+    const rs = await this.#client.query({
+      query: `SELECT tenant_id, event_id FROM ${table} WHERE tenant_id IN {tenants:Array(String)} AND event_id IN {ids:Array(String)}`,
+      query_params: { tenants, ids: [...new Set(rows.map((r) => String(r.event_id)))] },
+      format: 'JSONCompactEachRow',
+    });
+    const seen = new Set((await rs.json<[string, string]>()).map(([t, id]) => key(t, id)));
+    const fresh = rows.filter((r) => {
+      const k = key(r.tenant_id, r.event_id);
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+    if (fresh.length === 0) return;
+    const heads = await this.#heads([...new Set(fresh.map((r) => String(r.tenant_id)))]);
+    const lines = fresh.map((r) => {
+      const head = heads.get(String(r.tenant_id)) as Head;
+      const chained: Record<string, string | number> = { ...r, chain_seq: head.seq + 1 };
+      const values = GUARDRAIL_HASHED_COLUMNS.map((c) => chained[c]);
+      const hash = chainHash(head.hash, guardrailCanonicalBytes(values));
+      const line = { ...chained, prev_hash: head.hash, hash };
+      head.seq += 1;
+      head.hash = hash;
+      return line;
+    });
     // An explicit token per content: the embedded connection keeps settings of earlier statements (the
     // writer's insert_deduplication_token), which would otherwise drop this block as a "duplicate".
-    await this.#client.insert({ table: `${this.#db}.guardrail_events`, values: rows, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: blockToken(rows.map((r) => r.event_id)) } });
+    await this.#client.insert({ table, values: lines, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: blockToken(lines.map((r) => r.hash)) } });
+    await recordHeads(this.#client, this.#db, 'guardrail_events', heads);
+  }
+
+  /**
+   * The chain heads of these streams, read from the store on every append rather than cached: several
+   * processes (API processes, the CLI) append to the same streams, and guardrail events are few. The head is
+   * the newer of the log's highest chained row and the recorded head: rows past the recorded head (a writer
+   * stopped before recording it) are continued, and a recorded head beyond the rows (newest rows removed) is
+   * continued too, so the gap stays visible to verify.
+   */
+  async #heads(tenants: string[]): Promise<Map<string, Head>> {
+    const rs = await this.#client.query({
+      query: `SELECT tenant_id, max(chain_seq) AS s, argMax(hash, chain_seq) AS h FROM ${this.#db}.guardrail_events
+WHERE tenant_id IN {tenants:Array(String)} AND chain_seq > 0 GROUP BY tenant_id`,
+      query_params: { tenants },
+      format: 'JSONCompactEachRow',
+    });
+    const inLog = new Map<string, Head>();
+    for (const [t, s, h] of await rs.json<[string, number | string, string]>()) inLog.set(t, { seq: Number(s), hash: h });
+    const recorded = await recordedHeads(this.#client, this.#db, 'guardrail_events', tenants);
+    const out = new Map<string, Head>();
+    for (const t of tenants) {
+      const a = inLog.get(t);
+      const b = recorded.get(t);
+      const newest = a && b ? (b.seq > a.seq ? b : a) : (a ?? b);
+      out.set(t, newest ? { ...newest } : { seq: 0, hash: GENESIS_HASH });
+    }
+    return out;
   }
 
   async guardrailEvents(q: LogQuery & { kinds?: GuardrailEventKind[] }): Promise<GuardrailEventRow[]> {

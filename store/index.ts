@@ -28,6 +28,9 @@ export type {
   WeekTotals,
 } from './queries.ts';
 export type { BrokenReason, VerifyOptions, VerifyResult } from './chain.ts';
+export { CHAIN_LOGS } from './heads.ts';
+export type { ChainHead, ChainLog } from './heads.ts';
+export type { ApiKeyRecord } from './api-keys.ts';
 export type {
   AlertInput,
   AlertRow,
@@ -39,5 +42,6 @@ export type {
 } from './guardrail-log.ts';
 export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migrations.ts';
 export type { DdlMode, RenderOptions, RenderedMigration } from './migrations.ts';
+export { GUARDRAIL_CANONICAL_TAG, guardrailCanonicalBytes } from './guardrail-log.ts';
 export { CANONICAL_VERSION, GENESIS_HASH, INSERT_COLUMNS, canonicalBytes, chainHash, eventCanonicalBytes } from './rows.ts';
 export { TenantTable, type TenantRecord } from './tenants.ts';

@@ -119,6 +119,8 @@ function renderStatement(raw: string, mode: DdlMode, opts: RenderOptions): strin
   const shardKey = directive[2] ?? 'rand()';
   if (mode === 'single') return [sql.replaceAll('{{table}}', `${db}.${table}`)];
   const local = `${table}_local`;
+  // A new column goes on the replicated tables and on the Distributed table over them.
+  if (/^ALTER\s+TABLE\b/i.test(sql)) return [sql.replaceAll('{{table}}', `${db}.${local}`), sql.replaceAll('{{table}}', `${db}.${table}`)];
   sql = sql
     .replaceAll('{{table}}', `${db}.${local}`)
     .replace(/ENGINE\s*=\s*(\w*MergeTree)\(([^)]*)\)/, (_m, engine: string, args: string) => {
@@ -168,18 +170,21 @@ ORDER BY version`,
 
 /** The append-only log tables, by their plain (queried) names. */
 export const LOG_TABLES = ['cost_events', 'guardrail_events', 'alert_log', 'tenants'] as const;
+/** Append-only tables beside the logs: chain heads and API keys (a change is a new row with a higher version). */
+export const VERSIONED_TABLES = ['chain_heads', 'api_keys'] as const;
 
 /**
- * Roles for production: `forge_writer` may only INSERT into the log tables, `forge_auditor` may only SELECT.
- * The Forge service user gets both; no role holds ALTER, DELETE, UPDATE, TRUNCATE or DROP on the log.
- * `forge_migrator` (used by whoever applies migrations) may create tables and record migrations, nothing more.
+ * Roles for production: `forge_writer` may only INSERT into the log tables (and the versioned tables beside
+ * them), `forge_auditor` may only SELECT. The Forge service user gets both; no role holds DELETE, UPDATE,
+ * TRUNCATE or DROP on the log. `forge_migrator` (used by whoever applies migrations) may create tables, add
+ * columns and record migrations, nothing more.
  */
 export function renderRoles(mode: DdlMode, opts: RenderOptions): string[] {
   checkOptions(mode, opts);
   const db = opts.database;
   const oc = onCluster(opts, mode);
   const grantOc = oc === '' ? '' : ` ${oc}`;
-  const tables = LOG_TABLES.flatMap((t) => (mode === 'cluster' ? [t, `${t}_local`] : [t]));
+  const tables = [...LOG_TABLES, ...VERSIONED_TABLES].flatMap((t) => (mode === 'cluster' ? [t, `${t}_local`] : [t]));
   return [
     `CREATE ROLE IF NOT EXISTS forge_writer ${oc}`.trim(),
     `CREATE ROLE IF NOT EXISTS forge_auditor ${oc}`.trim(),
@@ -187,6 +192,7 @@ export function renderRoles(mode: DdlMode, opts: RenderOptions): string[] {
     ...tables.map((t) => `GRANT${grantOc} INSERT ON ${db}.${t} TO forge_writer`),
     `GRANT${grantOc} SELECT ON ${db}.* TO forge_auditor`,
     `GRANT${grantOc} CREATE DATABASE, CREATE TABLE ON ${db}.* TO forge_migrator`,
+    `GRANT${grantOc} ALTER ADD COLUMN ON ${db}.* TO forge_migrator`,
     `GRANT${grantOc} SELECT, INSERT ON ${db}.${MIGRATIONS_TABLE} TO forge_migrator`,
   ];
 }

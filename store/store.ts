@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { ApiKeyTable, type ApiKeyRecord } from './api-keys.ts';
 import type { CostEvent } from './cost-event.ts';
+import { listHeads, type ChainHead, type ChainLog } from './heads.ts';
 import { verifyChain, type VerifyOptions, type VerifyResult } from './chain.ts';
 import { openClient, type ConnectionOptions } from './client.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
@@ -49,8 +51,16 @@ export interface Store extends LogQueries {
   insertRaw(events: readonly CostEvent[]): Promise<void>;
   /** Stored events of the scope in [from, to), in event_time order (each event_id once). */
   listEvents(scope: LogScope, range: TimeRange, opts?: { limit?: number }): Promise<StoredEvent[]>;
-  /** Walks a tenant's hash chain; reports the first broken link. */
+  /** Walks a tenant's hash chain in one log (default cost_events); reports the first broken link. */
   verify(opts: VerifyOptions): Promise<VerifyResult>;
+  /** The recorded chain heads (log, tenant stream, seq, hash), for auditors to anchor elsewhere. */
+  chainHeads(opts?: { log?: ChainLog; tenantId?: string }): Promise<ChainHead[]>;
+  /** Appends a version of an API key (a new key, or a revocation with a higher version). */
+  putApiKey(record: ApiKeyRecord): Promise<void>;
+  /** Every API key at its newest version. */
+  apiKeys(): Promise<ApiKeyRecord[]>;
+  /** Changes whenever any API key is created or changed (a cheap check before reloading). */
+  apiKeysFingerprint(): Promise<string>;
   appendGuardrailEvents(events: readonly GuardrailEventInput[]): Promise<void>;
   guardrailEvents(q: LogQuery & { kinds?: GuardrailEventKind[] }): Promise<GuardrailEventRow[]>;
   stopConditionCounts(sinceMs: number, opts?: { scope?: LogScope; until?: number }): Promise<StopConditionCounts>;
@@ -69,6 +79,7 @@ class ForgeStore extends LogQueries implements Store {
   readonly client: ClickHouseClient;
   readonly #client: ClickHouseClient;
   readonly #log: GuardrailLog;
+  readonly #keys: ApiKeyTable;
   readonly #closeClient: () => Promise<void>;
   #baselineReady = false;
   #closed: Promise<void> | undefined;
@@ -89,6 +100,7 @@ class ForgeStore extends LogQueries implements Store {
     this.#closeClient = () => opened.close();
     this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts, opened.kind);
     this.#log = new GuardrailLog(opened.client, opened.database);
+    this.#keys = new ApiKeyTable(opened.client, opened.database);
   }
 
   async insertRaw(events: readonly CostEvent[]): Promise<void> {
@@ -126,6 +138,22 @@ LIMIT {limit:UInt32}`,
 
   verify(opts: VerifyOptions): Promise<VerifyResult> {
     return verifyChain(this.#client, this.database, opts);
+  }
+
+  chainHeads(opts?: { log?: ChainLog; tenantId?: string }): Promise<ChainHead[]> {
+    return listHeads(this.#client, this.database, opts);
+  }
+
+  putApiKey(record: ApiKeyRecord): Promise<void> {
+    return this.#keys.put(record);
+  }
+
+  apiKeys(): Promise<ApiKeyRecord[]> {
+    return this.#keys.list();
+  }
+
+  apiKeysFingerprint(): Promise<string> {
+    return this.#keys.fingerprint();
   }
 
   appendGuardrailEvents(events: readonly GuardrailEventInput[]): Promise<void> {

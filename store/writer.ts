@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { CostEvent } from './cost-event.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
+import { recordHeads, recordedHeads } from './heads.ts';
 import { canonicalFromBody, chainHash, eventValues, GENESIS_HASH, INSERT_COLUMNS, SEQ_INDEX } from './rows.ts';
 import { isTransient, sleep } from './retry.ts';
 
@@ -86,6 +87,7 @@ const CHECK_CHUNK_EMBEDDED = 50_000;
 
 export class StoreWriter implements BatchWriter {
   readonly #client: ClickHouseClient;
+  readonly #db: string;
   readonly #table: string;
   readonly #onError: (e: unknown) => void;
   readonly #maxBatch: number;
@@ -119,6 +121,7 @@ export class StoreWriter implements BatchWriter {
   ) {
     this.#client = client;
     this.#checkChunk = transport === 'embedded' ? CHECK_CHUNK_EMBEDDED : CHECK_CHUNK_SERVER;
+    this.#db = database;
     this.#table = `${database}.cost_events`;
     this.#onError = onError;
     this.#maxBatch = positive(opts.maxBatchRows ?? 10_000, 'maxBatchRows');
@@ -333,7 +336,13 @@ export class StoreWriter implements BatchWriter {
     }
     const tenants = new Set<string>();
     for (let i = 0; i < rows.length; i++) if (toInsert[i]) tenants.add((rows[i] as unknown[])[0] as string);
-    if (tenants.size === 0) return fresh;
+    if (tenants.size === 0) {
+      // Everything landed in an earlier attempt, maybe without its heads: record them (from the log) now.
+      const landed = new Set<string>();
+      for (let i = 0; i < rows.length; i++) if (fresh[i]) landed.add((rows[i] as unknown[])[0] as string);
+      if (landed.size > 0) await recordHeads(this.#client, this.#db, 'cost_events', await this.#loadHeads([...landed]));
+      return fresh;
+    }
     const heads = await this.#loadHeads([...tenants]);
     const lines: string[] = [];
     const token = createHash('sha256');
@@ -359,6 +368,8 @@ export class StoreWriter implements BatchWriter {
       columns: INSERT_COLUMNS as unknown as [string, ...string[]],
       clickhouse_settings: { insert_deduplication_token: token.digest('hex') },
     });
+    // The durable head record, right after the rows it points at (verify checks the rows reach it).
+    await recordHeads(this.#client, this.#db, 'cost_events', heads);
     for (const [t, h] of heads) this.#heads.set(t, h);
     return fresh;
   }
@@ -409,8 +420,15 @@ WHERE tenant_id IN {tenants:Array(String)}
     });
     const maxSeq = new Map<string, number>();
     for (const [t, s] of await rs.json<[string, number | string]>()) maxSeq.set(t, Number(s));
+    // A recorded head beyond the rows (the newest rows were removed) is continued, so the gap stays visible.
+    const recorded = await recordedHeads(this.#client, this.#db, 'cost_events', missing);
     for (const t of missing) {
       const seq = maxSeq.get(t) ?? 0;
+      const r = recorded.get(t);
+      if (r && r.seq > seq) {
+        out.set(t, { ...r });
+        continue;
+      }
       if (seq === 0) {
         out.set(t, { seq: 0, hash: GENESIS_HASH });
         continue;

@@ -30,7 +30,7 @@ beforeAll(async () => {
     },
     log: (l) => logged.push(l),
   });
-  key = forge.keys.create({ name: 'oncall-ann', roles: ['runner', 'oncall'], tenantId: 'acme' }).key;
+  key = (await forge.keys.create({ name: 'oncall-ann', roles: ['runner', 'oncall'], tenantId: 'acme' })).key;
 });
 afterAll(async () => {
   await forge?.close();

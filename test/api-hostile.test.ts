@@ -39,13 +39,13 @@ beforeAll(async () => {
     now: () => NOW,
     log: (l) => logged.push(l),
   });
-  keys.admin = forge.keys.create({ name: 'admin', roles: ['admin'], tenantId: null }).key;
+  keys.admin = (await forge.keys.create({ name: 'admin', roles: ['admin'], tenantId: null })).key;
   for (const r of ROLES) {
-    keys[r] = forge.keys.create({ name: r, roles: [r], tenantId: null }).key;
-    keys[`other:${r}`] = forge.keys.create({ name: `other-${r}`, roles: [r], tenantId: 'other' }).key;
+    keys[r] = (await forge.keys.create({ name: r, roles: [r], tenantId: null })).key;
+    keys[`other:${r}`] = (await forge.keys.create({ name: `other-${r}`, roles: [r], tenantId: 'other' })).key;
   }
-  const revoked = forge.keys.create({ name: 'revoked', roles: ['admin'], tenantId: null });
-  forge.keys.revoke(revoked.id);
+  const revoked = await forge.keys.create({ name: 'revoked', roles: ['admin'], tenantId: null });
+  await forge.keys.revoke(revoked.id);
   keys.revoked = revoked.key;
 }, 60_000);
 

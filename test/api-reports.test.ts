@@ -23,8 +23,8 @@ beforeAll(async () => {
     now: () => NOW,
     log: (l) => logged.push(l),
   });
-  admin = forge.keys.create({ name: 'admin', roles: ['admin'], tenantId: null }).key;
-  finance = forge.keys.create({ name: 'fin', roles: ['finance', 'auditor'], tenantId: 'demo' }).key;
+  admin = (await forge.keys.create({ name: 'admin', roles: ['admin'], tenantId: null })).key;
+  finance = (await forge.keys.create({ name: 'fin', roles: ['finance', 'auditor'], tenantId: 'demo' })).key;
   const ev = (id: string, day: string, run: string, type: string, extra: Record<string, unknown>) => ({
     event_id: id, tenant_id: 'demo', run_id: run, task_id: id, task_type: type, environment: 'cpu', status: 'success', finalized_at: `${day}T10:00:00Z`, rli_eval_usd: '0', task_hours: '0', ...extra,
   });
@@ -121,7 +121,12 @@ describe('audit', () => {
     expect(r.statusCode).toBe(200);
     expect(r.json().events.map((e: { eventId: string }) => e.eventId)).toEqual(['e1', 'e2', 'e4']);
     const v = await forge.app.inject({ method: 'GET', url: '/v1/audit/verify?tenant_id=demo', headers: auth(finance) });
-    expect(v.json()).toMatchObject({ ok: true, checked: 4 });
+    expect(v.json()).toMatchObject({ ok: true, tenant_id: 'demo', logs: { cost_events: { ok: true, checked: 4, recordedHead: { seq: 4 } }, guardrail_events: { ok: true, log: 'guardrail_events' } } });
+    expect(v.json().logs.guardrail_events.checked).toBeGreaterThan(0);
+    // The global guardrail stream needs a key for every tenant.
+    expect((await forge.app.inject({ method: 'GET', url: '/v1/audit/verify', headers: auth(finance) })).statusCode).toBe(403);
+    const g0 = await forge.app.inject({ method: 'GET', url: '/v1/audit/verify', headers: auth(admin) });
+    expect(g0.json()).toMatchObject({ ok: true, tenant_id: null, logs: { guardrail_events: { ok: true } } });
     const other = await forge.app.inject({ method: 'GET', url: '/v1/audit/events?tenant_id=other', headers: auth(finance) });
     expect(other.statusCode).toBe(403);
     const g = await forge.app.inject({ method: 'GET', url: '/v1/audit/guardrail-events?scope=tenant:demo&from=2026-03-01T00:00:00Z&to=2026-03-04T00:00:00Z', headers: auth(finance) });

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KeyStore } from '../api/auth.ts';
+import { openStore } from '../store/index.ts';
 
 // `forge run --suite FILE` as a user runs it: the embedded default in one process, the sample suite
 // time-compressed (a task hour runs 0.2 s), the demo tenant's bands from config/pilot-budgets.yaml.
@@ -52,9 +52,14 @@ describe('forge run --suite', () => {
     expect(r.out).toContain(`tenant:demo: HARD_STOP, day ${m![3]} USD`);
     firstUsd = m![3]!;
     // The temporary runner key it used is revoked.
-    const keys = new KeyStore(join(dir, 'data', 'keys.json')).list();
-    expect(keys).toHaveLength(1);
-    expect(keys[0]!.revokedAt).toBeDefined();
+    const store = await openStore({ dataDir: join(dir, 'data', 'clickhouse') });
+    try {
+      const keys = await store.apiKeys();
+      expect(keys).toHaveLength(1);
+      expect(keys[0]!.revokedAt).not.toBeNull();
+    } finally {
+      await store.close();
+    }
   }, 120_000);
 
   it('a second run on the same data directory starts nothing: the spend and the stop survive the restart', async () => {

@@ -34,7 +34,7 @@ function world(bands: string) {
       now: () => clock.now,
       log: (l) => logged.push(l),
     });
-    const admin = forge.keys.create({ name: 'admin', roles: ['admin'], tenantId: null }).key;
+    const admin = (await forge.keys.create({ name: 'admin', roles: ['admin'], tenantId: null })).key;
     open.push(forge);
     return Object.assign(forge, { admin });
   };
@@ -103,7 +103,7 @@ describe('restart', () => {
     const w = world(DEMO);
     let f = await w.start();
     await ingest(f, events('b', 21, '5', w.clock.now));
-    const oncall = f.keys.create({ name: 'oncall', roles: ['oncall'], tenantId: null }).key;
+    const oncall = (await f.keys.create({ name: 'oncall', roles: ['oncall'], tenantId: null })).key;
     const lift = await f.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:demo/lift', headers: { authorization: `Bearer ${oncall}` }, payload: { reason: 'approved overrun' } });
     expect(lift.statusCode, lift.body).toBe(200);
     const put = await f.app.inject({ method: 'PUT', url: '/v1/budgets/tenant:demo', headers: { authorization: `Bearer ${f.admin}` }, payload: { reason: 'raise for the pilot', B_day_hard: '200', B_day_soft: '150' } });
@@ -132,7 +132,7 @@ describe('restart', () => {
     let f = await w.start();
     await ingest(f, events('c', 17, '5', w.clock.now)); // 85 >= the 80 soft band
     expect(await view(f)).toMatchObject({ state: 'WARNING', acknowledged: false });
-    const oncall = f.keys.create({ name: 'oncall', roles: ['oncall'], tenantId: null }).key;
+    const oncall = (await f.keys.create({ name: 'oncall', roles: ['oncall'], tenantId: null })).key;
     const ack = await f.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:demo/acknowledge', headers: { authorization: `Bearer ${oncall}` }, payload: { reason: 'seen' } });
     expect(ack.statusCode, ack.body).toBe(200);
     await f.guardrail.drain();
@@ -152,7 +152,7 @@ describe('restart', () => {
       expect(v.state).toBe(d < 2 ? 'HARD_STOP' : 'EMERGENCY_STOP');
       if (d < 2) {
         // On-call lifts each day's stop; the lift ends with that UTC day.
-        const oncall = f.keys.create({ name: 'oncall', roles: ['oncall'], tenantId: null }).key;
+        const oncall = (await f.keys.create({ name: 'oncall', roles: ['oncall'], tenantId: null })).key;
         const lift = await f.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:demo/lift', headers: { authorization: `Bearer ${oncall}` }, payload: { reason: 'ok for today' } });
         expect(lift.statusCode, lift.body).toBe(200);
         await f.guardrail.drain();

@@ -17,28 +17,54 @@ function columnsOf(stmt: string): string[] {
 describe('migrations render for a single node and for a cluster from the same files', () => {
   it('numbers the files and renders single-node DDL without cluster clauses', () => {
     const ms = loadMigrations();
-    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual(['0001_cost_events', '0002_guardrail_events', '0003_alert_log', '0004_tenants']);
+    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual([
+      '0001_cost_events',
+      '0002_guardrail_events',
+      '0003_alert_log',
+      '0004_tenants',
+      '0005_guardrail_chain',
+      '0006_chain_heads',
+      '0007_api_keys',
+    ]);
     for (const m of renderMigrations('single', opts)) {
       expect(m.statements).toHaveLength(1);
       const s = m.statements[0]!;
-      expect(s).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}\\s`));
-      expect(s).toContain('ENGINE = ReplacingMergeTree()');
-      expect(s).toContain('non_replicated_deduplication_window = 10000');
       expect(s).not.toMatch(/ON CLUSTER|Replicated|Distributed|\{\{/);
+      if (m.name === 'guardrail_chain') {
+        expect(s).toMatch(/^ALTER TABLE forge\.guardrail_events\s+ADD COLUMN IF NOT EXISTS chain_seq UInt64 DEFAULT 0, /);
+        continue;
+      }
+      expect(s).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}\\s`));
+      if (m.version <= 3) {
+        expect(s).toContain('ENGINE = ReplacingMergeTree()');
+        expect(s).toContain('non_replicated_deduplication_window = 10000');
+      }
     }
+    // Heads and keys keep their newest version.
+    const [heads, keys] = renderMigrations('single', opts).slice(4).map((m) => m.statements[0]!);
+    expect(heads).toContain('ENGINE = ReplacingMergeTree(seq)\nORDER BY (log, tenant_id)');
+    expect(keys).toContain('ENGINE = ReplacingMergeTree(version)\nORDER BY id');
   });
 
   it('renders ReplicatedMergeTree local tables plus Distributed tables, all ON CLUSTER, with the same columns', () => {
     const single = renderMigrations('single', opts);
     const cluster = renderMigrations('cluster', opts);
     expect(cluster.map((m) => m.checksum)).toEqual(single.map((m) => m.checksum));
-    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)' };
+    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)' };
     for (const [i, m] of cluster.entries()) {
       expect(m.statements).toHaveLength(2);
       const [local, dist] = m.statements as [string, string];
+      if (m.name === 'guardrail_chain') {
+        // New columns go on the replicated local tables and on the Distributed table over them.
+        expect(local).toMatch(/^ALTER TABLE forge\.guardrail_events_local ON CLUSTER 'forge_cluster' ADD COLUMN IF NOT EXISTS chain_seq /);
+        expect(dist).toBe(local.replace('guardrail_events_local', 'guardrail_events'));
+        continue;
+      }
+      const engine = 'ReplacingMergeTree';
       expect(local).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}_local ON CLUSTER 'forge_cluster'`));
-      expect(local).toContain(`ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/forge/${m.name}_local', '{replica}')`);
-      expect(local).toContain('replicated_deduplication_window = 10000');
+      const version = { chain_heads: ', seq', api_keys: ', version' }[m.name as string] ?? '';
+      expect(local).toContain(`ENGINE = Replicated${engine}('/clickhouse/tables/{shard}/forge/${m.name}_local', '{replica}'${version})`);
+      if (m.version <= 3) expect(local).toContain('replicated_deduplication_window = 10000');
       expect(local).not.toContain('non_replicated');
       expect(columnsOf(local)).toEqual(columnsOf(single[i]!.statements[0]!));
       expect(dist).toBe(
@@ -56,15 +82,18 @@ describe('migrations render for a single node and for a cluster from the same fi
       const grants = roles.filter((r) => r.startsWith('GRANT'));
       const to = (role: string) => grants.filter((g) => g.endsWith(`TO ${role}`));
       for (const g of to('forge_writer')) expect(g).toMatch(/^GRANT (ON CLUSTER 'forge_cluster' )?INSERT ON forge\.\w+ TO forge_writer$/);
-      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 8 : 4);
+      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 12 : 6);
       expect(to('forge_auditor')).toEqual([`GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} SELECT ON forge.* TO forge_auditor`]);
-      for (const g of grants) expect(g).not.toMatch(/ALTER|DELETE|UPDATE|TRUNCATE|DROP|ALL/);
+      // The migrator may add columns (a schema change that touches no row); nothing else may alter anything.
+      const addColumn = `GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} ALTER ADD COLUMN ON forge.* TO forge_migrator`;
+      expect(grants).toContain(addColumn);
+      for (const g of grants.filter((x) => x !== addColumn)) expect(g).not.toMatch(/ALTER|DELETE|UPDATE|TRUNCATE|DROP|ALL/);
       if (mode === 'cluster') for (const r of roles) expect(r).toContain("ON CLUSTER 'forge_cluster'");
     }
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 8 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 14 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
@@ -85,7 +114,9 @@ describe('migrations render for a single node and for a cluster from the same fi
         .split('\n')
         .filter((l) => !/^\s*(\/\/|\*|\/\*\*|--)/.test(l))
         .join('\n');
-      expect(text, f).not.toMatch(/\b(ALTER\s+TABLE|DELETE\s+FROM|ALTER\s+\w+\s+(UPDATE|DELETE)|TRUNCATE|DROP\s+TABLE|OPTIMIZE\s+TABLE)\b/i);
+      // A migration may ALTER TABLE ... ADD COLUMN (no row changes); any other ALTER TABLE is refused.
+      expect(text, f).not.toMatch(/\bALTER\s+TABLE\s+[\w{}.]+\s+(?!\s|(\{\{on_cluster\}\}\s+)?ADD\s+COLUMN\b)/i);
+      expect(text, f).not.toMatch(/\b(DELETE\s+FROM|ALTER\s+\w+\s+(UPDATE|DELETE)|TRUNCATE|DROP\s+TABLE|OPTIMIZE\s+TABLE)\b/i);
     }
   });
 });

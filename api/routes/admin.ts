@@ -5,7 +5,7 @@ import { ROLES, type KeyStore, type Role } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
 import type { Guardrail } from '../../guard/index.ts';
 import { principalOf, scopeParam } from '../http.ts';
-import { SCOPE, TENANT_ID, text, USD } from '../schemas.ts';
+import { DATE_TIME, SCOPE, TENANT_ID, text, USD } from '../schemas.ts';
 
 const scopeParams = { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE } } as const;
 
@@ -88,7 +88,7 @@ export async function adminRoutes(
     },
   );
 
-  app.post<{ Body: { name: string; roles: Role[]; tenant_id?: string | null } }>(
+  app.post<{ Body: { name: string; roles: Role[]; tenant_id?: string | null; expires_at?: string | null } }>(
     '/v1/keys',
     {
       config: { roles: ['admin'] },
@@ -97,9 +97,9 @@ export async function adminRoutes(
         summary: 'Create an API key (shown once; stored hashed)',
         body: {
           type: 'object', additionalProperties: false, required: ['name', 'roles'],
-          properties: { name: text(1, 100), roles: { type: 'array', minItems: 1, maxItems: ROLES.length, uniqueItems: true, items: { type: 'string', enum: [...ROLES] } }, tenant_id: { anyOf: [TENANT_ID, { type: 'null' }] } },
+          properties: { name: text(1, 100), roles: { type: 'array', minItems: 1, maxItems: ROLES.length, uniqueItems: true, items: { type: 'string', enum: [...ROLES] } }, tenant_id: { anyOf: [TENANT_ID, { type: 'null' }] }, expires_at: { anyOf: [DATE_TIME, { type: 'null' }] } },
         },
-        response: { 201: { type: 'object', properties: { id: { type: 'string' }, key: { type: 'string' } } }, ...errors },
+        response: { 201: { type: 'object', properties: { id: { type: 'string' }, key: { type: 'string' }, expires_at: { type: 'string' } } }, ...errors },
       },
     },
     async (req, reply) => {
@@ -107,9 +107,10 @@ export async function adminRoutes(
       const tenantId = req.body.tenant_id ?? null;
       // A key bound to one tenant can only make keys for that tenant.
       if (p.tenantId !== null && tenantId !== p.tenantId) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'a tenant-bound admin can only create keys for its tenant', 'tenant_id');
-      const made = opts.keys.create({ name: req.body.name, roles: req.body.roles, tenantId });
+      const expiresAt = req.body.expires_at ? Date.parse(req.body.expires_at) : null;
+      const made = await opts.keys.create({ name: req.body.name, roles: req.body.roles, tenantId, expiresAt, actor: `${p.name} (${p.keyId})` });
       void reply.status(201);
-      return made;
+      return { id: made.id, key: made.key, ...(made.expiresAt ? { expires_at: made.expiresAt } : {}) };
     },
   );
 }

@@ -1,7 +1,7 @@
 import type {} from '@fastify/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { microsToUsd, type ScopeKey } from '../../rules/index.ts';
-import { logScopeOf, type BreakdownRow, type LogScope, type Store, type Totals } from '../../store/index.ts';
+import { logScopeOf, type BreakdownRow, type ChainLog, type LogScope, type Store, type Totals, type VerifyResult } from '../../store/index.ts';
 import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
 import type { Guardrail } from '../../guard/index.ts';
@@ -177,24 +177,30 @@ async function auditRoutes(app: FastifyInstance, store: Store, now: () => number
     },
   );
 
-  app.get<{ Querystring: { tenant_id: string; from?: string; to?: string } }>(
+  app.get<{ Querystring: { tenant_id?: string; from?: string; to?: string } }>(
     '/v1/audit/verify',
     {
       config: { roles: ['auditor'] },
       schema: {
         tags: ['audit'],
-        summary: 'Walk the tenant\'s hash chain; report the first broken link',
-        querystring: { type: 'object', additionalProperties: false, required: ['tenant_id'], properties: { tenant_id: TENANT_ID, from: DATE_TIME, to: DATE_TIME } },
+        summary: 'Walk the tenant\'s hash chains (cost_events and guardrail_events; without tenant_id the global guardrail stream) to their recorded heads; report the first broken link per log',
+        querystring: { type: 'object', additionalProperties: false, properties: { tenant_id: TENANT_ID, from: DATE_TIME, to: DATE_TIME } },
         response: errors,
       },
     },
     async (req) => {
-      requireTenant(principalOf(req), req.query.tenant_id);
+      const tenantId = req.query.tenant_id;
+      if (tenantId === undefined) scopeParam(req, 'global');
+      else requireTenant(principalOf(req), tenantId);
       const t = now();
       const from = req.query.from ? timeField(req.query.from, 'from', t) : undefined;
       const to = req.query.to ? timeField(req.query.to, 'to', t) : undefined;
       if (from !== undefined && to !== undefined && from >= to) throw new ApiError('FORGE_ERR_VALIDATION', 'from must be before to', 'from');
-      return store.verify({ tenantId: req.query.tenant_id, ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) });
+      const range = { ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) };
+      const logs: Partial<Record<ChainLog, VerifyResult>> = {};
+      if (tenantId !== undefined) logs.cost_events = await store.verify({ log: 'cost_events', tenantId, ...range });
+      logs.guardrail_events = await store.verify({ log: 'guardrail_events', tenantId: tenantId ?? '', ...range });
+      return { ok: Object.values(logs).every((v) => v.ok), tenant_id: tenantId ?? null, logs };
     },
   );
 

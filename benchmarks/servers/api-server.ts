@@ -1,9 +1,6 @@
 // A server for the API benchmark, in its own process so the load generator does not share its event loop.
 // mode "hello": a fastify hello-world route; mode "forge": the whole Forge app on the embedded in-process parts.
 import Fastify from 'fastify';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { buildApp } from '../../api/app.ts';
 import { KeyStore } from '../../api/auth.ts';
 import { Guardrail } from '../../guard/index.ts';
@@ -21,8 +18,8 @@ if (mode === 'hello') {
   await app.listen({ host: '127.0.0.1', port: 0 });
   process.stdout.write(JSON.stringify({ port: (app.server.address() as { port: number }).port }) + '\n');
 } else {
-  const keys = new KeyStore(join(mkdtempSync(join(tmpdir(), 'forge-bench-')), 'keys.json'));
-  const key = keys.create({ name: 'bench', roles: ['runner'], tenantId: null }).key;
+  const keys = KeyStore.inMemory();
+  const key = keys.createNow({ name: 'bench', roles: ['runner'], tenantId: null }).key;
   const bands = parseBandsConfig('global:\n  B_day_soft: 800000000\n  B_day_hard: 900000000\n  B_week_soft: 900000000\n  B_week_hard: 990000000\n  B_run_cap: 999999999\n  B_unit_cap: 100\n');
   const ledger = new InProcessLedger();
   const guardrail = new Guardrail({

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppParts } from '../../api/app.ts';
 import { KeyStore, type Role } from '../../api/auth.ts';
@@ -42,7 +41,7 @@ export interface TestApi {
 export async function makeTestApi(opts: { bands?: BandsBook; parts?: Partial<AppParts>; ttlMs?: number } = {}): Promise<TestApi> {
   const tmp = tempDataDir('forge-api');
   const clock = { now: Date.parse('2026-03-02T09:00:00Z') };
-  const keys = new KeyStore(join(tmp.dir, 'keys.json'));
+  const keys = KeyStore.inMemory();
   const ledger = new InProcessLedger({ clock: () => clock.now });
   const bus = new InProcessHaltBus();
   const audit: AuditRecord[] = [];
@@ -74,7 +73,7 @@ export async function makeTestApi(opts: { bands?: BandsBook; parts?: Partial<App
     keys,
     audit,
     clock,
-    key: (roles, tenantId = null) => keys.create({ name: `test-${roles.join('+')}`, roles, tenantId }).key,
+    key: (roles, tenantId = null) => keys.createNow({ name: `test-${roles.join('+')}`, roles, tenantId }).key,
     async close() {
       try {
         guardrail.close();

@@ -3,7 +3,7 @@
 import { startForge } from '../../cli/forge-process.ts';
 
 const forge = await startForge({ log: (l) => process.stderr.write(l + '\n') });
-const key = forge.keys.create({ name: 'bench', roles: ['runner', 'oncall', 'finance', 'admin'], tenantId: null }).key;
+const key = (await forge.keys.create({ name: 'bench', roles: ['runner', 'oncall', 'finance', 'admin'], tenantId: null })).key;
 process.stdout.write(JSON.stringify({ url: forge.url, key }) + '\n');
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.once(sig, () => {
