@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
 import { drainPending } from 'chdb';
@@ -84,6 +84,7 @@ export function openClient(opts: ConnectionOptions): OpenedClient {
   if (opts.cluster) throw new StoreError(STORE_ERROR_CODES.CONFIG, 'cluster needs a server url', { field: 'cluster' });
   const dir = resolve(opts.dataDir ?? './data');
   mkdirSync(dir, { recursive: true });
+  assertDataDirFree(dir);
   // chdb implements client-common's Connection; @clickhouse/client bundles its own copy of that type.
   let conn = createChdbConnection({ path: dir }) as unknown as ClientConnection;
   if (opts.wrapConnection) conn = opts.wrapConnection(conn);
@@ -99,6 +100,28 @@ export function openClient(opts: ConnectionOptions): OpenedClient {
       await drainPending();
     },
   };
+}
+
+/**
+ * The embedded engine locks `<dir>/status` and writes its owner's PID there; a second process would fail
+ * deep in the engine (after printing a raw exception). A live owner other than this process is reported
+ * here instead, with its PID. A stale file (its process gone) is left to the engine, which takes it over.
+ */
+function assertDataDirFree(dir: string): void {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, 'status'), 'utf8');
+  } catch {
+    return;
+  }
+  const pid = Number(/^PID: (\d+)$/m.exec(text)?.[1]);
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return; // ESRCH: no such process
+  }
+  throw new StoreError(STORE_ERROR_CODES.LOCKED, `the data directory ${dir} is in use by another process (PID ${pid}); one process owns it at a time`, { field: 'dataDir' });
 }
 
 /** The HTTP connection createClient would make by default (only needed when a test wraps it). */

@@ -15,6 +15,8 @@ export const STORE_ERROR_CODES = {
   CONFIG: 'FORGE_ERR_STORE_CONFIG',
   /** A migration failed to apply. */
   MIGRATION: 'FORGE_ERR_STORE_MIGRATION',
+  /** The embedded data directory is held by another process (one process owns it at a time). */
+  LOCKED: 'FORGE_ERR_STORE_LOCKED',
   /** A query failed. */
   QUERY: 'FORGE_ERR_STORE_QUERY',
 } as const;
