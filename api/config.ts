@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from 'node:fs';
 import { z } from 'zod';
 
 /** Raised when the process environment is wrong: the message names the variable. */
@@ -6,6 +7,16 @@ export class ConfigError extends Error {
 }
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+/** A file the process reads at start: a missing one stops the start naming the variable, not with a bare ENOENT. */
+const readableFile = z.string().superRefine((path, ctx) => {
+  try {
+    if (!statSync(path).isFile()) ctx.addIssue({ code: 'custom', message: `"${path}" is not a file` });
+    else accessSync(path, constants.R_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    ctx.addIssue({ code: 'custom', message: code === 'ENOENT' ? `no such file "${path}"` : `cannot read "${path}" (${code ?? (e as Error).message})` });
+  }
+});
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 const envSchema = z.object({
@@ -18,9 +29,10 @@ const envSchema = z.object({
   FORGE_CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
   /** A cluster name: the DDL goes ON CLUSTER with ReplicatedMergeTree + Distributed tables (needs FORGE_CLICKHOUSE_URL). */
   FORGE_CLICKHOUSE_CLUSTER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/).optional(),
-  FORGE_BUDGETS_FILE: z.string().default('config/pilot-budgets.yaml'),
-  FORGE_PRICING_FILE: z.string().optional(),
-  FORGE_ALERTS_FILE: z.string().optional(),
+  // prefault: the default path is checked too (it is relative to the working directory).
+  FORGE_BUDGETS_FILE: readableFile.prefault('config/pilot-budgets.yaml'),
+  FORGE_PRICING_FILE: readableFile.optional(),
+  FORGE_ALERTS_FILE: readableFile.optional(),
   FORGE_REDIS_URL: z.string().url().optional(),
   /** Prefix of every Redis key and channel (one namespace per deployment). */
   FORGE_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default('forge:'),

@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import { usdToMicros, microsToUsd, type StateChange } from '../rules/index.ts';
+import { usdToMicros, microsToUsd, runScope, tenantScope, type StateChange } from '../rules/index.ts';
 import type { HaltBus } from '../guard/index.ts';
 import type { SuiteProgress, SuiteReport } from '../runner/index.ts';
 import { addCommand, CliInputError, type Out } from './registry.ts';
@@ -20,10 +20,12 @@ function progressLine(p: SuiteProgress): string | undefined {
       return undefined;
     case 'end': {
       const o = p.outcome;
-      return `task ${o.taskId}: ${o.status}${o.reason === 'completed' ? '' : ` (${o.reason})`}, ${microsToUsd(o.costMicros)} USD`;
+      const cost = o.emitted ? `${microsToUsd(o.recordedMicros)} USD recorded` : `${microsToUsd(o.costMicros)} USD NOT recorded (${o.notRecorded?.reason ?? 'not stored'})`;
+      return `task ${o.taskId}: ${o.status}${o.reason === 'completed' ? '' : ` (${o.reason})`}, ${cost}`;
     }
     case 'postponed':
-      return `task ${p.postponed.taskId}: not started (${p.postponed.reason})`;
+      // A postponed task is tried again; the tasks that never start are listed once, at the end.
+      return undefined;
     case 'intake':
       return p.open ? 'intake: open' : `intake: closed${p.cause ? ` (${p.cause.scope} ${p.cause.state}: ${p.cause.reason})` : ''}`;
     case 'hung':
@@ -32,10 +34,42 @@ function progressLine(p: SuiteProgress): string | undefined {
 }
 
 function summary(r: SuiteReport, out: Out): void {
+  // Once per task; many left by the same cause (a halt, a failure) make one line.
+  const byReason = new Map<string, SuiteReport['notStarted']>();
+  for (const n of r.notStarted) byReason.set(n.reason, [...(byReason.get(n.reason) ?? []), n]);
+  for (const [reason, ns] of byReason) {
+    if (ns.length <= 3) for (const n of ns) out.log(`task ${n.taskId}: not started (${reason})`);
+    else out.log(`${ns.length} tasks not started (${reason})`);
+  }
   const ok = r.outcomes.filter((o) => o.status === 'success').length;
-  out.log(`suite ${r.suite} (tenant ${r.tenantId}, run ${r.runId}): ${r.outcomes.length} tasks ran (${ok} succeeded), ${r.notStarted.length} not started, ${r.totalCostUsd} USD`);
+  const lost = r.notRecorded.length
+    ? `; ${r.notRecorded.length} cost event${r.notRecorded.length === 1 ? '' : 's'} NOT recorded (${microsToUsd(r.notRecorded.reduce((s, x) => s + x.costMicros, 0))} USD at the runner's prices)`
+    : '';
+  out.log(`suite ${r.suite} (tenant ${r.tenantId}, run ${r.runId}): ${r.outcomes.length} tasks ran (${ok} succeeded), ${r.notStarted.length} not started, ${r.recordedUsd} USD recorded${lost}`);
   if (r.haltedBy) out.log(`halted by ${r.haltedBy.scope ?? 'a denial'}${r.haltedBy.state ? ` ${r.haltedBy.state}` : ''}: ${r.haltedBy.reason}`);
   if (r.terminated) out.log('the run was terminated (EMERGENCY_STOP): tasks in flight were aborted');
+}
+
+/** A suite that stopped on a failure (not a halt) did not do what it was asked: one line, non-zero exit. */
+function failed(r: SuiteReport): Error | undefined {
+  if (!r.failure) return undefined;
+  if (r.failure.code === 'FORGE_ERR_API_KEY_REFUSED') return new CliInputError(`FORGE_API_KEY: ${r.failure.message}`);
+  const lost = r.notRecorded.length ? `; ${r.notRecorded.length} task${r.notRecorded.length === 1 ? '' : 's'} ran whose cost is not recorded` : '';
+  return new Error(`${r.failure.message}${lost}`);
+}
+
+/** Where the CLI reports a background error: once per distinct line, and not what the report shows anyway. */
+function errorReporter(out: Out): (e: unknown, where: string) => void {
+  const seen = new Set<string>();
+  return (e, where) => {
+    const code = (e as { code?: unknown }).code;
+    // A refused event is in its task's line and the summary; a refused key ends the run with one line.
+    if (where === 'emit event' || code === 'FORGE_ERR_API_KEY_REFUSED' || code === 'FORGE_ERR_ADMISSION_PROTOCOL') return;
+    const line = `forge: ${where}: ${e instanceof Error ? e.message : String(e)}`;
+    if (seen.has(line)) return;
+    seen.add(line);
+    out.err(line);
+  };
 }
 
 addCommand((program, out) => {
@@ -71,7 +105,7 @@ addCommand((program, out) => {
           const line = progressLine(p);
           if (line) out.log(line);
         },
-        onError: (e: unknown, where: string) => out.err(`forge: ${where}: ${e instanceof Error ? e.message : String(e)}`),
+        onError: errorReporter(out),
       };
       const watch = (c: StateChange) => out.log(`guardrail: ${c.scope} ${c.previous} -> ${c.state} (${c.reason})`);
       try {
@@ -89,16 +123,37 @@ addCommand((program, out) => {
           const bus: HaltBus = redisUrl
             ? new guard.RedisHaltBus({ url: redisUrl, ...(process.env.FORGE_REDIS_PREFIX ? { keyPrefix: process.env.FORGE_REDIS_PREFIX } : {}), onError: (e) => common.onError(e, 'halt bus') })
             : new guard.InProcessHaltBus();
+          const admission = new runner.HttpAdmissionClient({ baseUrl: base.href, apiKey });
+          const tenantId = o.tenant ?? suite.tenantId;
+          const scopes = [tenantScope(tenantId), runScope(tenantId, o.run ?? suite.runId)];
+          // Before any task runs: the API answers and takes the key (else one line, not a retry loop).
+          try {
+            await admission.scope(scopes[0]!, stopping.signal);
+          } catch (e) {
+            const code = (e as { code?: unknown }).code;
+            if (code === 'FORGE_ERR_API_KEY_REFUSED') throw new CliInputError(`FORGE_API_KEY: refused by ${base.origin}: ${(e as Error).message.replace(/^[^:]*: GET \S+: /, '')}`);
+            if (code === 'FORGE_ERR_ADMISSION_UNAVAILABLE') throw new Error(`--api ${base.origin}: not reachable: ${(e as Error).message.replace(/^[^:]*: GET \S+: /, '')}`);
+            throw new Error(`--api ${base.origin}: not a Forge API that answers GET /v1/guardrail: ${(e as Error).message}`);
+          }
           const unwatch = bus.subscribe(watch);
           try {
             await bus.ready();
             const report = await runner.runSuite({
               ...common,
               bus,
-              admission: new runner.HttpAdmissionClient({ baseUrl: base.href, apiKey }),
+              admission,
               events: new runner.HttpEventEmitterClient({ baseUrl: base.href, apiKey }),
             });
             summary(report, out);
+            if (!report.failure || report.failure.code !== 'FORGE_ERR_API_KEY_REFUSED') {
+              // What the API holds after the run: its state and spend for the tenant and the run.
+              for (const scope of scopes) {
+                const v = await admission.scope(scope).catch(() => undefined);
+                if (v) out.log(`${scope}: ${v.state}, ${scope.startsWith('run:') ? `run ${v.runUsd}` : `day ${v.dayUsd}`} USD`);
+              }
+            }
+            const f = failed(report);
+            if (f) throw f;
           } finally {
             unwatch();
             await bus.close();
@@ -108,7 +163,11 @@ addCommand((program, out) => {
         // Embedded: this process runs Forge (store, collector, rules, API) and the suite against it.
         const { startForge } = await import('./forge-process.ts');
         // Any free port unless FORGE_PORT says otherwise (a `forge start` may hold 8080).
-        const forge = await startForge({ env: { ...process.env, FORGE_PORT: process.env.FORGE_PORT ?? '0' } });
+        const forge = await startForge({ env: { ...process.env, FORGE_PORT: process.env.FORGE_PORT ?? '0' } }).catch((e: unknown) => {
+          if ((e as { code?: unknown }).code !== 'FORGE_ERR_STORE_LOCKED') throw e;
+          // `npm start` (forge start) owns the store: run against it over HTTP instead.
+          throw new Error(`${(e as Error).message.replace(/; one process owns it at a time$/, '')}: against a running \`forge start\`, use --api http://127.0.0.1:${process.env.FORGE_PORT ?? '8080'} with FORGE_API_KEY set to a runner key (or point FORGE_DATA_DIR elsewhere)`);
+        });
         let temp: { id: string; key: string } | undefined;
         const unwatch = forge.bus.subscribe(watch);
         try {
@@ -121,9 +180,12 @@ addCommand((program, out) => {
             events: new runner.HttpEventEmitterClient({ baseUrl: forge.url, apiKey: temp.key }),
           });
           summary(report, out);
-          const scope = `tenant:${report.tenantId}`;
-          const t = forge.guardrail.totals(scope);
-          out.log(`${scope}: ${forge.guardrail.effectiveState(scope)}, day ${microsToUsd(t.dayMicros)} USD`);
+          for (const scope of [tenantScope(report.tenantId), runScope(report.tenantId, report.runId)]) {
+            const t = forge.guardrail.totals(scope);
+            out.log(`${scope}: ${forge.guardrail.effectiveState(scope)}, ${scope.startsWith('run:') ? `run ${microsToUsd(t.runMicros)}` : `day ${microsToUsd(t.dayMicros)}`} USD`);
+          }
+          const f = failed(report);
+          if (f) throw f;
         } finally {
           unwatch();
           if (temp) await forge.keys.revoke(temp.id);

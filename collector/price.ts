@@ -66,7 +66,7 @@ function component(field: string, fn: () => number): number {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof CostModelError) throw new FieldError(COST_FIELD[e.field] ?? e.field, e.message.replace(/^[^:]+: /, ''));
+    if (e instanceof CostModelError) throw new FieldError(COST_FIELD[e.field] ?? e.field, e.reason);
     if (e instanceof MoneyError) throw new FieldError(field, `the amount is out of range (${e.message})`);
     throw e;
   }

@@ -53,9 +53,10 @@ export class CostModelError extends Error {
   readonly code = 'FORGE_ERR_COST_INPUT';
   constructor(
     readonly field: string,
-    message: string,
+    /** What is wrong with the field, without its name (callers name it the way their users know it). */
+    readonly reason: string,
   ) {
-    super(`${field}: ${message}`);
+    super(`${field}: ${reason}`);
   }
 }
 
@@ -63,8 +64,8 @@ function nonNegative(v: DecimalLike | bigint, field: string): Decimal {
   let d: Decimal;
   try {
     d = toDecimal(typeof v === 'bigint' ? v.toString() : v, field);
-  } catch (e) {
-    throw new CostModelError(field, (e as Error).message);
+  } catch {
+    throw new CostModelError(field, typeof v === 'number' ? 'must be a finite number' : `must be a decimal number, got "${String(v)}"`);
   }
   if (d.isNegative()) throw new CostModelError(field, 'must not be negative');
   return d;

@@ -1,5 +1,6 @@
 import type { GuardState, Micros, ScopeKey } from '../rules/index.ts';
 import { RunnerError } from './errors.ts';
+import { errorMessage } from './events.ts';
 
 export interface AdmissionRequest {
   tenantId: string;
@@ -98,29 +99,59 @@ export class HttpAdmissionClient implements AdmissionClient {
     throw new RunnerError('FORGE_ERR_ADMISSION_PROTOCOL', `settle answered ${JSON.stringify(res).slice(0, 200)}`);
   }
 
-  private async post(path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+  /**
+   * A scope's state and spend as the API holds them (GET /v1/guardrail/:scope). Before a run it is the
+   * check that the API answers and takes the key: FORGE_ERR_ADMISSION_UNAVAILABLE when it cannot be
+   * reached, FORGE_ERR_API_KEY_REFUSED on 401 / 403.
+   */
+  async scope(scope: ScopeKey, signal?: AbortSignal): Promise<ScopeView> {
+    const v = (await this.request('GET', `/v1/guardrail/${encodeURIComponent(scope)}`, undefined, signal)) as {
+      state?: GuardState;
+      spend?: { day_usd?: string; run_usd?: string };
+    };
+    if (typeof v.state !== 'string') throw new RunnerError('FORGE_ERR_ADMISSION_PROTOCOL', `GET /v1/guardrail answered ${JSON.stringify(v).slice(0, 200)}`);
+    return { scope, state: v.state, dayUsd: v.spend?.day_usd ?? '0', runUsd: v.spend?.run_usd ?? '0' };
+  }
+
+  private post(path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+    return this.request('POST', path, body, signal);
+  }
+
+  private async request(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
     const timeout = AbortSignal.timeout(this.timeoutMs);
     const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
     let res: Response;
     try {
       res = await this.f(new URL(path, this.o.baseUrl), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${this.o.apiKey}` },
-        body: JSON.stringify(body),
+        method,
+        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), authorization: `Bearer ${this.o.apiKey}` },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: sig,
       });
     } catch (e) {
-      throw new RunnerError('FORGE_ERR_ADMISSION_UNAVAILABLE', `POST ${path}: ${(e as Error).message}`, { cause: e });
+      const c = (e as { cause?: { code?: unknown; errors?: Array<{ code?: unknown }> } }).cause;
+      const cause = c?.code ?? c?.errors?.[0]?.code ?? (c as { message?: unknown } | undefined)?.message;
+      throw new RunnerError('FORGE_ERR_ADMISSION_UNAVAILABLE', `${method} ${path}: ${(e as Error).message}${typeof cause === 'string' ? ` (${cause})` : ''}`, { cause: e });
     }
     const text = await res.text();
-    if (res.status >= 500) throw new RunnerError('FORGE_ERR_ADMISSION_UNAVAILABLE', `POST ${path}: HTTP ${res.status} ${text.slice(0, 200)}`);
-    if (res.status !== 200) throw new RunnerError('FORGE_ERR_ADMISSION_PROTOCOL', `POST ${path}: HTTP ${res.status} ${text.slice(0, 300)}`);
+    if (res.status >= 500) throw new RunnerError('FORGE_ERR_ADMISSION_UNAVAILABLE', `${method} ${path}: HTTP ${res.status} ${text.slice(0, 200)}`);
+    // A refused key is not a passing outage: retrying cannot help.
+    if (res.status === 401 || res.status === 403) throw new RunnerError('FORGE_ERR_API_KEY_REFUSED', `${method} ${path}: ${errorMessage(text, res.status)}`);
+    if (res.status !== 200) throw new RunnerError('FORGE_ERR_ADMISSION_PROTOCOL', `${method} ${path}: ${errorMessage(text, res.status)}`);
     try {
       return JSON.parse(text) as unknown;
     } catch (e) {
       throw new RunnerError('FORGE_ERR_ADMISSION_PROTOCOL', `POST ${path}: body is not JSON`, { cause: e });
     }
   }
+}
+
+/** A scope as the API reports it: its state and its spend, USD (decimal strings). */
+export interface ScopeView {
+  scope: ScopeKey;
+  state: GuardState;
+  dayUsd: string;
+  runUsd: string;
 }
 
 /** The least of the API's Guardrail an in-process admission needs (guard's Guardrail satisfies it). */

@@ -9,6 +9,7 @@ export const RUNNER_ERROR_CODES = {
   FORGE_ERR_ADMISSION_PROTOCOL: 'unexpected admission response',
   FORGE_ERR_EVENTS_UNAVAILABLE: 'event collector unavailable',
   FORGE_ERR_EVENTS_REJECTED: 'event collector rejected the event',
+  FORGE_ERR_API_KEY_REFUSED: 'the API refused the key',
   FORGE_ERR_SUITE_CONFIG: 'invalid suite file',
 } as const;
 

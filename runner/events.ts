@@ -29,9 +29,21 @@ export interface TaskFinalizedEvent {
   reported_total_usd?: string;
 }
 
-/** Sends a task's cost event. Idempotent by event_id on the collector's side, so retries are safe. */
+/** What the collector stored for one event, from its answer. */
+export interface EmitReceipt {
+  /** Cost_total_op as Forge priced and stored it, USD (decimal string). */
+  totalUsd: string;
+  /** Already stored before (a retry): counted once. */
+  duplicate: boolean;
+}
+
+/**
+ * Sends a task's cost event. Idempotent by event_id on the collector's side, so retries are safe. Resolves
+ * only when the event is stored, with the collector's receipt when it gives one; a refused event rejects
+ * (RunnerError FORGE_ERR_EVENTS_REJECTED, not retried).
+ */
 export interface EventEmitterClient {
-  emit(event: TaskFinalizedEvent, signal?: AbortSignal): Promise<void>;
+  emit(event: TaskFinalizedEvent, signal?: AbortSignal): Promise<EmitReceipt | void>;
 }
 
 export interface HttpEventEmitterOptions {
@@ -48,7 +60,7 @@ export class HttpEventEmitterClient implements EventEmitterClient {
     this.f = o.fetch ?? fetch;
   }
 
-  async emit(event: TaskFinalizedEvent, signal?: AbortSignal): Promise<void> {
+  async emit(event: TaskFinalizedEvent, signal?: AbortSignal): Promise<EmitReceipt> {
     const timeout = AbortSignal.timeout(this.o.timeoutMs ?? 5000);
     let res: Response;
     try {
@@ -62,8 +74,27 @@ export class HttpEventEmitterClient implements EventEmitterClient {
       throw new RunnerError('FORGE_ERR_EVENTS_UNAVAILABLE', `POST /v1/events: ${(e as Error).message}`, { cause: e });
     }
     const text = await res.text();
-    if (res.status === 200) return;
+    if (res.status === 200) {
+      const a = (parseJson(text) as { accepted?: Array<{ total_usd?: unknown; duplicate?: unknown }> } | undefined)?.accepted?.[0];
+      if (typeof a?.total_usd !== 'string') throw new RunnerError('FORGE_ERR_EVENTS_REJECTED', `POST /v1/events: HTTP 200 without a receipt: ${text.slice(0, 200)}`);
+      return { totalUsd: a.total_usd, duplicate: a.duplicate === true };
+    }
     if (res.status >= 500 || res.status === 429) throw new RunnerError('FORGE_ERR_EVENTS_UNAVAILABLE', `POST /v1/events: HTTP ${res.status} ${text.slice(0, 200)}`);
-    throw new RunnerError('FORGE_ERR_EVENTS_REJECTED', `POST /v1/events: HTTP ${res.status} ${text.slice(0, 300)}`);
+    if (res.status === 401 || res.status === 403) throw new RunnerError('FORGE_ERR_API_KEY_REFUSED', `POST /v1/events: ${errorMessage(text, res.status)}`);
+    throw new RunnerError('FORGE_ERR_EVENTS_REJECTED', `POST /v1/events: ${errorMessage(text, res.status)}`);
   }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The API's own error message (`{"error":{"message"}}`), or the status and the start of the body. */
+export function errorMessage(text: string, status: number): string {
+  const m = (parseJson(text) as { error?: { message?: unknown } } | undefined)?.error?.message;
+  return typeof m === 'string' ? m : `HTTP ${status} ${text.slice(0, 200)}`;
 }

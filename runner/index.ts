@@ -12,9 +12,10 @@ export {
   type AdmissionRequest,
   type GuardrailPort,
   type HttpAdmissionOptions,
+  type ScopeView,
   type Settlement,
 } from './admission.ts';
-export { HttpEventEmitterClient, type EventEmitterClient, type HttpEventEmitterOptions, type TaskFinalizedEvent } from './events.ts';
+export { HttpEventEmitterClient, type EmitReceipt, type EventEmitterClient, type HttpEventEmitterOptions, type TaskFinalizedEvent } from './events.ts';
 export { ChildProcessExecutor, type ChildProcessExecutorOptions, type ExecContext, type ExecResult, type Executor, type TaskReport } from './executor.ts';
 export { TaskRunner, priceProfile, type HandleResult, type HungTask, type IntakeControl, type TaskRunnerOptions } from './task-runner.ts';
 export { BullTaskWorker, TaskQueue, DEFAULT_QUEUE, type BullQueueOptions, type BullRunnerOptions } from './bull-queue.ts';

@@ -195,8 +195,19 @@ export interface SuiteReport {
   haltedBy?: { scope?: string; state?: string; reason: string };
   /** An EMERGENCY_STOP terminated the run. */
   terminated: boolean;
+  /**
+   * What stopped the suite other than a halt: a cost event the collector refused (or could not take), a
+   * refused API key. Set means the run did not do what it was asked: its caller reports a failure.
+   */
+  failure?: { code: string; message: string };
+  /** The tasks' cost as the runner priced it (what it settled), USD micros. */
   totalCostMicros: number;
   totalCostUsd: string;
+  /** The tasks' cost as the collector stored it (its receipts), USD micros: the spend on record. */
+  recordedMicros: number;
+  recordedUsd: string;
+  /** Tasks that ran but whose cost event was not stored, with the runner's price and why. */
+  notRecorded: Array<{ taskId: string; costMicros: number; code: string; reason: string }>;
 }
 
 /**
@@ -213,6 +224,7 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
   const outcomes: TaskOutcome[] = [];
   const notStarted = new Map<string, SuiteReport['notStarted'][number]>();
   let haltedBy: SuiteReport['haltedBy'];
+  let failure: SuiteReport['failure'];
   let terminated = false;
   let stopping = false;
   let unavailableSince: number | undefined;
@@ -236,6 +248,8 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
     onTaskEnd: (outcome) => {
       outcomes.push(outcome);
       progress({ kind: 'end', outcome });
+      // A cost that cannot be recorded must not be spent again: the next tasks would fail alike.
+      if (!outcome.emitted) fail(outcome.notRecorded?.code ?? 'FORGE_ERR_EVENTS_REJECTED', outcome.notRecorded?.reason ?? 'the cost event was not stored');
     },
     onPostponed: (postponed) => progress({ kind: 'postponed', postponed }),
     onIntake: (open, cause) => {
@@ -258,6 +272,12 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
         return false;
       }
       const unavailable = p.cause === 'admission_unavailable' || p.cause === 'halt_state_unavailable';
+      // A refused key or an answer the runner does not understand will not pass: stop at once.
+      if (p.cause === 'admission_unavailable' && p.code !== undefined && p.code !== 'FORGE_ERR_ADMISSION_UNAVAILABLE') {
+        fail(p.code, p.reason);
+        notStarted.set(task.taskId, { taskId: task.taskId, cause: p.cause, reason: p.reason });
+        return false;
+      }
       if (whenHalted === 'wait') return true;
       // Denied while other tasks of the suite still hold reservations, with no stop in force: what they do
       // not spend frees up when they settle, so this is not the end; try again after the delay given.
@@ -275,14 +295,19 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
     },
   });
 
+  const stoppedReason = (): string => haltedBy?.reason ?? (failure ? `the run stopped: ${failure.message}` : 'run terminated');
   function stop(why: SuiteReport['haltedBy'] | undefined): void {
     if (why && !haltedBy) haltedBy = why;
     if (stopping) return;
     stopping = true;
     // Leave the rest unstarted; what is running finishes (or was aborted by the runner).
     queueMicrotask(() => {
-      for (const t of queue.drain()) notStarted.set(t.taskId, { taskId: t.taskId, cause: 'stopped', reason: haltedBy?.reason ?? 'run terminated' });
+      for (const t of queue.drain()) notStarted.set(t.taskId, { taskId: t.taskId, cause: 'stopped', reason: stoppedReason() });
     });
+  }
+  function fail(code: string, message: string): void {
+    failure ??= { code, message };
+    stop(undefined);
   }
 
   const onAbort = (): void => {
@@ -294,7 +319,7 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
   try {
     await queue.start();
     for (const t of tasks) queue.add(t);
-    if (stopping) for (const t of queue.drain()) notStarted.set(t.taskId, { taskId: t.taskId, cause: 'stopped', reason: haltedBy?.reason ?? 'halted' });
+    if (stopping) for (const t of queue.drain()) notStarted.set(t.taskId, { taskId: t.taskId, cause: 'stopped', reason: failure ? stoppedReason() : (haltedBy?.reason ?? 'halted') });
     await queue.onIdle();
     // A drain scheduled as a microtask may still be pending.
     await new Promise((r) => setImmediate(r));
@@ -304,6 +329,7 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
     await queue.close();
   }
   const total = outcomes.reduce((s, x) => s + x.costMicros, 0);
+  const recorded = outcomes.reduce((s, x) => s + x.recordedMicros, 0);
   for (const x of outcomes) notStarted.delete(x.taskId);
   return {
     suite: base.name,
@@ -313,8 +339,12 @@ export async function runSuite(o: RunSuiteOptions): Promise<SuiteReport> {
     notStarted: tasks.filter((t) => notStarted.has(t.taskId)).map((t) => notStarted.get(t.taskId)!),
     ...(haltedBy ? { haltedBy } : {}),
     terminated,
+    ...(failure ? { failure } : {}),
     totalCostMicros: total,
     totalCostUsd: microsToUsd(total),
+    recordedMicros: recorded,
+    recordedUsd: microsToUsd(recorded),
+    notRecorded: outcomes.filter((x) => !x.emitted).map((x) => ({ taskId: x.taskId, costMicros: x.costMicros, code: x.notRecorded?.code ?? 'error', reason: x.notRecorded?.reason ?? '' })),
   };
 }
 

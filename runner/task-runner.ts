@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   Dec,
+  usdToMicros,
   GLOBAL_SCOPE,
   isHalted,
   microsToUsd,
@@ -252,7 +253,8 @@ export class TaskRunner {
       reservationId = d.reservationId;
     } catch (e) {
       this.onError(e, 'admission');
-      return this.postponed(task, { cause: 'admission_unavailable', reason: (e as Error).message, retryAfterMs: this.retryDelay(undefined) });
+      const code = (e as { code?: unknown }).code;
+      return this.postponed(task, { cause: 'admission_unavailable', ...(typeof code === 'string' ? { code } : {}), reason: (e as Error).message, retryAfterMs: this.retryDelay(undefined) });
     }
 
     // 3. A push may have arrived while we were asking: memory only, no round trip.
@@ -311,8 +313,9 @@ export class TaskRunner {
     const status = reason === 'completed' ? 'success' : 'failed';
 
     const { event, costMicros } = this.costEvent(task, eventId, status, reason, startedAt, endedAt, res.report);
-    const emitted = await this.deliver('emit event', () => this.o.events.emit(event));
-    const settled = await this.deliver('settle', () =>
+    const emit = await this.deliver('emit event', () => this.o.events.emit(event));
+    const receipt = emit.ok ? emit.value : undefined;
+    const settle = await this.deliver('settle', () =>
       this.o.admission.settle(reservationId, { actualCostUsd: microsToUsd(costMicros), eventId, finalizedAt: endedAt }),
     );
     const outcome: TaskOutcome = {
@@ -328,8 +331,10 @@ export class TaskRunner {
       startedAt,
       endedAt,
       costMicros,
-      emitted,
-      settled,
+      emitted: emit.ok,
+      recordedMicros: !emit.ok ? 0 : receipt ? usdToMicros(receipt.totalUsd) : costMicros,
+      ...(emit.ok ? {} : { notRecorded: { code: String((emit.error as { code?: unknown }).code ?? 'error'), reason: (emit.error as Error).message ?? String(emit.error) } }),
+      settled: settle.ok,
     };
     try {
       this.o.onTaskEnd?.(outcome);
@@ -339,17 +344,17 @@ export class TaskRunner {
     return outcome;
   }
 
-  /** Retries an idempotent delivery; reports and returns false when every attempt failed. */
-  private async deliver(what: string, fn: () => Promise<unknown>): Promise<boolean> {
+  /** Retries an idempotent delivery; reports and returns the error when every attempt failed (a refusal is not retried). */
+  private async deliver<T>(what: string, fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
     const attempts = this.o.deliveryAttempts ?? 3;
     for (let i = 1; ; i++) {
       try {
-        await fn();
-        return true;
+        return { ok: true, value: await fn() };
       } catch (e) {
-        if (i >= attempts || (e as { code?: string }).code === 'FORGE_ERR_EVENTS_REJECTED') {
+        const code = (e as { code?: string }).code;
+        if (i >= attempts || code === 'FORGE_ERR_EVENTS_REJECTED' || code === 'FORGE_ERR_API_KEY_REFUSED') {
           this.onError(e, what);
-          return false;
+          return { ok: false, error: e };
         }
         await new Promise((r) => setTimeout(r, 100 * 2 ** (i - 1)));
       }

@@ -75,10 +75,17 @@ export interface TaskOutcome {
   reservationId: string;
   startedAt: number;
   endedAt: number;
-  /** Settled cost, USD micros. */
+  /** Settled cost (the runner's price), USD micros. */
   costMicros: number;
-  /** Whether the cost event reached the collector. */
+  /** Whether the collector stored the cost event. */
   emitted: boolean;
+  /**
+   * What the collector stored for the task, USD micros: its receipt's amount (it prices the event itself),
+   * the runner's price when the collector gives no receipt, 0 when the event was not stored.
+   */
+  recordedMicros: number;
+  /** Why the cost event was not stored (the collector's refusal, or the last delivery failure). */
+  notRecorded?: { code: string; reason: string };
   /** Whether the admission was settled. */
   settled: boolean;
 }
@@ -89,6 +96,8 @@ export interface Postponed {
   tenantId: string;
   runId: string;
   cause: 'halted' | 'denied' | 'halt_state_unavailable' | 'admission_unavailable' | 'run_terminated';
+  /** With admission_unavailable: the error's code (an outage is retried; a refused key is not). */
+  code?: string;
   /** The scope and state behind a halt or denial. */
   scope?: string;
   state?: string;

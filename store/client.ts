@@ -86,7 +86,7 @@ export function openClient(opts: ConnectionOptions): OpenedClient {
   mkdirSync(dir, { recursive: true });
   const holder = lockHolder(dir);
   if (holder !== undefined) {
-    throw new StoreError(STORE_ERROR_CODES.LOCKED, `the embedded store in ${dir} is in use by another process (pid ${holder})`, { field: 'dataDir' });
+    throw new StoreError(STORE_ERROR_CODES.LOCKED, `the data directory ${dir} is in use by another process (PID ${holder}); one process owns it at a time`, { field: 'dataDir' });
   }
   // chdb implements client-common's Connection; @clickhouse/client bundles its own copy of that type.
   let conn = createChdbConnection({ path: dir }) as unknown as ClientConnection;

@@ -15,10 +15,10 @@ export const STORE_ERROR_CODES = {
   CONFIG: 'FORGE_ERR_STORE_CONFIG',
   /** A migration failed to apply. */
   MIGRATION: 'FORGE_ERR_STORE_MIGRATION',
+  /** The embedded data directory is held by another process (one process owns it at a time). */
+  LOCKED: 'FORGE_ERR_STORE_LOCKED',
   /** A query failed. */
   QUERY: 'FORGE_ERR_STORE_QUERY',
-  /** The embedded store's data directory is held by another running process (a Forge server). */
-  LOCKED: 'FORGE_ERR_STORE_LOCKED',
 } as const;
 
 export type StoreErrorCode = (typeof STORE_ERROR_CODES)[keyof typeof STORE_ERROR_CODES];

@@ -1,9 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { microsToUsd, usdToMicros } from '../rules/index.ts';
 import { openStore } from '../store/index.ts';
 
 // `forge run --suite FILE` as a user runs it: the embedded default in one process, the sample suite
@@ -16,7 +18,11 @@ const env = { ...process.env, FORGE_DATA_DIR: join(dir, 'data'), FORGE_LOG_LEVEL
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function forge(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, ['bin/forge.mjs', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return forgeWith({}, ...args);
+}
+
+async function forgeWith(extra: Record<string, string>, ...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, ['bin/forge.mjs', ...args], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -31,7 +37,7 @@ describe('forge run --suite', () => {
   // Tasks in flight hold reservations: one denied because the rest of the band is reserved waits for them
   // to settle (retry after 1 s) instead of ending the suite, so the suite runs until the task that takes
   // the demo tenant past its 100 USD band raises the HARD_STOP.
-  const summaryRe = /suite healthcare-agent-eval \(tenant demo, run pilot-1\): (\d+) tasks ran \(\d+ succeeded\), (\d+) not started, ([\d.]+) USD/;
+  const summaryRe = /suite healthcare-agent-eval \(tenant demo, run pilot-1\): (\d+) tasks ran \(\d+ succeeded\), (\d+) not started, ([\d.]+) USD recorded\n/;
   let firstUsd = '';
 
   it('runs the sample suite until the demo tenant reaches its day hard band, and stops there', async () => {
@@ -49,8 +55,15 @@ describe('forge run --suite', () => {
     expect(usd).toBeLessThan(100 + 9.1);
     expect(r.out).toMatch(/guardrail: tenant:demo WARNING -> HARD_STOP .*day_hard/);
     expect(r.out).toMatch(/halted by tenant:demo HARD_STOP: .*day_hard/);
-    expect(r.out).toContain(`tenant:demo: HARD_STOP, day ${m![3]} USD`);
-    firstUsd = m![3]!;
+    expect(recordedSum(r.out)).toBe(m![3]);
+    const day = /^tenant:demo: HARD_STOP, day ([\d.]+) USD$/m.exec(r.out);
+    expect(day, r.out).not.toBeNull();
+    // The run scope's state changes are printed too (it inherits the tenant's conditions), and its spend.
+    expect(r.out).toMatch(/guardrail: run:demo\/pilot-1 NORMAL -> WARNING /);
+    expect(r.out).toMatch(/guardrail: run:demo\/pilot-1 WARNING -> HARD_STOP /);
+    expect(r.out).toContain(`run:demo/pilot-1: HARD_STOP, run ${day![1]} USD`);
+    expect(notStartedCount(r.out)).toBe(notStarted);
+    firstUsd = day![1]!;
     // The temporary runner key it used is revoked.
     const store = await openStore({ dataDir: join(dir, 'data', 'clickhouse') });
     try {
@@ -65,7 +78,9 @@ describe('forge run --suite', () => {
   it('a second run on the same data directory starts nothing: the spend and the stop survive the restart', async () => {
     const r = await forge('run', '--suite', suite);
     expect(r.code).toBe(0);
-    expect(r.out).toContain('0 tasks ran (0 succeeded), 40 not started, 0 USD');
+    expect(r.out).toContain('0 tasks ran (0 succeeded), 40 not started, 0 USD recorded');
+    // Each task that never started is reported once (not once per retry).
+    expect(notStartedCount(r.out)).toBe(40);
     expect(r.out).toMatch(/halted by tenant:demo HARD_STOP/);
     expect(r.out).toContain(`tenant:demo: HARD_STOP, day ${firstUsd} USD`);
   }, 120_000);
@@ -89,4 +104,102 @@ describe('forge run --suite', () => {
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/^forge: invalid runner configuration: FORGE_REDIS_URL: [^\n]+\n$/);
   });
+});
+
+/** The sum of the per-task "X USD recorded" amounts (the collector's receipts), as a USD string. */
+function recordedSum(out: string): string {
+  const micros = [...out.matchAll(/^task \S+: \S+.*, ([\d.]+) USD recorded$/gm)].reduce((s, m) => s + usdToMicros(m[1]!), 0);
+  return microsToUsd(micros);
+}
+
+/** Tasks reported as not started: "task X: not started (...)" once per task, or "N tasks not started (...)". */
+function notStartedCount(out: string): number {
+  const ids = [...out.matchAll(/^task (\S+): not started /gm)].map((m) => m[1]);
+  expect(new Set(ids).size, out).toBe(ids.length);
+  return ids.length + [...out.matchAll(/^(\d+) tasks not started /gm)].reduce((s, m) => s + Number(m[1]), 0);
+}
+
+/** `npm start` as a user runs it: a Forge owning its data directory, with a runner key made first. */
+async function startServer(dataDir: string): Promise<{ url: string; key: string; child: ChildProcess; stop(): Promise<void> }> {
+  const made = await forgeWith({ FORGE_DATA_DIR: dataDir }, 'keys', 'create', '--name', 'runner', '--role', 'runner');
+  expect(made.code, made.err).toBe(0);
+  const child = spawn(process.execPath, ['bin/forge.mjs', 'start'], { env: { ...env, FORGE_DATA_DIR: dataDir, FORGE_PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const rl = createInterface({ input: child.stdout! });
+  const url = await new Promise<string>((resolve, reject) => {
+    rl.on('line', (l) => {
+      const m = /listening on (http:\/\/\S+)/.exec(l);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', () => reject(new Error('forge start exited before listening')));
+  });
+  return {
+    url,
+    key: made.out.trim(),
+    child,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+    },
+  };
+}
+
+describe('forge run --api against a running Forge', () => {
+  let server: Awaited<ReturnType<typeof startServer>>;
+  const serverData = join(dir, 'server-data');
+  beforeAll(async () => {
+    server = await startServer(serverData);
+  }, 60_000);
+  afterAll(async () => server?.stop());
+
+  it('reports what the server stored (the sum of its receipts) and the server\'s state for the run', async () => {
+    const r = await forgeWith({ FORGE_API_KEY: server.key }, 'run', '--suite', suite, '--api', server.url, '--run', 'api-1');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const m = /\): (\d+) tasks ran \(\d+ succeeded\), \d+ not started, ([\d.]+) USD recorded\n/.exec(r.out);
+    expect(m, r.out).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(0);
+    // The total is the sum of the server's receipts, task by task; the server's state for the run follows.
+    expect(recordedSum(r.out)).toBe(m![2]);
+    expect(r.out).toMatch(/^run:demo\/api-1: HARD_STOP, run [\d.]+ USD$/m);
+    expect(r.out).not.toMatch(/NOT recorded/);
+  }, 120_000);
+
+  it('a server that refuses every event: nothing counted as spend, the run stops, exit 1 with one line', async () => {
+    const r = await forgeWith({ FORGE_API_KEY: server.key }, 'run', '--suite', suite, '--api', server.url, '--tenant', 'beta');
+    expect(r.code).toBe(1);
+    expect(r.err.trimEnd().split('\n'), r.err).toHaveLength(1);
+    expect(r.err).toMatch(/^forge: .*unknown tenant "beta"; \d+ tasks? ran whose cost is not recorded\n$/);
+    expect(r.out).toMatch(/, 0 USD recorded; \d+ cost events? NOT recorded/);
+    expect(r.out).not.toMatch(/: success, [\d.]+ USD recorded/);
+    expect(r.out).toContain('tenant:beta: NORMAL, day 0 USD');
+    // It stopped at the first refusal: at most the tasks already in flight ran (concurrency 4).
+    const ran = Number(/(\d+) tasks ran/.exec(r.out)![1]);
+    expect(ran).toBeLessThanOrEqual(4);
+  }, 120_000);
+
+  it('a bad key stops at once with one line naming FORGE_API_KEY, exit 2', async () => {
+    const t0 = Date.now();
+    const r = await forgeWith({ FORGE_API_KEY: 'not-a-key' }, 'run', '--suite', suite, '--api', server.url);
+    expect(r).toMatchObject({ code: 2, out: '' });
+    expect(r.err).toMatch(/^forge: FORGE_API_KEY: refused by http:\/\/127\.0\.0\.1:\d+: [^\n]+\n$/);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  }, 60_000);
+
+  it('a dead port stops at once with one line naming --api, exit 1', async () => {
+    const t0 = Date.now();
+    const r = await forgeWith({ FORGE_API_KEY: server.key }, 'run', '--suite', suite, '--api', 'http://127.0.0.1:9');
+    expect(r).toMatchObject({ code: 1, out: '' });
+    expect(r.err).toMatch(/^forge: --api http:\/\/127\.0\.0\.1:9: not reachable: [^\n]+\n$/);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  }, 60_000);
+
+  it('an embedded run on the data directory the server holds says to use --api, exit 1, one line', async () => {
+    const r = await forgeWith({ FORGE_DATA_DIR: serverData }, 'run', '--suite', suite);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(/^forge: the data directory \S+ is in use by another process \(PID \d+\): against a running `forge start`, use --api http:\/\/127\.0\.0\.1:\d+ with FORGE_API_KEY set to a runner key[^\n]*\n$/);
+    expect(r.err).not.toMatch(/DB::Exception/);
+  }, 60_000);
 });

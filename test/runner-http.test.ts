@@ -42,9 +42,9 @@ describe('HttpAdmissionClient against the Forge API', () => {
     expect(d).toMatchObject({ decision: 'deny', state: 'HARD_STOP' });
   });
 
-  it('a wrong key is a protocol error; an unreachable API is unavailable (fail closed)', async () => {
+  it('a wrong key is refused (its own code, not retried); an unreachable API is unavailable (fail closed)', async () => {
     const bad = new HttpAdmissionClient({ baseUrl, apiKey: 'nope' });
-    await expect(bad.admit({ tenantId: 'acme', runId: 'x', taskType: 't' })).rejects.toMatchObject({ code: 'FORGE_ERR_ADMISSION_PROTOCOL' });
+    await expect(bad.admit({ tenantId: 'acme', runId: 'x', taskType: 't' })).rejects.toMatchObject({ code: 'FORGE_ERR_API_KEY_REFUSED' });
     const gone = new HttpAdmissionClient({ baseUrl: `http://127.0.0.1:${await freePort()}`, apiKey: key, timeoutMs: 500 });
     await expect(gone.admit({ tenantId: 'acme', runId: 'x', taskType: 't' })).rejects.toMatchObject({ code: 'FORGE_ERR_ADMISSION_UNAVAILABLE' });
   });
