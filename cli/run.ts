@@ -132,6 +132,7 @@ addCommand((program, out) => {
           } catch (e) {
             const code = (e as { code?: unknown }).code;
             if (code === 'FORGE_ERR_API_KEY_REFUSED') throw new CliInputError(`FORGE_API_KEY: refused by ${base.origin}: ${(e as Error).message.replace(/^[^:]*: GET \S+: /, '')}`);
+            if (code === 'FORGE_ERR_UNKNOWN_TENANT') throw new CliInputError(`--tenant: ${base.origin} does not know tenant "${tenantId}": add it to the bands file or create it (POST /v1/tenants, an admin key)`);
             if (code === 'FORGE_ERR_ADMISSION_UNAVAILABLE') throw new Error(`--api ${base.origin}: not reachable: ${(e as Error).message.replace(/^[^:]*: GET \S+: /, '')}`);
             throw new Error(`--api ${base.origin}: not a Forge API that answers GET /v1/guardrail: ${(e as Error).message}`);
           }

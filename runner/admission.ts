@@ -137,12 +137,23 @@ export class HttpAdmissionClient implements AdmissionClient {
     if (res.status >= 500) throw new RunnerError('FORGE_ERR_ADMISSION_UNAVAILABLE', `${method} ${path}: HTTP ${res.status} ${text.slice(0, 200)}`);
     // A refused key is not a passing outage: retrying cannot help.
     if (res.status === 401 || res.status === 403) throw new RunnerError('FORGE_ERR_API_KEY_REFUSED', `${method} ${path}: ${errorMessage(text, res.status)}`);
+    if (res.status === 404 && errorCode(text) === 'FORGE_ERR_TENANT_NOT_FOUND') throw new RunnerError('FORGE_ERR_UNKNOWN_TENANT', `${method} ${path}: ${errorMessage(text, res.status)}`);
     if (res.status !== 200) throw new RunnerError('FORGE_ERR_ADMISSION_PROTOCOL', `${method} ${path}: ${errorMessage(text, res.status)}`);
     try {
       return JSON.parse(text) as unknown;
     } catch (e) {
       throw new RunnerError('FORGE_ERR_ADMISSION_PROTOCOL', `POST ${path}: body is not JSON`, { cause: e });
     }
+  }
+}
+
+/** The Forge error code of an error body, if it is one. */
+function errorCode(text: string): string | undefined {
+  try {
+    const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -10,6 +10,7 @@ export const RUNNER_ERROR_CODES = {
   FORGE_ERR_EVENTS_UNAVAILABLE: 'event collector unavailable',
   FORGE_ERR_EVENTS_REJECTED: 'event collector rejected the event',
   FORGE_ERR_API_KEY_REFUSED: 'the API refused the key',
+  FORGE_ERR_UNKNOWN_TENANT: 'the API does not know the tenant',
   FORGE_ERR_SUITE_CONFIG: 'invalid suite file',
 } as const;
 

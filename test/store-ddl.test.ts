@@ -41,7 +41,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       }
     }
     // Heads and keys keep their newest version.
-    const [heads, keys] = renderMigrations('single', opts).slice(4).map((m) => m.statements[0]!);
+    const [heads, keys] = renderMigrations('single', opts).slice(5).map((m) => m.statements[0]!);
     expect(heads).toContain('ENGINE = ReplacingMergeTree(seq)\nORDER BY (log, tenant_id)');
     expect(keys).toContain('ENGINE = ReplacingMergeTree(version)\nORDER BY id');
   });
