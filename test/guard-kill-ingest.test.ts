@@ -85,7 +85,7 @@ describe('kill -9 in the middle of ingest', () => {
       expect(g.spend.tasks_today + 0).toBe(BATCHES * PER_BATCH);
       expect(g.spend.run_usd).toBe(usd(expectedMicros));
       const v = (await (await fetch(`${p.url}/v1/audit/verify?tenant_id=kill`, { headers: auth })).json()) as { ok: boolean; checked: number };
-      expect(v).toMatchObject({ ok: true, checked: BATCHES * PER_BATCH });
+      expect(v).toMatchObject({ ok: true, logs: { cost_events: { ok: true, checked: BATCHES * PER_BATCH }, guardrail_events: { ok: true } } });
     } finally {
       await p.stop();
     }

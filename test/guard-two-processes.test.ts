@@ -77,6 +77,9 @@ describe('two API processes, one control state', () => {
     // Announced (and audited) once over both processes.
     const stops = async (p: ForgeProcess) =>
       ((await call(p, 'GET', '/v1/audit/guardrail-events?scope=tenant:acme')).json.events as Array<{ kind: string; state: string }>).filter((e) => e.kind === 'state_change' && e.state === 'HARD_STOP').length;
+    // The audit row is written after the publish: wait for it, then make sure no second one follows.
+    await within(5000, async () => (await stops(a)) + (await stops(b)) >= 1);
+    await new Promise((r) => setTimeout(r, 300));
     expect((await stops(a)) + (await stops(b))).toBe(1);
     // The same events replayed through the other process count nothing.
     await ingest(a, events('acme', 'pb', 9, '5'));
