@@ -38,6 +38,6 @@ export type {
   StopConditionCounts,
 } from './guardrail-log.ts';
 export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migrations.ts';
-export type { DdlMode, RenderOptions, RenderedMigration } from './migrations.ts';
+export type { DdlMode, Migration, RenderOptions, RenderedMigration } from './migrations.ts';
 export { CANONICAL_VERSION, GENESIS_HASH, INSERT_COLUMNS, canonicalBytes, chainHash, eventCanonicalBytes } from './rows.ts';
 export { TenantTable, type TenantRecord } from './tenants.ts';
