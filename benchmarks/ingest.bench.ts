@@ -31,6 +31,12 @@ interface ChildResult {
   sustainedStored: number;
   sustainedRssBeforeMb: number;
   sustainedPeakRssMb: number;
+  /** CPU seconds (user + system) of this process, chdb's threads and the load generator included, during the HTTP ingest. */
+  httpCpuSeconds: number;
+  /** cost_events in system.parts after everything was written: rows, compressed bytes on disk, uncompressed bytes. */
+  partsRows: number;
+  partsBytesOnDisk: number;
+  partsUncompressedBytes: number;
 }
 
 const SIZES: Record<BenchSize, { events: number; concurrency: number; sustained: number }> = {
@@ -95,6 +101,7 @@ native_price: { source: fixed, usd: "2500" }
     const rssBeforeMb = process.memoryUsage().rss / 2 ** 20;
 
     let next = 0;
+    const cpu0 = process.cpuUsage();
     const h0 = performance.now();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
@@ -102,6 +109,8 @@ native_price: { source: fixed, usd: "2500" }
       }),
     );
     const httpSeconds = (performance.now() - h0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const httpCpuSeconds = (cpu.user + cpu.system) / 1e6;
 
     // The store's batch writer alone (dedup, hash chain, commit), same batches and parallelism, no HTTP.
     const viaWriter = priced.map((e) => ({ ...e, eventId: `w-${e.eventId}` }));
@@ -162,7 +171,16 @@ native_price: { source: fixed, usd: "2500" }
     const sr0 = performance.now();
     for (let off = 0; off < sustained; off += CHUNK) await store.insertRaw(chunkOf(off, 'sustained-raw'));
     const sustainedRawSeconds = (performance.now() - sr0) / 1000;
+    // What the log costs on disk: the active parts of cost_events (HTTP, writer and sustained events).
+    const parts = await store.client.query({
+      query: `SELECT sum(rows) AS rows, sum(bytes_on_disk) AS disk, sum(data_uncompressed_bytes) AS raw FROM system.parts
+               WHERE database = {db: String} AND table = 'cost_events' AND active`,
+      query_params: { db: store.database },
+      format: 'JSONEachRow',
+    });
+    const [pr] = await parts.json<{ rows: string; disk: string; raw: string }>();
     return {
+      httpCpuSeconds, partsRows: Number(pr?.rows ?? 0), partsBytesOnDisk: Number(pr?.disk ?? 0), partsUncompressedBytes: Number(pr?.raw ?? 0),
       events: n, httpSeconds, writerSeconds, raw100Seconds, rawBulkSeconds, rssBeforeMb, peakRssMb, stored, concurrency,
       sustained, sustainedWriterSeconds, sustainedRawSeconds, sustainedStored, sustainedRssBeforeMb, sustainedPeakRssMb: sustainedPeak,
     };
@@ -214,6 +232,22 @@ const bench: Benchmark = {
         baselineLabel: 'RSS right before (store open, earlier parts done)',
         baseline: r.sustainedRssBeforeMb,
         ratio: r.sustainedPeakRssMb / r.sustainedRssBeforeMb,
+      },
+      {
+        metric: 'HTTP ingest per CPU core (events per CPU-second of the ingesting process, load generator included)',
+        value: r.events / r.httpCpuSeconds,
+        unit: 'events/s',
+        baselineLabel: 'the same ingest per wall-clock second',
+        baseline: http,
+        ratio: r.events / r.httpCpuSeconds / http,
+      },
+      {
+        metric: `cost_events on disk per row (${r.partsRows.toLocaleString('en-US')} rows, system.parts)`,
+        value: r.partsBytesOnDisk / r.partsRows,
+        unit: 'bytes',
+        baselineLabel: 'uncompressed bytes per row, same parts',
+        baseline: r.partsUncompressedBytes / r.partsRows,
+        ratio: r.partsBytesOnDisk / r.partsUncompressedBytes,
       },
       { metric: 'peak RSS of the ingesting process', value: r.peakRssMb, unit: 'MiB', baselineLabel: 'RSS before the measured ingest (store open, app ready, events built)', baseline: r.rssBeforeMb, ratio: r.peakRssMb / r.rssBeforeMb },
     ];

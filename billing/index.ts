@@ -66,7 +66,7 @@ export {
 } from './credits/ledger.ts';
 export { RedisCreditLedger } from './credits/redis-ledger.ts';
 export { MemoryCreditEntryStore, ACCOUNTS, type CreditEntryStore, type LedgerEntry, type CreditUnit, type TxKind } from './credits/entries.ts';
-export { ClickHouseCreditEntryStore, migrateBilling, type BillingClickHouse } from './credits/clickhouse-store.ts';
+export { ClickHouseCreditEntryStore, loadBillingMigrations, migrateBilling, renderBillingMigrations, type BillingClickHouse } from './credits/clickhouse-store.ts';
 export { ClickHouseAccountStore, ClickHouseVaultStore } from './clickhouse-stores.ts';
 export { KeyedSerial } from './serial.ts';
 export { SecretString } from './vault/secret.ts';

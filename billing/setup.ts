@@ -42,7 +42,7 @@ export interface BillingParts {
 export interface BillingFromConfigOptions {
   env?: Record<string, string | undefined>;
   /** The opened store: billing keeps its tables next to the event log and meters from `cost_events`. */
-  store: { client: BillingClickHouse; database: string };
+  store: { client: BillingClickHouse; database: string; cluster?: string | undefined };
   /** The halt bus: holds and job starts are refused for halted scopes. */
   bus?: HaltSource;
   onError: (err: unknown, where: string) => void;
@@ -63,7 +63,7 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
   const database = env.FORGE_BILLING_DATABASE ? config.database : opts.store.database;
   const catalog = loadPlans(config.plansFile);
   const client = opts.store.client;
-  await migrateBilling(client, database);
+  await migrateBilling(client, database, opts.store.cluster);
 
   const accounts = new ClickHouseAccountStore(client, database);
   const usage = new ClickHouseUsageSource(client, { table: `${opts.store.database}.cost_events` });

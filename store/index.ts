@@ -41,7 +41,7 @@ export type {
   StopConditionCounts,
 } from './guardrail-log.ts';
 export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migrations.ts';
-export type { DdlMode, RenderOptions, RenderedMigration } from './migrations.ts';
+export type { DdlMode, Migration, RenderOptions, RenderedMigration } from './migrations.ts';
 export { GUARDRAIL_CANONICAL_TAG, guardrailCanonicalBytes } from './guardrail-log.ts';
 export { CANONICAL_VERSION, GENESIS_HASH, INSERT_COLUMNS, canonicalBytes, chainHash, eventCanonicalBytes } from './rows.ts';
 export { TenantTable, type TenantRecord } from './tenants.ts';

@@ -36,6 +36,8 @@ export interface StoredEvent extends CostEvent {
 export interface Store extends LogQueries {
   readonly kind: 'embedded' | 'server';
   readonly database: string;
+  /** The ClickHouse cluster the DDL runs ON CLUSTER (ReplicatedMergeTree + Distributed), or undefined. */
+  readonly cluster: string | undefined;
   /** Embedded data directory or server origin. */
   readonly location: string;
   /** Migrations applied by this open (empty when the schema was current). */
@@ -73,6 +75,7 @@ export interface Store extends LogQueries {
 class ForgeStore extends LogQueries implements Store {
   readonly kind: 'embedded' | 'server';
   readonly database: string;
+  readonly cluster: string | undefined;
   readonly location: string;
   readonly migrated: AppliedMigration[];
   readonly writer: BatchWriter;
@@ -93,6 +96,7 @@ class ForgeStore extends LogQueries implements Store {
     super(opened.client, opened.database);
     this.kind = opened.kind;
     this.database = opened.database;
+    this.cluster = opened.cluster;
     this.location = opened.location;
     this.migrated = migrated;
     this.#client = opened.client;

@@ -1,7 +1,7 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { loadMigrations, renderMigrations, type DdlMode, type Migration, type RenderedMigration, type RenderOptions } from '../../store/index.ts';
 import { BillingError } from '../errors.ts';
 import type { CreditEntryStore, CreditUnit, LedgerEntry, TxKind } from './entries.ts';
 
@@ -16,31 +16,47 @@ export function checkDb(database: string): string {
   return database;
 }
 
+/** The billing tables' migration files (billing/migrations/NNNN_*.sql), in the store's migration format. */
+export function loadBillingMigrations(): Migration[] {
+  return loadMigrations(MIGRATIONS_DIR);
+}
+
 /**
- * Applies billing/migrations/NNNN_*.sql in order, once each (recorded in `billing_migrations`).
- * `{{database}}` in a file is the (validated) database identifier; identifiers cannot be query parameters.
+ * The billing migrations rendered for one deployment mode, by the store's renderer: 'single' (embedded engine
+ * or one server) or 'cluster' (ReplicatedMergeTree `<table>_local` on every node, Distributed under the plain
+ * name, ON CLUSTER), so billing has the same cluster variant as the event log.
  */
-export async function migrateBilling(client: BillingClickHouse, database: string): Promise<string[]> {
+export function renderBillingMigrations(mode: DdlMode, opts: RenderOptions): RenderedMigration[] {
+  return renderMigrations(mode, opts, loadBillingMigrations());
+}
+
+/** The ledger of applied billing migrations (by file name), replicated on a cluster like every table. */
+function billingLedgerDdl(db: string, cluster: string | undefined): string {
+  const oc = cluster ? ` ON CLUSTER '${cluster}'` : '';
+  const engine = cluster ? `ReplicatedMergeTree('/clickhouse/tables/{shard}/${db}/billing_migrations', '{replica}')` : 'MergeTree';
+  return `CREATE TABLE IF NOT EXISTS ${db}.billing_migrations${oc} (name String, applied DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ${engine} ORDER BY name`;
+}
+
+/**
+ * Applies billing/migrations/NNNN_*.sql in order, once each (recorded in `billing_migrations`). With `cluster`
+ * the cluster rendering is applied (every statement ON CLUSTER). Every statement is IF NOT EXISTS, so a crash
+ * between a statement and its record is harmless.
+ */
+export async function migrateBilling(client: BillingClickHouse, database: string, cluster?: string): Promise<string[]> {
   const db = checkDb(database);
-  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
-  await client.command({
-    query: `CREATE TABLE IF NOT EXISTS ${db}.billing_migrations (name String, applied DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY name`,
-  });
+  if (cluster !== undefined) checkDb(cluster);
+  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}${cluster ? ` ON CLUSTER '${cluster}'` : ''}` });
+  await client.command({ query: billingLedgerDdl(db, cluster) });
   const rs = await client.query({ query: `SELECT name FROM ${db}.billing_migrations`, format: 'JSONEachRow' });
   const done = new Set((await rs.json<{ name: string }>()).map((r) => r.name));
-  const files = readdirSync(MIGRATIONS_DIR)
-    .filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f))
-    .sort();
+  const rendered = renderBillingMigrations(cluster ? 'cluster' : 'single', { database: db, ...(cluster ? { cluster } : {}) });
   const applied: string[] = [];
-  for (const f of files) {
-    if (done.has(f)) continue;
-    const sql = readFileSync(join(MIGRATIONS_DIR, f), 'utf8').replaceAll('{{database}}', db);
-    // One statement per command: a file may hold several, each ending with ';' at the end of a line.
-    for (const stmt of sql.split(/;\s*(?:\n|$)/).map((x) => x.trim()).filter((x) => x.replace(/^--.*$/gm, '').trim() !== '')) {
-      await client.command({ query: stmt });
-    }
-    await client.insert({ table: `${db}.billing_migrations`, values: [{ name: f }], format: 'JSONEachRow' });
-    applied.push(f);
+  for (const m of rendered) {
+    const file = `${String(m.version).padStart(4, '0')}_${m.name}.sql`;
+    if (done.has(file)) continue;
+    for (const stmt of m.statements) await client.command({ query: stmt });
+    await client.insert({ table: `${db}.billing_migrations`, values: [{ name: file }], format: 'JSONEachRow' });
+    applied.push(file);
   }
   return applied;
 }

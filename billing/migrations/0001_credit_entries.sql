@@ -1,6 +1,7 @@
 -- The prepaid credit ledger: double-entry, append-only. One row per entry; a transaction (tx_id) sums to
 -- zero per unit; an account's balance is the sum of its entries. Never updated nor deleted.
-CREATE TABLE IF NOT EXISTS {{database}}.credit_entries
+-- @table credit_entries shard_key=cityHash64(owner)
+CREATE TABLE IF NOT EXISTS {{table}} {{on_cluster}}
 (
     owner      String,
     tx_id      String,
@@ -14,5 +15,5 @@ CREATE TABLE IF NOT EXISTS {{database}}.credit_entries
     memo       String,
     appended   DateTime64(3, 'UTC') DEFAULT now64(3)
 )
-ENGINE = MergeTree
+ENGINE = MergeTree()
 ORDER BY (owner, at, tx_id, seq)

@@ -1,6 +1,7 @@
 -- A team's billing account (plan, seats, BYOK, Stripe ids, payment state). The latest version per tenant wins
 -- (ReplacingMergeTree(version), read with FINAL); every version stays until merged, nothing is updated in place.
-CREATE TABLE IF NOT EXISTS {{database}}.billing_accounts
+-- @table billing_accounts shard_key=cityHash64(tenant_id)
+CREATE TABLE IF NOT EXISTS {{table}} {{on_cluster}}
 (
     tenant_id            String,
     plan_id              LowCardinality(String),

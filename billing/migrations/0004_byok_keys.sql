@@ -1,6 +1,7 @@
 -- BYOK keys, sealed with AES-256-GCM (v1.<master key id>.<iv>.<tag>.<ciphertext>); never the plain key.
 -- Latest version per (tenant, user, provider, agent) wins; a deletion is a tombstone row (deleted = 1).
-CREATE TABLE IF NOT EXISTS {{database}}.byok_keys
+-- @table byok_keys shard_key=cityHash64(tenant_id)
+CREATE TABLE IF NOT EXISTS {{table}} {{on_cluster}}
 (
     tenant_id  String,
     user_id    String,
@@ -15,7 +16,8 @@ CREATE TABLE IF NOT EXISTS {{database}}.byok_keys
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (tenant_id, user_id, provider, agent_id);
 
-CREATE TABLE IF NOT EXISTS {{database}}.byok_modes
+-- @table byok_modes shard_key=cityHash64(tenant_id)
+CREATE TABLE IF NOT EXISTS {{table}} {{on_cluster}}
 (
     tenant_id String,
     user_id   String,

@@ -1,0 +1,10 @@
+# The staging workspace (release workflow: terraform plan -var-file=staging.tfvars).
+namespace                  = "forge-staging"
+api_min_replicas           = 2
+api_max_replicas           = 4
+runner_max_replicas        = 4
+clickhouse_shards          = 1
+clickhouse_replicas        = 2
+clickhouse_memory          = "4Gi"
+clickhouse_storage_size    = "50Gi"
+prometheus_retention       = "7d"
