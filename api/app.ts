@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { KeyStore, Role } from './auth.ts';
+import type { BoundsOutcome, TaskBounds } from '../collector/index.ts';
 import type { Guardrail } from '../guard/index.ts';
 import { httpErrorOf } from '../collector/index.ts';
 import { ApiError } from './errors.ts';
@@ -10,6 +11,8 @@ import { adminRoutes } from './routes/admin.ts';
 import { guardrailRoutes } from './routes/guardrail.ts';
 
 export interface AppParts {
+  /** Prices a task's bounds (what it can cost at most) for admissions; absent: bounds are refused. */
+  priceBounds?: (b: TaskBounds) => BoundsOutcome;
   guardrail: Guardrail;
   keys: KeyStore;
   now: () => number;
@@ -111,7 +114,7 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
       return text();
     });
   }
-  await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now });
+  await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now, ...(p.priceBounds ? { priceBounds: p.priceBounds } : {}) });
   await app.register(adminRoutes, { guardrail: p.guardrail, keys: p.keys, now: p.now });
   for (const plugin of p.plugins ?? []) await app.register(plugin);
   return app;

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
 import { billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
-import { collectorRoutes, ForgeMetrics, loadPricing, viemChain, type Pricing } from '../collector/index.ts';
+import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import {
   Guardrail,
@@ -198,11 +198,15 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       });
     };
 
+    // Admissions may send a task's bounds: priced from the same price book as its cost events (gas only
+    // with a fixed native-token price: a chain read is no part of an admission).
+    const fixedNative = pricing.nativePrice.source === 'fixed' ? pricing.nativePrice.usd : undefined;
     const app = await buildApp({
       guardrail,
       keys,
       now,
       onError,
+      priceBounds: (b) => priceTaskBounds(b, pricing, fixedNative),
       logLevel: config.FORGE_LOG_LEVEL === 'info' ? 'warn' : config.FORGE_LOG_LEVEL,
       bodyLimit: config.FORGE_BODY_LIMIT_BYTES,
       metricsPublic: config.FORGE_METRICS_PUBLIC,
@@ -243,9 +247,11 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     const timers = [
       setInterval(() => void guardrail.expireReservations().catch((e: unknown) => onError(e, 'reservation expiry')), 1000),
       setInterval(() => void rollup().catch((e: unknown) => onError(e, 'hourly recompute')), config.FORGE_ROLLUP_INTERVAL_MS),
+      setInterval(() => void guardrail.persistLearned().catch((e: unknown) => onError(e, 'learned estimates')), 10_000),
     ];
     for (const t of timers) t.unref();
     closers.push({ what: 'timers', close: () => timers.forEach((t) => clearInterval(t)) });
+    closers.push({ what: 'learned estimates', close: () => guardrail.persistLearned() });
     // Last opened, first closed: stops intake, in-flight requests finish.
     closers.push({ what: 'http', close: () => app.close() });
 

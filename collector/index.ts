@@ -7,6 +7,7 @@ export type { EventSink } from './sink.ts';
 export { Ingestor, type IngestorDeps, type IngestResult, type RawItem, type AcceptedItem, type RejectedItem } from './ingest.ts';
 export { parseTaskEvent, taskEventSchema, TASK_FINALIZED, type TaskEvent, type GasInput, type ParseOutcome, type Rejection } from './event.ts';
 export { priceTaskEvent, type PriceDeps, type PriceOutcome } from './price.ts';
+export { priceTaskBounds, type BoundsOutcome, type TaskBounds } from './bounds.ts';
 export { loadPricing, parsePricing, computeHourUsd, type Pricing, type NativePriceConfig, type PricingEnv } from './pricing.ts';
 export {
   viemChain,

@@ -33,6 +33,7 @@ import {
 } from '../rules/index.ts';
 import type { CostEvent, GuardrailEventKind } from '../store/index.ts';
 import { GuardError } from './errors.ts';
+import { LearnedEstimates } from './estimates.ts';
 import { withoutBatch, type RedisSharedSpend, type SeedScope, type SpendItem } from './shared-spend.ts';
 import type { HaltBus } from './halt-bus.ts';
 import { isLedgerUnavailable } from './ledger/errors.ts';
@@ -87,11 +88,30 @@ export interface GuardrailDeps {
 }
 
 export type AdmissionDecision =
-  | { decision: 'allow'; reservationId: string; expiresAt: number; estimatedMicros: Micros; estimateSource: 'runner' | 'p95' | 'unit_cap'; unreserved?: true }
+  | { decision: 'allow'; reservationId: string; expiresAt: number; estimatedMicros: Micros; estimateSource: EstimateSource; learnedFactor?: number; unreserved?: true }
   | { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: number | null };
 
 /** What the guard needs of a shared spend (guard/shared-spend.ts). */
 export type SharedSpendPort = Pick<RedisSharedSpend, 'add' | 'read' | 'seed' | 'mark'>;
+
+/**
+ * Where a reservation's amount came from: the task's priced bounds (what it can cost at most), the runner's
+ * estimate (scaled up by the learned ratio once there is history: 'runner_learned'), a high quantile of
+ * the task type's actual costs ('learned_p99'), or the scope's unit cap.
+ */
+export type EstimateSource = 'bounds' | 'runner' | 'runner_learned' | 'learned_p99' | 'unit_cap';
+
+/** A task as the live state takes it in: an ingested cost event, or a settle (the amount only). */
+export type LiveTask = Pick<
+  CostEvent,
+  'eventId' | 'tenantId' | 'runId' | 'taskId' | 'taskType' | 'eventTime' | 'status' | 'rliMicros' | 'gasMicros' | 'computeMicros' | 'storageMicros' | 'llmMicros' | 'totalMicros'
+>;
+
+export type SettleResult = { status: 'settled' | 'unknown'; reservedMicros: Micros; overrun: boolean };
+
+export type ExtendDecision =
+  | { decision: 'allow'; reservedMicros: Micros; expiresAt: number }
+  | { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: number | null };
 
 /** What the log says of a scope's spend (the rebuild and the hourly recompute). Storage excluded. */
 export interface LogSpend {
@@ -100,7 +120,6 @@ export interface LogSpend {
   run: ScopeSpend['run'];
 }
 
-const UNIT_SAMPLES = 200;
 const SEEN_EVENTS = 1_000_000;
 
 /** Whether an operator's lift covers this hit: by id, and for a day condition by its day too. */
@@ -127,8 +146,10 @@ export class Guardrail {
   /** Budget versions per scope (oldest first); absent: the bands file's version 1. */
   private readonly budgets = new Map<ScopeKey, { versions: BudgetVersion[]; thresholds: Thresholds }>();
   private readonly seen = new Set<string>();
-  /** Recent unit costs per scope and task type, for the p95 estimate. */
-  private readonly unitCosts = new Map<string, number[]>();
+  /** Learned actual/estimate ratios and actual costs per tenant and task type. */
+  readonly learned = new LearnedEstimates();
+  /** This process's open reservations: what a settle needs to learn from and to flag an overrun. */
+  private readonly openHere = new Map<string, { tenantId: string; taskType: string; runnerMicros?: Micros; expiresAt: number }>();
   private unsubscribe: (() => void) | undefined;
   /**
    * Background I/O in three ordered lanes, so that a halt on the bus never waits behind a store write:
@@ -208,8 +229,8 @@ export class Guardrail {
    * one as it stood before this batch, so the stop conditions read what every process has taken in.
    * Without a shared spend the evaluation completes before this returns (synchronously).
    */
-  ingest(events: readonly CostEvent[]): Promise<void> {
-    const batch: CostEvent[] = [];
+  ingest(events: readonly LiveTask[]): Promise<void> {
+    const batch: LiveTask[] = [];
     for (const ev of events) {
       if (this.seen.has(ev.eventId)) continue;
       this.remember(ev.eventId);
@@ -224,7 +245,7 @@ export class Guardrail {
     return this.ingestShared(batch, ss);
   }
 
-  private async ingestShared(batch: CostEvent[], ss: SharedSpendPort): Promise<void> {
+  private async ingestShared(batch: LiveTask[], ss: SharedSpendPort): Promise<void> {
     const items: SpendItem[] = batch.map((ev) => ({
       eventId: ev.eventId,
       scopes: scopesOf(ev.tenantId, ev.runId),
@@ -272,7 +293,7 @@ export class Guardrail {
     this.scopes.set(scope, { ...s, spend: { ...s.spend, days: [...snap.days].sort((a, b) => b.day - a.day).slice(0, 8), run } });
   }
 
-  private evaluateBatch(batch: readonly CostEvent[]): void {
+  private evaluateBatch(batch: readonly LiveTask[]): void {
     const now = this.d.now();
     for (const ev of batch) {
       const task = {
@@ -284,8 +305,8 @@ export class Guardrail {
       const scopes = scopesOf(ev.tenantId, ev.runId);
       for (const scope of scopes) {
         this.apply(scope, evaluateTask(this.bandsFor(scope), this.stateOf(scope), task, Math.max(now, ev.eventTime)), `task ${ev.taskId} finalized`);
-        this.noteUnitCost(scope, ev.taskType, ev.totalMicros);
       }
+      this.learned.noteCost(ev.tenantId, ev.taskType, ev.totalMicros);
       this.enqueue(async () => {
         await this.d.ledger.record(ev.eventId, scopes, ev.totalMicros, ev.eventTime);
       }, 'ledger record', 'ledger');
@@ -299,26 +320,6 @@ export class Guardrail {
       if (first !== undefined) this.seen.delete(first);
     }
     this.seen.add(id);
-  }
-
-  private noteUnitCost(scope: ScopeKey, taskType: string, micros: Micros): void {
-    const key = `${scope}\u0000${taskType}`;
-    let arr = this.unitCosts.get(key);
-    if (!arr) this.unitCosts.set(key, (arr = []));
-    arr.push(micros);
-    if (arr.length > UNIT_SAMPLES) arr.shift();
-  }
-
-  /** p95 of recent unit costs of the task type in the narrowest scope that has some. */
-  p95UnitCost(tenantId: string, runId: string, taskType: string): Micros | undefined {
-    for (const scope of [...scopesOf(tenantId, runId)].reverse()) {
-      const arr = this.unitCosts.get(`${scope}\u0000${taskType}`);
-      if (arr && arr.length > 0) {
-        const sorted = [...arr].sort((a, b) => a - b);
-        return sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]!;
-      }
-    }
-    return undefined;
   }
 
   private apply(scope: ScopeKey, r: Evaluation, reason: string): void {
@@ -510,8 +511,13 @@ export class Guardrail {
     };
   }
 
-  /** Reserve, then settle: deny when a scope is halted or a hard cap has no headroom. */
-  async admit(req: { tenantId: string; runId: string; taskType: string; estimatedMicros?: Micros }): Promise<AdmissionDecision> {
+  /**
+   * Reserve, then settle: deny when a scope is halted or a hard cap has no headroom. The amount reserved is
+   * what the task can cost (its priced bounds) when the runner sends them; else the runner's estimate,
+   * scaled by what this task type's history says of such estimates; else a high quantile of the task
+   * type's actual costs; else the unit cap. Never zero.
+   */
+  async admit(req: { tenantId: string; runId: string; taskType: string; estimatedMicros?: Micros; estimateSource?: 'runner' | 'bounds' }): Promise<AdmissionDecision> {
     // A reservation holds at least the ledger's unit (one micro-dollar): a smaller estimate holds nothing.
     if (req.estimatedMicros !== undefined && !(req.estimatedMicros >= 1)) throw new GuardError('FORGE_ERR_VALIDATION', 'estimated_cost_usd must be at least 0.000001 USD (one micro-dollar, the ledger\'s unit)', { field: 'estimated_cost_usd' });
     const now = this.d.now();
@@ -522,12 +528,23 @@ export class Guardrail {
         return { decision: 'deny', state: st, scope, reason: `${scope} is in ${st}; an operator must lift it`, retryAfterMs: null };
       }
     }
-    let estimateSource: 'runner' | 'p95' | 'unit_cap' = 'runner';
-    let estimate = req.estimatedMicros;
-    if (estimate === undefined) {
-      estimate = this.p95UnitCost(req.tenantId, req.runId, req.taskType);
-      estimateSource = 'p95';
-      if (estimate === undefined || estimate === 0) {
+    let estimateSource: EstimateSource;
+    let estimate: Micros;
+    let learnedFactor: number | undefined;
+    if (req.estimatedMicros !== undefined && req.estimateSource === 'bounds') {
+      estimate = req.estimatedMicros;
+      estimateSource = 'bounds';
+    } else if (req.estimatedMicros !== undefined) {
+      const scaled = this.learned.scale(req.tenantId, req.taskType, req.estimatedMicros);
+      estimate = scaled.micros;
+      estimateSource = scaled.factorPpm === undefined ? 'runner' : 'runner_learned';
+      if (scaled.factorPpm !== undefined) learnedFactor = scaled.factorPpm / 1_000_000;
+    } else {
+      const q = this.learned.costQuantile(req.tenantId, req.taskType);
+      if (q !== undefined && q > 0) {
+        estimate = q;
+        estimateSource = 'learned_p99';
+      } else {
         estimate = this.bandsFor(scopes[2]).unitCap;
         estimateSource = 'unit_cap';
       }
@@ -551,15 +568,116 @@ export class Guardrail {
       return { decision: 'allow', reservationId, expiresAt: now + this.d.reservationTtlMs, estimatedMicros: estimate, estimateSource, unreserved: true };
     }
     this.ledgerDown = false;
-    if (out.ok) return { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource };
+    if (out.ok) {
+      this.rememberOpen(reservationId, { tenantId: req.tenantId, taskType: req.taskType, ...(req.estimatedMicros !== undefined && req.estimateSource !== 'bounds' ? { runnerMicros: req.estimatedMicros } : {}), expiresAt: out.expiresAt });
+      return { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource, ...(learnedFactor !== undefined ? { learnedFactor } : {}) };
+    }
     const { spent, reason, retryAfterMs } = refusalOf(out, now);
     return { decision: 'deny', state: spent ? 'HARD_STOP' : this.effectiveState(out.scope), scope: out.scope, reason, retryAfterMs };
   }
 
-  async settle(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number }): Promise<'settled' | 'unknown'> {
+  private rememberOpen(id: string, x: { tenantId: string; taskType: string; runnerMicros?: Micros; expiresAt: number }): void {
+    if (this.openHere.size >= 100_000) {
+      const now = this.d.now();
+      for (const [k, v] of this.openHere) if (v.expiresAt <= now) this.openHere.delete(k);
+      // Still full (a flood of long reservations): forget the oldest; it only loses a learning sample.
+      if (this.openHere.size >= 100_000) this.openHere.delete(this.openHere.keys().next().value!);
+    }
+    this.openHere.set(id, x);
+  }
+
+  /**
+   * A top-up during a task: more reserved on the same reservation, under the same rule (refused at the
+   * cap). A task that needs more than it reserved asks here before spending it.
+   */
+  async extend(reservationId: string, amountMicros: Micros): Promise<ExtendDecision> {
     const who = scopesOfReservation(reservationId);
     if (!who) throw new GuardError('FORGE_ERR_NOT_FOUND', 'reservation not found', { field: 'id' });
-    return this.d.ledger.settle(reservationId, { ...actual, scopes: scopesOf(who.tenantId, who.runId) });
+    if (!(amountMicros >= 1)) throw new GuardError('FORGE_ERR_VALIDATION', 'additional_usd must be at least 0.000001 USD', { field: 'additional_usd' });
+    const now = this.d.now();
+    const scopes = scopesOf(who.tenantId, who.runId);
+    for (const scope of scopes) {
+      const st = this.effectiveState(scope);
+      if (isHalted(st)) return { decision: 'deny', state: st, scope, reason: `${scope} is in ${st}; an operator must lift it`, retryAfterMs: null };
+    }
+    const out = await this.d.ledger.extend({ reservationId, scopes: scopes.map((scope) => ({ scope, caps: this.capsFor(scope) })), amountMicros, now });
+    if (out.ok) return { decision: 'allow', reservedMicros: out.reservedMicros, expiresAt: out.expiresAt };
+    if (out.unknown) throw new GuardError('FORGE_ERR_NOT_FOUND', 'reservation not found (settled or expired)', { field: 'id' });
+    const { spent, reason, retryAfterMs } = refusalOf(out, now);
+    return { decision: 'deny', state: spent ? 'HARD_STOP' : this.effectiveState(out.scope), scope: out.scope, reason, retryAfterMs };
+  }
+
+  /**
+   * Settles a reservation with the task's actual cost. The settle moves the live state at once (a scope
+   * crosses its band on the settle that crosses it; the task's cost event, when it arrives with the same
+   * event id, is not counted again). A settle above what the reservation held is booked, flagged
+   * (an `overrun` in guardrail_events) and re-evaluated like any spend; the runner's estimate and the
+   * actual cost teach the task type's ratio.
+   */
+  async settle(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number }): Promise<SettleResult> {
+    const who = scopesOfReservation(reservationId);
+    if (!who) throw new GuardError('FORGE_ERR_NOT_FOUND', 'reservation not found', { field: 'id' });
+    const scopes = scopesOf(who.tenantId, who.runId);
+    const r = await this.d.ledger.settleDetailed(reservationId, { ...actual, scopes });
+    const mine = this.openHere.get(reservationId);
+    this.openHere.delete(reservationId);
+    const overrun = r.status === 'settled' && actual.amountMicros > r.reservedMicros;
+    if (mine?.runnerMicros !== undefined && r.status === 'settled') this.learned.noteRatio(who.tenantId, mine.taskType, mine.runnerMicros, actual.amountMicros);
+    if (overrun) {
+      this.enqueue(
+        () =>
+          this.d.audit({
+            kind: 'overrun',
+            scope: scopes[2],
+            at: this.d.now(),
+            actor: 'forge',
+            reason: `settled ${microsToUsd(actual.amountMicros)} USD on a reservation of ${microsToUsd(r.reservedMicros)} USD without a top-up`,
+            details: { reservation_id: reservationId, event_id: actual.eventId, reserved_usd: microsToUsd(r.reservedMicros), actual_usd: microsToUsd(actual.amountMicros) },
+            eventId: `overrun:${reservationId}`,
+          }),
+        'audit overrun',
+        'audit',
+      );
+    }
+    if (actual.amountMicros > 0) {
+      await this.ingest([
+        {
+          eventId: actual.eventId,
+          tenantId: who.tenantId,
+          runId: who.runId,
+          taskId: actual.eventId,
+          taskType: mine?.taskType ?? 'settled',
+          eventTime: actual.eventTime,
+          status: 'success',
+          // A settle carries the total only: it is booked as compute until the task's event (same id) says more.
+          rliMicros: 0,
+          gasMicros: 0,
+          computeMicros: actual.amountMicros,
+          storageMicros: 0,
+          llmMicros: 0,
+          totalMicros: actual.amountMicros,
+        },
+      ]);
+    }
+    return { status: r.status, reservedMicros: r.reservedMicros, overrun };
+  }
+
+  /** Writes what was learned of estimates since the last call (guardrail_events), so a restart keeps it. */
+  async persistLearned(): Promise<number> {
+    const changed = this.learned.takeChanged();
+    const at = this.d.now();
+    for (const c of changed) {
+      await this.d.audit({
+        kind: 'estimate_learned',
+        scope: `tenant:${c.tenantId}`,
+        at,
+        actor: 'forge',
+        reason: `actual / estimate ratios of task type ${c.taskType}`,
+        details: { task_type: c.taskType, ratios_ppm: c.ratiosPpm },
+        eventId: `estimate:${c.tenantId}:${c.taskType}:${at}`,
+      });
+    }
+    return changed.length;
   }
 
   /** Releases expired reservations and logs each; returns how many. */

@@ -5,7 +5,7 @@ import type { HaltBus } from './halt-bus.ts';
 import type { CounterSeed } from './ledger/redis-ledger.ts';
 
 /** What the rebuild and the recompute read from the store. */
-export type LogSource = Pick<Store, 'runDayTotals' | 'recentTaskTotals' | 'guardrailEvents'>;
+export type LogSource = Pick<Store, 'runDayTotals' | 'recentTaskTotals' | 'guardrailEvents' | 'taskTypeRecentTotals'>;
 
 /** The guardrail_events kinds that make up the control state. */
 const CONTROL_KINDS = ['state_change', 'acknowledgement', 'override', 'budget_change', 'hard_day'] as const;
@@ -159,5 +159,12 @@ export async function rebuildControlState(
     g.rebase(scope, spend.get(scope) ?? { days: [], run: { components: zeroComponents(), totalMicros: 0, tasks: 0 } });
     deps.onScope?.(scope);
   }
+  // What the guard learned of estimates: the ratios from their last snapshot, the actual costs from the log.
+  const learned = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: ['estimate_learned'], limit: 1_000_000 });
+  for (const r of learned) {
+    const d = (r.details ?? {}) as { task_type?: unknown; ratios_ppm?: unknown };
+    if (typeof d.task_type === 'string' && Array.isArray(d.ratios_ppm) && r.tenantId) g.learned.seedRatios(r.tenantId, d.task_type, d.ratios_ppm.map(Number));
+  }
+  for (const t of await store.taskTypeRecentTotals({ from: now - 8 * DAY_MS, to: now + DAY_MS }, 200)) g.learned.seedCosts(t.tenantId, t.taskType, [...t.totalsMicros].reverse());
   return { scopes: scopes.size };
 }

@@ -171,7 +171,7 @@ export interface GuardrailPort {
     | { decision: 'allow'; reservationId: string; expiresAt: number }
     | { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: number | null }
   >;
-  settle(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number }): Promise<'settled' | 'unknown'>;
+  settle(reservationId: string, actual: { eventId: string; amountMicros: Micros; eventTime: number }): Promise<{ status: 'settled' | 'unknown' }>;
 }
 
 /** Admissions through the API's guardrail in the same process (the embedded default, no HTTP hop). */
@@ -186,8 +186,8 @@ export function guardrailAdmissionClient(g: GuardrailPort, usdToMicros: (usd: st
       });
       return d.decision === 'allow' ? { decision: 'allow', reservationId: d.reservationId, expiresAt: d.expiresAt } : d;
     },
-    settle(reservationId, s) {
-      return g.settle(reservationId, { eventId: s.eventId, amountMicros: usdToMicros(s.actualCostUsd), eventTime: s.finalizedAt ?? Date.now() });
+    async settle(reservationId, s) {
+      return (await g.settle(reservationId, { eventId: s.eventId, amountMicros: usdToMicros(s.actualCostUsd), eventTime: s.finalizedAt ?? Date.now() })).status;
     },
   };
 }

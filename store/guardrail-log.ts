@@ -15,8 +15,12 @@ export type GuardrailEventKind =
   /** A UTC day on which the scope's own spend raised a hard-stop condition (details.day, YYYY-MM-DD). */
   | 'hard_day'
   | 'key_created'
-  | 'key_revoked';
-export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked'];
+  | 'key_revoked'
+  /** A settle above what its reservation held, without a top-up. */
+  | 'overrun'
+  /** What the guard learned of a tenant's task type (actual / estimate ratios), kept across restarts. */
+  | 'estimate_learned';
+export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned'];
 const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(GUARDRAIL_EVENT_KINDS);
 
 export interface GuardrailEventInput {

@@ -327,6 +327,31 @@ GROUP BY t, r, d ORDER BY d`,
     return out;
   }
 
+  /**
+   * The `n` newest task totals (newest first) of every tenant's task types with events in [from, to): the
+   * guard's learned cost quantiles are rebuilt from these at start.
+   */
+  async taskTypeRecentTotals(range: TimeRange, n: number): Promise<Array<{ tenantId: string; taskType: string; totalsMicros: number[] }>> {
+    const { from, to } = checkRange(range);
+    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new StoreError(STORE_ERROR_CODES.INVALID, 'n must be 1..1000', { field: 'n' });
+    const rows = await this.#rows<{ t: string; k: string; v: string | number }>(
+      `SELECT tenant_id AS t, task_type AS k, total_micros AS v FROM ${this.#table} FINAL
+WHERE 1 = 1 /* all tenants, explicitly */
+  AND event_time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC')
+  AND event_time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+ORDER BY tenant_id, task_type, event_time DESC, event_id DESC LIMIT {n:UInt32} BY tenant_id, task_type`,
+      { from, to, n },
+    );
+    const out = new Map<string, { tenantId: string; taskType: string; totalsMicros: number[] }>();
+    for (const r of rows) {
+      const key = `${r.t}\u0000${r.k}`;
+      let e = out.get(key);
+      if (!e) out.set(key, (e = { tenantId: String(r.t), taskType: String(r.k), totalsMicros: [] }));
+      e.totalsMicros.push(num(r.v, 'total'));
+    }
+    return [...out.values()];
+  }
+
   /** Composition by component over [from, to). */
   async composition(scope: LogScope, range: TimeRange): Promise<Composition> {
     const t = await this.totals(scope, range);

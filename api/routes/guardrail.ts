@@ -3,6 +3,7 @@ import type {} from '@fastify/swagger';
 import { microsToUsd } from '../../rules/index.ts';
 import { requireTenant } from '../auth.ts';
 import { errorBodySchema } from '../errors.ts';
+import type { BoundsOutcome, TaskBounds } from '../../collector/index.ts';
 import { scopesOfReservation, usdToMicrosField, type Guardrail } from '../../guard/index.ts';
 import { ApiError } from '../errors.ts';
 import { principalOf, scopeParam } from '../http.ts';
@@ -49,7 +50,49 @@ const guardrailView = {
   },
 } as const;
 
-export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: Guardrail; now: () => number }): Promise<void> {
+const DECIMAL = { type: 'string', pattern: '^\\d{1,12}(\\.\\d{1,9})?$' } as const;
+const TOKENS = { type: 'integer', minimum: 0, maximum: 100_000_000 } as const;
+/** What a task can cost at most: each term priced from the price book and reserved in full. */
+const boundsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    evaluation_fee_usd: USD,
+    llm: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 64,
+      items: { type: 'object', additionalProperties: false, required: ['model', 'prompt_tokens', 'max_tokens'], properties: { model: text(1, 128), prompt_tokens: TOKENS, max_tokens: TOKENS } },
+    },
+    gas_limit: { type: 'integer', minimum: 0, maximum: 1_000_000_000 },
+    max_fee_gwei: DECIMAL,
+    compute_hours: DECIMAL,
+    environment: text(1, 128),
+  },
+} as const;
+
+interface BoundsBody {
+  evaluation_fee_usd?: string | number;
+  llm?: Array<{ model: string; prompt_tokens: number; max_tokens: number }>;
+  gas_limit?: number;
+  max_fee_gwei?: string;
+  compute_hours?: string;
+  environment?: string;
+}
+
+function toBounds(b: BoundsBody): TaskBounds {
+  return {
+    ...(b.evaluation_fee_usd !== undefined ? { evaluationFeeUsd: String(b.evaluation_fee_usd) } : {}),
+    ...(b.llm ? { llm: b.llm.map((c) => ({ model: c.model, promptTokens: c.prompt_tokens, maxTokens: c.max_tokens })) } : {}),
+    ...(b.gas_limit !== undefined ? { gasLimit: b.gas_limit } : {}),
+    ...(b.max_fee_gwei !== undefined ? { maxFeeGwei: b.max_fee_gwei } : {}),
+    ...(b.compute_hours !== undefined ? { computeHours: b.compute_hours } : {}),
+    ...(b.environment !== undefined ? { environment: b.environment } : {}),
+  };
+}
+
+export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: Guardrail; now: () => number; priceBounds?: (b: TaskBounds) => BoundsOutcome }): Promise<void> {
   const g = opts.guardrail;
 
   app.get<{ Params: { scope: string } }>(
@@ -61,7 +104,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
     async (req) => g.view(scopeParam(req, req.params.scope)),
   );
 
-  app.post<{ Body: { tenant_id: string; run_id: string; task_type: string; estimated_cost_usd?: string | number } }>(
+  app.post<{ Body: { tenant_id: string; run_id: string; task_type: string; estimated_cost_usd?: string | number; bounds?: BoundsBody } }>(
     '/v1/admissions',
     {
       config: { roles: ['runner'] },
@@ -72,7 +115,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
           type: 'object',
           additionalProperties: false,
           required: ['tenant_id', 'run_id', 'task_type'],
-          properties: { tenant_id: ID, run_id: RUN_ID, task_type: text(1, 128), estimated_cost_usd: USD },
+          properties: { tenant_id: ID, run_id: RUN_ID, task_type: text(1, 128), estimated_cost_usd: USD, bounds: boundsSchema },
         },
         response: {
           200: {
@@ -82,7 +125,8 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
               reservation_id: { type: 'string' },
               expires_at: { type: 'string' },
               estimated_cost_usd: { type: 'string' },
-              estimate_source: { type: 'string' },
+              estimate_source: { type: 'string', enum: ['bounds', 'runner', 'runner_learned', 'learned_p99', 'unit_cap'] },
+              learned_factor: { type: 'number', description: 'the factor the runner\'s estimate was scaled by (the task type\'s high quantile of actual / estimate)' },
               unreserved: { type: 'boolean', description: 'true when admitted without a reservation (ledger unreachable, FORGE_ADMISSIONS_ON_LEDGER_FAILURE=open)' },
               state: { type: 'string' },
               scope: { type: 'string' },
@@ -97,10 +141,28 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
     async (req) => {
       const b = req.body;
       requireTenant(principalOf(req), b.tenant_id);
-      const estimate = b.estimated_cost_usd === undefined ? undefined : usdToMicrosField(b.estimated_cost_usd, 'estimated_cost_usd');
-      const d = await g.admit({ tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type, ...(estimate !== undefined ? { estimatedMicros: estimate } : {}) });
+      let estimate = b.estimated_cost_usd === undefined ? undefined : usdToMicrosField(b.estimated_cost_usd, 'estimated_cost_usd');
+      let source: 'runner' | 'bounds' = 'runner';
+      if (b.bounds) {
+        // What the task can cost at most, priced from the price book: reserved in full (a term that cannot
+        // be priced is refused, never taken as zero).
+        if (!opts.priceBounds) throw new ApiError('FORGE_ERR_VALIDATION', 'bounds cannot be priced by this server (no price book)', 'bounds');
+        const priced = opts.priceBounds(toBounds(b.bounds));
+        if (!priced.ok) throw new ApiError('FORGE_ERR_VALIDATION', `${priced.field}: ${priced.reason}`, priced.field);
+        estimate = Math.max(priced.micros, estimate ?? 0);
+        source = 'bounds';
+      }
+      const d = await g.admit({ tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type, ...(estimate !== undefined ? { estimatedMicros: estimate, estimateSource: source } : {}) });
       if (d.decision === 'allow') {
-        return { decision: 'allow', reservation_id: d.reservationId, expires_at: new Date(d.expiresAt).toISOString(), estimated_cost_usd: microsToUsd(d.estimatedMicros), estimate_source: d.estimateSource, ...(d.unreserved ? { unreserved: true } : {}) };
+        return {
+          decision: 'allow',
+          reservation_id: d.reservationId,
+          expires_at: new Date(d.expiresAt).toISOString(),
+          estimated_cost_usd: microsToUsd(d.estimatedMicros),
+          estimate_source: d.estimateSource,
+          ...(d.learnedFactor !== undefined ? { learned_factor: d.learnedFactor } : {}),
+          ...(d.unreserved ? { unreserved: true } : {}),
+        };
       }
       return { decision: 'deny', state: d.state, scope: d.scope, reason: d.reason, retry_after_ms: d.retryAfterMs };
     },
@@ -120,7 +182,17 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
           required: ['actual_cost_usd', 'event_id'],
           properties: { actual_cost_usd: USD, event_id: text(1, 128), finalized_at: DATE_TIME },
         },
-        response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['settled', 'unknown'] } } }, ...errors },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              status: { type: 'string', enum: ['settled', 'unknown'] },
+              reserved_usd: { type: 'string', description: 'what the reservation held' },
+              overrun: { type: 'boolean', description: 'true when the actual cost is above what was reserved (no top-up asked): booked, flagged and re-evaluated' },
+            },
+          },
+          ...errors,
+        },
       },
     },
     async (req) => {
@@ -129,8 +201,44 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
       requireTenant(principalOf(req), who.tenantId, 'id');
       const amount = usdToMicrosField(req.body.actual_cost_usd, 'actual_cost_usd');
       const at = req.body.finalized_at ? timeField(req.body.finalized_at, 'finalized_at', opts.now()) : opts.now();
-      const status = await g.settle(req.params.id, { eventId: req.body.event_id, amountMicros: amount, eventTime: at });
-      return { status };
+      const r = await g.settle(req.params.id, { eventId: req.body.event_id, amountMicros: amount, eventTime: at });
+      return { status: r.status, reserved_usd: microsToUsd(r.reservedMicros), overrun: r.overrun };
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { additional_usd: string | number } }>(
+    '/v1/admissions/:id/extend',
+    {
+      config: { roles: ['runner'] },
+      schema: {
+        tags: ['admissions'],
+        summary: 'Top up an open reservation before spending more than it holds (refused at the cap like an admission)',
+        params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^rsv_[A-Za-z0-9_-]{1,400}\\.[A-Za-z0-9_-]{12,40}$' } } },
+        body: { type: 'object', additionalProperties: false, required: ['additional_usd'], properties: { additional_usd: USD } },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              decision: { type: 'string', enum: ['allow', 'deny'] },
+              reserved_usd: { type: 'string' },
+              expires_at: { type: 'string' },
+              state: { type: 'string' },
+              scope: { type: 'string' },
+              reason: { type: 'string' },
+              retry_after_ms: { type: ['integer', 'null'] },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const who = scopesOfReservation(req.params.id);
+      if (!who) throw new ApiError('FORGE_ERR_NOT_FOUND', 'reservation not found', 'id');
+      requireTenant(principalOf(req), who.tenantId, 'id');
+      const d = await g.extend(req.params.id, usdToMicrosField(req.body.additional_usd, 'additional_usd'));
+      if (d.decision === 'allow') return { decision: 'allow', reserved_usd: microsToUsd(d.reservedMicros), expires_at: new Date(d.expiresAt).toISOString() };
+      return { decision: 'deny', state: d.state, scope: d.scope, reason: d.reason, retry_after_ms: d.retryAfterMs };
     },
   );
 
