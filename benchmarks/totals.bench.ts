@@ -135,6 +135,15 @@ WHERE ${where}`;
 /** 64 hex characters from n (the chain columns' shape; not the store's canonical sha256). */
 const LINK_FN = `CREATE FUNCTION IF NOT EXISTS link AS (x) -> lower(concat(leftPad(hex(cityHash64(x, 11)), 16, '0'), leftPad(hex(cityHash64(x, 12)), 16, '0'), leftPad(hex(cityHash64(x, 13)), 16, '0'), leftPad(hex(cityHash64(x, 14)), 16, '0')))`;
 
+/**
+ * Fills an embedded store's log with `n` generated events (4 tenants, runs of `runEvents` events, over the 30
+ * days before `now`), in SQL: the restart benchmark's history.
+ */
+export async function populateLog(client: ClickHouseClient, db: string, o: { n: number; runEvents: number; now: number }): Promise<void> {
+  await client.command({ query: LINK_FN });
+  await client.command({ query: populateSql(db, '1'), query_params: { n: o.n, now: o.now, span: SPAN_MS, runEvents: o.runEvents, ingestLag: 0 }, clickhouse_settings: { insert_deduplicate: 0 } });
+}
+
 /** The store's aggregate (store/queries.ts), for the plain-scan baseline. */
 const AGG = `sum(rli_micros) AS rli, sum(gas_micros) AS gas, sum(compute_micros) AS compute,
   sum(storage_micros) AS storage, sum(llm_micros) AS llm, sum(total_micros) AS total, count() AS tasks,

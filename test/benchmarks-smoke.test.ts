@@ -7,7 +7,7 @@ const benchmarks = await loadBenchmarks();
 
 describe('benchmarks at tiny size', () => {
   it('are all found', () => {
-    expect(benchmarks.map((b) => b.name).sort()).toEqual(expect.arrayContaining(['api', 'halt', 'ingest', 'overshoot', 'rules', 'scale']));
+    expect(benchmarks.map((b) => b.name).sort()).toEqual(expect.arrayContaining(['api', 'halt', 'ingest', 'overshoot', 'restart', 'rules', 'scale']));
     expect(new Set(benchmarks.map((b) => b.name)).size).toBe(benchmarks.length);
   });
 
