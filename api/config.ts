@@ -41,6 +41,8 @@ const envSchema = z.object({
   /** A live-ledger (Redis) command not answered within this is a ledger failure (see the line above). */
   FORGE_LEDGER_TIMEOUT_MS: int(50, 60_000).default(2_000),
   FORGE_RESERVATION_TTL_MS: int(1_000, 86_400_000).default(15 * 60_000),
+  /** Event ids each process remembers for exactly-once live totals (the store decides beyond them). */
+  FORGE_MAX_TRACKED_EVENTS: int(1_000, 100_000_000).default(1_000_000),
   FORGE_ROLLUP_INTERVAL_MS: int(1_000, 86_400_000).default(3_600_000),
   FORGE_FLUSH_INTERVAL_MS: int(10, 60_000).default(200),
   /** /metrics without a key; tenant-labelled series are then left out. Default: a key is needed. */

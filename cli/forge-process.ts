@@ -98,7 +98,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
 
     const ledger: LiveLedger = config.FORGE_REDIS_URL
       ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'ledger'), counterSeed: () => capCountersFromLog(store, now()) })
-      : new InProcessLedger();
+      : new InProcessLedger({ maxEventIds: config.FORGE_MAX_TRACKED_EVENTS });
     const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
     // The spend that drives the stop conditions, shared by every API process on the same Redis.
     const sharedSpend = config.FORGE_REDIS_URL ? new RedisSharedSpend({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'shared spend') }) : undefined;
@@ -142,6 +142,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       onError,
       storageDayMicros: storageDayOf(pricing),
       reservationTtlMs: config.FORGE_RESERVATION_TTL_MS,
+      maxTrackedEvents: config.FORGE_MAX_TRACKED_EVENTS,
       onLedgerFailure: config.FORGE_ADMISSIONS_ON_LEDGER_FAILURE,
       ...(sharedSpend ? { sharedSpend, spendSeed: () => spendFromLog(store, now()) } : {}),
     });

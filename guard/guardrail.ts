@@ -76,6 +76,8 @@ export interface GuardrailDeps {
   /** Cost_storage_day per scope, USD micros (0 when the scope has none). */
   storageDayMicros?: (scope: ScopeKey) => Micros;
   reservationTtlMs: number;
+  /** Event ids remembered per process (default 1,000,000): memory bounded by configuration, not traffic. */
+  maxTrackedEvents?: number;
   /** The spend shared by every API process (Redis); absent: this process's memory is the whole truth. */
   sharedSpend?: SharedSpendPort;
   /** Every scope's spend from the event log, to seed an empty shared spend. */
@@ -120,7 +122,6 @@ export interface LogSpend {
   run: ScopeSpend['run'];
 }
 
-const SEEN_EVENTS = 1_000_000;
 
 /** Whether an operator's lift covers this hit: by id, and for a day condition by its day too. */
 function isWaivedHit(g: GuardStatus, h: ConditionHit): boolean {
@@ -314,7 +315,7 @@ export class Guardrail {
   }
 
   private remember(id: string): void {
-    if (this.seen.size >= SEEN_EVENTS) {
+    if (this.seen.size >= (this.d.maxTrackedEvents ?? 1_000_000)) {
       // Oldest first: a Set iterates in insertion order.
       const first = this.seen.values().next().value;
       if (first !== undefined) this.seen.delete(first);

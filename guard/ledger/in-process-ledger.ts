@@ -21,6 +21,12 @@ interface Reservation {
 export interface InProcessLedgerOptions {
   /** How long an eventId is remembered for idempotence, ms (default 8 days). */
   eventIdTtlMs?: number;
+  /**
+   * At most this many event ids are remembered (default 1,000,000): memory is bounded by configuration,
+   * not by traffic. Past it the oldest is forgotten first (its settle and its event then could both count
+   * in the caps' counters; the log and the guardrail still count it once).
+   */
+  maxEventIds?: number;
   /** Clock for eventId retention only (counters use the times passed in). */
   clock?: () => number;
 }
@@ -35,11 +41,13 @@ export class InProcessLedger implements LiveLedger {
   /** eventId -> forget-after (clock ms); insertion order is expiry order. */
   private readonly events = new Map<string, number>();
   private readonly ttl: number;
+  private readonly maxIds: number;
   private readonly clock: () => number;
   private closed = false;
 
   constructor(opts: InProcessLedgerOptions = {}) {
     this.ttl = opts.eventIdTtlMs ?? 8 * 86_400_000;
+    this.maxIds = opts.maxEventIds ?? 1_000_000;
     this.clock = opts.clock ?? Date.now;
   }
 
@@ -108,6 +116,7 @@ export class InProcessLedger implements LiveLedger {
       this.events.delete(id);
     }
     if (this.events.has(eventId)) return false;
+    if (this.events.size >= this.maxIds) this.events.delete(this.events.keys().next().value!);
     this.events.set(eventId, now + this.ttl);
     const day = dayOf(eventTime);
     for (const scope of scopes) {
