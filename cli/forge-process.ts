@@ -162,6 +162,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // An empty Redis (first start, or restarted without persistence) gets the log's spend before use.
     if (sharedSpend) await sharedSpend.seed(() => spendFromLog(store, now()));
     if (ledger instanceof RedisLedger) await ledger.ready();
+    // The embedded ledger starts empty: the caps' counters come from the log, so they hold across a restart.
+    if (ledger instanceof InProcessLedger) ledger.seed(await capCountersFromLog(store, now()));
     await guardrail.drain();
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);
@@ -247,8 +249,10 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
 
     const timers = [
       setInterval(() => void guardrail.expireReservations().catch((e: unknown) => onError(e, 'reservation expiry')), 1000),
+      // Changes the bus could not take (Redis away) are published again once it answers.
+      setInterval(() => void guardrail.republish().catch(() => undefined), 1000),
       setInterval(() => void rollup().catch((e: unknown) => onError(e, 'hourly recompute')), config.FORGE_ROLLUP_INTERVAL_MS),
-      setInterval(() => void guardrail.persistLearned().catch((e: unknown) => onError(e, 'learned estimates')), 10_000),
+      setInterval(() => void guardrail.persistLearned().catch((e: unknown) => onError(e, 'learned estimates')), 60_000),
     ];
     for (const t of timers) t.unref();
     closers.push({ what: 'timers', close: () => timers.forEach((t) => clearInterval(t)) });

@@ -109,6 +109,9 @@ export type LiveTask = Pick<
   'eventId' | 'tenantId' | 'runId' | 'taskId' | 'taskType' | 'eventTime' | 'status' | 'rliMicros' | 'gasMicros' | 'computeMicros' | 'storageMicros' | 'llmMicros' | 'totalMicros'
 >;
 
+/** What became of a published change: taken, lost to another process's change, superseded, or the bus unreachable. */
+type PublishResult = 'published' | 'stale' | 'superseded' | 'failed';
+
 export type SettleResult = { status: 'settled' | 'unknown'; reservedMicros: Micros; overrun: boolean };
 
 export type ExtendDecision =
@@ -152,6 +155,10 @@ export class Guardrail {
   /** This process's open reservations: what a settle needs to learn from and to flag an overrun. */
   private readonly openHere = new Map<string, { tenantId: string; taskType: string; runnerMicros?: Micros; expiresAt: number }>();
   private unsubscribe: (() => void) | undefined;
+  /** Per scope: bumped when another process's state replaces ours, so what we queued on the old one is dropped. */
+  private readonly generation = new Map<ScopeKey, number>();
+  /** Scopes whose newest change the bus did not take (unreachable): published again by `republish`. */
+  private readonly unpublished = new Set<ScopeKey>();
   /**
    * Background I/O in three ordered lanes, so that a halt on the bus never waits behind a store write:
    * bus publishes, ledger records, audit appends.
@@ -202,16 +209,22 @@ export class Guardrail {
    * A new budget version for a scope (budgets API): in force at once in this process, on every other
    * within the bus's push, and after a restart (guardrail_events); then the scope is re-evaluated.
    */
-  changeBudget(scope: ScopeKey, bands: Bands, actor: string, reason: string): BudgetVersion {
-    const now = this.d.now();
-    const v: BudgetVersion = { version: this.budget(scope).version + 1, bands, actor, reason, at: now };
-    this.putBudget(scope, v);
-    const s = this.stateOf(scope);
-    const next: ScopeState = { ...s, guard: { ...s.guard, seq: s.guard.seq + 1 } };
-    this.scopes.set(scope, next);
-    this.announce(scope, 'budget', s.guard.state, this.lastHolds.get(scope) ?? [], 0, reason, actor);
-    this.apply(scope, evaluateAt(thresholdsOf(bands), next, now), 'budget change');
-    return v;
+  async changeBudget(scope: ScopeKey, bands: Bands, actor: string, reason: string): Promise<BudgetVersion> {
+    // Compare-and-set on the bus: if another process changed the scope first, its state is adopted and
+    // the change is made again on top of it (the next version number), a few times at most.
+    for (let attempt = 0; ; attempt++) {
+      const now = this.d.now();
+      const v: BudgetVersion = { version: this.budget(scope).version + 1, bands, actor, reason, at: now };
+      this.putBudget(scope, v);
+      const s = this.stateOf(scope);
+      const next: ScopeState = { ...s, guard: { ...s.guard, seq: s.guard.seq + 1 } };
+      this.scopes.set(scope, next);
+      const out = await this.announce(scope, 'budget', s.guard.state, this.lastHolds.get(scope) ?? [], 0, reason, actor);
+      if (out === 'published' || out === 'failed' || attempt >= 4) {
+        this.apply(scope, evaluateAt(thresholdsOf(bands), this.stateOf(scope), this.d.now()), 'budget change');
+        return v;
+      }
+    }
   }
 
   private stateOf(scope: ScopeKey): ScopeState {
@@ -328,7 +341,7 @@ export class Guardrail {
     this.scopes.set(scope, r.state);
     this.lastHolds.set(scope, r.holds);
     this.recordHardDays(scope, before, r.state.spend.hardDays);
-    if (r.change) this.announce(scope, 'transition', r.change.from, r.holds, r.totals.weekMicros, reason);
+    if (r.change) void this.announce(scope, 'transition', r.change.from, r.holds, r.totals.weekMicros, reason);
   }
 
   /** A hard day is durable (guardrail_events, one row per scope and day however many processes see it). */
@@ -351,7 +364,7 @@ export class Guardrail {
    * on the bus: a stale publish means another process changed the scope first; then its state is adopted
    * and nothing is announced or audited here.
    */
-  private announce(scope: ScopeKey, kind: ChangeKind, previous: GuardState, holds: ConditionHit[], weekMicros: Micros, reason: string, actor?: string): void {
+  private announce(scope: ScopeKey, kind: ChangeKind, previous: GuardState, holds: ConditionHit[], weekMicros: Micros, reason: string, actor?: string): Promise<PublishResult> {
     const s = this.stateOf(scope);
     const held = holds.filter((h) => !isWaivedHit(s.guard, h));
     const why = kind === 'transition' && held.length > 0 ? `${reason}: ${held.map((h) => h.id).join(', ')}` : reason;
@@ -370,12 +383,20 @@ export class Guardrail {
       kind,
       control: { guard: s.guard, ...(budget ? { budget } : {}) },
     };
-    this.enqueue(async () => {
-      if ((await this.d.bus.publish(change)) === 'stale') {
-        const cur = await this.d.bus.current(scope);
-        if (cur) this.adopt(cur, true);
-        return;
-      }
+    const generation = this.generation.get(scope) ?? 0;
+    const record: AuditRecord = {
+      kind: AUDIT_KIND[kind],
+      scope,
+      at: change.at,
+      actor: actor ?? 'forge',
+      reason: change.reason,
+      state: change.state,
+      previous,
+      seq: change.seq,
+      details: { holds, control: change.control },
+      eventId: `${scope}#${change.seq}`,
+    };
+    const tell = (): void => {
       if (kind === 'transition' || change.state !== change.previous) {
         try {
           this.d.onChange(change);
@@ -383,34 +404,86 @@ export class Guardrail {
           this.d.onError(e, 'state change listener');
         }
       }
-      const record: AuditRecord = {
-        kind: AUDIT_KIND[kind],
-        scope,
-        at: change.at,
-        actor: actor ?? 'forge',
-        reason: change.reason,
-        state: change.state,
-        previous,
-        seq: change.seq,
-        details: { holds, control: change.control },
-        eventId: `${scope}#${change.seq}`,
-      };
       this.enqueue(() => this.d.audit(record), 'audit state change', 'audit');
-    }, 'publish state change', 'bus');
+    };
+    return new Promise<PublishResult>((resolve) => {
+      this.enqueue(async () => {
+        // Built on a state another process has since replaced (a lost race): superseded; whatever it
+        // still implies is re-derived on top of the adopted state.
+        if ((this.generation.get(scope) ?? 0) !== generation) return resolve('superseded');
+        let outcome: 'published' | 'stale';
+        try {
+          outcome = await this.d.bus.publish(change);
+        } catch (e) {
+          // The bus is unreachable: this process's state is the truth it has; people are told and the
+          // change is audited now, and the scope's state is published when the bus answers again.
+          this.unpublished.add(scope);
+          tell();
+          this.d.onError(e, 'publish state change (will publish again when the bus answers)');
+          return resolve('failed');
+        }
+        if (outcome === 'stale') {
+          const cur = await this.d.bus.current(scope).catch(() => undefined);
+          if (cur) this.adopt(cur, true);
+          if (kind === 'transition') this.reevaluate(scope, 'after another process changed the scope');
+          return resolve('stale');
+        }
+        tell();
+        resolve('published');
+      }, 'publish state change', 'bus');
+    });
+  }
+
+  /** Re-derives a scope's state at now on top of what it holds (after adopting another process's change). */
+  private reevaluate(scope: ScopeKey, reason: string): void {
+    const s = this.scopes.get(scope);
+    if (!s) return;
+    const r = evaluateAt(this.bandsFor(scope), s, this.d.now());
+    if (r.change) this.apply(scope, r, reason);
+    else this.scopes.set(scope, r.state);
+  }
+
+  /** Publishes again the scopes whose changes the bus did not take (it was unreachable). Timer-driven. */
+  async republish(): Promise<void> {
+    for (const scope of [...this.unpublished]) {
+      const s = this.scopes.get(scope);
+      if (!s) {
+        this.unpublished.delete(scope);
+        continue;
+      }
+      const own = this.budgets.get(scope)?.versions;
+      const budget = own && own.length > 0 ? own[own.length - 1] : undefined;
+      const change: StateChange = { scope, state: s.guard.state, previous: s.guard.state, seq: s.guard.seq, at: s.guard.since, reason: 'published again after the bus was unreachable', holds: this.lastHolds.get(scope) ?? [], weekMicros: 0, kind: 'transition', control: { guard: s.guard, ...(budget ? { budget } : {}) } };
+      const outcome = await this.d.bus.publish(change); // throws while the bus is still away: tried again
+      this.unpublished.delete(scope);
+      if (outcome === 'stale') {
+        const cur = await this.d.bus.current(scope);
+        if (cur) this.adopt(cur, true);
+        this.reevaluate(scope, 'after another process changed the scope');
+      }
+    }
   }
 
   /**
    * Takes another process's (or an earlier life's) control state of a scope: its guard status and budget
-   * version. Only a newer seq, unless forced (our own publish of the same seq lost the race).
+   * version. Only a newer seq, unless forced: our own publish lost the compare-and-set, so the bus's state
+   * replaces ours whatever its seq, and what we had queued on the old base is superseded.
    */
   adopt(c: StateChange, force: boolean): void {
     const mine = this.scopes.get(c.scope);
-    if (mine && (force ? c.seq < mine.guard.seq : c.seq <= mine.guard.seq)) return;
+    if (!force && mine && c.seq <= mine.guard.seq) return;
     const guard: GuardStatus = c.control?.guard
       ? { ...c.control.guard, seq: c.seq }
       : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [], dayWaivers: [] };
     const spend = mine?.spend ?? emptyScope(this.d.now(), this.d.storageDayMicros?.(c.scope) ?? 0).spend;
     this.scopes.set(c.scope, { spend, guard });
+    if (force) {
+      this.generation.set(c.scope, (this.generation.get(c.scope) ?? 0) + 1);
+      // Every change carries the newest budget version: the bus's state says which one is in force.
+      const kept = (this.budgets.get(c.scope)?.versions ?? []).filter((v) => c.control?.budget !== undefined && v.version < c.control.budget.version);
+      if (kept.length === 0) this.budgets.delete(c.scope);
+      else this.budgets.set(c.scope, { versions: kept, thresholds: thresholdsOf(kept[kept.length - 1]!.bands) });
+    }
     if (c.control?.budget) this.putBudget(c.scope, c.control.budget);
     if (guard.acknowledged && !mine?.guard.acknowledged && c.actor) {
       try {
@@ -640,7 +713,9 @@ export class Guardrail {
         'audit',
       );
     }
-    if (actual.amountMicros > 0) {
+    // Only a settle of an open reservation moves the live state: an 'unknown' one (settled before, expired,
+    // or a retry after a restart) may already be in the totals rebuilt from the log; its event counts then.
+    if (r.status === 'settled' && actual.amountMicros > 0) {
       await this.ingest([
         {
           eventId: actual.eventId,
@@ -690,32 +765,55 @@ export class Guardrail {
     return expired.length;
   }
 
-  acknowledge(scope: ScopeKey, actor: string, reason: string): { state: GuardState } {
-    const s = this.stateOf(scope);
-    const r = acknowledgeWarning(this.bandsFor(scope), s, this.d.now());
-    if (!r.ok) throw new GuardError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}, not WARNING: nothing to acknowledge`, { field: 'scope' });
-    // Every acknowledgement is a published change (seq + 1), so other processes and a restart keep it.
-    const next: ScopeState = r.change ? r.state : { ...r.state, guard: { ...r.state.guard, seq: r.state.guard.seq + 1 } };
-    this.scopes.set(scope, next);
-    try {
-      this.d.onAcknowledge?.(scope, actor);
-    } catch (e) {
-      this.d.onError(e, 'acknowledge listener');
+  /**
+   * An operator acknowledges a WARNING. Answered once the bus took it (or, with the bus unreachable, once
+   * it is audited here); when another process changed the scope first, the acknowledgement is made again
+   * on its state, or refused if there is no warning left to acknowledge.
+   */
+  async acknowledge(scope: ScopeKey, actor: string, reason: string): Promise<{ state: GuardState }> {
+    for (let attempt = 0; ; attempt++) {
+      const s = this.stateOf(scope);
+      const r = acknowledgeWarning(this.bandsFor(scope), s, this.d.now());
+      if (!r.ok) {
+        // Lost the race to another process that already cleared the warning: nothing left to do.
+        if (attempt > 0) return { state: s.guard.state };
+        throw new GuardError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}, not WARNING: nothing to acknowledge`, { field: 'scope' });
+      }
+      // Every acknowledgement is a published change (seq + 1), so other processes and a restart keep it.
+      const next: ScopeState = r.change ? r.state : { ...r.state, guard: { ...r.state.guard, seq: r.state.guard.seq + 1 } };
+      this.scopes.set(scope, next);
+      const out = await this.announce(scope, 'acknowledgement', s.guard.state, this.lastHolds.get(scope) ?? [], 0, `acknowledged by ${actor}: ${reason}`, actor);
+      if (out === 'published' || out === 'failed' || attempt >= 4) {
+        try {
+          this.d.onAcknowledge?.(scope, actor);
+        } catch (e) {
+          this.d.onError(e, 'acknowledge listener');
+        }
+        return { state: this.stateOf(scope).guard.state };
+      }
     }
-    this.announce(scope, 'acknowledgement', s.guard.state, this.lastHolds.get(scope) ?? [], 0, `acknowledged by ${actor}: ${reason}`, actor);
-    return { state: next.guard.state };
   }
 
-  lift(scope: ScopeKey, actor: string, reason: string): { state: GuardState; waived: string[] } {
-    const s = this.stateOf(scope);
-    const b = this.bandsFor(scope);
-    const now = this.d.now();
-    const r = liftStop(b, s, now);
-    if (!r.ok) throw new GuardError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}: there is no stop to lift`, { field: 'scope' });
-    this.scopes.set(scope, r.state);
-    const ev = evaluateAt(b, r.state, now);
-    this.announce(scope, 'lift', r.change!.from, ev.holds, ev.totals.weekMicros, `lifted by ${actor}: ${reason}`, actor);
-    return { state: r.state.guard.state, waived: [...r.state.guard.waived] };
+  /** An operator lifts a stop; like acknowledge, made again on another process's newer state if it lost the race. */
+  async lift(scope: ScopeKey, actor: string, reason: string): Promise<{ state: GuardState; waived: string[] }> {
+    for (let attempt = 0; ; attempt++) {
+      const s = this.stateOf(scope);
+      const b = this.bandsFor(scope);
+      const now = this.d.now();
+      const r = liftStop(b, s, now);
+      if (!r.ok) {
+        // Lost the race to another process that lifted it already: the intent holds.
+        if (attempt > 0) return { state: s.guard.state, waived: [...s.guard.waived] };
+        throw new GuardError('FORGE_ERR_CONFLICT', `${scope} is in ${s.guard.state}: there is no stop to lift`, { field: 'scope' });
+      }
+      this.scopes.set(scope, r.state);
+      const ev = evaluateAt(b, r.state, now);
+      const out = await this.announce(scope, 'lift', r.change!.from, ev.holds, ev.totals.weekMicros, `lifted by ${actor}: ${reason}`, actor);
+      if (out === 'published' || out === 'failed' || attempt >= 4) {
+        const g = this.stateOf(scope).guard;
+        return { state: g.state, waived: [...g.waived] };
+      }
+    }
   }
 
   /** The hourly recompute: replace a scope's live totals with the event log's and re-evaluate. */
@@ -731,7 +829,7 @@ export class Guardrail {
     for (const v of [...(control.budgets ?? [])].sort((a, b) => a.version - b.version)) this.putBudget(scope, v);
     const s = this.stateOf(scope);
     const guard = control.guard && control.guard.seq >= s.guard.seq ? control.guard : s.guard;
-    const hardDays = control.hardDays ? [...new Set([...s.spend.hardDays, ...control.hardDays])].sort((a, b) => b - a) : s.spend.hardDays;
+    const hardDays = control.hardDays ? [...new Set([...s.spend.hardDays, ...control.hardDays])].sort((a, b) => a - b) : s.spend.hardDays;
     this.scopes.set(scope, { guard, spend: { ...s.spend, hardDays, consecutiveAtCap: control.consecutiveAtCap ?? s.spend.consecutiveAtCap } });
   }
 

@@ -92,6 +92,7 @@ const BY_NAME: Record<string, unknown> = {
   purchase_id: 'pay-1', request_id: 'req-1', reason: 'hostile input test', name: 'hostile', event_id: 'ev-1', task_type: 'eval', skill: 'code',
   provider: 'openai', api_key: 'sk-test-abcdefgh', email: 'ops@example.com', month: '2026-03', actual_cost_usd: '1', estimated_cost_usd: '1',
   llm_cost_usd: '1', estimated_llm_cost_usd: '1', roles: ['runner'], max_tokens: 1000,
+  evaluation_fee_usd: '1', additional_usd: '1', max_fee_gwei: '20', compute_hours: '1',
 };
 
 function typesOf(s: Schema): string[] {

@@ -127,6 +127,21 @@ describe('restart', () => {
     await f.close();
   });
 
+  it('the admission caps hold across a restart: the spend counters come back from the log', async () => {
+    const w = world(DEMO);
+    let f = await w.start();
+    await ingest(f, events('cap', 19, '5', w.clock.now)); // 95 of the 100 USD day cap: WARNING, no stop
+    await f.close();
+    f = await w.start();
+    const adm = (usd: string, run: string) =>
+      f.app.inject({ method: 'POST', url: '/v1/admissions', headers: { authorization: `Bearer ${f.admin}` }, payload: { tenant_id: 'demo', run_id: run, task_type: 'eval', estimated_cost_usd: usd } }).then((r) => r.json() as { decision: string; reason?: string });
+    expect((await adm('10', 'c1')).decision).toBe('allow'); // 95 spent < 100: one more task fits
+    const next = await adm('1', 'c2'); // 95 spent + 10 reserved >= 100
+    expect(next.decision).toBe('deny');
+    expect(next.reason).toMatch(/day hard cap of tenant:demo is fully reserved: spent 95 \+ reserved 10 of 100 USD/);
+    await f.close();
+  });
+
   it('an acknowledgement holds across a restart', async () => {
     const w = world(DEMO);
     let f = await w.start();

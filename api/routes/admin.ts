@@ -82,8 +82,7 @@ export async function adminRoutes(
       const p = principalOf(req);
       const actor = `${p.name} (${p.keyId})`;
       // In force at once here, on every other process through the halt bus, and after a restart (audited).
-      const v = opts.guardrail.changeBudget(scope, bands, actor, reason);
-      await opts.guardrail.drain();
+      const v = await opts.guardrail.changeBudget(scope, bands, actor, reason);
       return view(scope, v);
     },
   );

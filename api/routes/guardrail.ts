@@ -257,7 +257,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
     async (req) => {
       const scope = scopeParam(req, req.params.scope);
       const p = principalOf(req);
-      return { scope, ...g.acknowledge(scope, `${p.name} (${p.keyId})`, req.body?.reason || 'acknowledged') };
+      return { scope, ...(await g.acknowledge(scope, `${p.name} (${p.keyId})`, req.body?.reason || 'acknowledged')) };
     },
   );
 
@@ -267,7 +267,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
     async (req) => {
       const scope = scopeParam(req, req.params.scope);
       const p = principalOf(req);
-      return { scope, ...g.lift(scope, `${p.name} (${p.keyId})`, req.body.reason) };
+      return { scope, ...(await g.lift(scope, `${p.name} (${p.keyId})`, req.body.reason)) };
     },
   );
 

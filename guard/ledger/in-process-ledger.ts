@@ -51,6 +51,18 @@ export class InProcessLedger implements LiveLedger {
     this.clock = opts.clock ?? Date.now;
   }
 
+  /**
+   * Start-up: the spend counters as the event log has them (per scope, USD micros per UTC day and the run
+   * total), so the caps hold across a restart. Replaces what is there.
+   */
+  seed(counters: ReadonlyMap<ScopeKey, { days: ReadonlyMap<number, Micros>; runMicros: Micros }>): void {
+    for (const [scope, c] of counters) {
+      const cur = this.counters(scope);
+      cur.days = new Map(c.days);
+      cur.run = c.runMicros;
+    }
+  }
+
   private counters(scope: ScopeKey): ScopeCounters {
     let c = this.scopes.get(scope);
     if (!c) {
