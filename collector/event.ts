@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Dec } from '../rules/index.ts';
+import { Dec, METERED_COMPONENTS, type Component } from '../rules/index.ts';
 import type { TaskStatus } from '../store/index.ts';
 
 /**
@@ -29,6 +29,8 @@ export interface TaskEvent {
   /** H_task, hours (decimal string). */
   taskHours: string;
   llm: Array<{ model: string; inputTokens: number; outputTokens: number }>;
+  /** Quantities of the metered components (COMPONENT_SPECS `metered`), decimal strings; absent = none. */
+  metered: Partial<Record<Component, string>>;
 }
 
 export type GasInput =
@@ -60,6 +62,7 @@ const MAX_GAS_USED = new Dec('18446744073709551615'); // UInt64, the column type
 const MAX_GWEI = new Dec('1e9');
 const MAX_TOKENS = 1e12;
 const MIN_TIME = Date.UTC(2000, 0, 1);
+const MAX_METERED = new Dec('1e9');
 
 /** A non-negative decimal given as a JSON number or a decimal string, returned as a canonical string. */
 function decimal(what: string, max: InstanceType<typeof Dec>, opts: { integer?: boolean } = {}) {
@@ -146,8 +149,12 @@ const gasSchema = z
     if ((g.from === undefined) !== (g.nonce === undefined)) ctx.addIssue({ code: 'custom', path: [g.from === undefined ? 'from' : 'nonce'], message: 'from and nonce go together' });
   });
 
+/** One optional decimal field per metered component (e.g. `bandwidth_gb`). */
+const meteredShape = Object.fromEntries(METERED_COMPONENTS.map((m) => [m.metered.field, decimal(m.metered.field, MAX_METERED).optional()]));
+
 export const taskEventSchema = z
   .strictObject({
+    ...meteredShape,
     event_id: id(128, /^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits or ._:-'),
     tenant_id: id(64, /^[A-Za-z0-9._-]{1,64}$/, 'letters, digits or ._-'),
     run_id: id(128, /^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits or ._:-'),
@@ -190,6 +197,15 @@ export const taskEventSchema = z
       ctx.addIssue({ code: 'custom', path: ['ended_at'], message: 'task is implausibly long (more than a year)' });
     }
   });
+
+function meteredOf(e: Record<string, unknown>): Partial<Record<Component, string>> {
+  const out: Partial<Record<Component, string>> = {};
+  for (const m of METERED_COMPONENTS) {
+    const q = e[m.metered.field];
+    if (typeof q === 'string' && !new Dec(q).isZero()) out[m.key] = q;
+  }
+  return out;
+}
 
 /** Joins a zod path as the event's field path: gas.tx_hash, llm[0].model. */
 export function fieldPath(path: ReadonlyArray<PropertyKey>): string {
@@ -257,6 +273,7 @@ export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome
       gas,
       taskHours,
       llm: (e.llm ?? []).map((u) => ({ model: u.model, inputTokens: u.input_tokens, outputTokens: u.output_tokens })),
+      metered: meteredOf(e as Record<string, unknown>),
     },
   };
 }

@@ -1,4 +1,5 @@
 import {
+  withoutDaily,
   acknowledgeWarning,
   dayLabel,
   dayOf,
@@ -31,7 +32,7 @@ import {
   type StateChange,
   type Thresholds,
 } from '../rules/index.ts';
-import type { CostEvent, GuardrailEventKind } from '../store/index.ts';
+import { eventComponents, type CostEvent, type GuardrailEventKind } from '../store/index.ts';
 import { GuardError } from './errors.ts';
 import { withoutBatch, type RedisSharedSpend, type SeedScope, type SpendItem } from './shared-spend.ts';
 import type { HaltBus } from './halt-bus.ts';
@@ -229,7 +230,7 @@ export class Guardrail {
       eventId: ev.eventId,
       scopes: scopesOf(ev.tenantId, ev.runId),
       at: ev.eventTime,
-      components: { rli: ev.rliMicros, gas: ev.gasMicros, compute: ev.computeMicros, storage: 0, llm: ev.llmMicros },
+      components: withoutDaily(eventComponents(ev)),
       failed: ev.status !== 'success',
     }));
     let use = batch;
@@ -254,7 +255,7 @@ export class Guardrail {
       for (const scope of scopes) {
         const snap = shared.get(scope);
         if (!snap) continue;
-        const mine = use.filter((ev) => scopesOf(ev.tenantId, ev.runId).includes(scope)).map((ev) => ({ day: dayOf(ev.eventTime), components: { rli: ev.rliMicros, gas: ev.gasMicros, compute: ev.computeMicros, storage: 0, llm: ev.llmMicros }, failed: ev.status !== 'success' }));
+        const mine = use.filter((ev) => scopesOf(ev.tenantId, ev.runId).includes(scope)).map((ev) => ({ day: dayOf(ev.eventTime), components: withoutDaily(eventComponents(ev)), failed: ev.status !== 'success' }));
         this.takeShared(scope, withoutBatch(snap, mine));
       }
     } catch (e) {
@@ -279,7 +280,7 @@ export class Guardrail {
         at: ev.eventTime,
         totalMicros: ev.totalMicros,
         failed: ev.status !== 'success',
-        components: { rli: ev.rliMicros, gas: ev.gasMicros, compute: ev.computeMicros, storage: ev.storageMicros, llm: ev.llmMicros },
+        components: eventComponents(ev),
       };
       const scopes = scopesOf(ev.tenantId, ev.runId);
       for (const scope of scopes) {

@@ -1,6 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
-import { CANONICAL_SELECT, canonicalBytes, chainHash, GENESIS_HASH, HASHED_COLUMNS, normaliseRow } from './rows.ts';
+import { CANONICAL_SELECT, canonicalBytes, chainHash, GENESIS_HASH, HASHED_COLUMNS, normaliseRow, VERSION_SELECT } from './rows.ts';
 import { checkTime } from './scope.ts';
 
 export interface VerifyOptions {
@@ -90,7 +90,7 @@ WHERE tenant_id = {tenant:String}
   for (let lo = fromSeq; lo <= toSeq; lo += pageSize) {
     const hi = Math.min(toSeq, lo + pageSize - 1);
     const page = await q<unknown[]>(
-      `SELECT ${CANONICAL_SELECT}, prev_hash, hash FROM ${table}
+      `SELECT ${CANONICAL_SELECT}, prev_hash, hash, ${VERSION_SELECT} FROM ${table}
 WHERE tenant_id = {tenant:String} AND seq >= {lo:UInt64} AND seq <= {hi:UInt64}
 ORDER BY seq, ingest_time, event_id`,
       { tenant: tenantId, lo, hi },
@@ -101,12 +101,13 @@ ORDER BY seq, ingest_time, event_id`,
       const eventId = values[2] as string;
       const storedPrev = values[nHashed] as string;
       const storedHash = values[nHashed + 1] as string;
+      const version = Number(values[nHashed + 2]);
       if (seq < expected) return { ok: false, tenantId, checked, broken: { seq, eventId, reason: 'duplicate_seq' } };
       if (seq > expected) return { ok: false, tenantId, checked, broken: { seq: expected, eventId, reason: 'seq_gap' } };
       if (storedPrev !== prevHash) {
         return { ok: false, tenantId, checked, broken: { seq, eventId, reason: 'prev_hash_mismatch', expected: prevHash, actual: storedPrev } };
       }
-      const h = chainHash(storedPrev, canonicalBytes(values.slice(0, nHashed)));
+      const h = chainHash(storedPrev, canonicalBytes(values, version));
       if (h !== storedHash) return { ok: false, tenantId, checked, broken: { seq, eventId, reason: 'hash_mismatch', expected: h, actual: storedHash } };
       prevHash = storedHash;
       expected = seq + 1;

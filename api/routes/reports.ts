@@ -1,6 +1,6 @@
 import type {} from '@fastify/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { microsToUsd, type ScopeKey } from '../../rules/index.ts';
+import { COMPONENTS, microsToUsd, type ScopeKey } from '../../rules/index.ts';
 import { logScopeOf, type BreakdownRow, type LogScope, type Store, type Totals } from '../../store/index.ts';
 import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
@@ -56,7 +56,7 @@ export async function reportRoutes(app: FastifyInstance, opts: { store: Store; g
       }
       case 'composition': {
         const c = await store.composition(ls, range);
-        const rows = (['rli', 'gas', 'compute', 'storage', 'llm'] as const).map((k) => ({ component: k, usd: microsToUsd(c.components[k]), share: Math.round(c.shares[k] * 10_000) / 10_000 }));
+        const rows = COMPONENTS.map((k) => ({ component: k, usd: microsToUsd(c.components[k]), share: Math.round(c.shares[k] * 10_000) / 10_000 }));
         return { ...base, columns: ['component', 'usd', 'share'], rows, summary: { total_usd: microsToUsd(c.totalMicros), days } };
       }
       case 'unit-economics': {
