@@ -40,5 +40,5 @@ export type {
 } from './guardrail-log.ts';
 export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migrations.ts';
 export type { DdlMode, RenderOptions, RenderedMigration } from './migrations.ts';
-export { CANONICAL_VERSION, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, canonicalBytes, chainHash, componentColumn, eventCanonicalBytes, quantityColumn } from './rows.ts';
+export { CANONICAL_VERSION, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, canonicalBytes, chainHash, componentColumn, eventCanonicalBytes, hashedCount, quantityColumn } from './rows.ts';
 export { TenantTable, type TenantRecord } from './tenants.ts';

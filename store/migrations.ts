@@ -10,6 +10,9 @@ import { STORE_ERROR_CODES, StoreError } from './errors.ts';
  * two ways: 'single' (one server or the embedded engine) and 'cluster' (ReplicatedMergeTree tables named
  * `<table>_local` on every node, a Distributed table under the plain name, every statement ON CLUSTER).
  *
+ * A table grows only by `ALTER TABLE {{table}} {{on_cluster}} ADD COLUMN IF NOT EXISTS ... DEFAULT ...`
+ * (a new cost component's columns): old rows read the default, nothing is rewritten.
+ *
  * Markers in the files: `{{table}}` (the table a `-- @table <name> shard_key=<expr>` directive above the
  * statement names), `{{on_cluster}}`, `{{db}}`, `{{dedup_window}}` (the engine's insert-deduplication
  * window setting, which differs between plain and replicated MergeTree).
@@ -119,6 +122,8 @@ function renderStatement(raw: string, mode: DdlMode, opts: RenderOptions): strin
   const shardKey = directive[2] ?? 'rand()';
   if (mode === 'single') return [sql.replaceAll('{{table}}', `${db}.${table}`)];
   const local = `${table}_local`;
+  // A column added later goes to the replicated local tables and to the Distributed table over them.
+  if (/^ALTER\s+TABLE\b/i.test(sql)) return [sql.replaceAll('{{table}}', `${db}.${local}`), sql.replaceAll('{{table}}', `${db}.${table}`)];
   sql = sql
     .replaceAll('{{table}}', `${db}.${local}`)
     .replace(/ENGINE\s*=\s*(\w*MergeTree)\(([^)]*)\)/, (_m, engine: string, args: string) => {
@@ -172,7 +177,8 @@ export const LOG_TABLES = ['cost_events', 'guardrail_events', 'alert_log', 'tena
 /**
  * Roles for production: `forge_writer` may only INSERT into the log tables, `forge_auditor` may only SELECT.
  * The Forge service user gets both; no role holds ALTER, DELETE, UPDATE, TRUNCATE or DROP on the log.
- * `forge_migrator` (used by whoever applies migrations) may create tables and record migrations, nothing more.
+ * `forge_migrator` (used by whoever applies migrations) may create tables, add columns (a new cost component)
+ * and record migrations, nothing more.
  */
 export function renderRoles(mode: DdlMode, opts: RenderOptions): string[] {
   checkOptions(mode, opts);
@@ -186,7 +192,7 @@ export function renderRoles(mode: DdlMode, opts: RenderOptions): string[] {
     `CREATE ROLE IF NOT EXISTS forge_migrator ${oc}`.trim(),
     ...tables.map((t) => `GRANT${grantOc} INSERT ON ${db}.${t} TO forge_writer`),
     `GRANT${grantOc} SELECT ON ${db}.* TO forge_auditor`,
-    `GRANT${grantOc} CREATE DATABASE, CREATE TABLE ON ${db}.* TO forge_migrator`,
+    `GRANT${grantOc} CREATE DATABASE, CREATE TABLE, ALTER ADD COLUMN ON ${db}.* TO forge_migrator`,
     `GRANT${grantOc} SELECT, INSERT ON ${db}.${MIGRATIONS_TABLE} TO forge_migrator`,
   ];
 }

@@ -81,11 +81,8 @@ export function hashedCount(version: number): number {
   return n;
 }
 
-/**
- * Insert column order: the hashed columns, then the chain links (and the version, once the log has the
- * column: the version-1 layout predates it).
- */
-export const INSERT_COLUMNS: readonly string[] = [...HASHED_COLUMNS, 'prev_hash', 'hash', ...(CANONICAL_VERSION > 1 ? ['canonical_version'] : [])];
+/** Insert column order: the hashed columns, then the chain links and the canonical version. */
+export const INSERT_COLUMNS: readonly string[] = [...HASHED_COLUMNS, 'prev_hash', 'hash', 'canonical_version'];
 
 /** SELECT list that reads a row back in canonical form (times as epoch ms, UInt64 as text where unsafe). */
 export const CANONICAL_SELECT = HASHED_COLUMNS.map((c) => {
@@ -95,8 +92,8 @@ export const CANONICAL_SELECT = HASHED_COLUMNS.map((c) => {
   return c;
 }).join(', ');
 
-/** The canonical version a stored row was hashed with, as a SELECT expression. */
-export const VERSION_SELECT = CANONICAL_VERSION > 1 ? 'canonical_version' : '1';
+/** The canonical version a stored row was hashed with (1 for rows older than the column). */
+export const VERSION_SELECT = 'canonical_version';
 
 const COLUMN_INDEX = new Map(HASHED_COLUMNS.map((c, i) => [c, i]));
 function col(name: string): number {
@@ -307,10 +304,10 @@ export function eventCanonicalBytes(e: CostEvent & { seq: number }, version: num
 
 /** The values after the hashed ones in an insert row (INSERT_COLUMNS). */
 export function linkValues(prevHash: string, hash: string): unknown[] {
-  return CANONICAL_VERSION > 1 ? [prevHash, hash, CANONICAL_VERSION] : [prevHash, hash];
+  return [prevHash, hash, CANONICAL_VERSION];
 }
 
-/** The chain-link tail of an insert line: the links, and the version once the log stores it. */
+/** The tail of an insert line after the hashed values: the links and the version. */
 export function linkTail(prevHash: string, hash: string): string {
-  return CANONICAL_VERSION > 1 ? `,"${prevHash}","${hash}",${CANONICAL_VERSION}]` : `,"${prevHash}","${hash}"]`;
+  return `,"${prevHash}","${hash}",${CANONICAL_VERSION}]`;
 }

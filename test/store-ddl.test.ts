@@ -17,8 +17,8 @@ function columnsOf(stmt: string): string[] {
 describe('migrations render for a single node and for a cluster from the same files', () => {
   it('numbers the files and renders single-node DDL without cluster clauses', () => {
     const ms = loadMigrations();
-    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual(['0001_cost_events', '0002_guardrail_events', '0003_alert_log', '0004_tenants']);
-    for (const m of renderMigrations('single', opts)) {
+    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual(['0001_cost_events', '0002_guardrail_events', '0003_alert_log', '0004_tenants', '0007_canonical_version']);
+    for (const m of renderMigrations('single', opts).filter((x) => !x.statements[0]!.startsWith('ALTER'))) {
       expect(m.statements).toHaveLength(1);
       const s = m.statements[0]!;
       expect(s).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}\\s`));
@@ -29,9 +29,10 @@ describe('migrations render for a single node and for a cluster from the same fi
   });
 
   it('renders ReplicatedMergeTree local tables plus Distributed tables, all ON CLUSTER, with the same columns', () => {
-    const single = renderMigrations('single', opts);
-    const cluster = renderMigrations('cluster', opts);
-    expect(cluster.map((m) => m.checksum)).toEqual(single.map((m) => m.checksum));
+    const creates = (ms: ReturnType<typeof renderMigrations>) => ms.filter((x) => !x.statements[0]!.startsWith('ALTER'));
+    expect(renderMigrations('cluster', opts).map((m) => m.checksum)).toEqual(renderMigrations('single', opts).map((m) => m.checksum));
+    const single = creates(renderMigrations('single', opts));
+    const cluster = creates(renderMigrations('cluster', opts));
     const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)' };
     for (const [i, m] of cluster.entries()) {
       expect(m.statements).toHaveLength(2);
@@ -58,16 +59,28 @@ describe('migrations render for a single node and for a cluster from the same fi
       for (const g of to('forge_writer')) expect(g).toMatch(/^GRANT (ON CLUSTER 'forge_cluster' )?INSERT ON forge\.\w+ TO forge_writer$/);
       expect(to('forge_writer').length).toBe(mode === 'cluster' ? 8 : 4);
       expect(to('forge_auditor')).toEqual([`GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} SELECT ON forge.* TO forge_auditor`]);
-      for (const g of grants) expect(g).not.toMatch(/ALTER|DELETE|UPDATE|TRUNCATE|DROP|ALL/);
+      // The migrator may add a column (a new cost component); nothing else alters anything, nobody deletes.
+      for (const g of grants) expect(g.replace(/^(.*), ALTER ADD COLUMN (ON .* TO forge_migrator)$/, '$1 $2')).not.toMatch(/ALTER|DELETE|UPDATE|TRUNCATE|DROP|ALL/);
+      expect(to('forge_migrator').some((g) => g.includes('ALTER ADD COLUMN'))).toBe(true);
       if (mode === 'cluster') for (const r of roles) expect(r).toContain("ON CLUSTER 'forge_cluster'");
     }
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 8 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 8 + 2 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
+  });
+
+  it('renders an added column for the single table, and for the local and the Distributed tables of a cluster', () => {
+    const text = "-- @table cost_events shard_key=cityHash64(tenant_id)\nALTER TABLE {{table}} {{on_cluster}}\n    ADD COLUMN IF NOT EXISTS x_micros Int64 DEFAULT 0;\n";
+    const m = [{ version: 9, name: 'x', checksum: 'c', text }];
+    expect(renderMigrations('single', opts, m)[0]!.statements).toEqual(['ALTER TABLE forge.cost_events \n    ADD COLUMN IF NOT EXISTS x_micros Int64 DEFAULT 0']);
+    expect(renderMigrations('cluster', opts, m)[0]!.statements).toEqual([
+      "ALTER TABLE forge.cost_events_local ON CLUSTER 'forge_cluster'\n    ADD COLUMN IF NOT EXISTS x_micros Int64 DEFAULT 0",
+      "ALTER TABLE forge.cost_events ON CLUSTER 'forge_cluster'\n    ADD COLUMN IF NOT EXISTS x_micros Int64 DEFAULT 0",
+    ]);
   });
 
   it('rejects identifiers that are not plain names', () => {
@@ -84,7 +97,9 @@ describe('migrations render for a single node and for a cluster from the same fi
       const text = readFileSync(join(dir, f), 'utf8')
         .split('\n')
         .filter((l) => !/^\s*(\/\/|\*|\/\*\*|--)/.test(l))
-        .join('\n');
+        .join('\n')
+        // A migration may add columns (never change or remove a row).
+        .replace(/ALTER TABLE \{\{table\}\} \{\{on_cluster\}\}\s+ADD COLUMN IF NOT EXISTS/g, '');
       expect(text, f).not.toMatch(/\b(ALTER\s+TABLE|DELETE\s+FROM|ALTER\s+\w+\s+(UPDATE|DELETE)|TRUNCATE|DROP\s+TABLE|OPTIMIZE\s+TABLE)\b/i);
     }
   });
