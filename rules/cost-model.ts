@@ -33,6 +33,15 @@ export const COMPONENT_SPECS = [
   { key: 'compute', label: 'compute', what: 'compute hours', accrual: 'operation', since: 1, focus: { serviceName: 'Compute', unit: 'Hours' } },
   { key: 'storage', label: 'storage', what: 'data storage', accrual: 'daily', since: 1, focus: { serviceName: 'Storage', unit: 'GB-Months' } },
   { key: 'llm', label: 'LLM', what: 'LLM tokens', accrual: 'operation', since: 1, focus: { serviceName: 'LLM inference', unit: 'Tokens' } },
+  {
+    key: 'bandwidth',
+    label: 'bandwidth',
+    what: 'data transfer',
+    accrual: 'operation',
+    since: 2,
+    metered: { field: 'bandwidth_gb', unit: 'GB', price: 'usd_per_gb' },
+    focus: { serviceName: 'Data transfer', unit: 'GB' },
+  },
 ] as const satisfies readonly ComponentSpec[];
 
 /** The cost components of one operation, in the order reports list them. */

@@ -17,7 +17,7 @@ function columnsOf(stmt: string): string[] {
 describe('migrations render for a single node and for a cluster from the same files', () => {
   it('numbers the files and renders single-node DDL without cluster clauses', () => {
     const ms = loadMigrations();
-    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual(['0001_cost_events', '0002_guardrail_events', '0003_alert_log', '0004_tenants', '0007_canonical_version']);
+    expect(ms.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`)).toEqual(['0001_cost_events', '0002_guardrail_events', '0003_alert_log', '0004_tenants', '0007_canonical_version', '0008_bandwidth']);
     for (const m of renderMigrations('single', opts).filter((x) => !x.statements[0]!.startsWith('ALTER'))) {
       expect(m.statements).toHaveLength(1);
       const s = m.statements[0]!;
@@ -67,7 +67,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 8 + 2 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 8 + 4 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
