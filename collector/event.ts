@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Dec, METERED_COMPONENTS, type Component } from '../rules/index.ts';
+import { Dec, METERED_COMPONENTS, type Component, type LlmUsage } from '../rules/index.ts';
 import type { TaskStatus } from '../store/index.ts';
 
 /**
@@ -9,6 +9,9 @@ import type { TaskStatus } from '../store/index.ts';
  * is an error, so a misspelt input cannot silently price as zero.
  */
 export const TASK_FINALIZED = 'forge.task.finalized';
+
+/** The environment of a task with no compute of its own (a GenAI span's LLM call): priced at 0 per hour unless configured. */
+export const NO_COMPUTE_ENVIRONMENT = 'gen_ai';
 
 /** A validated, normalized event: what priceTaskEvent needs. Decimals are canonical strings. */
 export interface TaskEvent {
@@ -28,7 +31,7 @@ export interface TaskEvent {
   gas: GasInput;
   /** H_task, hours (decimal string). */
   taskHours: string;
-  llm: Array<{ model: string; inputTokens: number; outputTokens: number }>;
+  llm: LlmUsage[];
   /** Quantities of the metered components (COMPONENT_SPECS `metered`), decimal strings; absent = none. */
   metered: Partial<Record<Component, string>>;
 }
@@ -175,6 +178,10 @@ export const taskEventSchema = z
           model: z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(128, 'must be at most 128 characters'),
           input_tokens: tokens,
           output_tokens: tokens,
+          // Token classes of the OpenTelemetry GenAI conventions: parts of input (output) tokens, priced on their own.
+          cache_read_input_tokens: tokens.optional(),
+          cache_creation_input_tokens: tokens.optional(),
+          reasoning_output_tokens: tokens.optional(),
         }),
         { error: 'must be a list of {model, input_tokens, output_tokens}' },
       )
@@ -272,7 +279,14 @@ export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome
       rliEvalUsd: e.rli_eval_usd,
       gas,
       taskHours,
-      llm: (e.llm ?? []).map((u) => ({ model: u.model, inputTokens: u.input_tokens, outputTokens: u.output_tokens })),
+      llm: (e.llm ?? []).map((u) => ({
+        model: u.model,
+        inputTokens: u.input_tokens,
+        outputTokens: u.output_tokens,
+        ...(u.cache_read_input_tokens ? { cacheReadTokens: u.cache_read_input_tokens } : {}),
+        ...(u.cache_creation_input_tokens ? { cacheCreationTokens: u.cache_creation_input_tokens } : {}),
+        ...(u.reasoning_output_tokens ? { reasoningTokens: u.reasoning_output_tokens } : {}),
+      })),
       metered: meteredOf(e as Record<string, unknown>),
     },
   };

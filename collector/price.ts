@@ -16,7 +16,7 @@ import {
 } from '../rules/index.ts';
 import { componentFields, type CostEvent, type GasSource } from '../store/index.ts';
 import type { ChainReader, NativePriceSource } from './chain.ts';
-import type { Rejection, TaskEvent } from './event.ts';
+import { NO_COMPUTE_ENVIRONMENT, type Rejection, type TaskEvent } from './event.ts';
 import { computeHourUsd, type Pricing } from './pricing.ts';
 
 export interface PriceDeps {
@@ -90,7 +90,8 @@ function reject(field: string, reason: string): PriceOutcome {
  */
 export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<PriceOutcome> {
   const { pricing } = deps;
-  const hourUsd = computeHourUsd(pricing, ev.environment);
+  // An LLM call reported as a span runs nowhere Forge prices compute: the reserved environment charges none.
+  const hourUsd = computeHourUsd(pricing, ev.environment) ?? (ev.environment === NO_COMPUTE_ENVIRONMENT && new Dec(ev.taskHours).isZero() ? '0' : undefined);
   if (hourUsd === undefined) return reject('environment', `no compute price configured for environment "${ev.environment}"`);
 
   let gasSource: GasSource = 'none';
@@ -174,7 +175,7 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
       computeHourUsd: hourUsd,
       gbStored: pricing.storage.gbStored,
       storageGbMonthUsd: pricing.storage.gbMonthUsd,
-      llmTokens: ev.llm.map((u) => ({ ...u })),
+      llmTokens: ev.llm.map((u) => ({ model: u.model, inputTokens: u.inputTokens, outputTokens: u.outputTokens })),
       ...(Object.keys(ev.metered).length > 0 ? { metered: { ...ev.metered } } : {}),
     },
   };

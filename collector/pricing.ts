@@ -80,7 +80,17 @@ const fileSchema = z.strictObject({
   }),
   llm: z
     .strictObject({
-      models: z.record(name, z.strictObject({ input_per_mtok_usd: usd, output_per_mtok_usd: usd })),
+      models: z.record(
+        name,
+        z.strictObject({
+          input_per_mtok_usd: usd,
+          output_per_mtok_usd: usd,
+          // Token classes (OpenTelemetry GenAI): absent = priced as plain input / output.
+          cache_read_per_mtok_usd: usd.optional(),
+          cache_creation_per_mtok_usd: usd.optional(),
+          reasoning_per_mtok_usd: usd.optional(),
+        }),
+      ),
     })
     .optional(),
   native_price: z.discriminatedUnion('source', [
@@ -140,8 +150,16 @@ export function parsePricing(text: string, file = 'pricing.yaml', env: PricingEn
   if (c.native_price.source === 'chainlink' && !rpcUrl) {
     throw new PricingConfigError(`${file}: native_price: a chainlink feed needs chain.rpc_url or FORGE_RPC_URL`, 'chain.rpc_url');
   }
-  const llm: Record<string, { inputPerMTokUsd: string; outputPerMTokUsd: string }> = {};
-  for (const [m, p] of Object.entries(c.llm?.models ?? {})) llm[m] = { inputPerMTokUsd: p.input_per_mtok_usd, outputPerMTokUsd: p.output_per_mtok_usd };
+  const llm: Record<string, { inputPerMTokUsd: string; outputPerMTokUsd: string; cacheReadPerMTokUsd?: string; cacheCreationPerMTokUsd?: string; reasoningPerMTokUsd?: string }> = {};
+  for (const [m, p] of Object.entries(c.llm?.models ?? {})) {
+    llm[m] = {
+      inputPerMTokUsd: p.input_per_mtok_usd,
+      outputPerMTokUsd: p.output_per_mtok_usd,
+      ...(p.cache_read_per_mtok_usd !== undefined ? { cacheReadPerMTokUsd: p.cache_read_per_mtok_usd } : {}),
+      ...(p.cache_creation_per_mtok_usd !== undefined ? { cacheCreationPerMTokUsd: p.cache_creation_per_mtok_usd } : {}),
+      ...(p.reasoning_per_mtok_usd !== undefined ? { reasoningPerMTokUsd: p.reasoning_per_mtok_usd } : {}),
+    };
+  }
   const np = c.native_price;
   const metered: Partial<Record<Component, string>> = {};
   for (const m of METERED_COMPONENTS) {

@@ -102,14 +102,36 @@ export interface OperationInputs {
   meteredPrices?: Partial<Record<Component, DecimalLike>>;
 }
 
+/**
+ * Token usage of one model. The classes follow the OpenTelemetry GenAI conventions: cache reads and cache
+ * writes are part of `inputTokens`, reasoning tokens part of `outputTokens`; each class is priced on its
+ * own and the rest of input (output) at the plain price, so no token is counted twice.
+ */
 export interface LlmUsage {
   model: string;
   inputTokens: number;
   outputTokens: number;
+  /** Of inputTokens, read from the provider's prompt cache. */
+  cacheReadTokens?: number;
+  /** Of inputTokens, written to the prompt cache. */
+  cacheCreationTokens?: number;
+  /** Of outputTokens, reasoning. */
+  reasoningTokens?: number;
 }
 
-/** USD per one million tokens, by model. */
-export type LlmPriceTable = Readonly<Record<string, { inputPerMTokUsd: DecimalLike; outputPerMTokUsd: DecimalLike }>>;
+/** USD per one million tokens, by model; a class without its own price is priced as plain input (output). */
+export type LlmPriceTable = Readonly<
+  Record<
+    string,
+    {
+      inputPerMTokUsd: DecimalLike;
+      outputPerMTokUsd: DecimalLike;
+      cacheReadPerMTokUsd?: DecimalLike;
+      cacheCreationPerMTokUsd?: DecimalLike;
+      reasoningPerMTokUsd?: DecimalLike;
+    }
+  >
+>;
 
 export interface OperationCost extends ComponentMicros {
   /** Cost_storage_day: the whole day's storage burn, USD micros (not part of total). */
@@ -185,12 +207,23 @@ export function llmCost(usage: readonly LlmUsage[], prices: LlmPriceTable): Micr
   for (const [i, u] of usage.entries()) {
     const p = prices[u.model];
     if (!p) throw new CostModelError(`llm[${i}].model`, `no price configured for model "${u.model}"`);
-    for (const [field, n] of [['inputTokens', u.inputTokens], ['outputTokens', u.outputTokens]] as const) {
+    const cacheRead = u.cacheReadTokens ?? 0;
+    const cacheCreation = u.cacheCreationTokens ?? 0;
+    const reasoning = u.reasoningTokens ?? 0;
+    const counts = [['inputTokens', u.inputTokens], ['outputTokens', u.outputTokens], ['cacheReadTokens', cacheRead], ['cacheCreationTokens', cacheCreation], ['reasoningTokens', reasoning]] as const;
+    for (const [field, n] of counts) {
       if (!Number.isSafeInteger(n) || n < 0) throw new CostModelError(`llm[${i}].${field}`, 'must be a whole number >= 0');
     }
+    if (cacheRead + cacheCreation > u.inputTokens) throw new CostModelError(`llm[${i}].cacheReadTokens`, 'cache tokens are part of inputTokens and cannot exceed them');
+    if (reasoning > u.outputTokens) throw new CostModelError(`llm[${i}].reasoningTokens`, 'reasoning tokens are part of outputTokens and cannot exceed them');
+    const input = nonNegative(p.inputPerMTokUsd, 'inputPerMTokUsd');
+    const output = nonNegative(p.outputPerMTokUsd, 'outputPerMTokUsd');
     usd = usd
-      .plus(new Dec(u.inputTokens).times(nonNegative(p.inputPerMTokUsd, 'inputPerMTokUsd')))
-      .plus(new Dec(u.outputTokens).times(nonNegative(p.outputPerMTokUsd, 'outputPerMTokUsd')));
+      .plus(new Dec(u.inputTokens - cacheRead - cacheCreation).times(input))
+      .plus(new Dec(cacheRead).times(p.cacheReadPerMTokUsd === undefined ? input : nonNegative(p.cacheReadPerMTokUsd, 'cacheReadPerMTokUsd')))
+      .plus(new Dec(cacheCreation).times(p.cacheCreationPerMTokUsd === undefined ? input : nonNegative(p.cacheCreationPerMTokUsd, 'cacheCreationPerMTokUsd')))
+      .plus(new Dec(u.outputTokens - reasoning).times(output))
+      .plus(new Dec(reasoning).times(p.reasoningPerMTokUsd === undefined ? output : nonNegative(p.reasoningPerMTokUsd, 'reasoningPerMTokUsd')));
   }
   return decimalUsdToMicros(usd.dividedBy(1_000_000));
 }
