@@ -13,7 +13,8 @@ import { Dec, decimalUsdToMicros, toDecimal, type Micros } from './money.ts';
  *   rows written since hash it (store/rows.ts), while older rows keep verifying under their version.
  * - `metered`: a component priced as quantity x unit price: the task event's `field` carries the
  *   quantity (a decimal in `unit`), `config/pricing.yaml` the price under `<key>.<price>`.
- * - `focus`: the FOCUS unit of the quantity a component's row reports (ConsumedUnit / PricingUnit).
+ * - `focus`: how the FOCUS export reports the component: ServiceName, ServiceCategory (FOCUS's allowed
+ *   values), and the unit of its quantity (ConsumedUnit / PricingUnit).
  */
 export interface ComponentSpec {
   readonly key: string;
@@ -24,15 +25,15 @@ export interface ComponentSpec {
   readonly accrual: 'operation' | 'daily';
   readonly since: number;
   readonly metered?: { readonly field: string; readonly unit: string; readonly price: string };
-  readonly focus: { readonly serviceName: string; readonly unit: string };
+  readonly focus: { readonly serviceName: string; readonly category: string; readonly unit: string };
 }
 
 export const COMPONENT_SPECS = [
-  { key: 'rli', label: 'RLI', what: 'RLI evaluation fees', accrual: 'operation', since: 1, focus: { serviceName: 'RLI evaluation', unit: 'Evaluations' } },
-  { key: 'gas', label: 'gas', what: 'on-chain gas', accrual: 'operation', since: 1, focus: { serviceName: 'On-chain gas', unit: 'Gas' } },
-  { key: 'compute', label: 'compute', what: 'compute hours', accrual: 'operation', since: 1, focus: { serviceName: 'Compute', unit: 'Hours' } },
-  { key: 'storage', label: 'storage', what: 'data storage', accrual: 'daily', since: 1, focus: { serviceName: 'Storage', unit: 'GB-Months' } },
-  { key: 'llm', label: 'LLM', what: 'LLM tokens', accrual: 'operation', since: 1, focus: { serviceName: 'LLM inference', unit: 'Tokens' } },
+  { key: 'rli', label: 'RLI', what: 'RLI evaluation fees', accrual: 'operation', since: 1, focus: { serviceName: 'RLI evaluation', category: 'AI and Machine Learning', unit: 'Evaluations' } },
+  { key: 'gas', label: 'gas', what: 'on-chain gas', accrual: 'operation', since: 1, focus: { serviceName: 'On-chain gas', category: 'Other', unit: 'Gas' } },
+  { key: 'compute', label: 'compute', what: 'compute hours', accrual: 'operation', since: 1, focus: { serviceName: 'Compute', category: 'Compute', unit: 'Hours' } },
+  { key: 'storage', label: 'storage', what: 'data storage', accrual: 'daily', since: 1, focus: { serviceName: 'Storage', category: 'Storage', unit: 'GB-Months' } },
+  { key: 'llm', label: 'LLM', what: 'LLM tokens', accrual: 'operation', since: 1, focus: { serviceName: 'LLM inference', category: 'AI and Machine Learning', unit: 'Tokens' } },
   {
     key: 'bandwidth',
     label: 'bandwidth',
@@ -40,7 +41,7 @@ export const COMPONENT_SPECS = [
     accrual: 'operation',
     since: 2,
     metered: { field: 'bandwidth_gb', unit: 'GB', price: 'usd_per_gb' },
-    focus: { serviceName: 'Data transfer', unit: 'GB' },
+    focus: { serviceName: 'Data transfer', category: 'Networking', unit: 'GB' },
   },
 ] as const satisfies readonly ComponentSpec[];
 

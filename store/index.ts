@@ -42,3 +42,4 @@ export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migr
 export type { DdlMode, RenderOptions, RenderedMigration } from './migrations.ts';
 export { CANONICAL_VERSION, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, canonicalBytes, chainHash, componentColumn, eventCanonicalBytes, hashedCount, quantityColumn } from './rows.ts';
 export { TenantTable, type TenantRecord } from './tenants.ts';
+export { FOCUS_COLUMNS, focusCsv, focusRows, type FocusRow } from './focus.ts';
