@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { GUARD_STATES, parseScope, stateRank, type GuardState, type StateChange } from '../rules/index.ts';
+import { COMPONENTS, GUARD_STATES, parseScope, type Component, stateRank, type GuardState, type StateChange } from '../rules/index.ts';
 import { systemClock, systemTimers, type Clock, type Timers } from './clock.ts';
 import type { AlertsConfig, RouteKey } from './config.ts';
 import { DestinationSender, type DeliveryOutcome, type OutboundMessage } from './delivery.ts';
@@ -66,7 +66,7 @@ const hitSchema = z.object({
   unit: z.enum(['usd_micros', 'ratio', 'count']),
   value: z.number().finite(),
   threshold: z.number().finite(),
-  topComponent: z.enum(['rli', 'gas', 'compute', 'storage', 'llm']),
+  topComponent: z.enum(COMPONENTS as [Component, ...Component[]]),
 });
 const stateChangeSchema = z.object({
   scope: z.string().refine((s) => parseScope(s) !== undefined, 'not a scope key (global, tenant:<id>, run:<tenant>/<run>)'),

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { dayLabel, dayOf, microsToUsd, stateRank, parseScope, type ConditionHit, type ConditionId, type GuardState, type StateChange } from '../rules/index.ts';
+import { byComponent, componentSpec, dayLabel, dayOf, microsToUsd, stateRank, parseScope, type ConditionHit, type ConditionId, type GuardState, type StateChange } from '../rules/index.ts';
 import type { AlertsConfig } from './config.ts';
 import type { AlertView, ComponentFailureAlert, EventAction, HungTaskAlert, PagerDutySeverity } from './types.ts';
 
@@ -17,13 +17,7 @@ const CONDITION_LABELS: Record<ConditionId, string> = {
   hard_three_days: 'hard stops on 3 consecutive UTC days',
 };
 
-const COMPONENT_LABELS: Record<ConditionHit['topComponent'], string> = {
-  rli: 'RLI',
-  gas: 'gas',
-  compute: 'compute',
-  storage: 'storage',
-  llm: 'LLM',
-};
+const COMPONENT_LABELS: Record<ConditionHit['topComponent'], string> = byComponent((k) => componentSpec(k).label);
 
 const STATE_SEVERITY: Record<GuardState, PagerDutySeverity> = {
   NORMAL: 'info',

@@ -64,7 +64,7 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
   // Routes from the parts (collector ingest, its /metrics) do not know the API's roles: set them here.
   const metricsPolicy: { roles?: readonly Role[]; public?: boolean; allTenants?: boolean } = p.metricsPublic === true ? { public: true } : { roles: ['oncall', 'finance', 'auditor'], allTenants: true };
   const policy: Array<[RegExp, { roles?: readonly Role[]; public?: boolean; allTenants?: boolean }]> = [
-    [/^\/v1\/(events|logs)$/, { roles: ['runner'] }],
+    [/^\/v1\/(events|logs|traces)$/, { roles: ['runner'] }],
     [/^\/metrics$/, metricsPolicy],
   ];
   // Every route's method and path (405 for a known path under another method), and its roles in the

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { INSERT_COLUMNS, type LogScope, type Store, type Totals } from '../store/index.ts';
+import { byComponent, COMPONENT_SPECS, COMPONENTS } from '../rules/index.ts';
+import { CANONICAL_VERSION, componentColumn, INSERT_COLUMNS, quantityColumn, type LogScope, type Store, type Totals } from '../store/index.ts';
 import { median, childMain, runChild, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
 
 /**
@@ -75,12 +76,16 @@ const WEEKS = 5;
 const MERGE_WAIT_MS: Record<BenchSize, number> = { full: 45_000, tiny: 3_000 };
 
 const COLUMNS = INSERT_COLUMNS;
+/** Components added after the first canonical version: a small non-zero amount each (and a quantity when metered). */
+const LATER_SQL = COMPONENT_SPECS.filter((c) => c.since > 1)
+  .map((c, i) => `  intDiv(h, ${19 + i}) % 90000 + 1 AS ${componentColumn(c.key)},\n${'metered' in c ? `  '1' AS ${quantityColumn(c.key)},\n` : ''}`)
+  .join('');
 
 /**
  * Event n (0 <= n < N): tenant n % 4, in time order over the 30 days before NOW, runs of `runEvents`
  * consecutive events of a tenant. Priced like the collector would: RLI $0.10-0.15, gas = gas_used x 30 gwei x
  * $2500/ETH = gas_used x 75 micros, compute = task_hours x $1.60, storage $300 GB x $0.23 / 30 / 200 tasks,
- * LLM gpt-4o ($2.50 / $10 per Mtok). Every component non-zero; total = their sum.
+ * LLM gpt-4o ($2.50 / $10 per Mtok), later components (bandwidth) a small amount. Every component non-zero; total = their sum.
  */
 function populateSql(db: string, where: string): string {
   return `INSERT INTO ${db}.cost_events (${COLUMNS.join(', ')})
@@ -101,7 +106,7 @@ SELECT
   k * 16000 AS compute_micros,
   11500 AS storage_micros,
   intDiv(in_tok * 5, 2) + out_tok * 10 AS llm_micros,
-  rli_micros + gas_micros + compute_micros + storage_micros + llm_micros AS total_micros,
+  ${COMPONENTS.map(componentColumn).join(' + ')} AS total_micros,
   gas_used,
   '30' AS gas_price_gwei,
   '2500' AS native_usd,
@@ -115,8 +120,9 @@ SELECT
   ['gpt-4o'] AS llm_models,
   [in_tok] AS llm_input_tokens,
   [out_tok] AS llm_output_tokens,
-  if(n < ${TENANTS}, repeat('0', 64), link(n - ${TENANTS})) AS prev_hash,
-  link(n) AS hash
+${LATER_SQL}  if(n < ${TENANTS}, repeat('0', 64), link(n - ${TENANTS})) AS prev_hash,
+  link(n) AS hash,
+  ${CANONICAL_VERSION} AS canonical_version
 FROM
 (
   SELECT
@@ -145,8 +151,7 @@ export async function populateLog(client: ClickHouseClient, db: string, o: { n: 
 }
 
 /** The store's aggregate (store/queries.ts), for the plain-scan baseline. */
-const AGG = `sum(rli_micros) AS rli, sum(gas_micros) AS gas, sum(compute_micros) AS compute,
-  sum(storage_micros) AS storage, sum(llm_micros) AS llm, sum(total_micros) AS total, count() AS tasks,
+const AGG = `${COMPONENTS.map((k) => `sum(${componentColumn(k)}) AS ${k}`).join(', ')}, sum(total_micros) AS total, count() AS tasks,
   countIf(status = 'success') AS succeeded, countIf(status != 'success') AS failed, countIf(status = 'retried') AS retried`;
 
 async function rows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T[]> {
@@ -191,7 +196,7 @@ function resetPeakRss(): boolean {
 
 function flat(t: Totals): number[] {
   const c = t.components;
-  return [c.rli, c.gas, c.compute, c.storage, c.llm, t.totalMicros, t.tasks, t.succeeded, t.failed, t.retried];
+  return [...COMPONENTS.map((k) => c[k]), t.totalMicros, t.tasks, t.succeeded, t.failed, t.retried];
 }
 
 function sameTotals(a: Totals, b: Totals): boolean {
@@ -248,14 +253,14 @@ async function child(size: BenchSize): Promise<ChildResult> {
       const where = scope.runId === undefined ? 'tenant_id = {tenant:String}' : 'tenant_id = {tenant:String} AND run_id = {run:String}';
       const [d] = await rows<Record<string, number | string>>(
         client,
-        `SELECT sum(t) AS total, sum(r) AS rli, sum(g) AS gas, sum(c) AS compute, sum(s) AS storage, sum(l) AS llm, count() AS tasks FROM (
-  SELECT event_id, any(total_micros) AS t, any(rli_micros) AS r, any(gas_micros) AS g, any(compute_micros) AS c, any(storage_micros) AS s, any(llm_micros) AS l
+        `SELECT sum(t) AS total, ${COMPONENTS.map((k) => `sum(c_${k}) AS ${k}`).join(', ')}, count() AS tasks FROM (
+  SELECT event_id, any(total_micros) AS t, ${COMPONENTS.map((k) => `any(${componentColumn(k)}) AS c_${k}`).join(', ')}
   FROM ${db}.cost_events WHERE ${where} AND event_time < fromUnixTimestamp64Milli({to:Int64}, 'UTC') GROUP BY event_id)`,
         { tenant: scope.tenantId, ...(scope.runId === undefined ? {} : { run: scope.runId }), to: NOW + 1 },
       );
       const direct = {
         totalMicros: Number(d?.total),
-        components: { rli: Number(d?.rli), gas: Number(d?.gas), compute: Number(d?.compute), storage: Number(d?.storage), llm: Number(d?.llm) },
+        components: byComponent((k) => Number(d?.[k])),
         tasks: Number(d?.tasks),
       };
       const mine = { totalMicros: got.totalMicros, components: got.components, tasks: got.tasks };

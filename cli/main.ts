@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { computeCost, CostModelError, gasCost, microsToUsd, MoneyError, operationCost, parseBandsConfig, rliCost, storageDayCost, storageOpCost } from '../rules/index.ts';
+import { COMPONENTS, computeCost, CostModelError, gasCost, microsToUsd, MoneyError, operationCost, parseBandsConfig, rliCost, storageDayCost, storageOpCost } from '../rules/index.ts';
 
 import { CliInputError, extraCommands, type Out } from './registry.ts';
 
@@ -84,14 +84,8 @@ function buildProgram(out: Out, setCode: (c: number) => void): Command {
         }
       }
       const c = operationCost(inputs);
-      const rows: Array<[string, number]> = [
-        ['rli', c.rli],
-        ['gas', c.gas],
-        ['compute', c.compute],
-        ['storage', c.storage],
-        ['storage_day', c.storageDay],
-        ['total', c.total],
-      ];
+      // Every component but LLM tokens (no token flags here), then the day's storage and the total.
+      const rows: Array<[string, number]> = [...COMPONENTS.filter((k) => k !== 'llm').map((k): [string, number] => [k, c[k]]), ['storage_day', c.storageDay], ['total', c.total]];
       if (o.json) out.log(JSON.stringify(Object.fromEntries(rows.map(([k, v]) => [`${k}_usd`, microsToUsd(v)]))));
       else for (const [k, v] of rows) out.log(`${k.padEnd(12)} ${microsToUsd(v)}`);
     });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Dec } from '../rules/index.ts';
+import { Dec, METERED_COMPONENTS, type Component, type LlmUsage } from '../rules/index.ts';
 import type { TaskStatus } from '../store/index.ts';
 
 /**
@@ -9,6 +9,9 @@ import type { TaskStatus } from '../store/index.ts';
  * is an error, so a misspelt input cannot silently price as zero.
  */
 export const TASK_FINALIZED = 'forge.task.finalized';
+
+/** The environment of a task with no compute of its own (a GenAI span's LLM call): priced at 0 per hour unless configured. */
+export const NO_COMPUTE_ENVIRONMENT = 'gen_ai';
 
 /** A validated, normalized event: what priceTaskEvent needs. Decimals are canonical strings. */
 export interface TaskEvent {
@@ -28,7 +31,9 @@ export interface TaskEvent {
   gas: GasInput;
   /** H_task, hours (decimal string). */
   taskHours: string;
-  llm: Array<{ model: string; inputTokens: number; outputTokens: number }>;
+  llm: LlmUsage[];
+  /** Quantities of the metered components (COMPONENT_SPECS `metered`), decimal strings; absent = none. */
+  metered: Partial<Record<Component, string>>;
 }
 
 export type GasInput =
@@ -60,6 +65,7 @@ const MAX_GAS_USED = new Dec('18446744073709551615'); // UInt64, the column type
 const MAX_GWEI = new Dec('1e9');
 const MAX_TOKENS = 1e12;
 const MIN_TIME = Date.UTC(2000, 0, 1);
+const MAX_METERED = new Dec('1e9');
 
 /** A non-negative decimal given as a JSON number or a decimal string, returned as a canonical string. */
 function decimal(what: string, max: InstanceType<typeof Dec>, opts: { integer?: boolean } = {}) {
@@ -146,8 +152,12 @@ const gasSchema = z
     if ((g.from === undefined) !== (g.nonce === undefined)) ctx.addIssue({ code: 'custom', path: [g.from === undefined ? 'from' : 'nonce'], message: 'from and nonce go together' });
   });
 
+/** One optional decimal field per metered component (e.g. `bandwidth_gb`). */
+const meteredShape = Object.fromEntries(METERED_COMPONENTS.map((m) => [m.metered.field, decimal(m.metered.field, MAX_METERED).optional()]));
+
 export const taskEventSchema = z
   .strictObject({
+    ...meteredShape,
     event_id: id(128, /^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits or ._:-'),
     tenant_id: id(64, /^[A-Za-z0-9._-]{1,64}$/, 'letters, digits or ._-'),
     run_id: id(128, /^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits or ._:-'),
@@ -168,6 +178,10 @@ export const taskEventSchema = z
           model: z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(128, 'must be at most 128 characters'),
           input_tokens: tokens,
           output_tokens: tokens,
+          // Token classes of the OpenTelemetry GenAI conventions: parts of input (output) tokens, priced on their own.
+          cache_read_input_tokens: tokens.optional(),
+          cache_creation_input_tokens: tokens.optional(),
+          reasoning_output_tokens: tokens.optional(),
         }),
         { error: 'must be a list of {model, input_tokens, output_tokens}' },
       )
@@ -190,6 +204,15 @@ export const taskEventSchema = z
       ctx.addIssue({ code: 'custom', path: ['ended_at'], message: 'task is implausibly long (more than a year)' });
     }
   });
+
+function meteredOf(e: Record<string, unknown>): Partial<Record<Component, string>> {
+  const out: Partial<Record<Component, string>> = {};
+  for (const m of METERED_COMPONENTS) {
+    const q = e[m.metered.field];
+    if (typeof q === 'string' && !new Dec(q).isZero()) out[m.key] = q;
+  }
+  return out;
+}
 
 /** Joins a zod path as the event's field path: gas.tx_hash, llm[0].model. */
 export function fieldPath(path: ReadonlyArray<PropertyKey>): string {
@@ -256,7 +279,15 @@ export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome
       rliEvalUsd: e.rli_eval_usd,
       gas,
       taskHours,
-      llm: (e.llm ?? []).map((u) => ({ model: u.model, inputTokens: u.input_tokens, outputTokens: u.output_tokens })),
+      llm: (e.llm ?? []).map((u) => ({
+        model: u.model,
+        inputTokens: u.input_tokens,
+        outputTokens: u.output_tokens,
+        ...(u.cache_read_input_tokens ? { cacheReadTokens: u.cache_read_input_tokens } : {}),
+        ...(u.cache_creation_input_tokens ? { cacheCreationTokens: u.cache_creation_input_tokens } : {}),
+        ...(u.reasoning_output_tokens ? { reasoningTokens: u.reasoning_output_tokens } : {}),
+      })),
+      metered: meteredOf(e as Record<string, unknown>),
     },
   };
 }

@@ -3,6 +3,8 @@ import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporte
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import {
+  byComponent,
+  componentSpec,
   COMPONENTS,
   parseScope,
   stateRank,
@@ -14,7 +16,7 @@ import {
   type ScopeKey,
   type StateChange,
 } from '../rules/index.ts';
-import type { CostEvent } from '../store/index.ts';
+import { eventComponents, type CostEvent } from '../store/index.ts';
 
 /**
  * Forge's canonical metrics on the OpenTelemetry SDK, exposed in Prometheus text format.
@@ -72,6 +74,7 @@ export class ForgeMetrics {
   private readonly scopes: LabelCap;
   private readonly tenants: LabelCap;
 
+  // One instrument per component of COMPONENT_SPECS, named forge.cost.<component>.op_usd / .day_usd.
   private readonly opUsd: Record<Component | 'total', Histogram>;
   private readonly dayUsd: Record<Component | 'total', Gauge>;
   private readonly weekUsd: Gauge;
@@ -109,16 +112,14 @@ export class ForgeMetrics {
       m.createHistogram(name, { description, advice: { explicitBucketBoundaries: buckets } });
     const count = (name: string, description: string) => m.createUpDownCounter(name, { description });
 
-    this.opUsd = {
-      rli: hist('forge.cost.rli.op_usd', 'Cost_rli_op: evaluation fee of one finalized task, USD'),
-      gas: hist('forge.cost.gas.op_usd', 'Cost_gas_op: on-chain gas of one finalized task, USD'),
-      compute: hist('forge.cost.compute.op_usd', 'Cost_compute_op: compute of one finalized task, USD'),
-      storage: hist('forge.cost.storage.op_usd', 'Cost_storage_op: storage allocated to one finalized task, USD'),
-      llm: hist('forge.cost.llm.op_usd', 'LLM token cost of one finalized task, USD'),
-      total: hist('forge.cost.total.op_usd', 'Cost_total_op: total cost of one finalized task, USD'),
+    const opHist = (c: Component) => {
+      const spec = componentSpec(c);
+      const what = spec.accrual === 'daily' ? `${spec.what} allocated to one finalized task` : `${spec.what} of one finalized task`;
+      return hist(`forge.cost.${c}.op_usd`, `Cost_${c}_op: ${what}, USD`);
     };
+    this.opUsd = { ...byComponent(opHist), total: hist('forge.cost.total.op_usd', 'Cost_total_op: total cost of one finalized task, USD') };
     const dayGauge = (c: Component | 'total') => m.createGauge(`forge.cost.${c}.day_usd`, { description: `${c === 'total' ? 'Cost_total_day' : `${c} cost`} of the scope for the current UTC day, USD` });
-    this.dayUsd = { rli: dayGauge('rli'), gas: dayGauge('gas'), compute: dayGauge('compute'), storage: dayGauge('storage'), llm: dayGauge('llm'), total: dayGauge('total') };
+    this.dayUsd = { ...byComponent(dayGauge), total: dayGauge('total') };
     this.weekUsd = m.createGauge('forge.cost.total.week_usd', { description: 'Cost_total_week: the scope\'s rolling 7 UTC days (today included), USD' });
     this.runUsd = m.createGauge('forge.cost.total.run_usd', { description: 'Cost_total_run: the scope\'s cumulative spend, USD' });
     this.finalized = count('forge.tasks.finalized.count', 'Finalized tasks accepted (monotonic)');
@@ -169,7 +170,8 @@ export class ForgeMetrics {
   /** One accepted (durably stored) finalized task: per-operation histograms and task counters. */
   recordEvent(ev: CostEvent): void {
     const a = { tenant: this.tenants.of(ev.tenantId) };
-    for (const c of COMPONENTS) this.opUsd[c].record(microsToUsdNumber(ev[`${c}Micros`]), a);
+    const amounts = eventComponents(ev);
+    for (const c of COMPONENTS) this.opUsd[c].record(microsToUsdNumber(amounts[c]), a);
     this.opUsd.total.record(microsToUsdNumber(ev.totalMicros), a);
     this.finalized.add(1, a);
     // Adding 0 creates the series, so failure-rate queries see a 0 rather than nothing.

@@ -37,11 +37,11 @@ export class OtlpDecodeError extends Error {
 }
 
 const MAX_DEPTH = 16;
-const WIRE_VARINT = 0;
-const WIRE_I64 = 1;
-const WIRE_LEN = 2;
+export const WIRE_VARINT = 0;
+export const WIRE_I64 = 1;
+export const WIRE_LEN = 2;
 
-class Walker {
+export class Walker {
   readonly r: ProtobufReader;
   constructor(
     readonly buf: Uint8Array,
@@ -169,7 +169,7 @@ function decodeAnyValue(w: Walker, depth: number): AnyJs {
   return out;
 }
 
-function decodeKeyValue(w: Walker, depth: number): [string, AnyJs] {
+export function decodeKeyValue(w: Walker, depth: number): [string, AnyJs] {
   let key = '';
   let value: AnyJs = null;
   w.fields((f, wire) => {
@@ -188,7 +188,7 @@ function decodeKeyValue(w: Walker, depth: number): [string, AnyJs] {
   return [key, value];
 }
 
-function setSafe(obj: Record<string, AnyJs>, k: string, v: AnyJs): void {
+export function setSafe(obj: Record<string, AnyJs>, k: string, v: AnyJs): void {
   // Object.defineProperty keeps a key named "__proto__" an ordinary property.
   Object.defineProperty(obj, k, { value: v, enumerable: true, writable: true, configurable: true });
 }
@@ -254,7 +254,7 @@ export function decodeLogsProtobuf(buf: Uint8Array): OtlpLogRecord[] {
 
 // ---- OTLP JSON (protobuf JSON mapping: camelCase keys, int64 as number or string, bytes as base64) ----
 
-function isObj(v: unknown): v is Record<string, unknown> {
+export function isObj(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
@@ -304,7 +304,7 @@ function jsonAnyValue(v: unknown, where: string, depth: number): AnyJs {
   return null;
 }
 
-function jsonKeyValues(values: unknown[], where: string, depth: number): Record<string, AnyJs> {
+export function jsonKeyValues(values: unknown[], where: string, depth: number): Record<string, AnyJs> {
   const out: Record<string, AnyJs> = {};
   values.forEach((kv, i) => {
     if (!isObj(kv) || typeof kv.key !== 'string') throw new OtlpDecodeError(`${where}[${i}].key`, 'must be a string');
@@ -313,7 +313,7 @@ function jsonKeyValues(values: unknown[], where: string, depth: number): Record<
   return out;
 }
 
-function list(v: unknown, where: string): unknown[] {
+export function list(v: unknown, where: string): unknown[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw new OtlpDecodeError(where, 'must be a list');
   return v;

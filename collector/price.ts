@@ -4,15 +4,19 @@ import {
   Dec,
   gasCost,
   llmCost,
+  meteredCost,
+  METERED_COMPONENTS,
   MoneyError,
   rliCost,
   storageOpCost,
+  sumComponents,
   topComponent,
+  zeroComponents,
   type Component,
 } from '../rules/index.ts';
-import type { CostEvent, GasSource } from '../store/index.ts';
+import { componentFields, type CostEvent, type GasSource } from '../store/index.ts';
 import type { ChainReader, NativePriceSource } from './chain.ts';
-import type { Rejection, TaskEvent } from './event.ts';
+import { NO_COMPUTE_ENVIRONMENT, type Rejection, type TaskEvent } from './event.ts';
 import { computeHourUsd, type Pricing } from './pricing.ts';
 
 export interface PriceDeps {
@@ -29,7 +33,10 @@ export interface PriceDeps {
 export type PriceOutcome = { ok: true; event: CostEvent } | ({ ok: false } & Rejection);
 
 /** The event field a component's amount comes from, for naming it when an amount is refused. */
-const COMPONENT_FIELD: Record<Component, string> = { rli: 'rli_eval_usd', gas: 'gas', compute: 'task_hours', storage: 'environment', llm: 'llm' };
+const INPUT_FIELD: Partial<Record<Component, string>> = { rli: 'rli_eval_usd', gas: 'gas', compute: 'task_hours', storage: 'environment', llm: 'llm' };
+function componentField(c: Component): string {
+  return INPUT_FIELD[c] ?? METERED_COMPONENTS.find((m) => m.key === c)?.metered.field ?? c;
+}
 const COST_FIELD: Record<string, string> = {
   rliEvalUsd: 'rli_eval_usd',
   gasUsed: 'gas.gas_used',
@@ -83,7 +90,8 @@ function reject(field: string, reason: string): PriceOutcome {
  */
 export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<PriceOutcome> {
   const { pricing } = deps;
-  const hourUsd = computeHourUsd(pricing, ev.environment);
+  // An LLM call reported as a span runs nowhere Forge prices compute: the reserved environment charges none.
+  const hourUsd = computeHourUsd(pricing, ev.environment) ?? (ev.environment === NO_COMPUTE_ENVIRONMENT && new Dec(ev.taskHours).isZero() ? '0' : undefined);
   if (hourUsd === undefined) return reject('environment', `no compute price configured for environment "${ev.environment}"`);
 
   let gasSource: GasSource = 'none';
@@ -119,23 +127,28 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
   const nativeUsd = needsNative ? await deps.nativePrice.usd() : '0';
   const expected = deps.expectedTasksDay ?? pricing.storage.expectedTasksDay;
 
-  let c: Record<Component, number>;
+  const c = zeroComponents();
   try {
-    c = {
-      rli: component('rli_eval_usd', () => rliCost(ev.rliEvalUsd)),
-      gas: component(ev.gas.kind === 'reported' ? 'gas.gas_used' : 'gas.tx_hash', () => gasCost(gasUsed, gasPriceGwei, nativeUsd)),
-      compute: component('task_hours', () => computeCost(ev.taskHours, hourUsd)),
-      storage: component('environment', () => storageOp(pricing.storage.gbStored, pricing.storage.gbMonthUsd, expected)),
-      llm: component('llm', () => (ev.llm.length > 0 ? llmCost(ev.llm, pricing.llm) : 0)),
-    };
+    c.rli = component('rli_eval_usd', () => rliCost(ev.rliEvalUsd));
+    c.gas = component(ev.gas.kind === 'reported' ? 'gas.gas_used' : 'gas.tx_hash', () => gasCost(gasUsed, gasPriceGwei, nativeUsd));
+    c.compute = component('task_hours', () => computeCost(ev.taskHours, hourUsd));
+    c.storage = component('environment', () => storageOp(pricing.storage.gbStored, pricing.storage.gbMonthUsd, expected));
+    c.llm = component('llm', () => (ev.llm.length > 0 ? llmCost(ev.llm, pricing.llm) : 0));
+    for (const m of METERED_COMPONENTS) {
+      const q = ev.metered[m.key];
+      if (q === undefined) continue;
+      const unitUsd = pricing.metered?.[m.key];
+      if (unitUsd === undefined) return reject(m.metered.field, `no price configured for ${m.key} (${m.key}.${m.metered.price} in the pricing file)`);
+      c[m.key] = component(m.metered.field, () => meteredCost(m.key, q, unitUsd));
+    }
   } catch (e) {
     if (e instanceof FieldError) return reject(e.field, e.message);
     throw e;
   }
-  const total = c.rli + c.gas + c.compute + c.storage + c.llm;
+  const total = sumComponents(c);
   if (!Number.isSafeInteger(total) || total > pricing.limits.maxOpMicros) {
     const top = topComponent(c);
-    return reject(COMPONENT_FIELD[top], `operation cost ${new Dec(total).dividedBy(1e6).toFixed()} USD (mostly ${top}) is above the limit of ${pricing.limits.maxOpUsd} USD`);
+    return reject(componentField(top), `operation cost ${new Dec(total).dividedBy(1e6).toFixed()} USD (mostly ${top}) is above the limit of ${pricing.limits.maxOpUsd} USD`);
   }
   return {
     ok: true,
@@ -150,11 +163,7 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
       status: ev.status,
       eventTime: ev.finalizedAt,
       ingestTime: deps.now,
-      rliMicros: c.rli,
-      gasMicros: c.gas,
-      computeMicros: c.compute,
-      storageMicros: c.storage,
-      llmMicros: c.llm,
+      ...componentFields(c),
       totalMicros: total,
       gasUsed,
       gasPriceGwei,
@@ -166,7 +175,8 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
       computeHourUsd: hourUsd,
       gbStored: pricing.storage.gbStored,
       storageGbMonthUsd: pricing.storage.gbMonthUsd,
-      llmTokens: ev.llm.map((u) => ({ ...u })),
+      llmTokens: ev.llm.map((u) => ({ model: u.model, inputTokens: u.inputTokens, outputTokens: u.outputTokens })),
+      ...(Object.keys(ev.metered).length > 0 ? { metered: { ...ev.metered } } : {}),
     },
   };
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { usdToMicros, yamlLineOf, type LlmPriceTable } from '../rules/index.ts';
+import { METERED_COMPONENTS, usdToMicros, yamlLineOf, type Component, type LlmPriceTable } from '../rules/index.ts';
 import { PricingConfigError } from './errors.ts';
 
 /**
@@ -25,6 +25,11 @@ export interface Pricing {
   };
   /** LLM token prices, USD per million tokens, by model. */
   llm: LlmPriceTable;
+  /**
+   * USD per unit of each metered component (COMPONENT_SPECS `metered`: `<key>.<price>` in the file, e.g.
+   * bandwidth.usd_per_gb); a component left out prices a task reporting it as an error.
+   */
+  metered?: Partial<Record<Component, string>>;
   /** Where P_native_usd (USD per native token) comes from. */
   nativePrice: NativePriceConfig;
   /** The EVM chain gas receipts are read from; absent = events naming a tx hash are rejected. */
@@ -63,6 +68,7 @@ const usd = z.union([z.number(), z.string()]).transform((v, ctx) => {
 const name = z.string().regex(/^[A-Za-z0-9._:/@-]{1,128}$/, 'must be 1-128 letters, digits or ._:/@-');
 
 const fileSchema = z.strictObject({
+  ...Object.fromEntries(METERED_COMPONENTS.map((m) => [m.key, z.strictObject({ [m.metered.price]: usd }).optional()])),
   compute: z.strictObject({
     environments: z.record(name, usd),
     default_usd_per_hour: usd.optional(),
@@ -74,7 +80,17 @@ const fileSchema = z.strictObject({
   }),
   llm: z
     .strictObject({
-      models: z.record(name, z.strictObject({ input_per_mtok_usd: usd, output_per_mtok_usd: usd })),
+      models: z.record(
+        name,
+        z.strictObject({
+          input_per_mtok_usd: usd,
+          output_per_mtok_usd: usd,
+          // Token classes (OpenTelemetry GenAI): absent = priced as plain input / output.
+          cache_read_per_mtok_usd: usd.optional(),
+          cache_creation_per_mtok_usd: usd.optional(),
+          reasoning_per_mtok_usd: usd.optional(),
+        }),
+      ),
     })
     .optional(),
   native_price: z.discriminatedUnion('source', [
@@ -134,10 +150,25 @@ export function parsePricing(text: string, file = 'pricing.yaml', env: PricingEn
   if (c.native_price.source === 'chainlink' && !rpcUrl) {
     throw new PricingConfigError(`${file}: native_price: a chainlink feed needs chain.rpc_url or FORGE_RPC_URL`, 'chain.rpc_url');
   }
-  const llm: Record<string, { inputPerMTokUsd: string; outputPerMTokUsd: string }> = {};
-  for (const [m, p] of Object.entries(c.llm?.models ?? {})) llm[m] = { inputPerMTokUsd: p.input_per_mtok_usd, outputPerMTokUsd: p.output_per_mtok_usd };
+  const llm: Record<string, { inputPerMTokUsd: string; outputPerMTokUsd: string; cacheReadPerMTokUsd?: string; cacheCreationPerMTokUsd?: string; reasoningPerMTokUsd?: string }> = {};
+  for (const [m, p] of Object.entries(c.llm?.models ?? {})) {
+    llm[m] = {
+      inputPerMTokUsd: p.input_per_mtok_usd,
+      outputPerMTokUsd: p.output_per_mtok_usd,
+      ...(p.cache_read_per_mtok_usd !== undefined ? { cacheReadPerMTokUsd: p.cache_read_per_mtok_usd } : {}),
+      ...(p.cache_creation_per_mtok_usd !== undefined ? { cacheCreationPerMTokUsd: p.cache_creation_per_mtok_usd } : {}),
+      ...(p.reasoning_per_mtok_usd !== undefined ? { reasoningPerMTokUsd: p.reasoning_per_mtok_usd } : {}),
+    };
+  }
   const np = c.native_price;
+  const metered: Partial<Record<Component, string>> = {};
+  for (const m of METERED_COMPONENTS) {
+    const section = (c as Record<string, unknown>)[m.key] as Record<string, string> | undefined;
+    const price = section?.[m.metered.price];
+    if (price !== undefined) metered[m.key] = price;
+  }
   return {
+    metered,
     compute: { environments: c.compute.environments, ...(c.compute.default_usd_per_hour !== undefined ? { defaultUsdPerHour: c.compute.default_usd_per_hour } : {}) },
     storage: { gbStored: c.storage.gb_stored, gbMonthUsd: c.storage.gb_month_usd, expectedTasksDay: c.storage.expected_tasks_day },
     llm,

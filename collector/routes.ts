@@ -8,7 +8,9 @@ import { CollectorError } from './errors.ts';
 import { httpErrorOf } from './http-errors.ts';
 import { Ingestor, type IngestResult, type RawItem, type RejectedItem } from './ingest.ts';
 import type { ForgeMetrics } from './metrics.ts';
+import { cloudEventToRaw } from './cloudevents.ts';
 import { decodeLogsJson, decodeLogsProtobuf, encodeLogsResponseProtobuf, encodeStatusProtobuf, recordToEvent } from './otlp.ts';
+import { decodeTracesJson, decodeTracesProtobuf, spanToEvent } from './otlp-traces.ts';
 import type { Pricing } from './pricing.ts';
 
 export interface CollectorRoutesOptions {
@@ -39,6 +41,8 @@ export interface CollectorRoutesOptions {
 }
 
 const PROTOBUF = 'application/x-protobuf';
+const CLOUDEVENT = 'application/cloudevents+json';
+const CLOUDEVENTS_BATCH = 'application/cloudevents-batch+json';
 
 const errorSchema = {
   type: 'object',
@@ -109,6 +113,8 @@ function describe(r: RejectedItem): string {
  * parsers and error handler stay scoped to these routes):
  * - POST /v1/events: one `forge.task.finalized` event as JSON, or `{ "events": [...] }`.
  * - POST /v1/logs: OTLP/HTTP logs, protobuf or JSON, each log record with event name forge.task.finalized.
+ * - POST /v1/traces: OTLP/HTTP traces, protobuf or JSON: OpenTelemetry GenAI spans (collector/otlp-traces.ts).
+ * - CloudEvents on POST /v1/events (collector/cloudevents.ts).
  * - GET /metrics: Prometheus text exposition of ForgeMetrics.
  *
  * A 2xx answer means durably accepted: every accepted event has been committed by the sink (the store
@@ -135,6 +141,7 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
   app.addSchema(acceptedSchema);
 
   app.addContentTypeParser(PROTOBUF, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser([CLOUDEVENT, CLOUDEVENTS_BATCH], { parseAs: 'string', bodyLimit }, app.getDefaultJsonParser('error', 'error'));
   app.addHook('preParsing', async (req, _reply, payload) => {
     const enc = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
     if (enc === 'identity') return payload;
@@ -159,7 +166,7 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
     if (status < 500) metrics.recordRejected(body.error.code);
     // OTLP exporters retry 503 honouring Retry-After; the same event ids make the retry safe.
     if (status === 503) void reply.header('retry-after', '1');
-    if (req.url.startsWith('/v1/logs') && isProtobuf(req)) {
+    if ((req.url.startsWith('/v1/logs') || req.url.startsWith('/v1/traces')) && isProtobuf(req)) {
       const grpc = status === 503 ? 14 : status === 401 ? 16 : status === 403 ? 7 : 3;
       return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(grpc, body.error.message)));
     }
@@ -176,9 +183,12 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
         if (!isJson(req)) throw new CollectorError('FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', `content type must be application/json, got "${req.headers['content-type'] ?? ''}"`, 415, 'content-type');
       },
       schema: {
-        summary: 'Ingest forge.task.finalized events (JSON)',
-        description: 'One event object, or {"events": [...]} (at most maxBatchItems). 200 = every listed event is durably stored.',
-        body: { type: 'object', description: 'a forge.task.finalized event, or { events: [...] }' },
+        summary: 'Ingest forge.task.finalized events (JSON or CloudEvents)',
+        description:
+          'One event object, or {"events": [...]} (at most maxBatchItems). 200 = every listed event is durably stored. ' +
+          'As CloudEvents: one (application/cloudevents+json) or a list (application/cloudevents-batch+json) of type forge.task.finalized; ' +
+          'id + source is the idempotency key, subject the tenant, data the task event.',
+        body: { anyOf: [{ type: 'object' }, { type: 'array', items: { type: 'object' } }], description: 'a forge.task.finalized event, or { events: [...] }; a CloudEvent, or a list of them (batch content type)' },
         response: {
           200: { type: 'object', properties: { accepted: { $ref: 'forgeCollectorAccepted#' } }, required: ['accepted'] },
           ...errorResponses,
@@ -186,6 +196,9 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
       },
     },
     async (req, reply) => {
+      const ctype = (req.headers['content-type'] ?? '').toLowerCase();
+      if (ctype.startsWith(CLOUDEVENT) || ctype.startsWith(CLOUDEVENTS_BATCH)) return ingestCloudEvents(req, reply, ctype.startsWith(CLOUDEVENTS_BATCH));
+      if (Array.isArray(req.body)) throw new CollectorError('FORGE_ERR_VALIDATION', 'body must be object', 400, 'body');
       const body = req.body as Record<string, unknown>;
       const isBatch = Object.hasOwn(body, 'events');
       let items: RawItem[];
@@ -215,6 +228,89 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
         },
         accepted: acceptedJson(r),
       });
+    },
+  );
+
+  /** CloudEvents: each one mapped to a task event (collector/cloudevents.ts), then the same pipeline. */
+  async function ingestCloudEvents(req: FastifyRequest, reply: FastifyReply, batch: boolean): Promise<FastifyReply> {
+    const list: unknown[] = batch ? (Array.isArray(req.body) ? req.body : []) : [req.body];
+    if (batch && !Array.isArray(req.body)) throw new CollectorError('FORGE_ERR_VALIDATION', 'body: a CloudEvents batch must be a JSON list', 400, 'body');
+    if (list.length === 0) throw new CollectorError('FORGE_ERR_VALIDATION', 'body: the batch must not be empty', 400, 'body');
+    if (list.length > maxItems) throw new CollectorError('FORGE_ERR_VALIDATION', `body: at most ${maxItems} CloudEvents per request, got ${list.length}`, 400, 'body');
+    const items: RawItem[] = [];
+    const pre: RejectedItem[] = [];
+    list.forEach((ce, index) => {
+      const m = cloudEventToRaw(ce);
+      if (m.ok) items.push({ index, raw: m.raw });
+      else pre.push({ index, code: 'FORGE_ERR_VALIDATION', field: m.field, reason: m.reason });
+    });
+    const r = await ingestor.ingest(items, canWrite(req));
+    // A task event's field is the CloudEvent's data field; its id and tenant are the CloudEvent's id and subject.
+    const ceField = (f: string): string => (f === 'event_id' ? 'id' : f === 'tenant_id' ? 'subject' : `data.${f}`);
+    const rejected = [...pre, ...r.rejected.map((x) => ({ ...x, field: ceField(x.field) }))].sort((a, b) => a.index - b.index);
+    if (rejected.length === 0) return reply.code(200).send({ accepted: acceptedJson(r) });
+    const where = (x: RejectedItem): string => (batch ? `[${x.index}].${x.field}` : x.field);
+    if (!batch) {
+      const x = rejected[0]!;
+      return reply.code(x.code === 'FORGE_ERR_FORBIDDEN_TENANT' ? 403 : 400).send({ error: { code: x.code, message: `${x.field}: ${x.reason}`, field: x.field } });
+    }
+    const allForbidden = r.accepted.length === 0 && rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT');
+    return reply.code(allForbidden ? 403 : 400).send({
+      error: {
+        code: allForbidden ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
+        message: `${rejected.length} of ${list.length} CloudEvents rejected (nothing of them stored; the other ${r.accepted.length} were stored): ${where(rejected[0]!)}: ${rejected[0]!.reason}`,
+        rejected: rejected.map((x) => ({ index: x.index, code: x.code, field: where(x), reason: x.reason })),
+      },
+      accepted: acceptedJson(r),
+    });
+  }
+
+  app.post(
+    '/v1/traces',
+    {
+      bodyLimit,
+      schema: {
+        summary: 'OTLP/HTTP traces receiver (protobuf or JSON) for OpenTelemetry GenAI spans',
+        description:
+          'Spans reporting gen_ai.usage.input_tokens / output_tokens become cost events (event id otel:<trace id>:<span id>, ' +
+          'tenant from forge.tenant.id, run from forge.run.id or gen_ai.conversation.id, task from forge.task.id; see collector/otlp-traces.ts). ' +
+          'Other spans are ignored. 200 with partial_success when some spans were rejected; 400 when nothing was accepted.',
+        response: {
+          200: { type: 'object', properties: { partialSuccess: { type: 'object', properties: { rejectedSpans: { type: 'integer' }, errorMessage: { type: 'string' } } }, accepted: { $ref: 'forgeCollectorAccepted#' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      const proto = isProtobuf(req);
+      if (!proto && !isJson(req)) {
+        throw new CollectorError('FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', `content type must be ${PROTOBUF} or application/json, got "${req.headers['content-type'] ?? ''}"`, 415, 'content-type');
+      }
+      const spans = proto ? decodeTracesProtobuf(req.body as Buffer) : decodeTracesJson(req.body);
+      const items: RawItem[] = [];
+      for (const span of spans) {
+        const raw = spanToEvent(span);
+        if (raw !== undefined) items.push({ index: items.length, path: span.path, raw });
+      }
+      const r = await ingestor.ingest(items, canWrite(req));
+      const n = r.rejected.length;
+      const message = n === 0 ? '' : `${n} of ${items.length} GenAI spans rejected: ${r.rejected.slice(0, 10).map(describe).join('; ')}${n > 10 ? '; ...' : ''}`;
+      if (n > 0 && r.accepted.length === 0) {
+        const status = r.rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT') ? 403 : 400;
+        if (proto) return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 403 ? 7 : 3, message)));
+        const first = r.rejected[0]!;
+        return reply.code(status).send({
+          error: {
+            code: status === 403 ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
+            message,
+            field: `${first.path ?? ''}.${first.field}`,
+            rejected: r.rejected.map((x) => ({ index: x.index, ...(x.path !== undefined ? { path: x.path } : {}), code: x.code, field: x.field, reason: x.reason })),
+          },
+        });
+      }
+      // ExportTraceServiceResponse has the logs response's shape (partial_success: rejected count = 1, error_message = 2).
+      if (proto) return reply.code(200).type(PROTOBUF).send(Buffer.from(encodeLogsResponseProtobuf(n, message)));
+      return reply.code(200).send({ ...(n > 0 ? { partialSuccess: { rejectedSpans: n, errorMessage: message } } : {}), accepted: acceptedJson(r) });
     },
   );
 

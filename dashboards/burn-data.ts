@@ -1,5 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { DAY_MS, dayOf, microsToUsdNumber } from '../rules/index.ts';
+import { byComponent, DAY_MS, dayOf, microsToUsdNumber, type Component } from '../rules/index.ts';
+import { COMPONENT_VIEW } from './grafana.ts';
 import { expandForEngine } from './macros.ts';
 import { SQL, type PanelQuery } from './sql.ts';
 
@@ -73,7 +74,10 @@ export interface BurnData {
   /** The scope's bands, USD. */
   bands: { daySoftUsd: number; dayHardUsd: number; weekSoftUsd: number; weekHardUsd: number; runCapUsd: number; unitCapUsd: number };
   daily: Array<{ day: string; totalUsd: number }>;
-  composition: Array<{ day: string; rli: number; gas: number; compute: number; storage: number; llm: number }>;
+  /** The cost components (COMPONENTS order) with their label and colour, for drawing `composition`. */
+  components: Array<{ key: Component; label: string; colour: string }>;
+  /** Per UTC day, USD per component (one key per entry of `components`). */
+  composition: Array<{ day: string } & Record<Component, number>>;
   unit: { operations: number; succeeded: number; totalUsd: number; costPerOperationUsd: number | null; costPerSuccessUsd: number | null };
   runway: { runSpendUsd: number; weekUsd: number; avgDayUsd: number; remainingUsd: number; days: number | null };
   stopConditions24h: { warning: number; hardStop: number; emergencyStop: number };
@@ -129,7 +133,8 @@ export async function burnData(
       unitCapUsd: usd(b.unitCap),
     },
     daily: daily.map((d) => ({ day: String(d.time), totalUsd: n(d.total_usd) })),
-    composition: composition.map((d) => ({ day: String(d.time), rli: n(d.rli), gas: n(d.gas), compute: n(d.compute), storage: n(d.storage), llm: n(d.llm) })),
+    components: COMPONENT_VIEW.map((c) => ({ key: c.key, label: c.label, colour: c.hex })),
+    composition: composition.map((d) => ({ day: String(d.time), ...byComponent((k) => n(d[k])) })),
     unit: {
       operations: n(u.operations),
       succeeded: n(u.succeeded),

@@ -4,7 +4,8 @@ import { PanelBuilder as GaugePanel } from '@grafana/grafana-foundation-sdk/gaug
 import { PanelBuilder as StatPanel } from '@grafana/grafana-foundation-sdk/stat';
 import { PanelBuilder as TablePanel } from '@grafana/grafana-foundation-sdk/table';
 import { PanelBuilder as TimeSeriesPanel } from '@grafana/grafana-foundation-sdk/timeseries';
-import { bandLine, forgeDashboard, lastValue, chTarget, COLOURS, MIXED, CLICKHOUSE, PROMETHEUS, promTarget, STATE_MAPPINGS, thresholds, USD, UTILISATION_THRESHOLDS } from './grafana.ts';
+import { componentSpec } from '../rules/index.ts';
+import { bandLine, forgeDashboard, lastValue, chTarget, COLOURS, COMPONENT_VIEW, MIXED, CLICKHOUSE, PROMETHEUS, promTarget, STATE_MAPPINGS, thresholds, USD, UTILISATION_THRESHOLDS } from './grafana.ts';
 import { PROMQL } from './promql.ts';
 import { SQL } from './sql.ts';
 
@@ -103,22 +104,21 @@ export function dailyBurnDashboard(): Dashboard {
       .height(10),
   );
 
+  const composition = new TimeSeriesPanel()
+    .title('Cost composition by component')
+    .description(`Per UTC day: ${COMPONENT_VIEW.map((c) => componentSpec(c.key).what).join(', ')}.`)
+    .datasource(CLICKHOUSE)
+    .withTarget(chTarget(SQL.composition))
+    .unit(USD)
+    .min(0)
+    .drawStyle(GraphDrawStyle.Bars)
+    .fillOpacity(90)
+    .stacking(new StackingConfigBuilder().mode(StackingMode.Normal).group('A'));
+  for (const c of COMPONENT_VIEW) {
+    composition.overrideByName(c.key, [{ id: 'displayName', value: c.label }, { id: 'color', value: { mode: 'fixed', fixedColor: c.colour } }]);
+  }
   b.withPanel(
-    new TimeSeriesPanel()
-      .title('Cost composition by component')
-      .description('Per UTC day: RLI evaluation fees, on-chain gas, compute, storage, LLM tokens.')
-      .datasource(CLICKHOUSE)
-      .withTarget(chTarget(SQL.composition))
-      .unit(USD)
-      .min(0)
-      .drawStyle(GraphDrawStyle.Bars)
-      .fillOpacity(90)
-      .stacking(new StackingConfigBuilder().mode(StackingMode.Normal).group('A'))
-      .overrideByName('rli', [{ id: 'displayName', value: 'RLI' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.rli } }])
-      .overrideByName('gas', [{ id: 'displayName', value: 'gas' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.gas } }])
-      .overrideByName('compute', [{ id: 'displayName', value: 'compute' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.compute } }])
-      .overrideByName('storage', [{ id: 'displayName', value: 'storage' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.storage } }])
-      .overrideByName('llm', [{ id: 'displayName', value: 'LLM' }, { id: 'color', value: { mode: 'fixed', fixedColor: COLOURS.component.llm } }])
+    composition
       .legend(new VizLegendOptionsBuilder().displayMode(LegendDisplayMode.Table).placement(LegendPlacement.Right).showLegend(true).calcs(['sum']))
       .span(16)
       .height(9),

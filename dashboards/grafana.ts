@@ -15,6 +15,7 @@ import {
   type VariableModel,
 } from '@grafana/grafana-foundation-sdk/dashboard';
 import { DataqueryBuilder as PromQueryBuilder } from '@grafana/grafana-foundation-sdk/prometheus';
+import { COMPONENTS, componentSpec, type Component } from '../rules/index.ts';
 import type { PromQuery } from './promql.ts';
 import { TENANT_VARIABLE_QUERY, TENANT_VARIABLE_REGEX } from './promql.ts';
 import { ALL_RUNS, RUN_VARIABLE_SQL, type PanelQuery } from './sql.ts';
@@ -28,7 +29,28 @@ export const MIXED: Required<DataSourceRef> = { type: 'datasource', uid: '-- Mix
 export const USD = 'currencyUSD';
 
 /** Colours used for the same meaning everywhere (soft band, hard band, emergency). */
-export const COLOURS = { ok: 'green', soft: 'orange', hard: 'red', emergency: 'dark-purple', component: { rli: 'blue', gas: 'purple', compute: 'green', storage: 'yellow', llm: 'orange' } } as const;
+export const COLOURS = { ok: 'green', soft: 'orange', hard: 'red', emergency: 'dark-purple' } as const;
+
+/**
+ * Component colours by position in COMPONENTS (Grafana's name and the burn page's hex of the same colour):
+ * a component added to the list takes the next one, so dashboards need no edit.
+ */
+const COMPONENT_PALETTE = [
+  ['blue', '#1565c0'],
+  ['purple', '#8e24aa'],
+  ['green', '#2e7d32'],
+  ['yellow', '#f9a825'],
+  ['orange', '#ef6c00'],
+  ['light-blue', '#64b5f6'],
+  ['dark-green', '#1b5e20'],
+  ['light-purple', '#ce93d8'],
+] as const;
+
+/** The dashboards' view of each component: its name, display label and colours. */
+export const COMPONENT_VIEW: ReadonlyArray<{ key: Component; label: string; colour: string; hex: string }> = COMPONENTS.map((key, i) => {
+  const [colour, hex] = COMPONENT_PALETTE[i % COMPONENT_PALETTE.length] as readonly [string, string];
+  return { key, label: componentSpec(key).label, colour, hex };
+});
 
 /** The guardrail states as the status card shows them (value of forge_guardrail_state). */
 export const STATE_MAPPINGS: ValueMapping[] = [

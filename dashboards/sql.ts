@@ -13,6 +13,9 @@
  * Variables: `database` (constant, default forge), `tenant`, `run` (custom all value `'__all__'`).
  */
 
+import { COMPONENTS } from '../rules/index.ts';
+import { componentColumn } from '../store/index.ts';
+
 /** The run variable's custom all value, written as Grafana inserts it (unformatted). */
 export const ALL_RUNS = "'__all__'";
 
@@ -61,13 +64,9 @@ ORDER BY time WITH FILL FROM toDate($__fromTime, 'UTC') TO toDate($__toTime, 'UT
     id: 'composition',
     title: 'Cost composition by component',
     format: 'time_series',
-    columns: ['time', 'rli', 'gas', 'compute', 'storage', 'llm'],
+    columns: ['time', ...COMPONENTS],
     sql: `SELECT toDate(event_time) AS time,
-  sum(rli_micros) / 1e6 AS rli,
-  sum(gas_micros) / 1e6 AS gas,
-  sum(compute_micros) / 1e6 AS compute,
-  sum(storage_micros) / 1e6 AS storage,
-  sum(llm_micros) / 1e6 AS llm
+${COMPONENTS.map((k) => `  sum(${componentColumn(k)}) / 1e6 AS ${k}`).join(',\n')}
 FROM ${EVENTS}
 WHERE ${TENANT_FILTER}
   AND ${RUN_FILTER}

@@ -1,4 +1,5 @@
 import {
+  withoutDaily,
   acknowledgeWarning,
   dayLabel,
   dayOf,
@@ -31,7 +32,7 @@ import {
   type StateChange,
   type Thresholds,
 } from '../rules/index.ts';
-import type { CostEvent, GuardrailEventKind } from '../store/index.ts';
+import { eventComponents, type ComponentMicrosFields, type CostEvent, type GuardrailEventKind } from '../store/index.ts';
 import { GuardError } from './errors.ts';
 import { LearnedEstimates } from './estimates.ts';
 import { withoutBatch, type RedisSharedSpend, type SeedScope, type SpendItem } from './shared-spend.ts';
@@ -104,10 +105,7 @@ export type SharedSpendPort = Pick<RedisSharedSpend, 'add' | 'read' | 'seed' | '
 export type EstimateSource = 'bounds' | 'runner' | 'runner_learned' | 'learned_p99' | 'unit_cap';
 
 /** A task as the live state takes it in: an ingested cost event, or a settle (the amount only). */
-export type LiveTask = Pick<
-  CostEvent,
-  'eventId' | 'tenantId' | 'runId' | 'taskId' | 'taskType' | 'eventTime' | 'status' | 'rliMicros' | 'gasMicros' | 'computeMicros' | 'storageMicros' | 'llmMicros' | 'totalMicros'
->;
+export type LiveTask = Pick<CostEvent, 'eventId' | 'tenantId' | 'runId' | 'taskId' | 'taskType' | 'eventTime' | 'status' | 'totalMicros'> & ComponentMicrosFields;
 
 /** What became of a published change: taken, lost to another process's change, superseded, or the bus unreachable. */
 type PublishResult = 'published' | 'stale' | 'superseded' | 'failed';
@@ -264,7 +262,7 @@ export class Guardrail {
       eventId: ev.eventId,
       scopes: scopesOf(ev.tenantId, ev.runId),
       at: ev.eventTime,
-      components: { rli: ev.rliMicros, gas: ev.gasMicros, compute: ev.computeMicros, storage: 0, llm: ev.llmMicros },
+      components: withoutDaily(eventComponents(ev)),
       failed: ev.status !== 'success',
     }));
     let use = batch;
@@ -289,7 +287,7 @@ export class Guardrail {
       for (const scope of scopes) {
         const snap = shared.get(scope);
         if (!snap) continue;
-        const mine = use.filter((ev) => scopesOf(ev.tenantId, ev.runId).includes(scope)).map((ev) => ({ day: dayOf(ev.eventTime), components: { rli: ev.rliMicros, gas: ev.gasMicros, compute: ev.computeMicros, storage: 0, llm: ev.llmMicros }, failed: ev.status !== 'success' }));
+        const mine = use.filter((ev) => scopesOf(ev.tenantId, ev.runId).includes(scope)).map((ev) => ({ day: dayOf(ev.eventTime), components: withoutDaily(eventComponents(ev)), failed: ev.status !== 'success' }));
         this.takeShared(scope, withoutBatch(snap, mine));
       }
     } catch (e) {
@@ -314,7 +312,7 @@ export class Guardrail {
         at: ev.eventTime,
         totalMicros: ev.totalMicros,
         failed: ev.status !== 'success',
-        components: { rli: ev.rliMicros, gas: ev.gasMicros, compute: ev.computeMicros, storage: ev.storageMicros, llm: ev.llmMicros },
+        components: eventComponents(ev),
       };
       const scopes = scopesOf(ev.tenantId, ev.runId);
       for (const scope of scopes) {

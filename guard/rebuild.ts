@@ -1,4 +1,4 @@
-import { DAY_MS, dayFromLabel, runScope, tenantScope, zeroComponents, type BudgetVersion, type DaySpend, type GuardStatus, type ScopeKey, type StateChange } from '../rules/index.ts';
+import { addOperationComponents, DAY_MS, dayFromLabel, operationSum, withoutDaily, runScope, tenantScope, zeroComponents, type BudgetVersion, type DaySpend, type GuardStatus, type ScopeKey, type StateChange } from '../rules/index.ts';
 import type { GuardrailEventRow, RunDayTotals, Store } from '../store/index.ts';
 import type { Guardrail, LogSpend } from './guardrail.ts';
 import type { HaltBus } from './halt-bus.ts';
@@ -16,8 +16,8 @@ function addDay(into: Map<number, DaySpend>, row: RunDayTotals): void {
   let d = into.get(day);
   if (!d) into.set(day, (d = { day, components: zeroComponents(), opsMicros: 0, tasks: 0, failed: 0 }));
   // Storage is a daily burn in the guardrail (storageDayMicros), not the tasks' allocated shares.
-  d.components = { rli: d.components.rli + c.rli, gas: d.components.gas + c.gas, compute: d.components.compute + c.compute, storage: 0, llm: d.components.llm + c.llm };
-  d.opsMicros += c.rli + c.gas + c.compute + c.llm;
+  d.components = withoutDaily(addOperationComponents(d.components, c));
+  d.opsMicros += operationSum(c);
   d.tasks += row.tasks;
   d.failed += row.failed;
 }
@@ -42,7 +42,7 @@ export async function spendFromLog(src: Pick<LogSource, 'runDayTotals'>, now: nu
     const list = [...m.values()].sort((a, b) => a.day - b.day);
     const run = { components: zeroComponents(), totalMicros: 0, tasks: 0 };
     for (const d of list) {
-      run.components = { rli: run.components.rli + d.components.rli, gas: run.components.gas + d.components.gas, compute: run.components.compute + d.components.compute, storage: 0, llm: run.components.llm + d.components.llm };
+      run.components = withoutDaily(addOperationComponents(run.components, d.components));
       run.totalMicros += d.opsMicros;
       run.tasks += d.tasks;
     }

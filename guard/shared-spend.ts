@@ -1,4 +1,4 @@
-import { dayOf, zeroComponents, type ComponentMicros, type DaySpend, type Micros, type ScopeKey } from '../rules/index.ts';
+import { addOperationComponents, dayOf, OPERATION_COMPONENTS, operationSum, withoutDaily, zeroComponents, type ComponentMicros, type DaySpend, type Micros, type ScopeKey } from '../rules/index.ts';
 import { LedgerError } from './ledger/errors.ts';
 import { FastFailConnection, redisFailureKind, type Backoff } from './redis.ts';
 
@@ -42,31 +42,37 @@ export interface RedisSharedSpendOptions {
   onError?: (err: unknown) => void;
 }
 
-const FIELDS = ['r', 'g', 'c', 'l', 't', 'f'] as const;
+/**
+ * The hash field of each per-operation component (daily burns are not counted here). The first four keep
+ * the one-letter names they had before the list was generic, so counters survive an upgrade; a component
+ * added later uses its key.
+ */
+const LEGACY_FIELD: Readonly<Record<string, string>> = { rli: 'r', gas: 'g', compute: 'c', llm: 'l' };
+const COMPONENT_FIELDS = OPERATION_COMPONENTS.map((k) => LEGACY_FIELD[k] ?? k);
+const FIELDS = [...COMPONENT_FIELDS, 't', 'f'];
+const M = COMPONENT_FIELDS.length;
 
-// KEYS: epoch, event keys (n), scope hashes (m).  ARGV: n, ttl, then per event: day, rli, gas, compute, llm, failed, s1, s2, s3
+// KEYS: epoch, event keys (n), scope hashes.  ARGV: n, ttl, m, then m component fields, then per event:
+// day, m amounts, failed, s1, s2, s3
 const ADD_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = tonumber(ARGV[1])
+local m = tonumber(ARGV[3])
 local out = {}
-local p = 3
+local p = 4 + m
 for i = 1, n do
   local day = ARGV[p]
   if redis.call('SET', KEYS[1 + i], '1', 'NX', 'PX', ARGV[2]) then
     for j = 0, 2 do
-      local idx = tonumber(ARGV[p + 6 + j])
+      local idx = tonumber(ARGV[p + m + 2 + j])
       if idx > 0 then
         local k = KEYS[1 + n + idx]
-        redis.call('HINCRBY', k, day .. ':r', ARGV[p + 1])
-        redis.call('HINCRBY', k, day .. ':g', ARGV[p + 2])
-        redis.call('HINCRBY', k, day .. ':c', ARGV[p + 3])
-        redis.call('HINCRBY', k, day .. ':l', ARGV[p + 4])
+        for c = 1, m do
+          redis.call('HINCRBY', k, day .. ':' .. ARGV[3 + c], ARGV[p + c])
+          redis.call('HINCRBY', k, 'run:' .. ARGV[3 + c], ARGV[p + c])
+        end
         redis.call('HINCRBY', k, day .. ':t', 1)
-        redis.call('HINCRBY', k, day .. ':f', ARGV[p + 5])
-        redis.call('HINCRBY', k, 'run:r', ARGV[p + 1])
-        redis.call('HINCRBY', k, 'run:g', ARGV[p + 2])
-        redis.call('HINCRBY', k, 'run:c', ARGV[p + 3])
-        redis.call('HINCRBY', k, 'run:l', ARGV[p + 4])
+        redis.call('HINCRBY', k, day .. ':f', ARGV[p + m + 1])
         redis.call('HINCRBY', k, 'run:t', 1)
       end
     end
@@ -74,10 +80,20 @@ for i = 1, n do
   else
     out[i] = 0
   end
-  p = p + 9
+  p = p + m + 5
 end
 return out
 `;
+
+/** Per-operation amounts read back from hash fields (daily burns 0). */
+function componentsFrom(v: ReadonlyArray<string | null | undefined>, offset: number): ComponentMicros {
+  const c = zeroComponents();
+  OPERATION_COMPONENTS.forEach((k, i) => {
+    const x = v[offset + i];
+    c[k] = x ? Number(x) : 0;
+  });
+  return c;
+}
 
 export class RedisSharedSpend {
   private readonly conn: FastFailConnection;
@@ -121,10 +137,10 @@ export class RedisSharedSpend {
   async add(items: readonly SpendItem[]): Promise<boolean[] | 'unseeded'> {
     if (items.length === 0) return [];
     const scopeIdx = new Map<ScopeKey, number>();
-    const argv: string[] = [String(items.length), String(this.ttl)];
+    const argv: string[] = [String(items.length), String(this.ttl), String(M), ...COMPONENT_FIELDS];
     for (const it of items) {
       const c = it.components;
-      argv.push(String(dayOf(it.at)), String(c.rli), String(c.gas), String(c.compute), String(c.llm), it.failed ? '1' : '0');
+      argv.push(String(dayOf(it.at)), ...OPERATION_COMPONENTS.map((k) => String(c[k])), it.failed ? '1' : '0');
       for (let j = 0; j < 3; j++) {
         const s = it.scopes[j];
         if (s === undefined) {
@@ -155,7 +171,7 @@ export class RedisSharedSpend {
   async read(scopes: readonly ScopeKey[], days: readonly number[]): Promise<Map<ScopeKey, ScopeSpendSnapshot>> {
     const fields: string[] = [];
     for (const d of days) for (const f of FIELDS) fields.push(`${d}:${f}`);
-    fields.push('run:r', 'run:g', 'run:c', 'run:l', 'run:t');
+    fields.push(...COMPONENT_FIELDS.map((f) => `run:${f}`), 'run:t');
     const out = new Map<ScopeKey, ScopeSpendSnapshot>();
     const rows = await this.run('read', async () => {
       const pipe = this.conn.redis.pipeline();
@@ -172,14 +188,14 @@ export class RedisSharedSpend {
       const list: DaySpend[] = [];
       days.forEach((day, k) => {
         const o = k * FIELDS.length;
-        const components = { rli: num(v[o]), gas: num(v[o + 1]), compute: num(v[o + 2]), storage: 0, llm: num(v[o + 3]) };
-        const tasks = num(v[o + 4]);
+        const components = componentsFrom(v, o);
+        const tasks = num(v[o + M]);
         if (tasks === 0) return;
-        list.push({ day, components, opsMicros: components.rli + components.gas + components.compute + components.llm, tasks, failed: num(v[o + 5]) });
+        list.push({ day, components, opsMicros: operationSum(components), tasks, failed: num(v[o + M + 1]) });
       });
       const r = days.length * FIELDS.length;
-      const rc = { rli: num(v[r]), gas: num(v[r + 1]), compute: num(v[r + 2]), storage: 0, llm: num(v[r + 3]) };
-      out.set(scope, { days: list, run: { components: rc, totalMicros: rc.rli + rc.gas + rc.compute + rc.llm, tasks: num(v[r + 4]) } });
+      const rc = componentsFrom(v, r);
+      out.set(scope, { days: list, run: { components: rc, totalMicros: operationSum(rc), tasks: num(v[r + M]) } });
     });
     return out;
   }
@@ -210,11 +226,11 @@ export class RedisSharedSpend {
         for (const [scope, s] of all) {
           const h: Record<string, string> = {};
           for (const d of s.days) {
-            const c = d.components;
-            Object.assign(h, { [`${d.day}:r`]: String(c.rli), [`${d.day}:g`]: String(c.gas), [`${d.day}:c`]: String(c.compute), [`${d.day}:l`]: String(c.llm), [`${d.day}:t`]: String(d.tasks), [`${d.day}:f`]: String(d.failed) });
+            OPERATION_COMPONENTS.forEach((k, i) => (h[`${d.day}:${COMPONENT_FIELDS[i] as string}`] = String(d.components[k])));
+            Object.assign(h, { [`${d.day}:t`]: String(d.tasks), [`${d.day}:f`]: String(d.failed) });
           }
-          const rc = s.run.components;
-          Object.assign(h, { 'run:r': String(rc.rli), 'run:g': String(rc.gas), 'run:c': String(rc.compute), 'run:l': String(rc.llm), 'run:t': String(s.run.tasks) });
+          OPERATION_COMPONENTS.forEach((k, i) => (h[`run:${COMPONENT_FIELDS[i] as string}`] = String(s.run.components[k])));
+          h['run:t'] = String(s.run.tasks);
           pipe.del(this.scopeKey(scope));
           pipe.hset(this.scopeKey(scope), h);
         }
@@ -239,14 +255,14 @@ export function withoutBatch(s: ScopeSpendSnapshot, batch: ReadonlyArray<{ day: 
   const run = { components: { ...s.run.components }, totalMicros: s.run.totalMicros, tasks: s.run.tasks };
   for (const b of batch) {
     const c = b.components;
-    const ops = c.rli + c.gas + c.compute + c.llm;
+    const ops = operationSum(c);
     const d = days.get(b.day) ?? { day: b.day, components: zeroComponents(), opsMicros: 0, tasks: 0, failed: 0 };
-    d.components = { rli: d.components.rli - c.rli, gas: d.components.gas - c.gas, compute: d.components.compute - c.compute, storage: 0, llm: d.components.llm - c.llm };
+    d.components = withoutDaily(addOperationComponents(d.components, c, -1));
     d.opsMicros -= ops;
     d.tasks -= 1;
     if (b.failed) d.failed -= 1;
     days.set(b.day, d);
-    run.components = { rli: run.components.rli - c.rli, gas: run.components.gas - c.gas, compute: run.components.compute - c.compute, storage: 0, llm: run.components.llm - c.llm };
+    run.components = withoutDaily(addOperationComponents(run.components, c, -1));
     run.totalMicros -= ops;
     run.tasks -= 1;
   }

@@ -1,10 +1,76 @@
 import type Decimal from 'decimal.js';
 import { Dec, decimalUsdToMicros, toDecimal, type Micros } from './money.ts';
 
+/**
+ * The cost components, declared once. Everything that lists components (the engine's sums, the store's
+ * columns and the audit chain, the metrics, the reports, the FOCUS export, the dashboards, the alerts)
+ * derives from this list, so adding a cost type is one entry here (plus its migration, see `since`).
+ *
+ * - `accrual`: 'operation' amounts are charged per finalized task; 'daily' is a platform burn per UTC day
+ *   (storage), allocated to tasks for unit economics but burnt by the guardrail pro rata through the day.
+ * - `since`: the canonical version of the audit chain that first covers the component's columns. The
+ *   first five were in the log from the start (1); a later one adds a column through a migration and
+ *   rows written since hash it (store/rows.ts), while older rows keep verifying under their version.
+ * - `metered`: a component priced as quantity x unit price: the task event's `field` carries the
+ *   quantity (a decimal in `unit`), `config/pricing.yaml` the price under `<key>.<price>`.
+ * - `focus`: how the FOCUS export reports the component: ServiceName, ServiceCategory (FOCUS's allowed
+ *   values), and the unit of its quantity (ConsumedUnit / PricingUnit).
+ */
+export interface ComponentSpec {
+  readonly key: string;
+  /** Display name (dashboards, reports). */
+  readonly label: string;
+  /** What it is, one phrase. */
+  readonly what: string;
+  readonly accrual: 'operation' | 'daily';
+  readonly since: number;
+  readonly metered?: { readonly field: string; readonly unit: string; readonly price: string };
+  readonly focus: { readonly serviceName: string; readonly category: string; readonly unit: string };
+}
+
+export const COMPONENT_SPECS = [
+  { key: 'rli', label: 'RLI', what: 'RLI evaluation fees', accrual: 'operation', since: 1, focus: { serviceName: 'RLI evaluation', category: 'AI and Machine Learning', unit: 'Evaluations' } },
+  { key: 'gas', label: 'gas', what: 'on-chain gas', accrual: 'operation', since: 1, focus: { serviceName: 'On-chain gas', category: 'Other', unit: 'Gas' } },
+  { key: 'compute', label: 'compute', what: 'compute hours', accrual: 'operation', since: 1, focus: { serviceName: 'Compute', category: 'Compute', unit: 'Hours' } },
+  { key: 'storage', label: 'storage', what: 'data storage', accrual: 'daily', since: 1, focus: { serviceName: 'Storage', category: 'Storage', unit: 'GB-Months' } },
+  { key: 'llm', label: 'LLM', what: 'LLM tokens', accrual: 'operation', since: 1, focus: { serviceName: 'LLM inference', category: 'AI and Machine Learning', unit: 'Tokens' } },
+  {
+    key: 'bandwidth',
+    label: 'bandwidth',
+    what: 'data transfer',
+    accrual: 'operation',
+    since: 2,
+    metered: { field: 'bandwidth_gb', unit: 'GB', price: 'usd_per_gb' },
+    focus: { serviceName: 'Data transfer', category: 'Networking', unit: 'GB' },
+  },
+] as const satisfies readonly ComponentSpec[];
+
 /** The cost components of one operation, in the order reports list them. */
-export const COMPONENTS = ['rli', 'gas', 'compute', 'storage', 'llm'] as const;
-export type Component = (typeof COMPONENTS)[number];
+export type Component = (typeof COMPONENT_SPECS)[number]['key'];
+export const COMPONENTS: readonly Component[] = COMPONENT_SPECS.map((s) => s.key);
 export type ComponentMicros = Record<Component, Micros>;
+/** The components the audit chain covered from its first version. */
+export type OriginalComponent = Extract<(typeof COMPONENT_SPECS)[number], { since: 1 }>['key'];
+/** Components added later (their columns default to 0 in older rows). */
+export type LaterComponent = Exclude<Component, OriginalComponent>;
+
+const SPEC_OF = new Map<Component, ComponentSpec>(COMPONENT_SPECS.map((s) => [s.key, s as ComponentSpec]));
+export function componentSpec(c: Component): ComponentSpec {
+  return SPEC_OF.get(c) as ComponentSpec;
+}
+
+/** Components charged per operation (every one but the daily burns). */
+export const OPERATION_COMPONENTS: readonly Component[] = COMPONENT_SPECS.filter((s) => s.accrual === 'operation').map((s) => s.key);
+/** Components burnt by the day (storage). */
+export const DAILY_COMPONENTS: readonly Component[] = COMPONENT_SPECS.filter((s) => s.accrual === 'daily').map((s) => s.key);
+/** Components priced as a quantity x a unit price from the pricing file. */
+export const METERED_COMPONENTS: ReadonlyArray<ComponentSpec & { readonly key: Component; readonly metered: NonNullable<ComponentSpec['metered']> }> = (
+  COMPONENT_SPECS as readonly ComponentSpec[]
+).filter((s) => s.metered !== undefined) as never;
+
+export function isComponent(v: unknown): v is Component {
+  return typeof v === 'string' && SPEC_OF.has(v as Component);
+}
 
 export type DecimalLike = string | number | Decimal;
 
@@ -31,21 +97,47 @@ export interface OperationInputs {
   /** LLM token usage priced by model; optional. */
   llm?: readonly LlmUsage[];
   llmPrices?: LlmPriceTable;
+  /** Quantities of the metered components (COMPONENT_SPECS[].metered), in their units; absent = 0. */
+  metered?: Partial<Record<Component, DecimalLike>>;
+  /** USD per unit of each metered component. */
+  meteredPrices?: Partial<Record<Component, DecimalLike>>;
 }
 
+/**
+ * Token usage of one model. The classes follow the OpenTelemetry GenAI conventions: cache reads and cache
+ * writes are part of `inputTokens`, reasoning tokens part of `outputTokens`; each class is priced on its
+ * own and the rest of input (output) at the plain price, so no token is counted twice.
+ */
 export interface LlmUsage {
   model: string;
   inputTokens: number;
   outputTokens: number;
+  /** Of inputTokens, read from the provider's prompt cache. */
+  cacheReadTokens?: number;
+  /** Of inputTokens, written to the prompt cache. */
+  cacheCreationTokens?: number;
+  /** Of outputTokens, reasoning. */
+  reasoningTokens?: number;
 }
 
-/** USD per one million tokens, by model. */
-export type LlmPriceTable = Readonly<Record<string, { inputPerMTokUsd: DecimalLike; outputPerMTokUsd: DecimalLike }>>;
+/** USD per one million tokens, by model; a class without its own price is priced as plain input (output). */
+export type LlmPriceTable = Readonly<
+  Record<
+    string,
+    {
+      inputPerMTokUsd: DecimalLike;
+      outputPerMTokUsd: DecimalLike;
+      cacheReadPerMTokUsd?: DecimalLike;
+      cacheCreationPerMTokUsd?: DecimalLike;
+      reasoningPerMTokUsd?: DecimalLike;
+    }
+  >
+>;
 
 export interface OperationCost extends ComponentMicros {
   /** Cost_storage_day: the whole day's storage burn, USD micros (not part of total). */
   storageDay: Micros;
-  /** Cost_total_op = rli + gas + compute + storage + llm. */
+  /** Cost_total_op: the sum of the components. */
   total: Micros;
 }
 
@@ -117,48 +209,117 @@ export function llmCost(usage: readonly LlmUsage[], prices: LlmPriceTable): Micr
   for (const [i, u] of usage.entries()) {
     const p = prices[u.model];
     if (!p) throw new CostModelError(`llm[${i}].model`, `no price configured for model "${u.model}"`);
-    for (const [field, n] of [['inputTokens', u.inputTokens], ['outputTokens', u.outputTokens]] as const) {
+    const cacheRead = u.cacheReadTokens ?? 0;
+    const cacheCreation = u.cacheCreationTokens ?? 0;
+    const reasoning = u.reasoningTokens ?? 0;
+    const counts = [['inputTokens', u.inputTokens], ['outputTokens', u.outputTokens], ['cacheReadTokens', cacheRead], ['cacheCreationTokens', cacheCreation], ['reasoningTokens', reasoning]] as const;
+    for (const [field, n] of counts) {
       if (!Number.isSafeInteger(n) || n < 0) throw new CostModelError(`llm[${i}].${field}`, 'must be a whole number >= 0');
     }
+    if (cacheRead + cacheCreation > u.inputTokens) throw new CostModelError(`llm[${i}].cacheReadTokens`, 'cache tokens are part of inputTokens and cannot exceed them');
+    if (reasoning > u.outputTokens) throw new CostModelError(`llm[${i}].reasoningTokens`, 'reasoning tokens are part of outputTokens and cannot exceed them');
+    const input = nonNegative(p.inputPerMTokUsd, 'inputPerMTokUsd');
+    const output = nonNegative(p.outputPerMTokUsd, 'outputPerMTokUsd');
     usd = usd
-      .plus(new Dec(u.inputTokens).times(nonNegative(p.inputPerMTokUsd, 'inputPerMTokUsd')))
-      .plus(new Dec(u.outputTokens).times(nonNegative(p.outputPerMTokUsd, 'outputPerMTokUsd')));
+      .plus(new Dec(u.inputTokens - cacheRead - cacheCreation).times(input))
+      .plus(new Dec(cacheRead).times(p.cacheReadPerMTokUsd === undefined ? input : nonNegative(p.cacheReadPerMTokUsd, 'cacheReadPerMTokUsd')))
+      .plus(new Dec(cacheCreation).times(p.cacheCreationPerMTokUsd === undefined ? input : nonNegative(p.cacheCreationPerMTokUsd, 'cacheCreationPerMTokUsd')))
+      .plus(new Dec(u.outputTokens - reasoning).times(output))
+      .plus(new Dec(reasoning).times(p.reasoningPerMTokUsd === undefined ? output : nonNegative(p.reasoningPerMTokUsd, 'reasoningPerMTokUsd')));
   }
   return decimalUsdToMicros(usd.dividedBy(1_000_000));
 }
 
+/** A metered component's cost: quantity x USD per unit (e.g. GB transferred x USD per GB). */
+export function meteredCost(c: Component, quantity: DecimalLike, unitUsd: DecimalLike): Micros {
+  const spec = componentSpec(c);
+  const field = spec.metered?.field ?? c;
+  return decimalUsdToMicros(nonNegative(quantity, field).times(nonNegative(unitUsd, `${c}.${spec.metered?.price ?? 'price'}`)));
+}
+
 /** All components of one operation; total is the sum of the rounded components, so sums stay exact. */
 export function operationCost(i: OperationInputs): OperationCost {
-  const rli = rliCost(i.rliEvalUsd);
-  const gas = gasCost(i.gasUsed, i.gasPriceGwei, i.nativeUsd);
-  const compute = computeCost(i.taskHours, i.computeHourUsd);
+  const c = zeroComponents() as Record<string, Micros>;
+  c.rli = rliCost(i.rliEvalUsd);
+  c.gas = gasCost(i.gasUsed, i.gasPriceGwei, i.nativeUsd);
+  c.compute = computeCost(i.taskHours, i.computeHourUsd);
   const storageDay = storageDayCost(i.gbStored, i.storageGbMonthUsd);
-  const storage = storageOpCost(i.gbStored, i.storageGbMonthUsd, i.expectedTasksDay);
-  const llm = i.llm && i.llm.length > 0 ? llmCost(i.llm, i.llmPrices ?? {}) : 0;
-  return { rli, gas, compute, storage, llm, storageDay, total: rli + gas + compute + storage + llm };
+  c.storage = storageOpCost(i.gbStored, i.storageGbMonthUsd, i.expectedTasksDay);
+  c.llm = i.llm && i.llm.length > 0 ? llmCost(i.llm, i.llmPrices ?? {}) : 0;
+  for (const m of METERED_COMPONENTS) {
+    const q = i.metered?.[m.key];
+    if (q === undefined || new Dec(q.toString()).isZero()) continue;
+    const p = i.meteredPrices?.[m.key];
+    if (p === undefined) throw new CostModelError(m.metered.field, `no ${m.key}.${m.metered.price} price configured`);
+    c[m.key] = meteredCost(m.key, q, p);
+  }
+  const components = c as ComponentMicros;
+  return { ...components, storageDay, total: sumComponents(components) };
+}
+
+/** One value per component, in COMPONENTS order. */
+export function byComponent<T>(f: (c: Component) => T): Record<Component, T> {
+  const out = {} as Record<Component, T>;
+  for (const k of COMPONENTS) out[k] = f(k);
+  return out;
 }
 
 export function zeroComponents(): ComponentMicros {
-  return { rli: 0, gas: 0, compute: 0, storage: 0, llm: 0 };
+  const z = {} as ComponentMicros;
+  for (const k of COMPONENTS) z[k] = 0;
+  return z;
+}
+
+/** Sum of every component. */
+export function sumComponents(c: ComponentMicros): Micros {
+  let s = 0;
+  for (const k of COMPONENTS) s += c[k];
+  return s;
+}
+
+/** Sum of the per-operation components (daily burns left out). */
+export function operationSum(c: ComponentMicros): Micros {
+  let s = 0;
+  for (const k of OPERATION_COMPONENTS) s += c[k];
+  return s;
+}
+
+/** a + b, component by component (a new object). */
+export function addComponents(a: ComponentMicros, b: ComponentMicros): ComponentMicros {
+  const out = {} as ComponentMicros;
+  for (const k of COMPONENTS) out[k] = a[k] + b[k];
+  return out;
+}
+
+/** Adds `c` into `into` in place. */
+export function addComponentsInto(into: ComponentMicros, c: ComponentMicros): void {
+  for (const k of COMPONENTS) into[k] += c[k];
+}
+
+/** The per-operation components of `c` added to `base`, whose daily burns are kept as they are. */
+export function addOperationComponents(base: ComponentMicros, c: ComponentMicros, sign: 1 | -1 = 1): ComponentMicros {
+  const out = { ...base };
+  for (const k of OPERATION_COMPONENTS) out[k] = base[k] + sign * c[k];
+  return out;
+}
+
+/** `c` with its daily burns set to 0 (the guardrail burns those by the day). */
+export function withoutDaily(c: ComponentMicros): ComponentMicros {
+  const out = { ...c };
+  for (const k of DAILY_COMPONENTS) out[k] = 0;
+  return out;
 }
 
 /** The component with the largest amount (ties go to the earlier one in COMPONENTS). */
 export function topComponent(c: ComponentMicros): Component {
-  // Written out: this runs on the per-task hot path.
-  let best: Component = 'rli';
-  let v = c.rli;
-  if (c.gas > v) {
-    best = 'gas';
-    v = c.gas;
+  let best = COMPONENTS[0] as Component;
+  let v = c[best];
+  for (let i = 1; i < COMPONENTS.length; i++) {
+    const k = COMPONENTS[i] as Component;
+    if (c[k] > v) {
+      best = k;
+      v = c[k];
+    }
   }
-  if (c.compute > v) {
-    best = 'compute';
-    v = c.compute;
-  }
-  if (c.storage > v) {
-    best = 'storage';
-    v = c.storage;
-  }
-  if (c.llm > v) best = 'llm';
   return best;
 }

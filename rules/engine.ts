@@ -1,5 +1,5 @@
 import type { Thresholds } from './bands.ts';
-import { topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
+import { addComponentsInto, addOperationComponents, operationSum, topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
 import type { Micros } from './money.ts';
 import { maxState, stateRank, type ConditionHit, type ConditionId, type ConditionLevel, type DayConditionId, type DayWaiver, type GuardState, type GuardStatus } from './states.ts';
 
@@ -112,7 +112,7 @@ export function emptyScope(now: number, storageDayMicros: Micros = 0): ScopeStat
 }
 
 function opsOf(c: ComponentMicros): Micros {
-  return c.rli + c.gas + c.compute + c.llm;
+  return operationSum(c);
 }
 
 /** Storage burnt on a day: all of Cost_storage_day for a finished day, pro rata for the current one. */
@@ -147,14 +147,14 @@ export function applyTask(spend: ScopeSpend, t: TaskOutcome, unitCap: Micros): S
   if (idx >= 0) {
     const d = days[idx]!;
     const dc = d.components;
-    const components: ComponentMicros = { rli: dc.rli + c.rli, gas: dc.gas + c.gas, compute: dc.compute + c.compute, storage: dc.storage, llm: dc.llm + c.llm };
+    const components: ComponentMicros = addOperationComponents(dc, c);
     days[idx] = { day, components, opsMicros: d.opsMicros + opsOf(c), tasks: d.tasks + 1, failed: t.failed ? d.failed + 1 : d.failed };
   }
   const rc = run.components;
   return {
     days,
     run: {
-      components: { rli: rc.rli + c.rli, gas: rc.gas + c.gas, compute: rc.compute + c.compute, storage: rc.storage, llm: rc.llm + c.llm },
+      components: addOperationComponents(rc, c),
       totalMicros: run.totalMicros + opsOf(c),
       tasks: run.tasks + 1,
     },
@@ -173,13 +173,7 @@ function indexOfDay(days: readonly DaySpend[], day: number): number {
   return -1;
 }
 
-function addInto(into: ComponentMicros, c: ComponentMicros): void {
-  into.rli += c.rli;
-  into.gas += c.gas;
-  into.compute += c.compute;
-  into.storage += c.storage;
-  into.llm += c.llm;
-}
+const addInto = addComponentsInto;
 
 function addStorageToRun(run: ScopeSpend['run'], storageDay: Micros, _day: DaySpend): ScopeSpend['run'] {
   if (storageDay === 0) return run;

@@ -1,4 +1,5 @@
 import type { Bands } from './bands.ts';
+import type { Component } from './cost-model.ts';
 
 /** Guardrail states, in escalation order. */
 export const GUARD_STATES = ['NORMAL', 'WARNING', 'HARD_STOP', 'EMERGENCY_STOP'] as const;
@@ -128,7 +129,7 @@ export interface ConditionHit {
   value: number;
   threshold: number;
   /** The cost component contributing most to the value. */
-  topComponent: 'rli' | 'gas' | 'compute' | 'storage' | 'llm';
+  topComponent: Component;
   /**
    * Day conditions only (day_soft, day_hard, day_emergency, failure_burn): the UTC day (days since the epoch)
    * whose totals `value` reads. A late event's hits name the day it was finalized on, not today.

@@ -2,7 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { GUARDRAIL_CANONICAL_SELECT, GUARDRAIL_HASHED_COLUMNS, guardrailCanonicalBytes, normaliseGuardrailRow } from './guardrail-log.ts';
 import { checkChainLog, recordedHeads, type ChainLog, type Head } from './heads.ts';
-import { CANONICAL_SELECT, canonicalBytes, chainHash, GENESIS_HASH, HASHED_COLUMNS, normaliseRow } from './rows.ts';
+import { CANONICAL_SELECT, canonicalBytes, chainHash, GENESIS_HASH, HASHED_COLUMNS, normaliseRow, VERSION_SELECT } from './rows.ts';
 import { checkTime } from './scope.ts';
 
 export interface VerifyOptions {
@@ -84,8 +84,11 @@ interface ChainSpec {
   nHashed: number;
   /** Extra WHERE for chained rows ('' when every row is chained). */
   chained: string;
+  /** Columns read after prev_hash and hash (cost_events: the row's canonical version). */
+  extra?: string;
   normalise(raw: unknown[]): unknown[];
-  canonical(values: unknown[]): string;
+  /** The canonical bytes of the hashed values; `row` is the whole row read (for its version). */
+  canonical(values: unknown[], row: unknown[]): string;
 }
 
 const SPECS: Record<ChainLog, ChainSpec> = {
@@ -96,8 +99,10 @@ const SPECS: Record<ChainLog, ChainSpec> = {
     select: CANONICAL_SELECT,
     nHashed: HASHED_COLUMNS.length,
     chained: '',
+    extra: VERSION_SELECT,
     normalise: normaliseRow,
-    canonical: canonicalBytes,
+    // Each row is hashed under the canonical version it was written with (rows before versions: 1).
+    canonical: (values, row) => canonicalBytes(values, Number(row[HASHED_COLUMNS.length + 2]) || 1),
   },
   guardrail_events: {
     table: 'guardrail_events',
@@ -107,7 +112,7 @@ const SPECS: Record<ChainLog, ChainSpec> = {
     nHashed: GUARDRAIL_HASHED_COLUMNS.length,
     chained: ' AND chain_seq > 0',
     normalise: normaliseGuardrailRow,
-    canonical: guardrailCanonicalBytes,
+    canonical: (values) => guardrailCanonicalBytes(values),
   },
 };
 
@@ -193,7 +198,7 @@ WHERE tenant_id = {tenant:String}${spec.chained}
   for (let lo = fromSeq; lo <= toSeq; lo += pageSize) {
     const hi = Math.min(toSeq, lo + pageSize - 1);
     const page = await q<unknown[]>(
-      `SELECT ${spec.select}, prev_hash, hash FROM ${table}
+      `SELECT ${spec.select}, prev_hash, hash${spec.extra ? `, ${spec.extra}` : ''} FROM ${table}
 WHERE tenant_id = {tenant:String} AND ${S} >= {lo:UInt64} AND ${S} <= {hi:UInt64}
 ORDER BY ${S}, ${spec.timeCol}, event_id`,
       { tenant: tenantId, lo, hi },
@@ -207,7 +212,7 @@ ORDER BY ${S}, ${spec.timeCol}, event_id`,
       if (seq < expected) return fail(checked, { seq, eventId, reason: 'duplicate_seq' }, legacy);
       if (seq > expected) return fail(checked, { seq: expected, eventId, reason: 'seq_gap' }, legacy);
       if (storedPrev !== prevHash) return fail(checked, { seq, eventId, reason: 'prev_hash_mismatch', expected: prevHash, actual: storedPrev }, legacy);
-      const h = chainHash(storedPrev, spec.canonical(values.slice(0, nHashed)));
+      const h = chainHash(storedPrev, spec.canonical(values.slice(0, nHashed), values));
       if (h !== storedHash) return fail(checked, { seq, eventId, reason: 'hash_mismatch', expected: h, actual: storedHash }, legacy);
       prevHash = storedHash;
       if (head && seq === head.seq) hashAtHead = storedHash;

@@ -3,6 +3,8 @@
  * Amounts are integer micro-dollars (USD x 1e6). Inputs are kept as given so a row can be re-priced
  * or audited: decimals as strings, gas as a decimal string of a UInt64.
  */
+import { COMPONENTS as COMPONENT_KEYS, type Component, type ComponentMicros, type LaterComponent, type OriginalComponent } from '../rules/index.ts';
+
 export type TaskStatus = 'success' | 'failed' | 'retried';
 
 /** How the gas amount was obtained. */
@@ -14,7 +16,13 @@ export interface LlmTokens {
   outputTokens: number;
 }
 
-export interface CostEvent {
+/**
+ * One `<component>Micros` field per cost component (COMPONENT_SPECS), USD micros. Components added after
+ * the log began are optional (absent = 0), so producers of older events need not name them.
+ */
+export type ComponentMicrosFields = { [K in OriginalComponent as `${K}Micros`]: number } & { [K in LaterComponent as `${K}Micros`]?: number };
+
+export interface CostEvent extends ComponentMicrosFields {
   /** Producer-chosen id; the store counts an event_id once however often it arrives. */
   eventId: string;
   tenantId: string;
@@ -30,12 +38,7 @@ export interface CostEvent {
   /** When Forge accepted it, epoch ms. */
   ingestTime: number;
 
-  rliMicros: number;
-  gasMicros: number;
-  computeMicros: number;
-  storageMicros: number;
-  llmMicros: number;
-  /** Sum of the five components. */
+  /** Sum of the components. */
   totalMicros: number;
 
   /** G_used, gas units (UInt64 as a decimal string). */
@@ -56,4 +59,26 @@ export interface CostEvent {
   /** C_storage_gb_month, USD (decimal string). */
   storageGbMonthUsd: string;
   llmTokens: LlmTokens[];
+  /** Quantities of the metered components (decimal strings in their units, e.g. GB); absent = none. */
+  metered?: Partial<Record<Component, string>>;
+}
+
+/** The event field holding a component's amount. */
+export function microsField(c: Component): `${Component}Micros` {
+  return `${c}Micros`;
+}
+
+/** The components of an event, USD micros (absent later components are 0). */
+export function eventComponents(e: ComponentMicrosFields): ComponentMicros {
+  const out = {} as ComponentMicros;
+  const rec = e as unknown as Record<string, number | undefined>;
+  for (const k of COMPONENT_KEYS) out[k] = rec[`${k}Micros`] ?? 0;
+  return out;
+}
+
+/** The `<component>Micros` fields of an event from component amounts. */
+export function componentFields(c: ComponentMicros): ComponentMicrosFields {
+  const out: Record<string, number> = {};
+  for (const k of COMPONENT_KEYS) out[`${k}Micros`] = c[k];
+  return out as ComponentMicrosFields;
 }

@@ -3,6 +3,7 @@
  * its batch writer, totals, the audit hash chain, guardrail_events and alert_log.
  */
 export type * from './cost-event.ts';
+export { componentFields, eventComponents, microsField } from './cost-event.ts';
 export { openStore } from './store.ts';
 export type { Store, StoreOptions, StoredEvent } from './store.ts';
 export type { ConnectionOptions } from './client.ts';
@@ -43,5 +44,6 @@ export type {
 export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migrations.ts';
 export type { DdlMode, Migration, RenderOptions, RenderedMigration } from './migrations.ts';
 export { GUARDRAIL_CANONICAL_TAG, guardrailCanonicalBytes } from './guardrail-log.ts';
-export { CANONICAL_VERSION, GENESIS_HASH, INSERT_COLUMNS, canonicalBytes, chainHash, eventCanonicalBytes } from './rows.ts';
+export { CANONICAL_VERSION, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, canonicalBytes, chainHash, componentColumn, eventCanonicalBytes, hashedCount, quantityColumn } from './rows.ts';
 export { TenantTable, type TenantRecord } from './tenants.ts';
+export { FOCUS_COLUMNS, focusCsv, focusRows, type FocusRow } from './focus.ts';

@@ -10,6 +10,9 @@ import { STORE_ERROR_CODES, StoreError } from './errors.ts';
  * two ways: 'single' (one server or the embedded engine) and 'cluster' (ReplicatedMergeTree tables named
  * `<table>_local` on every node, a Distributed table under the plain name, every statement ON CLUSTER).
  *
+ * A table grows only by `ALTER TABLE {{table}} {{on_cluster}} ADD COLUMN IF NOT EXISTS ... DEFAULT ...`
+ * (a new cost component's columns): old rows read the default, nothing is rewritten.
+ *
  * Markers in the files: `{{table}}` (the table a `-- @table <name> shard_key=<expr>` directive above the
  * statement names), `{{on_cluster}}`, `{{db}}`, `{{dedup_window}}` (the engine's insert-deduplication
  * window setting, which differs between plain and replicated MergeTree).

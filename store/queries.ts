@@ -1,15 +1,11 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { addComponentsInto, COMPONENTS, type Component, type ComponentMicros } from '../rules/index.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
+import { componentColumn } from './rows.ts';
 import { checkTime, scopeSql, type LogScope } from './scope.ts';
 
-/** Cost components, USD micros. */
-export interface Components {
-  rli: number;
-  gas: number;
-  compute: number;
-  storage: number;
-  llm: number;
-}
+/** Cost components, USD micros (one per COMPONENT_SPECS entry). */
+export type Components = ComponentMicros;
 
 /** Sums over a set of events (each event_id once). Money in USD micros. */
 export interface Totals {
@@ -106,11 +102,10 @@ export interface TimeRange {
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 
-const AGG = `sum(rli_micros) AS rli, sum(gas_micros) AS gas, sum(compute_micros) AS compute,
-  sum(storage_micros) AS storage, sum(llm_micros) AS llm, sum(total_micros) AS total, count() AS tasks,
+const AGG = `${COMPONENTS.map((k) => `sum(${componentColumn(k)}) AS ${k}`).join(', ')}, sum(total_micros) AS total, count() AS tasks,
   countIf(status = 'success') AS succeeded, countIf(status != 'success') AS failed, countIf(status = 'retried') AS retried`;
 
-type AggRow = Record<'rli' | 'gas' | 'compute' | 'storage' | 'llm' | 'total' | 'tasks' | 'succeeded' | 'failed' | 'retried', number | string>;
+type AggRow = Record<Component | 'total' | 'tasks' | 'succeeded' | 'failed' | 'retried', number | string>;
 
 function num(v: number | string | undefined, what: string): number {
   const n = Number(v ?? 0);
@@ -120,13 +115,7 @@ function num(v: number | string | undefined, what: string): number {
 
 function toTotals(r: AggRow | undefined): Totals {
   return {
-    components: {
-      rli: num(r?.rli, 'rli'),
-      gas: num(r?.gas, 'gas'),
-      compute: num(r?.compute, 'compute'),
-      storage: num(r?.storage, 'storage'),
-      llm: num(r?.llm, 'llm'),
-    },
+    components: Object.fromEntries(COMPONENTS.map((k) => [k, num(r?.[k], k)])) as Components,
     totalMicros: num(r?.total, 'total'),
     tasks: num(r?.tasks, 'tasks'),
     succeeded: num(r?.succeeded, 'succeeded'),
@@ -360,7 +349,7 @@ ORDER BY tenant_id, task_type, event_time DESC, event_id DESC LIMIT {n:UInt32} B
     return {
       components: c,
       totalMicros: t.totalMicros,
-      shares: { rli: share(c.rli), gas: share(c.gas), compute: share(c.compute), storage: share(c.storage), llm: share(c.llm) },
+      shares: Object.fromEntries(COMPONENTS.map((k) => [k, share(c[k])])) as Components,
     };
   }
 
@@ -378,11 +367,7 @@ ORDER BY tenant_id, task_type, event_time DESC, event_id DESC LIMIT {n:UInt32} B
 }
 
 export function addInto(acc: Totals, t: Totals): void {
-  acc.components.rli += t.components.rli;
-  acc.components.gas += t.components.gas;
-  acc.components.compute += t.components.compute;
-  acc.components.storage += t.components.storage;
-  acc.components.llm += t.components.llm;
+  addComponentsInto(acc.components, t.components);
   acc.totalMicros += t.totalMicros;
   acc.tasks += t.tasks;
   acc.succeeded += t.succeeded;

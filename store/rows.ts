@@ -1,25 +1,44 @@
 import { createHash } from 'node:crypto';
-import type { CostEvent, GasSource, LlmTokens, TaskStatus } from './cost-event.ts';
+import { COMPONENT_SPECS, COMPONENTS, METERED_COMPONENTS, type Component } from '../rules/index.ts';
+import { componentFields, eventComponents, type CostEvent, type GasSource, type LlmTokens, type TaskStatus } from './cost-event.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 
 /**
  * Row encoding of cost_events and the canonical bytes the audit chain hashes.
  *
- * Canonical bytes of a row (version 1) = UTF-8 of JSON.stringify of this array, in this order:
- *   [1, tenant_id, seq, event_id, run_id, task_id, task_type, model, environment, status,
- *    event_time_ms, ingest_time_ms, rli_micros, gas_micros, compute_micros, storage_micros, llm_micros,
- *    total_micros, gas_used (decimal string), gas_price_gwei, native_usd, gas_source, chain_id, tx_hash,
- *    task_hours, compute_hour_usd, gb_stored, storage_gb_month_usd, llm_models[], llm_input_tokens[],
- *    llm_output_tokens[]]
+ * Canonical bytes of a row (version v) = UTF-8 of JSON.stringify of this array, in this order:
+ *   [v, tenant_id, seq, event_id, run_id, task_id, task_type, model, environment, status,
+ *    event_time_ms, ingest_time_ms, <component>_micros of the version-1 components (rli, gas, compute,
+ *    storage, llm), total_micros, gas_used (decimal string), gas_price_gwei, native_usd, gas_source, chain_id,
+ *    tx_hash, task_hours, compute_hour_usd, gb_stored, storage_gb_month_usd, llm_models[], llm_input_tokens[],
+ *    llm_output_tokens[], then for each version w = 2..v the columns of the components added in w
+ *    (COMPONENT_SPECS `since`, in list order): <component>_micros, and <component>_quantity when metered]
  * Integers are JSON numbers (all are safe integers), strings JSON strings. hash = sha256(prev_hash || canonical)
  * as lowercase hex, where prev_hash is the previous row's hash (64 ASCII hex chars; 64 zeros before seq 1).
  * Everything in it round-trips through ClickHouse exactly, so `verify` recomputes it from the stored row.
+ * A row stores the version it was hashed with (`canonical_version`, 1 for rows older than the column), so a
+ * component added later never changes the bytes of a row written before it.
  */
-export const CANONICAL_VERSION = 1;
+export const CANONICAL_VERSION = Math.max(...COMPONENT_SPECS.map((c) => c.since));
 export const GENESIS_HASH = '0'.repeat(64);
 
-/** The columns of a cost_events row in canonical order (without the leading version). */
-export const HASHED_COLUMNS = [
+/** The column of a component's amount. */
+export function componentColumn(c: Component): string {
+  return `${c}_micros`;
+}
+
+/** The column of a metered component's quantity. */
+export function quantityColumn(c: Component): string {
+  return `${c}_quantity`;
+}
+
+function columnsAddedIn(version: number): string[] {
+  return COMPONENT_SPECS.filter((c) => c.since === version).flatMap((c) =>
+    'metered' in c ? [componentColumn(c.key), quantityColumn(c.key)] : [componentColumn(c.key)],
+  );
+}
+
+const BASE_COLUMNS = [
   'tenant_id',
   'seq',
   'event_id',
@@ -31,11 +50,7 @@ export const HASHED_COLUMNS = [
   'status',
   'event_time',
   'ingest_time',
-  'rli_micros',
-  'gas_micros',
-  'compute_micros',
-  'storage_micros',
-  'llm_micros',
+  ...columnsAddedIn(1),
   'total_micros',
   'gas_used',
   'gas_price_gwei',
@@ -50,10 +65,24 @@ export const HASHED_COLUMNS = [
   'llm_models',
   'llm_input_tokens',
   'llm_output_tokens',
-] as const;
+];
 
-/** Insert column order: the hashed columns, then the chain links. */
-export const INSERT_COLUMNS = [...HASHED_COLUMNS, 'prev_hash', 'hash'] as const;
+/** How many leading HASHED_COLUMNS the canonical bytes of `version` cover. */
+const HASHED_COUNT: number[] = [0, BASE_COLUMNS.length];
+for (let v = 2; v <= CANONICAL_VERSION; v++) HASHED_COUNT[v] = (HASHED_COUNT[v - 1] as number) + columnsAddedIn(v).length;
+
+/** The columns of a cost_events row in canonical order (without the leading version), newest version. */
+export const HASHED_COLUMNS: readonly string[] = [...BASE_COLUMNS, ...Array.from({ length: CANONICAL_VERSION - 1 }, (_, i) => columnsAddedIn(i + 2)).flat()];
+
+/** Number of leading hashed values a row of canonical version `version` covers. */
+export function hashedCount(version: number): number {
+  const n = HASHED_COUNT[version];
+  if (n === undefined || version < 1) throw new StoreError(STORE_ERROR_CODES.INVALID, `unknown canonical version ${version}`, { field: 'canonical_version' });
+  return n;
+}
+
+/** Insert column order: the hashed columns, then the chain links and the canonical version. */
+export const INSERT_COLUMNS: readonly string[] = [...HASHED_COLUMNS, 'prev_hash', 'hash', 'canonical_version'];
 
 /** SELECT list that reads a row back in canonical form (times as epoch ms, UInt64 as text where unsafe). */
 export const CANONICAL_SELECT = HASHED_COLUMNS.map((c) => {
@@ -62,6 +91,14 @@ export const CANONICAL_SELECT = HASHED_COLUMNS.map((c) => {
   if (c === 'status') return 'toString(status)';
   return c;
 }).join(', ');
+
+/** The canonical version a stored row was hashed with (1 for rows older than the column). */
+export const VERSION_SELECT = 'canonical_version';
+
+const COLUMN_INDEX = new Map(HASHED_COLUMNS.map((c, i) => [c, i]));
+function col(name: string): number {
+  return COLUMN_INDEX.get(name) as number;
+}
 
 const TENANT_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const RUN_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -120,13 +157,15 @@ function gasUsed(v: unknown, field: string): string {
 /** The hashed values of one event (seq still 0), validated. Throws StoreError INVALID naming the field. */
 export function eventValues(e: CostEvent, at: string): unknown[] {
   if (e === null || typeof e !== 'object') invalid(at, 'must be an object');
-  const rli = uint(e.rliMicros, `${at}.rliMicros`);
-  const gas = uint(e.gasMicros, `${at}.gasMicros`);
-  const compute = uint(e.computeMicros, `${at}.computeMicros`);
-  const storage = uint(e.storageMicros, `${at}.storageMicros`);
-  const llm = uint(e.llmMicros, `${at}.llmMicros`);
+  const amounts = eventComponents(e);
+  let sum = 0;
+  for (const k of COMPONENTS) sum += uint(amounts[k], `${at}.${k}Micros`);
   const total = uint(e.totalMicros, `${at}.totalMicros`);
-  if (rli + gas + compute + storage + llm !== total) invalid(`${at}.totalMicros`, 'must equal the sum of the five components');
+  if (sum !== total) invalid(`${at}.totalMicros`, 'must equal the sum of the components');
+  const metered: unknown = e.metered ?? {};
+  if (metered === null || typeof metered !== 'object' || Array.isArray(metered)) invalid(`${at}.metered`, 'must be an object');
+  for (const k of Object.keys(metered)) if (!METERED_COMPONENTS.some((m) => m.key === k)) invalid(`${at}.metered.${k}`, 'is not a metered component');
+  const quantities = metered as Partial<Record<Component, unknown>>;
   if (!STATUSES.has(e.status)) invalid(`${at}.status`, "must be 'success', 'failed' or 'retried'");
   if (!GAS_SOURCES.has(e.gasSource)) invalid(`${at}.gasSource`, `must be one of ${[...GAS_SOURCES].join(', ')}`);
   const tokens: unknown = e.llmTokens ?? [];
@@ -143,6 +182,11 @@ export function eventValues(e: CostEvent, at: string): unknown[] {
   });
   const eventId = str(e.eventId, `${at}.eventId`, 256);
   if (eventId === '') invalid(`${at}.eventId`, 'must not be empty');
+  const later = Array.from({ length: CANONICAL_VERSION - 1 }, (_, i) => i + 2).flatMap((v) =>
+    COMPONENT_SPECS.filter((c) => c.since === v).flatMap((c) =>
+      'metered' in c ? [amounts[c.key], decimal(quantities[c.key] ?? '', `${at}.metered.${c.key}`)] : [amounts[c.key]],
+    ),
+  );
   return [
     re(e.tenantId, `${at}.tenantId`, TENANT_RE, '1-64 letters, digits or ._-'),
     0,
@@ -155,11 +199,7 @@ export function eventValues(e: CostEvent, at: string): unknown[] {
     e.status,
     time(e.eventTime, `${at}.eventTime`),
     time(e.ingestTime, `${at}.ingestTime`),
-    rli,
-    gas,
-    compute,
-    storage,
-    llm,
+    ...COMPONENT_SPECS.filter((c) => c.since === 1).map((c) => amounts[c.key]),
     total,
     gasUsed(e.gasUsed, `${at}.gasUsed`),
     decimal(e.gasPriceGwei, `${at}.gasPriceGwei`),
@@ -174,19 +214,21 @@ export function eventValues(e: CostEvent, at: string): unknown[] {
     models,
     inputs,
     outputs,
+    ...later,
   ];
 }
 
 /** Index of seq in the value array. */
 export const SEQ_INDEX = 1;
 
-export function canonicalBytes(values: readonly unknown[]): string {
-  return canonicalFromBody(JSON.stringify(values));
+/** Canonical bytes of hashed values (all of HASHED_COLUMNS, or the leading ones of an older version). */
+export function canonicalBytes(values: readonly unknown[], version: number = CANONICAL_VERSION): string {
+  return canonicalFromBody(JSON.stringify(values.slice(0, hashedCount(version))), version);
 }
 
 /** Canonical bytes from JSON.stringify(values) (saves a second serialisation on the hot path). */
-export function canonicalFromBody(body: string): string {
-  return body.length > 2 ? `[${CANONICAL_VERSION},${body.slice(1)}` : `[${CANONICAL_VERSION}]`;
+export function canonicalFromBody(body: string, version: number = CANONICAL_VERSION): string {
+  return body.length > 2 ? `[${version},${body.slice(1)}` : `[${version}]`;
 }
 
 export function chainHash(prevHash: string, canonical: string): string {
@@ -211,38 +253,42 @@ export function normaliseRow(raw: unknown[]): unknown[] {
 
 /** Turns a stored row (canonical order) back into a CostEvent. */
 export function rowToEvent(v: readonly unknown[]): CostEvent & { seq: number } {
-  const models = v[27] as string[];
-  const inputs = v[28] as number[];
-  const outputs = v[29] as number[];
+  const at = (name: string): unknown => v[col(name)];
+  const models = at('llm_models') as string[];
+  const inputs = at('llm_input_tokens') as number[];
+  const outputs = at('llm_output_tokens') as number[];
+  const amounts = Object.fromEntries(COMPONENTS.map((k) => [k, (at(componentColumn(k)) as number | undefined) ?? 0])) as Record<Component, number>;
+  const metered: Partial<Record<Component, string>> = {};
+  for (const m of METERED_COMPONENTS) {
+    const q = at(quantityColumn(m.key)) as string | undefined;
+    if (q) metered[m.key] = q;
+  }
   return {
-    tenantId: v[0] as string,
-    seq: v[1] as number,
-    eventId: v[2] as string,
-    runId: v[3] as string,
-    taskId: v[4] as string,
-    taskType: v[5] as string,
-    model: v[6] as string,
-    environment: v[7] as string,
-    status: v[8] as TaskStatus,
-    eventTime: v[9] as number,
-    ingestTime: v[10] as number,
-    rliMicros: v[11] as number,
-    gasMicros: v[12] as number,
-    computeMicros: v[13] as number,
-    storageMicros: v[14] as number,
-    llmMicros: v[15] as number,
-    totalMicros: v[16] as number,
-    gasUsed: v[17] as string,
-    gasPriceGwei: v[18] as string,
-    nativeUsd: v[19] as string,
-    gasSource: v[20] as GasSource,
-    chainId: v[21] as number,
-    txHash: v[22] as string,
-    taskHours: v[23] as string,
-    computeHourUsd: v[24] as string,
-    gbStored: v[25] as string,
-    storageGbMonthUsd: v[26] as string,
+    tenantId: at('tenant_id') as string,
+    seq: at('seq') as number,
+    eventId: at('event_id') as string,
+    runId: at('run_id') as string,
+    taskId: at('task_id') as string,
+    taskType: at('task_type') as string,
+    model: at('model') as string,
+    environment: at('environment') as string,
+    status: at('status') as TaskStatus,
+    eventTime: at('event_time') as number,
+    ingestTime: at('ingest_time') as number,
+    ...componentFields(amounts),
+    totalMicros: at('total_micros') as number,
+    gasUsed: at('gas_used') as string,
+    gasPriceGwei: at('gas_price_gwei') as string,
+    nativeUsd: at('native_usd') as string,
+    gasSource: at('gas_source') as GasSource,
+    chainId: at('chain_id') as number,
+    txHash: at('tx_hash') as string,
+    taskHours: at('task_hours') as string,
+    computeHourUsd: at('compute_hour_usd') as string,
+    gbStored: at('gb_stored') as string,
+    storageGbMonthUsd: at('storage_gb_month_usd') as string,
     llmTokens: models.map((model, i) => ({ model, inputTokens: inputs[i] ?? 0, outputTokens: outputs[i] ?? 0 })),
+    ...(Object.keys(metered).length > 0 ? { metered } : {}),
   };
 }
 
@@ -250,8 +296,18 @@ export function rowToEvent(v: readonly unknown[]): CostEvent & { seq: number } {
  * The canonical bytes of a stored event (what its chain hash covers), for auditors who recompute hashes
  * outside the store: hash = chainHash(prev_hash, eventCanonicalBytes(event)).
  */
-export function eventCanonicalBytes(e: CostEvent & { seq: number }): string {
+export function eventCanonicalBytes(e: CostEvent & { seq: number }, version: number = CANONICAL_VERSION): string {
   const values = eventValues(e, 'event');
   values[SEQ_INDEX] = e.seq;
-  return canonicalBytes(values);
+  return canonicalBytes(values, version);
+}
+
+/** The values after the hashed ones in an insert row (INSERT_COLUMNS). */
+export function linkValues(prevHash: string, hash: string): unknown[] {
+  return [prevHash, hash, CANONICAL_VERSION];
+}
+
+/** The tail of an insert line after the hashed values: the links and the version. */
+export function linkTail(prevHash: string, hash: string): string {
+  return `,"${prevHash}","${hash}",${CANONICAL_VERSION}]`;
 }

@@ -18,7 +18,7 @@ import {
 } from './guardrail-log.ts';
 import { applyMigrations, type AppliedMigration } from './migrations.ts';
 import { LogQueries, type TimeRange } from './queries.ts';
-import { CANONICAL_SELECT, eventValues, INSERT_COLUMNS, normaliseRow, rowToEvent } from './rows.ts';
+import { CANONICAL_SELECT, eventValues, INSERT_COLUMNS, linkValues, normaliseRow, rowToEvent } from './rows.ts';
 import { checkTime, scopeSql, type LogScope } from './scope.ts';
 import { StoreWriter, type BatchWriter, type WriterOptions } from './writer.ts';
 
@@ -108,7 +108,7 @@ class ForgeStore extends LogQueries implements Store {
   }
 
   async insertRaw(events: readonly CostEvent[]): Promise<void> {
-    const rows = events.map((e, i) => [...eventValues(e, `events[${i}]`), '', '']);
+    const rows = events.map((e, i) => [...eventValues(e, `events[${i}]`), ...linkValues('', '')]);
     if (rows.length === 0) return;
     if (!this.#baselineReady) {
       await this.#client.command({ query: `CREATE TABLE IF NOT EXISTS ${this.database}.baseline_cost_events AS ${this.database}.cost_events` });

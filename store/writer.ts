@@ -3,7 +3,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { CostEvent } from './cost-event.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { recordHeads, recordedHeads } from './heads.ts';
-import { canonicalFromBody, chainHash, eventValues, GENESIS_HASH, INSERT_COLUMNS, SEQ_INDEX } from './rows.ts';
+import { canonicalFromBody, chainHash, eventValues, GENESIS_HASH, INSERT_COLUMNS, linkTail, SEQ_INDEX } from './rows.ts';
 import { isTransient, sleep } from './retry.ts';
 
 /** What one write() call ended up as, once durable. */
@@ -356,7 +356,7 @@ export class StoreWriter implements BatchWriter {
       const hash = chainHash(head.hash, canonicalFromBody(body));
       r[SEQ_INDEX] = 0;
       // The insert line is the hashed array with the two links appended: the bytes hashed are the bytes sent.
-      lines.push(`${body.slice(0, -1)},"${head.hash}","${hash}"]`);
+      lines.push(`${body.slice(0, -1)}${linkTail(head.hash, hash)}`);
       token.update(hash);
       head.seq += 1;
       head.hash = hash;

@@ -7,7 +7,7 @@ import Fastify from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ForgeMetrics } from '../collector/index.ts';
-import type { ConditionHit, GuardState } from '../rules/index.ts';
+import { zeroComponents, type ConditionHit, type GuardState } from '../rules/index.ts';
 import { eventually, startAlertmanager, startPrometheusWithRules, type LocalService } from './helpers/alertmanager.ts';
 import { checkPagerDutyEvent, HttpReceiver, pagerDutyOk } from './helpers/http-receiver.ts';
 
@@ -48,7 +48,7 @@ describe('alerts: rules fire against a real Prometheus scraping live Forge metri
     const metrics = new ForgeMetrics();
     cleanup.push(() => metrics.shutdown());
     const bands = { daySoft: 800_000_000, dayHard: 1_000_000_000, weekSoft: 4_000_000_000, weekHard: 5_000_000_000, runCap: 0, unitCap: 5_000_000 };
-    const components = { rli: 100_000_000, gas: 200_000_000, compute: 700_500_000, storage: 10_000_000, llm: 10_000_000 };
+    const components = { ...zeroComponents(), rli: 100_000_000, gas: 200_000_000, compute: 700_500_000, storage: 10_000_000, llm: 10_000_000 };
     const hit: ConditionHit = { id: 'day_hard', level: 'HARD_STOP', metric: 'forge.cost.total.day_usd', unit: 'usd_micros', value: 1_020_500_000, threshold: 1_000_000_000, topComponent: 'compute' };
     const set = (scope: string, dayMicros: number, state: GuardState, holds: ConditionHit[]): void => {
       metrics.setBudgets(scope, bands);

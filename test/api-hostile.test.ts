@@ -142,6 +142,11 @@ const EVENT_SCHEMA: Schema = {
     finalized_at: { type: 'string', format: 'date-time' }, rli_eval_usd: { anyOf: [{ type: 'string' }, { type: 'number', minimum: 0, maximum: 1e6 }] }, task_hours: { anyOf: [{ type: 'string' }, { type: 'number', minimum: 0, maximum: 8784 }] },
   },
 };
+const OTLP_TRACES = {
+  resourceSpans: [{
+    scopeSpans: [{ spans: [{ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', name: 'chat', endTimeUnixNano: String((NOW - 3_600_000) * 1e6), attributes: [{ key: 'gen_ai.request.model', value: { stringValue: 'x' } }] }] }],
+  }],
+};
 const OTLP = { resourceLogs: [{ scopeLogs: [{ logRecords: [{ eventName: 'forge.task.finalized', body: { kvlistValue: { values: [] } } }] }] }] };
 
 function operations(): Op[] {
@@ -169,7 +174,7 @@ function operations(): Op[] {
 /** The operation's body schema for field cases (/v1/events: the event's own fields). */
 function bodySchemaOf(op: Op): Schema | undefined {
   if (op.path === '/v1/events') return EVENT_SCHEMA;
-  if (op.path === '/v1/logs') return undefined;
+  if (op.path === '/v1/logs' || op.path === '/v1/traces') return undefined;
   return op.body;
 }
 
@@ -190,7 +195,7 @@ function baseline(op: Op): Req {
     else if (p.required) query[p.name] = String(sample(p.name, p.schema));
   }
   const s = bodySchemaOf(op);
-  const body = op.path === '/v1/events' ? { ...EVENT } : op.path === '/v1/logs' ? OTLP : s ? sample('', s) : undefined;
+  const body = op.path === '/v1/events' ? { ...EVENT } : op.path === '/v1/logs' ? OTLP : op.path === '/v1/traces' ? OTLP_TRACES : s ? sample('', s) : undefined;
   return { path, query, body, headers: auth(keys.admin!) };
 }
 
@@ -253,7 +258,7 @@ function cases(op: Op): Case[] {
     if (op.allTenants || namesTenant || ['/v1/billing/vault/rotate', '/v1/billing/reports/margin'].includes(op.path)) {
       out.push({ name: 'another tenant\'s key', req: withHeaders(auth(keys[`other:${right}`]!)), status: 403, code: 'FORGE_ERR_FORBIDDEN_TENANT' });
     }
-    if (namesTenant && !op.newTenant && op.path !== '/v1/logs') {
+    if (namesTenant && !op.newTenant && op.path !== '/v1/logs' && op.path !== '/v1/traces') {
       const swap = (v: string) => v.replace(/demo/g, 'ghost');
       const req: Req = {
         ...base,
@@ -291,7 +296,7 @@ function cases(op: Op): Case[] {
   }
   if (!op.public) bad('an unknown query field', { ...base, query: { ...base.query, sneaky: '1' } }, 'sneaky');
   const s = bodySchemaOf(op);
-  if (op.bodyTypes.length > 0 || op.path === '/v1/logs') {
+  if (op.bodyTypes.length > 0 || op.path === '/v1/logs' || op.path === '/v1/traces') {
     out.push({ name: 'a wrong content type', req: { ...base, headers: { ...base.headers, 'content-type': 'text/plain' }, raw: 'hello' }, status: 415, code: 'FORGE_ERR_UNSUPPORTED_MEDIA_TYPE', field: 'content-type' });
     out.push({ name: 'an oversize body', req: { ...base, raw: JSON.stringify({ pad: 'x'.repeat(BODY_LIMIT + 1) }) }, status: 413, code: 'FORGE_ERR_PAYLOAD_TOO_LARGE', field: 'body' });
     out.push({ name: 'a body that is a list', req: { ...base, body: [5] }, status: 400, code: 'FORGE_ERR_VALIDATION', field: 'body' });

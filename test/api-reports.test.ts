@@ -77,6 +77,7 @@ describe('reports over seeded events (hand-checked)', () => {
       { component: 'compute', usd: '6', share: 0.0836 },
       { component: 'storage', usd: '0', share: 0 },
       { component: 'llm', usd: '0.75', share: 0.0105 },
+      { component: 'bandwidth', usd: '0', share: 0 },
     ]);
   });
   it('unit economics per operation and per successful task', async () => {

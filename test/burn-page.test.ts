@@ -94,7 +94,7 @@ describe('burn page: the numbers', () => {
     expect(d.daily.at(-1)).toEqual({ day: '2026-03-10', totalUsd: 1.234567 });
     // In the 30 days: e5 (02-28) + e1..e4; e6 is after now; e3 once although its row is in the table twice.
     expect(d.daily.reduce((s, x) => s + x.totalUsd, 0)).toBeCloseTo(17.744567, 9);
-    expect(d.composition.find((x) => x.day === '2026-03-02')).toEqual({ day: '2026-03-02', rli: 3, gas: 0.26, compute: 0.5, storage: 0.05, llm: 0.2 });
+    expect(d.composition.find((x) => x.day === '2026-03-02')).toEqual({ day: '2026-03-02', rli: 3, gas: 0.26, compute: 0.5, storage: 0.05, llm: 0.2, bandwidth: 0 });
     expect(d.unit.operations).toBe(5);
     expect(d.unit.succeeded).toBe(3);
     expect(d.unit.costPerSuccessUsd).toBeCloseTo(17.744567 / 3, 9);

@@ -23,7 +23,7 @@ describe('forge CLI', () => {
   it('forge cost prints the components of the worked example', () => {
     const r = forge('cost', '--rli', '0.10', '--gas-used', '21000', '--gas-price-gwei', '30', '--native-usd', '2500', '--hours', '0.25', '--compute-hour-usd', '1.60', '--gb-stored', '300', '--storage-gb-month-usd', '0.23', '--json');
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.out)).toEqual({ rli_usd: '0.1', gas_usd: '1.575', compute_usd: '0.4', storage_usd: '2.3', storage_day_usd: '2.3', total_usd: '4.375' });
+    expect(JSON.parse(r.out)).toEqual({ rli_usd: '0.1', gas_usd: '1.575', compute_usd: '0.4', storage_usd: '2.3', bandwidth_usd: '0', storage_day_usd: '2.3', total_usd: '4.375' });
   });
   it('bad input exits 2 with one line naming the flag', () => {
     const r = forge('cost', '--hours', 'lots');

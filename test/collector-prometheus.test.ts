@@ -1,3 +1,4 @@
+import { zeroComponents } from '../rules/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPrometheus, type PrometheusServer } from './helpers/prometheus.ts';
 import { buildCollectorApp, freshTenant, MemorySink, rawEvent, type TestApp } from './collector-fixtures.ts';
@@ -26,7 +27,7 @@ describe('Prometheus scrapes the collector', () => {
     const events = [rawEvent(tn, { finalized_at: now }), rawEvent(tn, { finalized_at: now, status: 'failed' }), rawEvent(tn, { finalized_at: now, status: 'retried' })];
     const res = await t.app.inject({ method: 'POST', url: '/v1/events', payload: { events } });
     expect(res.statusCode, res.body).toBe(200);
-    t.metrics.setScopeTotals(`tenant:${tn}`, { dayMicros: 13_138_500, weekMicros: 20_000_000, runMicros: 13_138_500, components: { rli: 300_000, gas: 4_725_000, compute: 1_200_000, storage: 6_900_000, llm: 13_500 } });
+    t.metrics.setScopeTotals(`tenant:${tn}`, { dayMicros: 13_138_500, weekMicros: 20_000_000, runMicros: 13_138_500, components: { ...zeroComponents(), rli: 300_000, gas: 4_725_000, compute: 1_200_000, storage: 6_900_000, llm: 13_500 } });
 
     const finalized = await prom.waitFor(`forge_tasks_finalized_count{tenant="${tn}"}`, (s) => s.length === 1 && s[0]!.value === 3);
     expect(finalized[0]!.metric.job).toBe('forge');

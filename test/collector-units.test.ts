@@ -16,7 +16,7 @@ import {
   recordToEvent,
   PricingConfigError,
 } from '../collector/index.ts';
-import { usdToMicros } from '../rules/index.ts';
+import { usdToMicros, zeroComponents } from '../rules/index.ts';
 import { testPricing } from './collector-fixtures.ts';
 
 // Pure parts of the collector: OTLP decoding against the SDK's own serializers, the pricing file, the
@@ -155,7 +155,7 @@ describe('ForgeMetrics', () => {
       });
       m.recordFlush(0.004, 1, true);
       m.recordRejected('FORGE_ERR_VALIDATION');
-      m.setScopeTotals('tenant:acme', { dayMicros: 12_500_000, weekMicros: 40_000_000, runMicros: 1, components: { rli: 1, gas: 2, compute: 3, storage: 4, llm: 5 } });
+      m.setScopeTotals('tenant:acme', { dayMicros: 12_500_000, weekMicros: 40_000_000, runMicros: 1, components: { ...zeroComponents(), rli: 1, gas: 2, compute: 3, storage: 4, llm: 5 } });
       m.setBudgets('tenant:acme', { daySoft: 80_000_000, dayHard: 100_000_000, weekSoft: 1, weekHard: 2, runCap: 3, unitCap: 4 });
       m.recordStateChange({ scope: 'tenant:acme', state: 'HARD_STOP', previous: 'WARNING', seq: 2, at: 0, reason: '', holds: [], weekMicros: 0 });
       m.recordStateChange({ scope: 'tenant:acme', state: 'WARNING', previous: 'HARD_STOP', seq: 3, at: 0, reason: 'lift', holds: [], weekMicros: 0 });
@@ -184,7 +184,7 @@ describe('ForgeMetrics', () => {
   it('folds scopes beyond the cap into one overflow series', async () => {
     const m = new ForgeMetrics({ maxScopes: 3, maxTenants: 2 });
     try {
-      for (let i = 0; i < 10; i++) m.setScopeTotals(`run:ten/r${i}`, { dayMicros: i, weekMicros: 0, runMicros: 0, components: { rli: 0, gas: 0, compute: 0, storage: 0, llm: 0 } });
+      for (let i = 0; i < 10; i++) m.setScopeTotals(`run:ten/r${i}`, { dayMicros: i, weekMicros: 0, runMicros: 0, components: zeroComponents() });
       const lines = (await m.render()).split('\n').filter((l) => l.startsWith('forge_cost_total_day_usd{'));
       expect(lines.length).toBe(4);
       expect(lines.filter((l) => l.includes(`scope="${OVERFLOW_LABEL}"`)).length).toBe(1);

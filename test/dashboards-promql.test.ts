@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ForgeMetrics } from '../collector/index.ts';
 import { expandPromql, PROMQL, TENANT_VARIABLE_QUERY } from '../dashboards/index.ts';
-import { usdToMicros } from '../rules/index.ts';
+import { usdToMicros, zeroComponents } from '../rules/index.ts';
 import { startPrometheus, type PrometheusServer } from './helpers/prometheus.ts';
 import { freshTenant } from './helpers/store-events.ts';
 
@@ -24,7 +24,7 @@ const bands = (day: number, week: number, run: number) => ({
   runCap: m(run),
   unitCap: m(200),
 });
-const zero = { rli: 0, gas: 0, compute: 0, storage: 0, llm: 0 };
+const zero = zeroComponents();
 
 beforeAll(async () => {
   metrics = new ForgeMetrics();

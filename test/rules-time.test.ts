@@ -329,7 +329,7 @@ describe('(e) the hourly recompute keeps storage in the run as the per-task path
           const all = [{ ...ops[0]!, day: 0 }, ...ops.slice(1), { ...ops[0]!, day: lastDay, swap: false }];
           const tasks: TaskOutcome[] = all
             .map((o) => {
-              const components = { rli: o.rli, gas: o.gas, compute: 0, storage: o.storageShare, llm: o.llm };
+              const components = { ...zeroComponents(), rli: o.rli, gas: o.gas, storage: o.storageShare, llm: o.llm };
               return { at: day0 + o.day * 86_400_000 + o.ms, components, totalMicros: o.rli + o.gas + o.llm + o.storageShare, failed: o.failed };
             })
             .sort((x, y) => x.at - y.at);

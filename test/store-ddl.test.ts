@@ -25,8 +25,10 @@ describe('migrations render for a single node and for a cluster from the same fi
       '0005_guardrail_chain',
       '0006_chain_heads',
       '0007_api_keys',
+      '0008_canonical_version',
+      '0009_bandwidth',
     ]);
-    for (const m of renderMigrations('single', opts)) {
+    for (const m of renderMigrations('single', opts).filter((x) => !x.statements[0]!.startsWith('ALTER'))) {
       expect(m.statements).toHaveLength(1);
       const s = m.statements[0]!;
       expect(s).not.toMatch(/ON CLUSTER|Replicated|Distributed|\{\{/);
@@ -47,9 +49,10 @@ describe('migrations render for a single node and for a cluster from the same fi
   });
 
   it('renders ReplicatedMergeTree local tables plus Distributed tables, all ON CLUSTER, with the same columns', () => {
-    const single = renderMigrations('single', opts);
-    const cluster = renderMigrations('cluster', opts);
-    expect(cluster.map((m) => m.checksum)).toEqual(single.map((m) => m.checksum));
+    const creates = (ms: ReturnType<typeof renderMigrations>) => ms.filter((x) => !x.statements[0]!.startsWith('ALTER'));
+    expect(renderMigrations('cluster', opts).map((m) => m.checksum)).toEqual(renderMigrations('single', opts).map((m) => m.checksum));
+    const single = creates(renderMigrations('single', opts));
+    const cluster = creates(renderMigrations('cluster', opts));
     const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)' };
     for (const [i, m] of cluster.entries()) {
       expect(m.statements).toHaveLength(2);
@@ -93,10 +96,20 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 14 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 14 + 4 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
+  });
+
+  it('renders an added column for the single table, and for the local and the Distributed tables of a cluster', () => {
+    const text = "-- @table cost_events shard_key=cityHash64(tenant_id)\nALTER TABLE {{table}} {{on_cluster}}\n    ADD COLUMN IF NOT EXISTS x_micros Int64 DEFAULT 0;\n";
+    const m = [{ version: 9, name: 'x', checksum: 'c', text }];
+    expect(renderMigrations('single', opts, m)[0]!.statements).toEqual(['ALTER TABLE forge.cost_events \n    ADD COLUMN IF NOT EXISTS x_micros Int64 DEFAULT 0']);
+    expect(renderMigrations('cluster', opts, m)[0]!.statements).toEqual([
+      "ALTER TABLE forge.cost_events_local ON CLUSTER 'forge_cluster'\n    ADD COLUMN IF NOT EXISTS x_micros Int64 DEFAULT 0",
+      "ALTER TABLE forge.cost_events ON CLUSTER 'forge_cluster'\n    ADD COLUMN IF NOT EXISTS x_micros Int64 DEFAULT 0",
+    ]);
   });
 
   it('rejects identifiers that are not plain names', () => {

@@ -1,7 +1,7 @@
 import type {} from '@fastify/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { microsToUsd, type ScopeKey } from '../../rules/index.ts';
-import { logScopeOf, type BreakdownRow, type ChainLog, type LogScope, type Store, type Totals, type VerifyResult } from '../../store/index.ts';
+import { COMPONENTS, microsToUsd, type ScopeKey } from '../../rules/index.ts';
+import { focusCsv, focusRows, logScopeOf, type BreakdownRow, type ChainLog, type LogScope, type Store, type Totals, type VerifyResult } from '../../store/index.ts';
 import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
 import type { Guardrail } from '../../guard/index.ts';
@@ -56,7 +56,7 @@ export async function reportRoutes(app: FastifyInstance, opts: { store: Store; g
       }
       case 'composition': {
         const c = await store.composition(ls, range);
-        const rows = (['rli', 'gas', 'compute', 'storage', 'llm'] as const).map((k) => ({ component: k, usd: microsToUsd(c.components[k]), share: Math.round(c.shares[k] * 10_000) / 10_000 }));
+        const rows = COMPONENTS.map((k) => ({ component: k, usd: microsToUsd(c.components[k]), share: Math.round(c.shares[k] * 10_000) / 10_000 }));
         return { ...base, columns: ['component', 'usd', 'share'], rows, summary: { total_usd: microsToUsd(c.totalMicros), days } };
       }
       case 'unit-economics': {
@@ -137,6 +137,29 @@ export async function reportRoutes(app: FastifyInstance, opts: { store: Store; g
         return reply.send(toCsv(r));
       }
       return r;
+    },
+  );
+
+  const FOCUS_MAX_EVENTS = 1_000_000;
+  app.get<{ Querystring: { scope: string; from?: string; to?: string } }>(
+    '/v1/reports/focus',
+    {
+      config: { roles: ['finance'] },
+      schema: {
+        tags: ['reports'],
+        summary: 'The cost log as a FOCUS 1.3 Cost and Usage dataset (CSV): one row per task and cost component, x_TenantId, x_RunId, x_TaskId, x_AgentId, x_CostComponent',
+        description: 'Event time in [from, to) (default: the 30 days ending now; at most 366 days). BilledCost sums to the log\'s total to the micro-dollar.',
+        querystring: { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE, from: DATE_TIME, to: DATE_TIME } },
+        response: { 200: { type: 'string' }, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const scope = scopeParam(req, req.query.scope);
+      const range = timeRange(req, opts.now(), 30);
+      const events = await store.listEvents(logScopeOf(scope)!, range, { limit: FOCUS_MAX_EVENTS });
+      if (events.length === FOCUS_MAX_EVENTS) throw new ApiError('FORGE_ERR_VALIDATION', `more than ${FOCUS_MAX_EVENTS} events in the range: ask for a shorter one`, 'from');
+      void reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="forge-focus.csv"');
+      return reply.send(focusCsv(focusRows(events)));
     },
   );
 

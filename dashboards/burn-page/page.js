@@ -6,7 +6,7 @@
   'use strict';
   var KEY = 'forge.apiKey';
   var charts = [];
-  var COLOURS = { ok: '#2e7d32', soft: '#ef6c00', hard: '#c62828', total: '#1565c0', rli: '#1565c0', gas: '#8e24aa', compute: '#2e7d32', storage: '#f9a825', llm: '#ef6c00' };
+  var COLOURS = { ok: '#2e7d32', soft: '#ef6c00', hard: '#c62828', total: '#1565c0' };
   var STATE_TEXT = { NORMAL: 'NORMAL', WARNING: 'WARNING', HARD_STOP: 'HARD STOP', EMERGENCY_STOP: 'EMERGENCY STOP' };
 
   function usd(v, digits) {
@@ -95,14 +95,13 @@
       },
       options: { animation: false, maintainAspectRatio: false, scales: { y: money } },
     }));
-    var parts = ['rli', 'gas', 'compute', 'storage', 'llm'];
-    var names = { rli: 'RLI', gas: 'gas', compute: 'compute', storage: 'storage', llm: 'LLM' };
+    // The components come with the data (the server's one list), each with its label and colour.
     charts.push(new Chart(document.getElementById('composition-chart'), {
       type: 'bar',
       data: {
         labels: data.composition.map(function (d) { return d.day; }),
-        datasets: parts.map(function (p) {
-          return { label: names[p], data: data.composition.map(function (d) { return d[p]; }), backgroundColor: COLOURS[p] };
+        datasets: data.components.map(function (c) {
+          return { label: c.label, data: data.composition.map(function (d) { return d[c.key]; }), backgroundColor: c.colour };
         }),
       },
       options: { animation: false, maintainAspectRatio: false, scales: { x: { stacked: true }, y: Object.assign({ stacked: true }, money) } },

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { burnData, RUN_RE, TENANT_RE, type BandsMicros, type SqlSource } from '../burn-data.ts';
+import { COMPONENTS } from '../../rules/index.ts';
 
 /**
  * The built-in burn page: `GET /` (the page, public: it asks for an API key and keeps it in
@@ -59,7 +60,8 @@ const burnDataSchema = {
       properties: { daySoftUsd: num, dayHardUsd: num, weekSoftUsd: num, weekHardUsd: num, runCapUsd: num, unitCapUsd: num },
     },
     daily: { type: 'array', items: { type: 'object', properties: { day: str, totalUsd: num } } },
-    composition: { type: 'array', items: { type: 'object', properties: { day: str, rli: num, gas: num, compute: num, storage: num, llm: num } } },
+    components: { type: 'array', items: { type: 'object', properties: { key: str, label: str, colour: str } } },
+    composition: { type: 'array', items: { type: 'object', properties: { day: str, ...Object.fromEntries(COMPONENTS.map((k) => [k, num])) } } },
     unit: { type: 'object', properties: { operations: num, succeeded: num, totalUsd: num, costPerOperationUsd: numOrNull, costPerSuccessUsd: numOrNull } },
     runway: { type: 'object', properties: { runSpendUsd: num, weekUsd: num, avgDayUsd: num, remainingUsd: num, days: numOrNull } },
     stopConditions24h: { type: 'object', properties: { warning: num, hardStop: num, emergencyStop: num } },

@@ -1,3 +1,4 @@
+import { byComponent } from '../../rules/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainHash, eventCanonicalBytes, isStoreError, type CostEvent, type LogScope, type Store, type WriterOptions } from '../../store/index.ts';
 import { DAY_MS, HOUR_MS, addExpected, emptyExpected, expectedOf, flat, freshTenant, makeEvent, type Expected } from './store-events.ts';
@@ -114,7 +115,7 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>,
       const all = expectedOf(events);
       const comp = await store.composition(scope, range);
       expect(comp.totalMicros).toBe(all.total);
-      expect(comp.components).toEqual({ rli: all.rli, gas: all.gas, compute: all.compute, storage: all.storage, llm: all.llm });
+      expect(comp.components).toEqual(byComponent((k) => all[k]));
       expect(comp.shares.rli).toBeCloseTo(all.rli / all.total, 12);
       const unit = await store.unitEconomics(scope, range);
       expect(unit).toEqual({

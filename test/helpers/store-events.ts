@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { CostEvent } from '../../store/index.ts';
+import { addComponentsInto, zeroComponents, type ComponentMicros } from '../../rules/index.ts';
+import { eventComponents, type CostEvent } from '../../store/index.ts';
 
 /** A fresh tenant id per test: isolation inside one shared store. */
 export function freshTenant(prefix = 't'): string {
@@ -59,12 +60,7 @@ export function makeEvent(i: number, base: Partial<CostEvent> & { tenantId: stri
 }
 
 /** Expected sums of a set of events, the way the store should total them. */
-export interface Expected {
-  rli: number;
-  gas: number;
-  compute: number;
-  storage: number;
-  llm: number;
+export interface Expected extends ComponentMicros {
   total: number;
   tasks: number;
   succeeded: number;
@@ -73,15 +69,11 @@ export interface Expected {
 }
 
 export function emptyExpected(): Expected {
-  return { rli: 0, gas: 0, compute: 0, storage: 0, llm: 0, total: 0, tasks: 0, succeeded: 0, failed: 0, retried: 0 };
+  return { ...zeroComponents(), total: 0, tasks: 0, succeeded: 0, failed: 0, retried: 0 };
 }
 
 export function addExpected(acc: Expected, e: CostEvent): void {
-  acc.rli += e.rliMicros;
-  acc.gas += e.gasMicros;
-  acc.compute += e.computeMicros;
-  acc.storage += e.storageMicros;
-  acc.llm += e.llmMicros;
+  addComponentsInto(acc, eventComponents(e));
   acc.total += e.totalMicros;
   acc.tasks += 1;
   if (e.status === 'success') acc.succeeded += 1;
@@ -97,7 +89,7 @@ export function expectedOf(events: readonly CostEvent[]): Expected {
 
 /** The store's Totals in the Expected shape, for one toEqual. */
 export function flat(t: {
-  components: { rli: number; gas: number; compute: number; storage: number; llm: number };
+  components: ComponentMicros;
   totalMicros: number;
   tasks: number;
   succeeded: number;
