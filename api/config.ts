@@ -1,5 +1,6 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { z } from 'zod';
+import { BILLING_ENV, billingConfigFrom, type BillingConfig } from '../billing/index.ts';
 
 /** Raised when the process environment is wrong: the message names the variable. */
 export class ConfigError extends Error {
@@ -19,7 +20,9 @@ const readableFile = z.string().superRefine((path, ctx) => {
 });
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+// The one schema of the `forge start` process: the API's own variables and billing's, parsed once at start.
 const envSchema = z.object({
+  ...BILLING_ENV.shape,
   FORGE_HOST: z.string().default('127.0.0.1'),
   FORGE_PORT: int(0, 65535).default(8080),
   FORGE_DATA_DIR: z.string().min(1).default('./data'),
@@ -51,15 +54,16 @@ const envSchema = z.object({
   FORGE_BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(5 * 1024 * 1024),
 });
 
-export type ForgeConfig = z.output<typeof envSchema>;
+export type ForgeConfig = z.output<typeof envSchema> & { billing: BillingConfig };
 
 /** Parses the environment once, at start; fails fast naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ForgeConfig {
-  const picked = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('FORGE_') && v !== ''));
+  const picked = Object.fromEntries(Object.entries(env).filter(([k, v]) => (k.startsWith('FORGE_') || k.startsWith('STRIPE_')) && v !== ''));
   const r = envSchema.safeParse(picked);
   if (!r.success) {
     const i = r.error.issues[0]!;
     throw new ConfigError(`${String(i.path[0])}: ${i.message}`);
   }
-  return r.data;
+  // Rules across billing's variables (a half-set Stripe or vault) fail here too, naming the variable.
+  return { ...r.data, billing: billingConfigFrom(r.data) };
 }

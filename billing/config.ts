@@ -15,7 +15,8 @@ export interface BillingConfig {
   stripe: StripeSettings | null;
 }
 
-const env = z.object({
+/** Billing's variables: part of the one schema of the process that runs billing (api/config.ts). */
+export const BILLING_ENV = z.object({
   FORGE_PLANS_FILE: z.string().min(1).default('config/plans.yaml'),
   FORGE_BILLING_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/).default('forge'),
   FORGE_VAULT_MASTER_KEY: z.string().optional(),
@@ -32,13 +33,17 @@ const env = z.object({
 
 export function loadBillingConfig(source: Record<string, string | undefined> = process.env): BillingConfig {
   // An empty variable is an unset one (as for the API's own settings).
-  const r = env.safeParse(Object.fromEntries(Object.entries(source).filter(([, v]) => v !== '')));
+  const r = BILLING_ENV.safeParse(Object.fromEntries(Object.entries(source).filter(([, v]) => v !== '')));
   if (!r.success) {
     const i = r.error.issues[0];
     const name = String(i?.path[0] ?? '(env)');
     throw new BillingError('FORGE_ERR_BILLING_CONFIG', `${name}: ${i?.message ?? 'invalid'}`, { field: name });
   }
-  const e = r.data;
+  return billingConfigFrom(r.data);
+}
+
+/** The billing configuration from its variables as the process's schema parsed them (the rules across them). */
+export function billingConfigFrom(e: z.output<typeof BILLING_ENV>): BillingConfig {
   let vault: BillingConfig['vault'] = null;
   if (e.FORGE_VAULT_MASTER_KEY !== undefined) {
     const active = parseMasterKey(e.FORGE_VAULT_MASTER_KEY, 'FORGE_VAULT_MASTER_KEY');

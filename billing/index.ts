@@ -94,5 +94,5 @@ export {
 export { BillingHaltGate, type HaltSource, type GateDecision } from './halt-gate.ts';
 export { marginReport, financeReport, type MarginReport, type MarginRow } from './finance.ts';
 export { BillingService, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
-export { loadBillingConfig, type BillingConfig } from './config.ts';
+export { BILLING_ENV, billingConfigFrom, loadBillingConfig, type BillingConfig } from './config.ts';
 export { billingFromConfig, type BillingParts, type BillingFromConfigOptions } from './setup.ts';

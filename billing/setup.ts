@@ -41,6 +41,8 @@ export interface BillingParts {
 
 export interface BillingFromConfigOptions {
   env?: Record<string, string | undefined>;
+  /** Billing's configuration as the process parsed it at start; absent: parsed here from `env`. */
+  config?: BillingConfig;
   /** The opened store: billing keeps its tables next to the event log and meters from `cost_events`. */
   store: { client: BillingClickHouse; database: string; cluster?: string | undefined };
   /** The halt bus: holds and job starts are refused for halted scopes. */
@@ -59,7 +61,7 @@ export interface BillingFromConfigOptions {
  */
 export async function billingFromConfig(opts: BillingFromConfigOptions): Promise<BillingParts> {
   const env = opts.env ?? process.env;
-  const config = loadBillingConfig(env);
+  const config = opts.config ?? loadBillingConfig(env);
   const database = env.FORGE_BILLING_DATABASE ? config.database : opts.store.database;
   const catalog = loadPlans(config.plansFile);
   const client = opts.store.client;

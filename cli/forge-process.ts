@@ -107,7 +107,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     await bus.ready();
     // Billing (plans, metering, credits, BYOK, Stripe) on the same store and halt bus; Stripe and BYOK stay
     // off until configured.
-    const billing = await billingFromConfig({ env: opts.env ?? process.env, store, bus, onError });
+    const billing = await billingFromConfig({ config: config.billing, env: opts.env ?? process.env, store, bus, onError });
     closers.push({ what: 'billing', close: () => billing.close() });
     const metrics = new ForgeMetrics();
     closers.push({ what: 'metrics', close: () => metrics.shutdown() });

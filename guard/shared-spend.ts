@@ -1,6 +1,6 @@
 import { addOperationComponents, dayOf, OPERATION_COMPONENTS, operationSum, withoutDaily, zeroComponents, type ComponentMicros, type DaySpend, type Micros, type ScopeKey } from '../rules/index.ts';
-import { LedgerError } from './ledger/errors.ts';
-import { FastFailConnection, redisFailureKind, type Backoff } from './redis.ts';
+import { LedgerError, onLiveRedis } from './ledger/errors.ts';
+import { FastFailConnection, type Backoff } from './redis.ts';
 
 /**
  * The spend that drives the stop conditions, shared by every API process (Redis): per scope, per UTC day,
@@ -119,16 +119,10 @@ export class RedisSharedSpend {
     return `${this.p}g:epoch`;
   }
 
-  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      await this.conn.ensureReady();
-      return await fn();
-    } catch (e) {
-      if (e instanceof LedgerError) throw e;
-      const code = redisFailureKind(e) === 'internal' ? 'FORGE_ERR_LEDGER_INTERNAL' : 'FORGE_ERR_LEDGER_UNAVAILABLE';
-      throw new LedgerError(code, `shared spend ${what}: ${(e as Error).message}`, { cause: e });
-    }
+  private run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return onLiveRedis(this.conn, `shared spend ${what}`, fn);
   }
+
 
   /**
    * Adds each event once across processes. Returns, per item, whether this call counted it; 'unseeded'

@@ -72,6 +72,18 @@ const boundsSchema = {
   },
 } as const;
 
+/** What a refused admission or top-up answers: the state, the scope, why, and when to ask again. */
+const DENY_PROPERTIES = {
+  state: { type: 'string' },
+  scope: { type: 'string' },
+  reason: { type: 'string' },
+  retry_after_ms: { type: ['integer', 'null'] },
+} as const;
+
+function denyBody(d: { state: string; scope: string; reason: string; retryAfterMs: number | null }) {
+  return { decision: 'deny' as const, state: d.state, scope: d.scope, reason: d.reason, retry_after_ms: d.retryAfterMs };
+}
+
 interface BoundsBody {
   evaluation_fee_usd?: string | number;
   llm?: Array<{ model: string; prompt_tokens: number; max_tokens: number }>;
@@ -128,10 +140,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
               estimate_source: { type: 'string', enum: ['bounds', 'runner', 'runner_learned', 'learned_p99', 'unit_cap'] },
               learned_factor: { type: 'number', description: 'the factor the runner\'s estimate was scaled by (the task type\'s high quantile of actual / estimate)' },
               unreserved: { type: 'boolean', description: 'true when admitted without a reservation (ledger unreachable, FORGE_ADMISSIONS_ON_LEDGER_FAILURE=open)' },
-              state: { type: 'string' },
-              scope: { type: 'string' },
-              reason: { type: 'string' },
-              retry_after_ms: { type: ['integer', 'null'] },
+              ...DENY_PROPERTIES,
             },
           },
           ...errors,
@@ -164,7 +173,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
           ...(d.unreserved ? { unreserved: true } : {}),
         };
       }
-      return { decision: 'deny', state: d.state, scope: d.scope, reason: d.reason, retry_after_ms: d.retryAfterMs };
+      return denyBody(d);
     },
   );
 
@@ -222,10 +231,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
               decision: { type: 'string', enum: ['allow', 'deny'] },
               reserved_usd: { type: 'string' },
               expires_at: { type: 'string' },
-              state: { type: 'string' },
-              scope: { type: 'string' },
-              reason: { type: 'string' },
-              retry_after_ms: { type: ['integer', 'null'] },
+              ...DENY_PROPERTIES,
             },
           },
           ...errors,
@@ -238,7 +244,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
       requireTenant(principalOf(req), who.tenantId, 'id');
       const d = await g.extend(req.params.id, usdToMicrosField(req.body.additional_usd, 'additional_usd'));
       if (d.decision === 'allow') return { decision: 'allow', reserved_usd: microsToUsd(d.reservedMicros), expires_at: new Date(d.expiresAt).toISOString() };
-      return { decision: 'deny', state: d.state, scope: d.scope, reason: d.reason, retry_after_ms: d.retryAfterMs };
+      return denyBody(d);
     },
   );
 

@@ -1,6 +1,6 @@
 import type { Micros, ScopeKey } from '../../rules/index.ts';
-import { LedgerError } from './errors.ts';
-import { FastFailConnection, redisFailureKind } from '../redis.ts';
+import { LedgerError, onLiveRedis } from './errors.ts';
+import { FastFailConnection } from '../redis.ts';
 import type { ExpiredReservation, ExtendOutcome, LiveLedger, ReserveInput, ReserveOutcome, ScopeCaps, ScopeSnapshot } from './types.ts';
 import { dayOf } from '../../rules/index.ts';
 import { WEEK_DAYS, checkId, checkReserve, checkSpend } from './validate.ts';
@@ -54,32 +54,42 @@ local function release(prefix, amt, scopes)
 end
 `;
 
+// The admission rule, once for reserve and extend: for every scope and cap, used + reserved < cap. Returns
+// nil when there is headroom, else the refusal {0, scope, cap, used, reserved, capMicros}.
+// keyAt: index in KEYS of the first scope hash; argAt: index in ARGV of the first (scope, caps) quadruple.
+const CAP_CHECK_FN = `
+local function refusal(today, n, keyAt, argAt)
+  local fields = {'run', 'res'}
+  for d = 0, ${WEEK_DAYS - 1} do fields[#fields + 1] = 'd:' .. string.format('%d', today - d) end
+  local names = {'day', 'week', 'run'}
+  for i = 1, n do
+    local base = argAt + (i - 1) * 4
+    local v = redis.call('HMGET', KEYS[keyAt + i - 1], unpack(fields))
+    local run = tonumber(v[1] or '0')
+    local res = tonumber(v[2] or '0')
+    local day = tonumber(v[3] or '0')
+    local week = 0
+    for j = 3, ${WEEK_DAYS + 2} do week = week + tonumber(v[j] or '0') end
+    local used = {day, week, run}
+    for c = 1, 3 do
+      if used[c] + res >= tonumber(ARGV[base + c]) then
+        return {0, ARGV[base], names[c], string.format('%.0f', used[c]), string.format('%.0f', res), ARGV[base + c]}
+      end
+    end
+  end
+  return nil
+end
+`;
+
 // KEYS: reservation, exp zset, scope hashes...   ARGV: id, amount, today, expiresAt, n, scopesJoined, (scope, dayCap, weekCap, runCap)*n
-const RESERVE_LUA = `
+const RESERVE_LUA = `${CAP_CHECK_FN}
 local epoch = redis.call('GET', ARGV[#ARGV - 1])
 if not epoch or epoch ~= ARGV[#ARGV] then return {-1} end
 local existing = redis.call('HGET', KEYS[1], 'exp')
 if existing then return {1, existing} end
-local today = tonumber(ARGV[3])
 local n = tonumber(ARGV[5])
-local fields = {'run', 'res'}
-for d = 0, ${WEEK_DAYS - 1} do fields[#fields + 1] = 'd:' .. string.format('%d', today - d) end
-local names = {'day', 'week', 'run'}
-for i = 1, n do
-  local base = 6 + (i - 1) * 4
-  local v = redis.call('HMGET', KEYS[2 + i], unpack(fields))
-  local run = tonumber(v[1] or '0')
-  local res = tonumber(v[2] or '0')
-  local day = tonumber(v[3] or '0')
-  local week = 0
-  for j = 3, ${WEEK_DAYS + 2} do week = week + tonumber(v[j] or '0') end
-  local used = {day, week, run}
-  for c = 1, 3 do
-    if used[c] + res >= tonumber(ARGV[base + 1 + c]) then
-      return {0, ARGV[base + 1], names[c], string.format('%.0f', used[c]), string.format('%.0f', res), ARGV[base + 1 + c]}
-    end
-  end
-end
+local refused = refusal(tonumber(ARGV[3]), n, 3, 7)
+if refused then return refused end
 for i = 1, n do
   redis.call('HINCRBY', KEYS[2 + i], 'res', ARGV[2])
   redis.call('HINCRBY', KEYS[2 + i], 'n', 1)
@@ -112,29 +122,12 @@ return {result, held}
 
 // A top-up of an open reservation under the reserve rule (used + reserved < cap for every scope and cap).
 // KEYS: reservation, scope hashes...   ARGV: amount, today, n, (scope, dayCap, weekCap, runCap)*n
-const EXTEND_LUA = `
+const EXTEND_LUA = `${CAP_CHECK_FN}
 local r = redis.call('HMGET', KEYS[1], 'amt', 'exp', 'scopes')
 if not r[1] then return {2} end
-local today = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
-local fields = {'run', 'res'}
-for d = 0, ${WEEK_DAYS - 1} do fields[#fields + 1] = 'd:' .. string.format('%d', today - d) end
-local names = {'day', 'week', 'run'}
-for i = 1, n do
-  local base = 3 + (i - 1) * 4
-  local v = redis.call('HMGET', KEYS[1 + i], unpack(fields))
-  local run = tonumber(v[1] or '0')
-  local res = tonumber(v[2] or '0')
-  local day = tonumber(v[3] or '0')
-  local week = 0
-  for j = 3, ${WEEK_DAYS + 2} do week = week + tonumber(v[j] or '0') end
-  local used = {day, week, run}
-  for c = 1, 3 do
-    if used[c] + res >= tonumber(ARGV[base + 1 + c]) then
-      return {0, ARGV[base + 1], names[c], string.format('%.0f', used[c]), string.format('%.0f', res), ARGV[base + 1 + c]}
-    end
-  end
-end
+local refused = refusal(tonumber(ARGV[2]), n, 2, 4)
+if refused then return refused end
 for scope in string.gmatch(r[3] or '', '[^\\n]+') do
   redis.call('HINCRBY', ARGV[4 + 4 * n] .. scope, 'res', ARGV[1])
 end
@@ -458,16 +451,10 @@ export class RedisLedger implements LiveLedger {
     await this.conn.close();
   }
 
-  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      await this.conn.ensureReady();
-      return await fn();
-    } catch (e) {
-      if (e instanceof LedgerError) throw e;
-      const code = redisFailureKind(e) === 'internal' ? 'FORGE_ERR_LEDGER_INTERNAL' : 'FORGE_ERR_LEDGER_UNAVAILABLE';
-      throw new LedgerError(code, `${what}: ${(e as Error).message}`, { cause: e });
-    }
+  private run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return onLiveRedis(this.conn, what, fn);
   }
+
 
   private assertOpen(): void {
     if (this.closed) throw new LedgerError('FORGE_ERR_LEDGER_CLOSED', 'the ledger is closed');
