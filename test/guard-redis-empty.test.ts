@@ -61,6 +61,30 @@ describe('Redis comes back empty', () => {
     }
   }, 60_000);
 
+  it('a settle that is the first command after Redis came back empty lands after the rebuild, not under it', async () => {
+    const prefix = freshPrefix('empty-settle');
+    const seed = async (): Promise<Map<string, CounterSeed>> => new Map([['tenant:t', { days: new Map([[dayOf(Date.now()), usdToMicros('50')]]), runMicros: usdToMicros('50') }]]);
+    const a = new RedisLedger({ url: redis.url, keyPrefix: prefix, onError: () => {}, commandTimeoutMs: 500, backoff: { initialMs: 20, maxMs: 200 }, counterSeed: seed });
+    try {
+      await a.ready();
+      expect(await a.reserve({ reservationId: 'rs', scopes, amountMicros: usdToMicros('10'), now: Date.now(), ttlMs: 600_000 })).toMatchObject({ ok: true });
+      await redis.kill();
+      await redis.restart();
+      // The first thing after the restart is the task's settle: the counters are rebuilt (50 from the log)
+      // and the reservation put back before it, so its 8 USD are added on top, not overwritten by the seed.
+      await waitFor('settled after the rebuild', async () => {
+        try {
+          return (await a.settle('rs', { eventId: 'es', amountMicros: usdToMicros('8'), eventTime: Date.now(), scopes: ['tenant:t'] })) === 'settled';
+        } catch {
+          return false;
+        }
+      }, 15_000, 50);
+      expect(await a.snapshot('tenant:t', Date.now())).toMatchObject({ dayMicros: usdToMicros('58'), reservedMicros: 0, openReservations: 0 });
+    } finally {
+      await a.close();
+    }
+  }, 60_000);
+
   it('the shared spend answers unseeded until it is seeded from the log, then counts each event once', async () => {
     const prefix = freshPrefix('spend');
     const ss = new RedisSharedSpend({ url: redis.url, keyPrefix: prefix, onError: () => {}, commandTimeoutMs: 500, backoff: { initialMs: 20, maxMs: 200 } });

@@ -54,6 +54,16 @@ local function release(prefix, amt, scopes)
 end
 `;
 
+// Scripts that change the counters run only on counters this process knows complete: the last two ARGVs
+// are the epoch key and the epoch this process put its reservations into. A missing or other epoch (Redis
+// came back empty, or is being rebuilt) refuses, and the caller rebuilds first.
+const EPOCH_FN = `
+local function epochOk()
+  local e = redis.call('GET', ARGV[#ARGV - 1])
+  return e and e == ARGV[#ARGV]
+end
+`;
+
 // The admission rule, once for reserve and extend: for every scope and cap, used + reserved < cap. Returns
 // nil when there is headroom, else the refusal {0, scope, cap, used, reserved, capMicros}.
 // keyAt: index in KEYS of the first scope hash; argAt: index in ARGV of the first (scope, caps) quadruple.
@@ -82,9 +92,8 @@ end
 `;
 
 // KEYS: reservation, exp zset, scope hashes...   ARGV: id, amount, today, expiresAt, n, scopesJoined, (scope, dayCap, weekCap, runCap)*n
-const RESERVE_LUA = `${CAP_CHECK_FN}
-local epoch = redis.call('GET', ARGV[#ARGV - 1])
-if not epoch or epoch ~= ARGV[#ARGV] then return {-1} end
+const RESERVE_LUA = `${CAP_CHECK_FN}${EPOCH_FN}
+if not epochOk() then return {-1} end
 local existing = redis.call('HGET', KEYS[1], 'exp')
 if existing then return {1, existing} end
 local n = tonumber(ARGV[5])
@@ -100,7 +109,8 @@ return {1, ARGV[4]}
 `;
 
 // KEYS: reservation, exp zset, event key, actual scope hashes...   ARGV: id, scope prefix, amount, event day, event ttl ms
-const SETTLE_LUA = `${RELEASE_FN}
+const SETTLE_LUA = `${RELEASE_FN}${EPOCH_FN}
+if not epochOk() then return {'epoch', '0'} end
 local result = 'unknown'
 local held = '0'
 local r = redis.call('HMGET', KEYS[1], 'amt', 'scopes')
@@ -136,7 +146,8 @@ return {1, tostring(amt), r[2]}
 `;
 
 // KEYS: event key, scope hashes...   ARGV: amount, event day, event ttl ms
-const RECORD_LUA = `
+const RECORD_LUA = `${EPOCH_FN}
+if not epochOk() then return -1 end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return 0 end
 for i = 2, #KEYS do
   redis.call('HINCRBY', KEYS[i], 'd:' .. ARGV[2], ARGV[1])
@@ -331,14 +342,7 @@ export class RedisLedger implements LiveLedger {
     for (const { scope, caps } of input.scopes) argv.push(scope, String(caps.dayHard), String(caps.weekHard), String(caps.runCap));
     // The counters must be complete and hold this process's reservations before it admits: after Redis
     // came back empty (no epoch, or not ours) the admission waits for the rebuild, or fails closed with it.
-    if (this.rebuilding || this.epoch === undefined) await this.ensureEpoch();
-    const attempt = async () => (await this.run('reserve', () => this.script('forgeLedgerReserve')(keys.length, ...keys, ...argv, this.epochKey, this.epoch ?? ''))) as Array<string | number>;
-    let r = await attempt();
-    if (Number(r[0]) === -1) {
-      await this.ensureEpoch();
-      r = await attempt();
-      if (Number(r[0]) === -1) throw new LedgerError('FORGE_ERR_LEDGER_UNAVAILABLE', 'reserve: the shared counters are being rebuilt');
-    }
+    const r = (await this.inEpoch('reserve', (epoch) => this.script('forgeLedgerReserve')(keys.length, ...keys, ...argv, ...epoch), (x) => Number((x as unknown[])[0]) === -1)) as Array<string | number>;
     if (Number(r[0]) === 1) {
       if (this.mine.size >= 100_000) for (const [id, x] of this.mine) if (x.expiresAt <= input.now) this.mine.delete(id);
       this.mine.set(input.reservationId, { scopes: input.scopes.map((x) => x.scope), amountMicros: input.amountMicros, expiresAt: Number(r[1]) });
@@ -369,7 +373,7 @@ export class RedisLedger implements LiveLedger {
     checkId(reservationId, 'reservationId');
     checkSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
     const keys = [this.resKey(reservationId), this.expKey, this.eventKey(actual.eventId), ...actual.scopes.map((s) => this.scopeKey(s))];
-    const r = (await this.run('settle', () =>
+    const r = (await this.inEpoch('settle', (epoch) =>
       this.script('forgeLedgerSettle')(
         keys.length,
         ...keys,
@@ -378,7 +382,9 @@ export class RedisLedger implements LiveLedger {
         String(actual.amountMicros),
         String(dayOf(actual.eventTime)),
         String(this.eventTtl),
+        ...epoch,
       ),
+      (x) => (x as unknown[])[0] === 'epoch',
     )) as [string, string | number];
     this.mine.delete(reservationId);
     return r[0] === 'settled' ? { status: 'settled', reservedMicros: Number(r[1]) } : { status: 'unknown', reservedMicros: 0 };
@@ -406,8 +412,10 @@ export class RedisLedger implements LiveLedger {
     this.assertOpen();
     checkSpend(eventId, scopes, amountMicros, eventTime);
     const keys = [this.eventKey(eventId), ...scopes.map((s) => this.scopeKey(s))];
-    const r = await this.run('record', () =>
-      this.script('forgeLedgerRecord')(keys.length, ...keys, String(amountMicros), String(dayOf(eventTime)), String(this.eventTtl)),
+    const r = await this.inEpoch(
+      'record',
+      (epoch) => this.script('forgeLedgerRecord')(keys.length, ...keys, String(amountMicros), String(dayOf(eventTime)), String(this.eventTtl), ...epoch),
+      (x) => Number(x) === -1,
     );
     return Number(r) === 1;
   }
@@ -449,6 +457,20 @@ export class RedisLedger implements LiveLedger {
     if (this.closed) return;
     this.closed = true;
     await this.conn.close();
+  }
+
+  /**
+   * Runs a counter-changing script in this process's epoch: if Redis lost the counters (or another process
+   * is rebuilding them), rebuild first and run it once more; refused again, the ledger is unavailable.
+   */
+  private async inEpoch(what: string, fn: (epoch: [string, string]) => Promise<unknown>, refused: (r: unknown) => boolean): Promise<unknown> {
+    if (this.rebuilding || this.epoch === undefined) await this.ensureEpoch();
+    let r = await this.run(what, () => fn([this.epochKey, this.epoch ?? '']));
+    if (!refused(r)) return r;
+    await this.ensureEpoch();
+    r = await this.run(what, () => fn([this.epochKey, this.epoch ?? '']));
+    if (refused(r)) throw new LedgerError('FORGE_ERR_LEDGER_UNAVAILABLE', `${what}: the shared counters are being rebuilt`);
+    return r;
   }
 
   private run<T>(what: string, fn: () => Promise<T>): Promise<T> {
