@@ -120,6 +120,30 @@ function describe(r: RejectedItem): string {
  * A 2xx answer means durably accepted: every accepted event has been committed by the sink (the store
  * write resolved) before the response is sent. See README "Collector".
  */
+/**
+ * The answer of an OTLP receiver (logs, traces), protobuf or JSON: 200 with partial_success when some items
+ * were rejected; 403 / 400 naming the first rejected field when nothing was accepted.
+ */
+function answerOtlp(reply: FastifyReply, proto: boolean, r: IngestResult, total: number, o: { what: string; countField: string }): FastifyReply {
+  const n = r.rejected.length;
+  const message = n === 0 ? '' : `${n} of ${total} ${o.what} rejected: ${r.rejected.slice(0, 10).map(describe).join('; ')}${n > 10 ? '; ...' : ''}`;
+  if (n > 0 && r.accepted.length === 0) {
+    const status = r.rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT') ? 403 : 400;
+    if (proto) return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 403 ? 7 : 3, message)));
+    const first = r.rejected[0]!;
+    return reply.code(status).send({
+      error: {
+        code: status === 403 ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
+        message,
+        field: `${first.path ?? ''}.${first.field}`,
+        rejected: r.rejected.map((x) => ({ index: x.index, ...(x.path !== undefined ? { path: x.path } : {}), code: x.code, field: x.field, reason: x.reason })),
+      },
+    });
+  }
+  if (proto) return reply.code(200).type(PROTOBUF).send(Buffer.from(encodeLogsResponseProtobuf(n, message)));
+  return reply.code(200).send({ ...(n > 0 ? { partialSuccess: { [o.countField]: n, errorMessage: message } } : {}), accepted: acceptedJson(r) });
+}
+
 export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoutesOptions): Promise<void> {
   const metrics = opts.metrics;
   const stats = (opts.sink as { stats?: () => { queued?: number; inFlight?: number } }).stats;
@@ -292,25 +316,8 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
         const raw = spanToEvent(span);
         if (raw !== undefined) items.push({ index: items.length, path: span.path, raw });
       }
-      const r = await ingestor.ingest(items, canWrite(req));
-      const n = r.rejected.length;
-      const message = n === 0 ? '' : `${n} of ${items.length} GenAI spans rejected: ${r.rejected.slice(0, 10).map(describe).join('; ')}${n > 10 ? '; ...' : ''}`;
-      if (n > 0 && r.accepted.length === 0) {
-        const status = r.rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT') ? 403 : 400;
-        if (proto) return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 403 ? 7 : 3, message)));
-        const first = r.rejected[0]!;
-        return reply.code(status).send({
-          error: {
-            code: status === 403 ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
-            message,
-            field: `${first.path ?? ''}.${first.field}`,
-            rejected: r.rejected.map((x) => ({ index: x.index, ...(x.path !== undefined ? { path: x.path } : {}), code: x.code, field: x.field, reason: x.reason })),
-          },
-        });
-      }
       // ExportTraceServiceResponse has the logs response's shape (partial_success: rejected count = 1, error_message = 2).
-      if (proto) return reply.code(200).type(PROTOBUF).send(Buffer.from(encodeLogsResponseProtobuf(n, message)));
-      return reply.code(200).send({ ...(n > 0 ? { partialSuccess: { rejectedSpans: n, errorMessage: message } } : {}), accepted: acceptedJson(r) });
+      return answerOtlp(reply, proto, await ingestor.ingest(items, canWrite(req)), items.length, { what: 'GenAI spans', countField: 'rejectedSpans' });
     },
   );
 
@@ -340,24 +347,7 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
         const raw = recordToEvent(rec);
         if (raw !== undefined) items.push({ index: items.length, path: rec.path, raw });
       });
-      const r = await ingestor.ingest(items, canWrite(req));
-      const n = r.rejected.length;
-      const message = n === 0 ? '' : `${n} of ${items.length} forge.task.finalized records rejected: ${r.rejected.slice(0, 10).map(describe).join('; ')}${n > 10 ? '; ...' : ''}`;
-      if (n > 0 && r.accepted.length === 0) {
-        const status = r.rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT') ? 403 : 400;
-        if (proto) return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 403 ? 7 : 3, message)));
-        const first = r.rejected[0]!;
-        return reply.code(status).send({
-          error: {
-            code: status === 403 ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
-            message,
-            field: `${first.path ?? ''}.${first.field}`,
-            rejected: r.rejected.map((x) => ({ index: x.index, ...(x.path !== undefined ? { path: x.path } : {}), code: x.code, field: x.field, reason: x.reason })),
-          },
-        });
-      }
-      if (proto) return reply.code(200).type(PROTOBUF).send(Buffer.from(encodeLogsResponseProtobuf(n, message)));
-      return reply.code(200).send({ ...(n > 0 ? { partialSuccess: { rejectedLogRecords: n, errorMessage: message } } : {}), accepted: acceptedJson(r) });
+      return answerOtlp(reply, proto, await ingestor.ingest(items, canWrite(req)), items.length, { what: 'forge.task.finalized records', countField: 'rejectedLogRecords' });
     },
   );
 
