@@ -107,6 +107,9 @@ export type EstimateSource = 'bounds' | 'runner' | 'runner_learned' | 'learned_p
 /** A task as the live state takes it in: an ingested cost event, or a settle (the amount only). */
 export type LiveTask = Pick<CostEvent, 'eventId' | 'tenantId' | 'runId' | 'taskId' | 'taskType' | 'eventTime' | 'status' | 'totalMicros'> & ComponentMicrosFields;
 
+/** Events kept for the shared spend while Redis is away, at most (then the log is their truth at restart). */
+const MAX_PENDING_SHARED = 100_000;
+
 /** What became of a published change: taken, lost to another process's change, superseded, or the bus unreachable. */
 type PublishResult = 'published' | 'stale' | 'superseded' | 'failed';
 
@@ -155,6 +158,8 @@ export class Guardrail {
   private unsubscribe: (() => void) | undefined;
   /** Per scope: bumped when another process's state replaces ours, so what we queued on the old one is dropped. */
   private readonly generation = new Map<ScopeKey, number>();
+  /** Events a Redis outage kept out of the shared spend: added when it answers again (bounded). */
+  private readonly pendingShared: SpendItem[] = [];
   /** Scopes whose newest change the bus did not take (unreachable): published again by `republish`. */
   private readonly unpublished = new Set<ScopeKey>();
   /**
@@ -291,10 +296,30 @@ export class Guardrail {
         this.takeShared(scope, withoutBatch(snap, mine));
       }
     } catch (e) {
-      // Redis unreachable: evaluate on this process's own view; the hourly recompute reconciles.
+      // Redis unreachable: evaluate on this process's own view now, and add the batch to the shared spend
+      // when Redis answers again (adding is idempotent by event id, so a batch that did land is not doubled).
       this.d.onError(e, 'shared spend');
+      this.pendingShared.push(...items);
+      if (this.pendingShared.length > MAX_PENDING_SHARED) {
+        const dropped = this.pendingShared.splice(0, this.pendingShared.length - MAX_PENDING_SHARED);
+        this.d.onError(new GuardError('FORGE_ERR_UNAVAILABLE', `${dropped.length} events could not be added to the shared spend (Redis away too long); the next restart takes them from the log`), 'shared spend');
+      }
     }
     this.evaluateBatch(use);
+  }
+
+  /** Adds to the shared spend what a Redis outage kept out of it. Timer-driven; throws while Redis is away. */
+  private async flushPendingShared(ss: SharedSpendPort): Promise<void> {
+    while (this.pendingShared.length > 0) {
+      const batch = this.pendingShared.slice(0, 1000);
+      const r = await ss.add(batch);
+      if (r === 'unseeded') {
+        // Redis came back empty: the seed from the log holds these events already.
+        await ss.seed(this.d.spendSeed ?? (async () => new Map()));
+        await ss.mark(batch);
+      }
+      this.pendingShared.splice(0, batch.length);
+    }
   }
 
   /** Replaces a scope's day buckets and run totals with the shared ones (storage of finished days kept). */
@@ -443,6 +468,7 @@ export class Guardrail {
 
   /** Publishes again the scopes whose changes the bus did not take (it was unreachable). Timer-driven. */
   async republish(): Promise<void> {
+    if (this.d.sharedSpend && this.pendingShared.length > 0) await this.flushPendingShared(this.d.sharedSpend);
     for (const scope of [...this.unpublished]) {
       const s = this.scopes.get(scope);
       if (!s) {

@@ -106,3 +106,45 @@ describe('Redis comes back empty', () => {
     }
   }, 60_000);
 });
+
+describe('a Redis outage during ingest', () => {
+  it('the events it kept out of the shared spend are added when Redis answers again, each once', async () => {
+    const { startProxy } = await import('./helpers/redis.ts');
+    const { Guardrail, InProcessHaltBus, InProcessLedger } = await import('../guard/index.ts');
+    const { costEvent } = await import('./helpers/api.ts');
+    const { OPEN_BANDS } = await import('./helpers/guardrail.ts');
+    const proxy = await startProxy(redis.port);
+    const prefix = freshPrefix('outage');
+    const opts = { keyPrefix: prefix, onError: () => {}, commandTimeoutMs: 300, backoff: { initialMs: 20, maxMs: 100 } };
+    const viaProxy = new RedisSharedSpend({ url: proxy.url, ...opts });
+    const direct = new RedisSharedSpend({ url: redis.url, ...opts });
+    const errors: unknown[] = [];
+    const g = new Guardrail({
+      bands: OPEN_BANDS, ledger: new InProcessLedger(), bus: new InProcessHaltBus(), now: Date.now, onChange: () => {}, audit: async () => {},
+      onError: (e) => errors.push(e), reservationTtlMs: 60_000, sharedSpend: viaProxy, spendSeed: async () => new Map(),
+    });
+    try {
+      expect(await direct.seed(async () => new Map())).toBe('seeded');
+      const day = dayOf(Date.now());
+      await g.ingest([costEvent({ eventId: 'o1', tenantId: 'out', totalMicros: usdToMicros('2'), eventTime: Date.now() })]);
+      proxy.cut();
+      // Redis unreachable from this process: the event still counts here, and is kept for the shared spend.
+      await g.ingest([costEvent({ eventId: 'o2', tenantId: 'out', totalMicros: usdToMicros('3'), eventTime: Date.now() })]);
+      expect(errors.length).toBeGreaterThan(0);
+      expect(g.totals('tenant:out').dayMicros).toBe(usdToMicros('5'));
+      expect((await direct.read(['tenant:out'], [day])).get('tenant:out')!.run.tasks).toBe(1);
+      proxy.restore();
+      await waitFor('added after the outage', async () => {
+        await g.republish().catch(() => undefined);
+        return (await direct.read(['tenant:out'], [day])).get('tenant:out')!.run.tasks === 2;
+      }, 10_000, 50);
+      await g.republish(); // again: nothing is added twice
+      expect((await direct.read(['tenant:out'], [day])).get('tenant:out')!.days[0]!.opsMicros).toBe(usdToMicros('5'));
+    } finally {
+      g.close();
+      await viaProxy.close();
+      await direct.close();
+      await proxy.close();
+    }
+  }, 30_000);
+});
