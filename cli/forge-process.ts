@@ -158,12 +158,12 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // The control state from the two logs (and the bus's durable copy): a restart reaches the state it
     // had, with every acknowledgement, lift, budget version and hard day, and announces nothing twice.
     const publishTotals = (scope: ScopeKey): void => metrics.setScopeTotals(scope, guardrail.totals(scope));
-    await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals });
+    const rebuilt = await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals });
     // An empty Redis (first start, or restarted without persistence) gets the log's spend before use.
-    if (sharedSpend) await sharedSpend.seed(() => spendFromLog(store, now()));
+    if (sharedSpend) await sharedSpend.seed(async () => rebuilt.spend);
     if (ledger instanceof RedisLedger) await ledger.ready();
     // The embedded ledger starts empty: the caps' counters come from the log, so they hold across a restart.
-    if (ledger instanceof InProcessLedger) ledger.seed(await capCountersFromLog(store, now()));
+    if (ledger instanceof InProcessLedger) ledger.seed(rebuilt.capCounters);
     await guardrail.drain();
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);

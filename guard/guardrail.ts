@@ -127,6 +127,11 @@ export interface LogSpend {
 }
 
 
+/** The guard status a published change carries (a change from before control snapshots: its state and seq). */
+export function guardOfChange(c: StateChange): GuardStatus {
+  return c.control?.guard ? { ...c.control.guard, seq: c.seq } : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [], dayWaivers: [] };
+}
+
 /** Whether an operator's lift covers this hit: by id, and for a day condition by its day too. */
 function isWaivedHit(g: GuardStatus, h: ConditionHit): boolean {
   return h.day === undefined ? g.waived.includes(h.id) : (g.dayWaivers ?? []).some((w) => w.id === h.id && w.day === h.day);
@@ -183,10 +188,13 @@ export class Guardrail {
 
   /** The budget version in force for a scope. */
   budget(scope: ScopeKey): BudgetVersion {
+    return this.ownBudget(scope) ?? this.fileBudget(scope);
+  }
+
+  /** The newest budget version set through the API (in force, carried by every published change), if any. */
+  private ownBudget(scope: ScopeKey): BudgetVersion | undefined {
     const own = this.budgets.get(scope)?.versions;
-    if (own && own.length > 0) return own[own.length - 1]!;
-    const t = this.d.bands.forScope(scope);
-    return { version: 1, bands: { daySoft: t.daySoft, dayHard: t.dayHard, weekSoft: t.weekSoft, weekHard: t.weekHard, runCap: t.runCap, unitCap: t.unitCap, k: t.k }, actor: 'config', reason: 'bands file', at: 0 };
+    return own && own.length > 0 ? own[own.length - 1] : undefined;
   }
 
   /** Every version of a scope's bands, oldest first (version 1: the bands file). */
@@ -391,8 +399,7 @@ export class Guardrail {
     const s = this.stateOf(scope);
     const held = holds.filter((h) => !isWaivedHit(s.guard, h));
     const why = kind === 'transition' && held.length > 0 ? `${reason}: ${held.map((h) => h.id).join(', ')}` : reason;
-    const own = this.budgets.get(scope)?.versions;
-    const budget = own && own.length > 0 ? own[own.length - 1] : undefined;
+    const budget = this.ownBudget(scope);
     const change: StateChange = {
       scope,
       state: s.guard.state,
@@ -475,8 +482,7 @@ export class Guardrail {
         this.unpublished.delete(scope);
         continue;
       }
-      const own = this.budgets.get(scope)?.versions;
-      const budget = own && own.length > 0 ? own[own.length - 1] : undefined;
+      const budget = this.ownBudget(scope);
       const change: StateChange = { scope, state: s.guard.state, previous: s.guard.state, seq: s.guard.seq, at: s.guard.since, reason: 'published again after the bus was unreachable', holds: this.lastHolds.get(scope) ?? [], weekMicros: 0, kind: 'transition', control: { guard: s.guard, ...(budget ? { budget } : {}) } };
       const outcome = await this.d.bus.publish(change); // throws while the bus is still away: tried again
       this.unpublished.delete(scope);
@@ -496,9 +502,7 @@ export class Guardrail {
   adopt(c: StateChange, force: boolean): void {
     const mine = this.scopes.get(c.scope);
     if (!force && mine && c.seq <= mine.guard.seq) return;
-    const guard: GuardStatus = c.control?.guard
-      ? { ...c.control.guard, seq: c.seq }
-      : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [], dayWaivers: [] };
+    const guard = guardOfChange(c);
     const spend = mine?.spend ?? emptyScope(this.d.now(), this.d.storageDayMicros?.(c.scope) ?? 0).spend;
     this.scopes.set(c.scope, { spend, guard });
     if (force) {
@@ -620,12 +624,8 @@ export class Guardrail {
     if (req.estimatedMicros !== undefined && !(req.estimatedMicros >= 1)) throw new GuardError('FORGE_ERR_VALIDATION', 'estimated_cost_usd must be at least 0.000001 USD (one micro-dollar, the ledger\'s unit)', { field: 'estimated_cost_usd' });
     const now = this.d.now();
     const scopes = scopesOf(req.tenantId, req.runId);
-    for (const scope of scopes) {
-      const st = this.effectiveState(scope);
-      if (isHalted(st)) {
-        return { decision: 'deny', state: st, scope, reason: `${scope} is in ${st}; an operator must lift it`, retryAfterMs: null };
-      }
-    }
+    const halted = this.haltedDenial(scopes);
+    if (halted) return halted;
     let estimateSource: EstimateSource;
     let estimate: Micros;
     let learnedFactor: number | undefined;
@@ -674,6 +674,15 @@ export class Guardrail {
     return { decision: 'deny', state: spent ? 'HARD_STOP' : this.effectiveState(out.scope), scope: out.scope, reason, retryAfterMs };
   }
 
+  /** The denial of a task whose scopes include a halted one (admissions and top-ups alike). */
+  private haltedDenial(scopes: readonly ScopeKey[]): { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: null } | undefined {
+    for (const scope of scopes) {
+      const st = this.effectiveState(scope);
+      if (isHalted(st)) return { decision: 'deny', state: st, scope, reason: `${scope} is in ${st}; an operator must lift it`, retryAfterMs: null };
+    }
+    return undefined;
+  }
+
   private rememberOpen(id: string, x: { tenantId: string; taskType: string; runnerMicros?: Micros; expiresAt: number }): void {
     if (this.openHere.size >= 100_000) {
       const now = this.d.now();
@@ -694,10 +703,8 @@ export class Guardrail {
     if (!(amountMicros >= 1)) throw new GuardError('FORGE_ERR_VALIDATION', 'additional_usd must be at least 0.000001 USD', { field: 'additional_usd' });
     const now = this.d.now();
     const scopes = scopesOf(who.tenantId, who.runId);
-    for (const scope of scopes) {
-      const st = this.effectiveState(scope);
-      if (isHalted(st)) return { decision: 'deny', state: st, scope, reason: `${scope} is in ${st}; an operator must lift it`, retryAfterMs: null };
-    }
+    const halted = this.haltedDenial(scopes);
+    if (halted) return halted;
     const out = await this.d.ledger.extend({ reservationId, scopes: scopes.map((scope) => ({ scope, caps: this.capsFor(scope) })), amountMicros, now });
     if (out.ok) return { decision: 'allow', reservedMicros: out.reservedMicros, expiresAt: out.expiresAt };
     if (out.unknown) throw new GuardError('FORGE_ERR_NOT_FOUND', 'reservation not found (settled or expired)', { field: 'id' });

@@ -1,6 +1,6 @@
-import { addOperationComponents, DAY_MS, dayFromLabel, operationSum, withoutDaily, runScope, tenantScope, zeroComponents, type BudgetVersion, type DaySpend, type GuardStatus, type ScopeKey, type StateChange } from '../rules/index.ts';
+import { addOperationComponents, DAY_MS, dayFromLabel, operationSum, withoutDaily, runScope, tenantScope, zeroComponents, type BudgetVersion, type DaySpend, type GuardStatus, type ScopeKey } from '../rules/index.ts';
 import type { GuardrailEventRow, RunDayTotals, Store } from '../store/index.ts';
-import type { Guardrail, LogSpend } from './guardrail.ts';
+import { guardOfChange, type Guardrail, type LogSpend } from './guardrail.ts';
 import type { HaltBus } from './halt-bus.ts';
 import type { CounterSeed } from './ledger/redis-ledger.ts';
 
@@ -27,8 +27,16 @@ function addDay(into: Map<number, DaySpend>, row: RunDayTotals): void {
  * UTC day that has activity and the cumulative run totals (storage excluded: the guardrail burns it).
  */
 export async function spendFromLog(src: Pick<LogSource, 'runDayTotals'>, now: number): Promise<Map<ScopeKey, LogSpend>> {
+  return spendOfRows(await readRunDays(src, now));
+}
+
+/** The log's totals per (tenant, run, UTC day): one grouped scan that the spend and the caps' counters share. */
+function readRunDays(src: Pick<LogSource, 'runDayTotals'>, now: number): Promise<RunDayTotals[]> {
   // Up to a day ahead: finalized_at may run a few minutes ahead of this clock.
-  const rows = await src.runDayTotals({ from: 0, to: now + DAY_MS });
+  return src.runDayTotals({ from: 0, to: now + DAY_MS });
+}
+
+function spendOfRows(rows: readonly RunDayTotals[]): Map<ScopeKey, LogSpend> {
   const days = new Map<ScopeKey, Map<number, DaySpend>>();
   for (const row of rows) {
     for (const scope of ['global', tenantScope(row.tenantId), runScope(row.tenantId, row.runId)]) {
@@ -56,7 +64,10 @@ export async function spendFromLog(src: Pick<LogSource, 'runDayTotals'>, now: nu
  * of the last 8 days (the week window and a spare) and the run total. Used when Redis comes back empty.
  */
 export async function capCountersFromLog(src: Pick<LogSource, 'runDayTotals'>, now: number): Promise<Map<ScopeKey, CounterSeed>> {
-  const rows = await src.runDayTotals({ from: 0, to: now + DAY_MS });
+  return capCountersOfRows(await readRunDays(src, now), now);
+}
+
+function capCountersOfRows(rows: readonly RunDayTotals[], now: number): Map<ScopeKey, CounterSeed> {
   const firstDay = Math.floor(now / DAY_MS) - 7;
   const out = new Map<ScopeKey, { days: Map<number, number>; runMicros: number }>();
   for (const row of rows) {
@@ -114,9 +125,6 @@ export function foldControlEvents(rows: readonly GuardrailEventRow[]): Map<Scope
   return out;
 }
 
-function guardOfChange(c: StateChange): GuardStatus {
-  return c.control?.guard ? { ...c.control.guard, seq: c.seq } : { state: c.state, since: c.at, seq: c.seq, acknowledged: false, waived: [], dayWaivers: [] };
-}
 
 /**
  * Start-up: the control state from guardrail_events (states, acknowledgements, lifts and waivers, budget
@@ -127,11 +135,14 @@ function guardOfChange(c: StateChange): GuardStatus {
 export async function rebuildControlState(
   g: Guardrail,
   deps: { store: LogSource; bus: Pick<HaltBus, 'current' | 'scopes'>; now: number; unitCapOf: (scope: ScopeKey) => { unitCap: number; k: number }; onScope?: (scope: ScopeKey) => void },
-): Promise<{ scopes: number }> {
+): Promise<{ scopes: number; spend: Map<ScopeKey, LogSpend>; capCounters: Map<ScopeKey, CounterSeed> }> {
   const { store, now } = deps;
-  const rows = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: [...CONTROL_KINDS], limit: 50_000_000 });
-  const folded = foldControlEvents(rows);
-  const spend = await spendFromLog(store, now);
+  // One read of each log: guardrail_events for the control state and the learned ratios, the cost log's
+  // per-run-day totals for the guard's spend and the admission ledger's counters.
+  const events = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: [...CONTROL_KINDS, 'estimate_learned'], limit: 50_000_000 });
+  const folded = foldControlEvents(events.filter((r) => r.kind !== 'estimate_learned'));
+  const runDays = await readRunDays(store, now);
+  const spend = spendOfRows(runDays);
   const scopes = new Set<ScopeKey>(['global', ...folded.keys(), ...spend.keys(), ...(await deps.bus.scopes())]);
   for (const scope of scopes) {
     const f = folded.get(scope) ?? { budgets: [], hardDays: [] };
@@ -160,11 +171,11 @@ export async function rebuildControlState(
     deps.onScope?.(scope);
   }
   // What the guard learned of estimates: the ratios from their last snapshot, the actual costs from the log.
-  const learned = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: ['estimate_learned'], limit: 1_000_000 });
-  for (const r of learned) {
+  for (const r of events) {
+    if (r.kind !== 'estimate_learned') continue;
     const d = (r.details ?? {}) as { task_type?: unknown; ratios_ppm?: unknown };
     if (typeof d.task_type === 'string' && Array.isArray(d.ratios_ppm) && r.tenantId) g.learned.seedRatios(r.tenantId, d.task_type, d.ratios_ppm.map(Number));
   }
   for (const t of await store.taskTypeRecentTotals({ from: now - 8 * DAY_MS, to: now + DAY_MS }, 200)) g.learned.seedCosts(t.tenantId, t.taskType, [...t.totalsMicros].reverse());
-  return { scopes: scopes.size };
+  return { scopes: scopes.size, spend, capCounters: capCountersOfRows(runDays, now) };
 }

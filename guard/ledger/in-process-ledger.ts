@@ -2,7 +2,7 @@ import type { Micros, ScopeKey } from '../../rules/index.ts';
 import { LedgerError } from './errors.ts';
 import type { ExpiredReservation, ExtendOutcome, LiveLedger, ReserveInput, ReserveOutcome, ScopeCaps, ScopeSnapshot } from './types.ts';
 import { dayOf } from '../../rules/index.ts';
-import { WEEK_DAYS, checkId, checkReserve, checkSpend } from './validate.ts';
+import { WEEK_DAYS, checkExtend, checkId, checkReserve, checkSpend } from './validate.ts';
 
 interface ScopeCounters {
   /** Spend per UTC day number. */
@@ -161,8 +161,7 @@ export class InProcessLedger implements LiveLedger {
 
   async extend(input: { reservationId: string; scopes: ReadonlyArray<{ scope: ScopeKey; caps: ScopeCaps }>; amountMicros: Micros; now: number }): Promise<ExtendOutcome> {
     this.assertOpen();
-    checkId(input.reservationId, 'reservationId');
-    if (!Number.isSafeInteger(input.amountMicros) || input.amountMicros < 1) throw new LedgerError('FORGE_ERR_LEDGER_INPUT', 'amountMicros must be a whole number of USD micros >= 1', { field: 'amountMicros' });
+    checkExtend(input);
     const r = this.reservations.get(input.reservationId);
     if (!r) return { ok: false, unknown: true };
     const refused = this.refusal(input.scopes, input.now);

@@ -3,7 +3,7 @@ import { LedgerError, onLiveRedis } from './errors.ts';
 import { FastFailConnection } from '../redis.ts';
 import type { ExpiredReservation, ExtendOutcome, LiveLedger, ReserveInput, ReserveOutcome, ScopeCaps, ScopeSnapshot } from './types.ts';
 import { dayOf } from '../../rules/index.ts';
-import { WEEK_DAYS, checkId, checkReserve, checkSpend } from './validate.ts';
+import { WEEK_DAYS, checkExtend, checkId, checkReserve, checkSpend } from './validate.ts';
 
 export interface RedisLedgerOptions {
   /** redis://host:port[/db] */
@@ -392,8 +392,7 @@ export class RedisLedger implements LiveLedger {
 
   async extend(input: { reservationId: string; scopes: ReadonlyArray<{ scope: ScopeKey; caps: ScopeCaps }>; amountMicros: Micros; now: number }): Promise<ExtendOutcome> {
     this.assertOpen();
-    checkId(input.reservationId, 'reservationId');
-    if (!Number.isSafeInteger(input.amountMicros) || input.amountMicros < 1) throw new LedgerError('FORGE_ERR_LEDGER_INPUT', 'amountMicros must be a whole number of USD micros >= 1', { field: 'amountMicros' });
+    checkExtend(input);
     const keys = [this.resKey(input.reservationId), ...input.scopes.map((s) => this.scopeKey(s.scope))];
     const argv: string[] = [String(input.amountMicros), String(dayOf(input.now)), String(input.scopes.length)];
     for (const { scope, caps } of input.scopes) argv.push(scope, String(caps.dayHard), String(caps.weekHard), String(caps.runCap));

@@ -49,6 +49,12 @@ export function checkReserve(i: ReserveInput): void {
   if (!Number.isSafeInteger(i.ttlMs) || i.ttlMs < 1) bad('ttlMs', 'must be a whole number of milliseconds >= 1');
 }
 
+/** A top-up of an open reservation: its id and an amount of at least one micro-dollar. */
+export function checkExtend(i: { reservationId: unknown; amountMicros: unknown }): void {
+  checkId(i.reservationId, 'reservationId');
+  micros(i.amountMicros, 'amountMicros', 1);
+}
+
 export function checkSpend(eventId: unknown, scopes: unknown, amountMicros: unknown, eventTime: unknown): void {
   checkId(eventId, 'eventId');
   checkScopes(scopes, 'scopes');
