@@ -38,6 +38,7 @@ import { LearnedEstimates } from './estimates.ts';
 import { withoutBatch, type RedisSharedSpend, type SeedScope, type SpendItem } from './shared-spend.ts';
 import type { HaltBus } from './halt-bus.ts';
 import { isLedgerUnavailable } from './ledger/errors.ts';
+import { FifoMap } from './fifo.ts';
 import { refusalOf } from './ledger/refusal.ts';
 import { reservationIdFor, scopesOfReservation } from './ledger/reservation-id.ts';
 import type { LiveLedger, ScopeCaps } from './ledger/types.ts';
@@ -155,11 +156,11 @@ export class Guardrail {
   private readonly lastHolds = new Map<ScopeKey, ConditionHit[]>();
   /** Budget versions per scope (oldest first); absent: the bands file's version 1. */
   private readonly budgets = new Map<ScopeKey, { versions: BudgetVersion[]; thresholds: Thresholds }>();
-  private readonly seen = new Set<string>();
+  private readonly seen = new FifoMap<string, true>();
   /** Learned actual/estimate ratios and actual costs per tenant and task type. */
   readonly learned = new LearnedEstimates();
   /** This process's open reservations: what a settle needs to learn from and to flag an overrun. */
-  private readonly openHere = new Map<string, { tenantId: string; taskType: string; runnerMicros?: Micros; expiresAt: number }>();
+  private readonly openHere = new FifoMap<string, { tenantId: string; taskType: string; runnerMicros?: Micros }>();
   private unsubscribe: (() => void) | undefined;
   /** Per scope: bumped when another process's state replaces ours, so what we queued on the old one is dropped. */
   private readonly generation = new Map<ScopeKey, number>();
@@ -359,12 +360,8 @@ export class Guardrail {
   }
 
   private remember(id: string): void {
-    if (this.seen.size >= (this.d.maxTrackedEvents ?? 1_000_000)) {
-      // Oldest first: a Set iterates in insertion order.
-      const first = this.seen.values().next().value;
-      if (first !== undefined) this.seen.delete(first);
-    }
-    this.seen.add(id);
+    this.seen.evict(0, (this.d.maxTrackedEvents ?? 1_000_000) - 1);
+    this.seen.set(id, true);
   }
 
   private apply(scope: ScopeKey, r: Evaluation, reason: string): void {
@@ -684,13 +681,10 @@ export class Guardrail {
   }
 
   private rememberOpen(id: string, x: { tenantId: string; taskType: string; runnerMicros?: Micros; expiresAt: number }): void {
-    if (this.openHere.size >= 100_000) {
-      const now = this.d.now();
-      for (const [k, v] of this.openHere) if (v.expiresAt <= now) this.openHere.delete(k);
-      // Still full (a flood of long reservations): forget the oldest; it only loses a learning sample.
-      if (this.openHere.size >= 100_000) this.openHere.delete(this.openHere.keys().next().value!);
-    }
-    this.openHere.set(id, x);
+    // Expired ones are forgotten; past 100,000 (a flood of long reservations) the oldest, which only loses
+    // a learning sample.
+    this.openHere.evict(this.d.now(), 100_000 - 1);
+    this.openHere.set(id, { tenantId: x.tenantId, taskType: x.taskType, ...(x.runnerMicros !== undefined ? { runnerMicros: x.runnerMicros } : {}) }, x.expiresAt);
   }
 
   /**

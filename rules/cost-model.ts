@@ -264,43 +264,39 @@ export function byComponent<T>(f: (c: Component) => T): Record<Component, T> {
   return out;
 }
 
-export function zeroComponents(): ComponentMicros {
-  const z = {} as ComponentMicros;
-  for (const k of COMPONENTS) z[k] = 0;
-  return z;
+/*
+ * Component arithmetic runs for every scope of every task (the rules' hot path), so it is compiled once from
+ * the list above into straight-line code: object literals of one shape and named fields, no loop over
+ * keys (a keyed loop costs several times as much and allocates objects of changing shape).
+ */
+function compiled<F>(params: readonly string[], body: string): F {
+  for (const k of COMPONENTS) if (!/^[a-z_]+$/.test(k)) throw new Error(`component key ${k} is not a plain identifier`);
+  return new Function(...params, `'use strict'; ${body}`) as F;
 }
+const literal = (f: (k: Component) => string): string => `{ ${COMPONENTS.map((k) => `${k}: ${f(k)}`).join(', ')} }`;
+const isOperation = (k: Component): boolean => OPERATION_COMPONENTS.includes(k);
+
+export const zeroComponents: () => ComponentMicros = compiled([], `return ${literal(() => '0')};`);
 
 /** Sum of every component. */
-export function sumComponents(c: ComponentMicros): Micros {
-  let s = 0;
-  for (const k of COMPONENTS) s += c[k];
-  return s;
-}
+export const sumComponents: (c: ComponentMicros) => Micros = compiled(['c'], `return ${COMPONENTS.map((k) => `c.${k}`).join(' + ')};`);
 
 /** Sum of the per-operation components (daily burns left out). */
-export function operationSum(c: ComponentMicros): Micros {
-  let s = 0;
-  for (const k of OPERATION_COMPONENTS) s += c[k];
-  return s;
-}
+export const operationSum: (c: ComponentMicros) => Micros = compiled(['c'], `return 0 + ${OPERATION_COMPONENTS.map((k) => `c.${k}`).join(' + ')};`);
 
 /** a + b, component by component (a new object). */
-export function addComponents(a: ComponentMicros, b: ComponentMicros): ComponentMicros {
-  const out = {} as ComponentMicros;
-  for (const k of COMPONENTS) out[k] = a[k] + b[k];
-  return out;
-}
+export const addComponents: (a: ComponentMicros, b: ComponentMicros) => ComponentMicros = compiled(['a', 'b'], `return ${literal((k) => `a.${k} + b.${k}`)};`);
 
 /** Adds `c` into `into` in place. */
-export function addComponentsInto(into: ComponentMicros, c: ComponentMicros): void {
-  for (const k of COMPONENTS) into[k] += c[k];
-}
+export const addComponentsInto: (into: ComponentMicros, c: ComponentMicros) => void = compiled(['into', 'c'], COMPONENTS.map((k) => `into.${k} += c.${k};`).join(' '));
 
+const addOperation: (base: ComponentMicros, c: ComponentMicros, sign: number) => ComponentMicros = compiled(
+  ['base', 'c', 'sign'],
+  `return ${literal((k) => (isOperation(k) ? `base.${k} + sign * c.${k}` : `base.${k}`))};`,
+);
 /** The per-operation components of `c` added to `base`, whose daily burns are kept as they are. */
 export function addOperationComponents(base: ComponentMicros, c: ComponentMicros, sign: 1 | -1 = 1): ComponentMicros {
-  const out = { ...base };
-  for (const k of OPERATION_COMPONENTS) out[k] = base[k] + sign * c[k];
-  return out;
+  return addOperation(base, c, sign);
 }
 
 /** `c` with its daily burns set to 0 (the guardrail burns those by the day). */
@@ -311,15 +307,9 @@ export function withoutDaily(c: ComponentMicros): ComponentMicros {
 }
 
 /** The component with the largest amount (ties go to the earlier one in COMPONENTS). */
-export function topComponent(c: ComponentMicros): Component {
-  let best = COMPONENTS[0] as Component;
-  let v = c[best];
-  for (let i = 1; i < COMPONENTS.length; i++) {
-    const k = COMPONENTS[i] as Component;
-    if (c[k] > v) {
-      best = k;
-      v = c[k];
-    }
-  }
-  return best;
-}
+export const topComponent: (c: ComponentMicros) => Component = compiled(
+  ['c'],
+  `let best = ${JSON.stringify(COMPONENTS[0])}; let v = c.${COMPONENTS[0]}; ${COMPONENTS.slice(1)
+    .map((k) => `if (c.${k} > v) { best = ${JSON.stringify(k)}; v = c.${k}; }`)
+    .join(' ')} return best;`,
+);

@@ -1,5 +1,5 @@
 import type { Thresholds } from './bands.ts';
-import { addComponentsInto, addOperationComponents, operationSum, topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
+import { COMPONENTS, addComponentsInto, addOperationComponents, operationSum, topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
 import type { Micros } from './money.ts';
 import { maxState, stateRank, type ConditionHit, type ConditionId, type ConditionLevel, type DayConditionId, type DayWaiver, type GuardState, type GuardStatus } from './states.ts';
 
@@ -317,9 +317,11 @@ export function conditionsFor(
   const t = totalsOf(spend, now);
   const today = dayOf(now);
   const holds: ConditionHit[] = [];
-  // No closures here: this runs for every scope of every task.
-  const dayTop = topComponent(t.dayComponents);
-  const weekTop = topComponent(t.weekComponents);
+  // No closures here: this runs for every scope of every task. The top components are found only for a
+  // condition that holds (most evaluations raise none).
+  const anyDay = t.dayMicros >= b.daySoft || t.dayMicros >= b.dayHard || spend.consecutiveAtCap >= b.k || spend.hardDays.length > 0;
+  const dayTop = anyDay ? topComponent(t.dayComponents) : COMPONENTS[0]!;
+  const weekTop = t.weekMicros >= b.weekSoft || t.weekMicros >= b.weekHard ? topComponent(t.weekComponents) : COMPONENTS[0]!;
   const DAY = 'forge.cost.total.day_usd';
   const WEEK = 'forge.cost.total.week_usd';
   const OP = 'forge.cost.total.op_usd';

@@ -2,6 +2,7 @@ import type { Micros, ScopeKey } from '../../rules/index.ts';
 import { LedgerError } from './errors.ts';
 import type { ExpiredReservation, ExtendOutcome, LiveLedger, ReserveInput, ReserveOutcome, ScopeCaps, ScopeSnapshot } from './types.ts';
 import { dayOf } from '../../rules/index.ts';
+import { FifoMap } from '../fifo.ts';
 import { WEEK_DAYS, checkExtend, checkId, checkReserve, checkSpend } from './validate.ts';
 
 interface ScopeCounters {
@@ -38,8 +39,8 @@ export interface InProcessLedgerOptions {
 export class InProcessLedger implements LiveLedger {
   private readonly scopes = new Map<ScopeKey, ScopeCounters>();
   private readonly reservations = new Map<string, Reservation>();
-  /** eventId -> forget-after (clock ms); insertion order is expiry order. */
-  private readonly events = new Map<string, number>();
+  /** Event ids remembered, each until its forget-after time (clock ms), oldest first. */
+  private readonly events = new FifoMap<string, true>();
   private readonly ttl: number;
   private readonly maxIds: number;
   private readonly clock: () => number;
@@ -123,13 +124,10 @@ export class InProcessLedger implements LiveLedger {
 
   private addSpend(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): boolean {
     const now = this.clock();
-    for (const [id, until] of this.events) {
-      if (until > now) break;
-      this.events.delete(id);
-    }
+    this.events.evict(now, this.maxIds);
     if (this.events.has(eventId)) return false;
-    if (this.events.size >= this.maxIds) this.events.delete(this.events.keys().next().value!);
-    this.events.set(eventId, now + this.ttl);
+    this.events.evict(now, this.maxIds - 1);
+    this.events.set(eventId, true, now + this.ttl);
     const day = dayOf(eventTime);
     for (const scope of scopes) {
       const c = this.counters(scope);
