@@ -6,8 +6,18 @@ import { randomBytes } from 'node:crypto';
 const ID_PREFIX = randomBytes(9).toString('base64url');
 let idCounter = 0;
 
+/** The `rsv_<base64url>.` head of recent (tenant, run) pairs: encoded once, not on every admission. */
+const heads = new Map<string, string>();
+
 export function reservationIdFor(tenantId: string, runId: string): string {
-  return `rsv_${Buffer.from(JSON.stringify([tenantId, runId])).toString('base64url')}.${ID_PREFIX}${(idCounter++).toString(36)}`;
+  const key = `${tenantId}\u0000${runId}`;
+  let head = heads.get(key);
+  if (head === undefined) {
+    if (heads.size >= 10_000) heads.clear();
+    head = `rsv_${Buffer.from(JSON.stringify([tenantId, runId])).toString('base64url')}.${ID_PREFIX}`;
+    heads.set(key, head);
+  }
+  return head + (idCounter++).toString(36);
 }
 
 /** The tenant and run a reservation id names; undefined for anything that is not one. */

@@ -22,27 +22,41 @@ export function checkId(v: unknown, field: string): void {
   if (typeof v !== 'string' || v.length === 0 || v.length > 200 || /[\s]/.test(v)) bad(field, 'must be 1-200 characters without spaces');
 }
 
+/** Scope keys already found well-formed (admissions name the same few again and again); bounded. */
+const wellFormed = new Set<string>();
+
+function isScope(s: unknown): s is ScopeKey {
+  if (typeof s !== 'string') return false;
+  if (wellFormed.has(s)) return true;
+  if (!parseScope(s)) return false;
+  if (wellFormed.size >= 10_000) wellFormed.clear();
+  wellFormed.add(s);
+  return true;
+}
+
+/** Each scope well-formed and named once. */
+function checkScopeList(list: readonly unknown[], field: string, scopeOf: (x: unknown) => unknown, suffix: string): void {
+  for (let i = 0; i < list.length; i++) {
+    const s = scopeOf(list[i]);
+    if (!isScope(s)) bad(`${field}[${i}]${suffix}`, 'must be global, tenant:<id> or run:<tenant>/<run>');
+    for (let j = 0; j < i; j++) if (scopeOf(list[j]) === s) bad(`${field}[${i}]${suffix}`, `repeats scope ${s}`);
+  }
+}
+
 export function checkScopes(scopes: unknown, field: string): asserts scopes is readonly ScopeKey[] {
   if (!Array.isArray(scopes) || scopes.length === 0) bad(field, 'must list at least one scope');
-  const seen = new Set<string>();
-  for (const [i, s] of (scopes as unknown[]).entries()) {
-    if (typeof s !== 'string' || !parseScope(s)) bad(`${field}[${i}]`, 'must be global, tenant:<id> or run:<tenant>/<run>');
-    if (seen.has(s)) bad(`${field}[${i}]`, `repeats scope ${s}`);
-    seen.add(s);
-  }
+  checkScopeList(scopes as unknown[], field, (x) => x, '');
 }
 
 export function checkReserve(i: ReserveInput): void {
   checkId(i.reservationId, 'reservationId');
   if (!Array.isArray(i.scopes) || i.scopes.length === 0) bad('scopes', 'must list at least one scope');
-  const seen = new Set<string>();
-  for (const [n, s] of i.scopes.entries()) {
-    if (typeof s?.scope !== 'string' || !parseScope(s.scope)) bad(`scopes[${n}].scope`, 'must be global, tenant:<id> or run:<tenant>/<run>');
-    if (seen.has(s.scope)) bad(`scopes[${n}].scope`, `repeats scope ${s.scope}`);
-    seen.add(s.scope);
-    micros(s.caps?.dayHard, `scopes[${n}].caps.dayHard`, 0);
-    micros(s.caps?.weekHard, `scopes[${n}].caps.weekHard`, 0);
-    micros(s.caps?.runCap, `scopes[${n}].caps.runCap`, 0);
+  checkScopeList(i.scopes, 'scopes', (x) => (x as { scope?: unknown } | undefined)?.scope, '.scope');
+  for (let n = 0; n < i.scopes.length; n++) {
+    const caps = i.scopes[n]!.caps;
+    micros(caps?.dayHard, `scopes[${n}].caps.dayHard`, 0);
+    micros(caps?.weekHard, `scopes[${n}].caps.weekHard`, 0);
+    micros(caps?.runCap, `scopes[${n}].caps.runCap`, 0);
   }
   micros(i.amountMicros, 'amountMicros', 1);
   epochMs(i.now, 'now');
