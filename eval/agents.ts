@@ -43,6 +43,7 @@ export const DEFAULT_AGENT_LIMITS: AgentLimits = { maxZipBytes: 10 * 1024 * 1024
 
 const TENANT = /^[A-Za-z0-9._-]{1,64}$/;
 const AGENT_ID = /^[0-9a-f]{64}$/;
+// eslint-disable-next-line no-control-regex -- refusing control characters is the point
 const NAME = /^[^\u0000-\u001F\u007F-\u009F]{1,128}$/;
 // The Docker distribution reference grammar: [registry[:port]/]path[:tag][@sha256:digest].
 // Docker's distribution reference grammar: [registry/]path[:tag][@sha256:digest]; as Docker reads it, the

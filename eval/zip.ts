@@ -94,7 +94,7 @@ export function readZip(buf: Buffer, limits: ZipLimits): ZipFile[] {
     else if (method === 8) {
       try {
         data = inflateRawSync(raw, { maxOutputLength: Math.max(1, size) });
-      } catch (e) {
+      } catch {
         throw rejected(`member ${JSON.stringify(name)} does not inflate to its declared size`, field);
       }
     } else throw rejected(`member ${JSON.stringify(name)} uses compression method ${method} (stored or deflate only)`, field);
