@@ -15,3 +15,6 @@ export {
   type AgentLimits,
   type AgentRecord,
 } from './agents.ts';
+export { checkSchema, loadEvalSuite, parseEvalSuite, taskInput, type Check, type EvalSuite, type EvalTask } from './suite.ts';
+export { scoreTask, valueAt, type CheckResult, type Judge, type JudgeRequest, type JudgeVerdict, type TaskScore } from './rubric.ts';
+export { JUDGE_SYSTEM_PROMPT, judgeConfigFromEnv, judgePrompt, openAiJudge, type JudgeConfig } from './judge.ts';
