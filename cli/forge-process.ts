@@ -6,7 +6,7 @@ import { agentRoutes, billingRoutes, buildApp, ConfigError, KeyStore, loadConfig
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
-import { AgentStore } from '../eval/index.ts';
+import { AgentStore, EvalResults } from '../eval/index.ts';
 import {
   Guardrail,
   InProcessHaltBus,
@@ -34,8 +34,11 @@ export interface RunningForge {
   config: ForgeConfig;
   /** The halt bus the guardrail publishes state changes on (in-process, or Redis with FORGE_REDIS_URL). */
   bus: HaltBus;
-  /** Agents uploaded for evaluation (eval/). */
+  /** Agents uploaded for evaluation, and eval runs with their task results (eval/). */
   agents: AgentStore;
+  evalResults: EvalResults;
+  /** The price book the collector prices events with. */
+  pricing: Pricing;
   /** Runs the hourly recompute now (tests, operators). */
   rollup(): Promise<void>;
   close(): Promise<void>;
@@ -185,6 +188,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
 
     // Agents for evaluation: metadata in the store, ZIP bytes under the data dir by content hash.
     const agents = new AgentStore(store, join(config.FORGE_DATA_DIR, 'agents'), { now });
+    const evalResults = new EvalResults(store);
 
     const collector: FastifyPluginAsync = async (app) => {
       await app.register(collectorRoutes, {
@@ -279,6 +283,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       config,
       bus,
       agents,
+      evalResults,
+      pricing,
       rollup,
       close() {
         closing ??= closeAll();
