@@ -2,11 +2,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
-import { agentRoutes, billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
+import { agentRoutes, billingRoutes, evalRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
-import { AgentStore, EvalResults } from '../eval/index.ts';
+import { AgentStore, EvalResults, evalPageRoutes } from '../eval/index.ts';
 import {
   Guardrail,
   InProcessHaltBus,
@@ -254,6 +254,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
           }),
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
         async (app) => app.register(agentRoutes, { agents }),
+        async (app) => app.register(evalRoutes, { results: evalResults, store }),
+        async (app) => app.register(evalPageRoutes),
         ...(opts.plugins ?? []),
       ],
     });

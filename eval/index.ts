@@ -23,3 +23,4 @@ export { JUDGE_SYSTEM_PROMPT, judgeConfigFromEnv, judgePrompt, openAiJudge, type
 export { LocalProcessExecutor, networkIsolationAvailable, ANSWER_PREFIX, type AgentExecutor, type AgentJob, type AgentOutcome, type AgentRunResult, type LocalExecutorOptions } from './executor.ts';
 export { EvalResults, type EvalRunRecord, type LeaderboardRow, type RunStatus, type TaskResultRecord, type TaskStatus } from './results.ts';
 export { EvalEngine, evalEventId, reportLine, type CostSink, type EvalAdmissions, type EvalEngineDeps, type EvalRunOptions, type EvalRunReport } from './engine.ts';
+export { evalPageRoutes } from './pages/plugin.ts';
