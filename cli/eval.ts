@@ -1,7 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Option } from 'commander';
-import { microsToUsd, usdToMicros } from '../rules/index.ts';
-import type { TaskFinalizedEvent } from '../runner/index.ts';
+import { microsToUsd } from '../rules/index.ts';
 import { addCommand, CliInputError } from './registry.ts';
 
 interface EvalOptions {
@@ -44,8 +43,7 @@ addCommand((program, out) => {
       if (!byId && !existsSync(agentArg)) throw new CliInputError(`--agent: no such directory, ZIP or agent id: ${agentArg}`);
 
       const { startForge } = await import('./forge-process.ts');
-      const { computeHourUsd } = await import('../collector/index.ts');
-      const { HttpEventEmitterClient } = await import('../runner/index.ts');
+      const { embeddedEvalEngine } = await import('./eval-engine.ts');
       const forge = await startForge({ env: { ...process.env, FORGE_PORT: process.env.FORGE_PORT ?? '0' } });
       const stopping = new AbortController();
       const onSignal = (): void => stopping.abort();
@@ -62,21 +60,12 @@ addCommand((program, out) => {
           out.log(`agent ${a.name}: ${a.agent_id} (${a.size_bytes} bytes, ${a.file_count} files)`);
         }
         temp = await forge.keys.create({ name: `forge eval ${suite.suite} (temporary)`, roles: ['runner'], tenantId: o.tenant });
-        const emitter = new HttpEventEmitterClient({ baseUrl: forge.url, apiKey: temp.key });
         const judgeCfg = ev.judgeConfigFromEnv(process.env);
-        const hourUsd = computeHourUsd(forge.pricing, suite.environment);
-        const engine = new ev.EvalEngine({
-          agents: forge.agents,
-          results: forge.evalResults,
-          admissions: forge.guardrail,
-          bus: forge.bus,
-          costs: async (e) => {
-            const r = await emitter.emit(e as TaskFinalizedEvent, stopping.signal);
-            return { totalMicros: r ? usdToMicros(r.totalUsd) : 0, duplicate: r?.duplicate ?? false };
-          },
-          executor: new ev.LocalProcessExecutor(),
+        const engine = embeddedEvalEngine(forge, {
+          apiKey: temp.key,
+          environment: suite.environment,
           ...(judgeCfg ? { judge: ev.openAiJudge(judgeCfg) } : {}),
-          ...(hourUsd ? { computeHourMicros: usdToMicros(hourUsd) } : {}),
+          signal: stopping.signal,
           onError: (e, where) => out.err(`forge: ${where}: ${e instanceof Error ? e.message : String(e)}`),
         });
         out.log(`forge: embedded Forge on ${forge.url}; leaderboard ${forge.url}/eval?suite=${suite.suite}; judge ${judgeCfg ? judgeCfg.baseUrl : 'off (judge checks skipped)'}; network isolation ${ev.networkIsolationAvailable() ? 'on' : 'OFF'}`);
