@@ -17,11 +17,20 @@ export const evalPageRoutes: FastifyPluginAsync = async (app) => {
   const run = readFileSync(join(here, 'run.html'), 'utf8');
   const script = readFileSync(join(here, 'pages.js'), 'utf8');
   const hide = { hide: true } as Record<string, unknown>;
+  // The pages read these from the address (the API checks them again); nothing else is accepted.
+  const pageQuery = {
+    hide: true,
+    querystring: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { suite: { type: 'string', maxLength: 64 }, tenant: { type: 'string', maxLength: 64 }, run: { type: 'string', maxLength: 128 } },
+    },
+  } as Record<string, unknown>;
   for (const [url, body] of [
     ['/eval', board],
     ['/eval/run', run],
   ] as const) {
-    app.get(url, { config: { public: true }, schema: hide }, async (_req, reply) => {
+    app.get(url, { config: { public: true }, schema: pageQuery }, async (_req, reply) => {
       void reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).header('cache-control', 'no-store');
       return body;
     });
