@@ -11,6 +11,10 @@ interface EvalOptions {
   run?: string;
   concurrency: string;
   publish?: boolean;
+  executor: string;
+  namespace: string;
+  runtimeImage: string;
+  kubeconfig?: string;
 }
 
 /**
@@ -30,6 +34,10 @@ addCommand((program, out) => {
     .option('--run <id>', 'run id (default: eval-<time>); an existing run id resumes that run')
     .addOption(new Option('--concurrency <n>', 'tasks at once').default('2'))
     .option('--publish', 'show the run on the public leaderboard')
+    .addOption(new Option('--executor <kind>', 'where agents run').choices(['local', 'kubernetes']).default('local'))
+    .addOption(new Option('--namespace <ns>', 'kubernetes: the namespace of the Jobs').default('forge-eval'))
+    .addOption(new Option('--runtime-image <image>', 'kubernetes: the image ZIP agents run in').default('node:20-bookworm-slim'))
+    .option('--kubeconfig <file>', 'kubernetes: a kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster)')
     .action(async (o: EvalOptions) => {
       const concurrency = Number(o.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new CliInputError(`--concurrency: must be a whole number 1-64, got "${o.concurrency}"`);
@@ -61,8 +69,13 @@ addCommand((program, out) => {
         }
         temp = await forge.keys.create({ name: `forge eval ${suite.suite} (temporary)`, roles: ['runner'], tenantId: o.tenant });
         const judgeCfg = ev.judgeConfigFromEnv(process.env);
+        const executor =
+          o.executor === 'kubernetes'
+            ? new ev.KubernetesJobExecutor(await ev.kubeJobApi(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), { namespace: o.namespace, runtimeImage: o.runtimeImage })
+            : new ev.LocalProcessExecutor();
         const engine = embeddedEvalEngine(forge, {
           apiKey: temp.key,
+          executor,
           environment: suite.environment,
           ...(judgeCfg ? { judge: ev.openAiJudge(judgeCfg) } : {}),
           signal: stopping.signal,

@@ -25,3 +25,4 @@ export { EvalResults, type EvalRunRecord, type LeaderboardRow, type RunStatus, t
 export { EvalEngine, evalEventId, reportLine, type CostSink, type EvalAdmissions, type EvalEngineDeps, type EvalRunOptions, type EvalRunReport } from './engine.ts';
 export { evalPageRoutes } from './pages/plugin.ts';
 export { AGENT_POD_LABEL, KubernetesJobExecutor, agentNetworkPolicy, jobNameOf, kubernetesManifests, type KubeJobApi, type KubernetesExecutorOptions } from './k8s.ts';
+export { kubeJobApi } from './k8s-client.ts';
