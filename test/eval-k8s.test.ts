@@ -1,12 +1,17 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as batchV1 from 'kubernetes-models/batch/v1';
 import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
 import * as coreV1 from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
-import { AGENT_POD_LABEL, agentNetworkPolicy, inspectAgentZip, KubernetesJobExecutor, kubernetesManifests, packAgentDir, readZip, REFERENCE_AGENT_DIR, type AgentDetail, type AgentJob, type KubeJobApi } from '../eval/index.ts';
+import { AGENT_POD_LABEL, agentNetworkPolicy, inspectAgentZip, kubeJobApi, KubernetesJobExecutor, kubernetesManifests, packAgentDir, readZip, REFERENCE_AGENT_DIR, type AgentDetail, type AgentJob, type KubeJobApi } from '../eval/index.ts';
 
 // The Kubernetes Job executor without a cluster (none runs here): its manifests are validated against the
 // Kubernetes API schema (npm kubernetes-models), and its protocol (create, watch, read the log, clean up)
-// is run against a stand-in of the API that plays the Job's outcome.
+// is run against a stand-in of the API that plays the Job's outcome, and once through @kubernetes/client-node
+// against a loopback stand-in of the API server that validates what it is sent.
 const zipBytes = packAgentDir(REFERENCE_AGENT_DIR);
 const zipAgent: AgentDetail = { agent_id: 'a'.repeat(64), tenant: 't', name: 'ref', kind: 'zip', size_bytes: zipBytes.length, created_at: '2026-12-01T00:00:00.000Z', command: ['node', 'agent.mjs'], ref: '', file_count: 2 };
 const imageAgent: AgentDetail = { ...zipAgent, agent_id: 'b'.repeat(64), kind: 'image', command: ['--fast'], ref: 'ghcr.io/acme/claims-agent:1.2.0', file_count: 0 };
@@ -100,5 +105,75 @@ describe('Kubernetes Job executor: protocol against a stand-in API', () => {
     const r = await new KubernetesJobExecutor(api, OPTS).run(job(zipAgent), stop.signal);
     expect(r.outcome).toBe('aborted');
     expect(api.calls.some((c) => c.startsWith('delete job'))).toBe(true);
+  });
+});
+
+describe('Kubernetes Job executor through @kubernetes/client-node', () => {
+  it('creates, watches, reads the log and deletes through the real client against a loopback API server stand-in', async () => {
+    const seen: string[] = [];
+    const problems: string[] = [];
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const url = new URL(req.url ?? '/', 'http://x');
+        seen.push(`${req.method} ${url.pathname}`);
+        const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : undefined;
+        const json = (status: number, b: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(b));
+        // The API server's part: what is created must be a valid object of its kind.
+        if (req.method === 'POST' && url.pathname.endsWith('/configmaps')) {
+          try {
+            new coreV1.ConfigMap(body as never).validate();
+          } catch (e) {
+            problems.push(String(e));
+          }
+          return json(201, body);
+        }
+        if (req.method === 'POST' && url.pathname.endsWith('/jobs')) {
+          try {
+            new batchV1.Job(body as never).validate();
+          } catch (e) {
+            problems.push(String(e));
+          }
+          return json(201, body);
+        }
+        if (req.method === 'GET' && url.pathname.endsWith('/status')) return json(200, { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'j' }, status: { succeeded: 1 } });
+        if (req.method === 'GET' && url.pathname === '/api/v1/namespaces/forge-eval/pods') {
+          if (!/^job-name=forge-eval-[0-9a-f]{20}$/.test(url.searchParams.get('labelSelector') ?? '')) problems.push(`labelSelector ${url.searchParams.get('labelSelector')}`);
+          return json(200, { apiVersion: 'v1', kind: 'PodList', metadata: {}, items: [{ metadata: { name: 'agent-pod-1' } }] });
+        }
+        if (req.method === 'GET' && url.pathname === '/api/v1/namespaces/forge-eval/pods/agent-pod-1/log') {
+          if (url.searchParams.get('container') !== 'agent') problems.push('log container');
+          return res.writeHead(200, { 'content-type': 'text/plain' }).end('hello from the pod\nFORGE_ANSWER {"eligible":true}\n');
+        }
+        if (req.method === 'DELETE') return json(200, { apiVersion: 'v1', kind: 'Status', status: 'Success' });
+        json(404, { kind: 'Status', status: 'Failure', code: 404 });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const dir = mkdtempSync(join(tmpdir(), 'forge-kubeconfig-'));
+    const kubeconfig = join(dir, 'config');
+    writeFileSync(
+      kubeconfig,
+      `apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: http://127.0.0.1:${port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: u\ncurrent-context: stand-in\nusers:\n- name: u\n  user:\n    token: test-token\n`,
+    );
+    try {
+      const r = await new KubernetesJobExecutor(await kubeJobApi({ kubeconfig }), OPTS).run(job(zipAgent), new AbortController().signal);
+      expect(r).toMatchObject({ outcome: 'ok', answer: { eligible: true }, logs: 'hello from the pod\n' });
+      expect(problems).toEqual([]);
+      expect(seen.map((s) => s.replace(/forge-eval-[0-9a-f]{20}/, 'NAME'))).toEqual([
+        'POST /api/v1/namespaces/forge-eval/configmaps',
+        'POST /apis/batch/v1/namespaces/forge-eval/jobs',
+        'GET /apis/batch/v1/namespaces/forge-eval/jobs/NAME/status',
+        'GET /api/v1/namespaces/forge-eval/pods',
+        'GET /api/v1/namespaces/forge-eval/pods/agent-pod-1/log',
+        'DELETE /apis/batch/v1/namespaces/forge-eval/jobs/NAME',
+        'DELETE /api/v1/namespaces/forge-eval/configmaps/NAME',
+      ]);
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
