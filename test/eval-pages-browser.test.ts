@@ -2,11 +2,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedEvalEngine } from '../cli/eval-engine.ts';
 import { startForge, type RunningForge } from '../cli/forge-process.ts';
 import { loadEvalSuite, packAgentDir, REFERENCE_AGENT_DIR, writeZip } from '../eval/index.ts';
+import { launchChromium } from './helpers/chromium.ts';
 
 // The eval leaderboard and run view in a real browser (Debian's chromium, headless) over an embedded Forge
 // with two runs: the reference agent on five healthcare tasks (published) and a crashing agent (private).
@@ -39,13 +40,7 @@ beforeAll(async () => {
   await engine.run({ tenantId: 'acme', runId: 'crash-run', suite, agentId: crash.agent_id });
   const userData = join(dir, 'chromium');
   mkdirSync(userData);
-  ctx = await chromium.launchPersistentContext(userData, {
-    executablePath: process.env.FORGE_TEST_CHROMIUM_BIN ?? '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1400, height: 1100 },
-  });
-  page = ctx.pages()[0] ?? (await ctx.newPage());
+  ({ ctx, page } = await launchChromium(userData));
 }, 120_000);
 
 afterAll(async () => {

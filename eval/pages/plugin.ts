@@ -16,6 +16,7 @@ export const evalPageRoutes: FastifyPluginAsync = async (app) => {
   const board = readFileSync(join(here, 'leaderboard.html'), 'utf8');
   const run = readFileSync(join(here, 'run.html'), 'utf8');
   const script = readFileSync(join(here, 'pages.js'), 'utf8');
+  const css = readFileSync(join(here, 'pages.css'), 'utf8');
   const hide = { hide: true } as Record<string, unknown>;
   // The pages read these from the address (the API checks them again); nothing else is accepted.
   const pageQuery = {
@@ -35,8 +36,13 @@ export const evalPageRoutes: FastifyPluginAsync = async (app) => {
       return body;
     });
   }
-  app.get('/eval/pages.js', { config: { public: true }, schema: hide }, async (_req, reply) => {
-    void reply.type('text/javascript; charset=utf-8');
-    return script;
-  });
+  for (const [url, type, body] of [
+    ['/eval/pages.js', 'text/javascript; charset=utf-8', script],
+    ['/eval/pages.css', 'text/css; charset=utf-8', css],
+  ] as const) {
+    app.get(url, { config: { public: true }, schema: hide }, async (_req, reply) => {
+      void reply.type(type);
+      return body;
+    });
+  }
 };
