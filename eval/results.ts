@@ -82,7 +82,10 @@ function nextVersion(): number {
 
 const clip = (s: string): string => (s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}…` : s);
 
-/** eval_runs and eval_task_results (migration 0015). Every read names its tenant, except the public board's. */
+/**
+ * eval_results (migration 0015): a run's row (task_id '') and its tasks' rows. Every read names its tenant,
+ * except the public board's (published runs only).
+ */
 export class EvalResults {
   readonly #store: Pick<Store, 'client' | 'database'>;
 
@@ -92,18 +95,19 @@ export class EvalResults {
 
   async putRun(r: EvalRunRecord): Promise<void> {
     await this.#store.client.insert({
-      table: `${this.#store.database}.eval_runs`,
+      table: `${this.#store.database}.eval_results`,
       values: [
         {
           tenant_id: r.tenantId,
           run_id: r.runId,
+          task_id: '',
           suite: r.suite,
           suite_version: r.suiteVersion,
           agent_id: r.agentId,
           agent_name: r.agentName,
           executor: r.executor,
           status: r.status,
-          reason: clip(r.reason),
+          error: clip(r.reason),
           tasks_total: r.tasksTotal,
           published: r.published,
           started_at: r.startedAt,
@@ -117,7 +121,7 @@ export class EvalResults {
 
   async putTask(t: TaskResultRecord): Promise<void> {
     await this.#store.client.insert({
-      table: `${this.#store.database}.eval_task_results`,
+      table: `${this.#store.database}.eval_results`,
       values: [
         {
           tenant_id: t.tenantId,
@@ -157,8 +161,8 @@ export class EvalResults {
   async tasks(tenantId: string, runId: string): Promise<TaskResultRecord[]> {
     const rs = await this.#store.client.query({
       query: `SELECT tenant_id, run_id, task_id, suite, domain, category, status, passed, score_milli, checks, answer, logs, error, exit_code, duration_ms,
-  cost_event_id, cost_total_micros, toUnixTimestamp64Milli(finished_at) AS finished_ms
-FROM ${this.#store.database}.eval_task_results FINAL WHERE tenant_id = {t:String} AND run_id = {r:String} ORDER BY task_id`,
+  cost_event_id, cost_total_micros, toUnixTimestamp64Milli(assumeNotNull(finished_at)) AS finished_ms
+FROM ${this.#store.database}.eval_results FINAL WHERE tenant_id = {t:String} AND run_id = {r:String} AND task_id != '' ORDER BY task_id`,
       query_params: { t: tenantId, r: runId },
       format: 'JSONEachRow',
     });
@@ -187,16 +191,16 @@ FROM ${this.#store.database}.eval_task_results FINAL WHERE tenant_id = {t:String
   /** A suite's board for one tenant, or (publicOnly) over every tenant's published runs, tenant left out. */
   async leaderboard(suite: string, who: { tenantId: string } | { publicOnly: true }): Promise<LeaderboardRow[]> {
     const byTenant = 'tenantId' in who;
-    const runFilter = byTenant ? 'tenant_id = {t:String} AND suite = {s:String}' : 'published AND suite = {s:String}';
+    const runFilter = byTenant ? "tenant_id = {t:String} AND suite = {s:String} AND task_id = ''" : "published AND suite = {s:String} AND task_id = ''";
     const rs = await this.#store.client.query({
       query: `SELECT r.tenant_id AS tenant_id, r.run_id AS run_id, r.agent_id AS agent_id, r.agent_name AS agent_name, r.status AS status, r.tasks_total AS tasks_total,
-  toUnixTimestamp64Milli(r.started_at) AS started_ms, if(isNull(r.finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(r.finished_at))) AS finished_ms,
+  toUnixTimestamp64Milli(assumeNotNull(r.started_at)) AS started_ms, if(isNull(r.finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(r.finished_at))) AS finished_ms,
   t.ran AS ran, t.passed AS passed, t.score_sum AS score_sum, t.cost AS cost, t.dur AS dur
-FROM (SELECT * FROM ${this.#store.database}.eval_runs FINAL WHERE ${runFilter}) AS r
+FROM (SELECT * FROM ${this.#store.database}.eval_results FINAL WHERE ${runFilter}) AS r
 LEFT JOIN (
   SELECT tenant_id, run_id, countIf(status != 'not_started') AS ran, countIf(passed) AS passed, sum(score_milli) AS score_sum,
     sum(cost_total_micros) AS cost, sum(duration_ms) AS dur
-  FROM ${this.#store.database}.eval_task_results FINAL WHERE suite = {s:String}${byTenant ? ' AND tenant_id = {t:String}' : ''}
+  FROM ${this.#store.database}.eval_results FINAL WHERE suite = {s:String} AND task_id != ''${byTenant ? ' AND tenant_id = {t:String}' : ''}
   GROUP BY tenant_id, run_id
 ) AS t ON t.tenant_id = r.tenant_id AND t.run_id = r.run_id
 LIMIT 1000`,
@@ -235,9 +239,9 @@ LIMIT 1000`,
 
   async #runs(where: string, params: Record<string, unknown>): Promise<EvalRunRecord[]> {
     const rs = await this.#store.client.query({
-      query: `SELECT tenant_id, run_id, suite, suite_version, agent_id, agent_name, executor, status, reason, tasks_total, published,
-  toUnixTimestamp64Milli(started_at) AS started_ms, if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at))) AS finished_ms
-FROM ${this.#store.database}.eval_runs FINAL WHERE ${where} ORDER BY started_at DESC, run_id LIMIT 1000`,
+      query: `SELECT tenant_id, run_id, suite, suite_version, agent_id, agent_name, executor, status, error AS reason, tasks_total, published,
+  toUnixTimestamp64Milli(assumeNotNull(started_at)) AS started_ms, if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at))) AS finished_ms
+FROM ${this.#store.database}.eval_results FINAL WHERE ${where} AND task_id = '' ORDER BY started_at DESC, run_id LIMIT 1000`,
       query_params: params,
       format: 'JSONEachRow',
     });
