@@ -27,6 +27,8 @@ describe('migrations render for a single node and for a cluster from the same fi
       '0007_api_keys',
       '0008_canonical_version',
       '0009_bandwidth',
+      '0014_eval_agents',
+      '0015_eval_results',
     ]);
     for (const m of renderMigrations('single', opts).filter((x) => !x.statements[0]!.startsWith('ALTER'))) {
       expect(m.statements).toHaveLength(1);
@@ -53,7 +55,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     expect(renderMigrations('cluster', opts).map((m) => m.checksum)).toEqual(renderMigrations('single', opts).map((m) => m.checksum));
     const single = creates(renderMigrations('single', opts));
     const cluster = creates(renderMigrations('cluster', opts));
-    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)' };
+    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)', eval_agents: 'cityHash64(tenant_id)', eval_results: 'cityHash64(tenant_id)' };
     for (const [i, m] of cluster.entries()) {
       expect(m.statements).toHaveLength(2);
       const [local, dist] = m.statements as [string, string];
@@ -65,7 +67,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       }
       const engine = 'ReplacingMergeTree';
       expect(local).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}_local ON CLUSTER 'forge_cluster'`));
-      const version = { chain_heads: ', seq', api_keys: ', version' }[m.name as string] ?? '';
+      const version = { chain_heads: ', seq', api_keys: ', version', eval_results: ', version' }[m.name as string] ?? '';
       expect(local).toContain(`ENGINE = Replicated${engine}('/clickhouse/tables/{shard}/forge/${m.name}_local', '{replica}'${version})`);
       if (m.version <= 3) expect(local).toContain('replicated_deduplication_window = 10000');
       expect(local).not.toContain('non_replicated');
@@ -96,7 +98,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 14 + 4 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 18 + 4 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
