@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { SessionUser } from '../accounts/index.ts';
 import { parseScope, type ScopeKey } from '../rules/index.ts';
 import { requireRole, requireTenant, type KeyStore, type Principal, type Role } from './auth.ts';
 import { httpErrorOf } from '../collector/index.ts';
@@ -7,6 +8,8 @@ import { ApiError, ERRORS, type ErrorBody, type ErrorCode } from './errors.ts';
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+    /** Set when the request was authenticated by a web UI session cookie (not an API key). */
+    sessionUser?: SessionUser;
   }
   interface FastifyContextConfig {
     /** Roles allowed on the route (admin always is); `public: true` routes skip authentication. */
@@ -16,8 +19,20 @@ declare module 'fastify' {
     allTenants?: boolean;
     /** The route names a tenant that need not exist yet (creating one). */
     newTenant?: boolean;
+    /** A public route that changes state for a browser (sign-in): it needs the CSRF token too. */
+    csrf?: boolean;
   }
 }
+
+/** Web UI sessions beside API keys: the cookie's user, and the CSRF check for changes made with cookies. */
+export interface SessionAuth {
+  cookie: string;
+  session(token: string): Promise<SessionUser | undefined>;
+  /** Throws FORGE_ERR_CSRF unless the request carries the token that matches its CSRF cookie. */
+  checkCsrf(req: FastifyRequest): Promise<void>;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Which tenants exist: known from the bands file, created through the API, or bound to a key. */
 export interface TenantDirectory {
@@ -35,12 +50,22 @@ export function principalOf(req: FastifyRequest): Principal {
  * then (preHandler, after validation) the tenant the request names: another tenant's is 403, an unknown
  * one 404 FORGE_ERR_TENANT_NOT_FOUND.
  */
-export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: TenantDirectory): void {
+export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: TenantDirectory, sessions?: SessionAuth): void {
   app.addHook('onRequest', async (req) => {
     const cfg = req.routeOptions.config;
     if (cfg?.public || !req.routeOptions.url) return;
     const h = req.headers.authorization;
     const presented = h?.startsWith('Bearer ') ? h.slice(7).trim() : (req.headers['x-api-key'] as string | undefined);
+    const cookie = sessions && !presented ? (req as FastifyRequest & { cookies?: Record<string, string | undefined> }).cookies?.[sessions.cookie] : undefined;
+    if (sessions && cookie) {
+      const u = await sessions.session(cookie);
+      if (!u) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'the session ended or expired: sign in again', 'cookie');
+      req.sessionUser = u;
+      req.principal = { keyId: `user:${u.userId}`, name: u.email, roles: u.roles as Role[], tenantId: u.tenantId };
+      requireRole(req.principal, cfg?.roles ?? []);
+      if (cfg?.allTenants) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'this route covers every tenant: it needs a key bound to all tenants', 'authorization');
+      return;
+    }
     if (!presented) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>"', 'authorization');
     const p = keys.verify(presented);
     if (!p) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'the API key is not valid or was revoked', 'authorization');
@@ -61,6 +86,8 @@ export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: Tena
   });
   app.addHook('preHandler', async (req) => {
     const cfg = req.routeOptions.config;
+    // Changes a browser makes with its cookies (and sign-ins) carry the CSRF token; API keys are not ambient.
+    if (sessions && !SAFE_METHODS.has(req.method) && (req.sessionUser || (cfg?.public && cfg.csrf))) await sessions.checkCsrf(req);
     if (cfg?.public || !req.principal) return;
     for (const [field, tenantId] of tenantsNamed(req)) {
       requireTenant(req.principal, tenantId, field);
