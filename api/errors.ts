@@ -13,6 +13,8 @@ export const ERRORS = {
   FORGE_ERR_METHOD_NOT_ALLOWED: 405,
   FORGE_ERR_CONFLICT: 409,
   FORGE_ERR_PAYLOAD_TOO_LARGE: 413,
+  /** An agent upload that is unsafe or unusable (eval/agents.ts): path escape, symlink, no manifest, bad archive. */
+  FORGE_ERR_AGENT_REJECTED: 422,
   FORGE_ERR_URI_TOO_LONG: 414,
   FORGE_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   FORGE_ERR_RATE_LIMITED: 429,

@@ -2,10 +2,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
-import { billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
+import { agentRoutes, billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
+import { AgentStore } from '../eval/index.ts';
 import {
   Guardrail,
   InProcessHaltBus,
@@ -33,6 +34,8 @@ export interface RunningForge {
   config: ForgeConfig;
   /** The halt bus the guardrail publishes state changes on (in-process, or Redis with FORGE_REDIS_URL). */
   bus: HaltBus;
+  /** Agents uploaded for evaluation (eval/). */
+  agents: AgentStore;
   /** Runs the hourly recompute now (tests, operators). */
   rollup(): Promise<void>;
   close(): Promise<void>;
@@ -180,6 +183,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     await tenants.refresh();
     const knownTenant = (tenantId: string): Promise<boolean> => tenants.has(tenantId);
 
+    // Agents for evaluation: metadata in the store, ZIP bytes under the data dir by content hash.
+    const agents = new AgentStore(store, join(config.FORGE_DATA_DIR, 'agents'), { now });
+
     const collector: FastifyPluginAsync = async (app) => {
       await app.register(collectorRoutes, {
         sink: store.writer,
@@ -243,6 +249,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
             now,
           }),
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
+        async (app) => app.register(agentRoutes, { agents }),
         ...(opts.plugins ?? []),
       ],
     });
@@ -271,6 +278,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       keys,
       config,
       bus,
+      agents,
       rollup,
       close() {
         closing ??= closeAll();

@@ -1,0 +1,20 @@
+/**
+ * eval/: benchmark suites as data (tasks, synthetic inputs, expected outputs, rubrics, judge prompts), the
+ * agent store, the eval engine that runs an agent over a suite under the guardrail, scoring, leaderboards.
+ */
+export * from './errors.ts';
+export { readZip, writeZip, unsafePath, type ZipFile, type ZipInput, type ZipLimits } from './zip.ts';
+export {
+  AGENT_MANIFEST,
+  AGENT_PROGRAMS,
+  AgentStore,
+  DEFAULT_AGENT_LIMITS,
+  inspectAgentZip,
+  type AgentDetail,
+  type AgentInput,
+  type AgentLimits,
+  type AgentRecord,
+} from './agents.ts';
+export { checkSchema, loadEvalSuite, parseEvalSuite, taskInput, type Check, type EvalSuite, type EvalTask } from './suite.ts';
+export { scoreTask, valueAt, type CheckResult, type Judge, type JudgeRequest, type JudgeVerdict, type TaskScore } from './rubric.ts';
+export { JUDGE_SYSTEM_PROMPT, judgeConfigFromEnv, judgePrompt, openAiJudge, type JudgeConfig } from './judge.ts';
