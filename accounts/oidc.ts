@@ -58,17 +58,25 @@ export class OidcSignIn {
     return url.href;
   }
 
-  /** Exchanges the callback's code (checking state, PKCE, nonce and the ID token) for the user's claims. */
-  async finish(callbackUrl: URL, state: string, kept: { verifier: string; nonce: string }): Promise<OidcClaims> {
+  /**
+   * Exchanges the callback's code (checking state, issuer, PKCE, nonce and the ID token) for the user's claims.
+   * `query`: the callback's query string; the URL it completes is the configured redirect URI (sent again with
+   * the code, as the token endpoint requires).
+   */
+  async finish(query: string, state: string, kept: { verifier: string; nonce: string }): Promise<OidcClaims> {
     const config = await this.#configuration();
+    const callbackUrl = new URL(this.#s.redirectUri);
+    callbackUrl.search = query;
     const tokens = await client.authorizationCodeGrant(config, callbackUrl, { pkceCodeVerifier: kept.verifier, expectedNonce: kept.nonce, expectedState: state, idTokenExpected: true });
     const c = tokens.claims();
     if (!c) throw new Error('no ID token');
+    // Providers that keep scope claims out of the ID token (oidc-provider's default) answer them at userinfo.
+    const info: Record<string, unknown> = typeof c.email === 'string' ? c : await client.fetchUserInfo(config, tokens.access_token, c.sub);
     return {
       issuer: c.iss,
       subject: c.sub,
-      ...(typeof c.email === 'string' ? { email: c.email } : {}),
-      ...(typeof c.email_verified === 'boolean' ? { emailVerified: c.email_verified } : {}),
+      ...(typeof info.email === 'string' ? { email: info.email } : {}),
+      ...(typeof info.email_verified === 'boolean' ? { emailVerified: info.email_verified } : {}),
     };
   }
 }

@@ -154,10 +154,9 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (ap
       const state = req.query.state;
       if (typeof state !== 'string') throw new ApiError('FORGE_ERR_VALIDATION', 'state is required', 'state');
       const kept = await o.accounts.takeOidcState(state);
-      const url = new URL(req.url, 'http://callback.invalid');
       let claims;
       try {
-        claims = await o.oidc.finish(url, state, kept);
+        claims = await o.oidc.finish(req.url.slice(req.url.indexOf('?')), state, kept);
       } catch (e) {
         req.log.warn({ err: (e as Error).message }, 'OIDC callback refused');
         throw new ApiError('FORGE_ERR_VALIDATION', 'the identity provider\'s answer did not check out; start again', 'code');

@@ -75,7 +75,7 @@ export const SECRET_KEY = Buffer.alloc(32, 7);
  * server for the verification mail, optional OIDC. It listens on loopback (the browser and the OIDC provider
  * need a real address); `publicUrl` is that address.
  */
-export async function makeAccountsApp(opts: { name: string; oidc?: (base: string) => OidcSignIn; authRateLimit?: number; lockout?: { maxFailures: number; windowMs: number }; plugins?: (store: Store) => FastifyPluginAsync[] }): Promise<AccountsApp> {
+export async function makeAccountsApp(opts: { name: string; port?: number; oidc?: (base: string) => OidcSignIn; authRateLimit?: number; lockout?: { maxFailures: number; windowMs: number }; plugins?: (store: Store) => FastifyPluginAsync[] }): Promise<AccountsApp> {
   const tmp = tempDataDir(opts.name);
   const store = await openStore({ dataDir: tmp.dir });
   const keys = await KeyStore.open(store, { refreshMs: 60_000 });
@@ -95,7 +95,7 @@ export async function makeAccountsApp(opts: { name: string; oidc?: (base: string
     },
     ...(opts.lockout ? { lockout: opts.lockout } : {}),
   });
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   where.base = `http://127.0.0.1:${port}`;
   const oidc = opts.oidc?.(where.base);
   const api = await makeTestApi({
@@ -125,7 +125,7 @@ export async function makeAccountsApp(opts: { name: string; oidc?: (base: string
   };
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const { createServer } = await import('node:net');
   return new Promise((resolve) => {
     const s = createServer();
