@@ -8,5 +8,5 @@ export { Accounts, type AccountsBackend, type AccountsOptions, type SessionUser,
 export { AccountError, type AccountErrorCode } from './errors.ts';
 export { SmtpMailer, type Mailer, type MailMessage } from './mailer.ts';
 export { OidcSignIn, type OidcClaims, type OidcSettings } from './oidc.ts';
-export { parseSecretKey } from './secrets.ts';
+export { openConfigSecret, parseSecretKey, sealConfigSecret } from './secrets.ts';
 export { accountPages } from './pages.ts';

@@ -73,3 +73,16 @@ export function unseal(key: Buffer, sealed: string, aad: string): string {
   d.setAuthTag(Buffer.from(tagB, 'base64url'));
   return Buffer.concat([d.update(Buffer.from(ctB, 'base64url')), d.final()]).toString('utf8');
 }
+
+/** What a sealed configuration secret (the OIDC client secret) is bound to. */
+const CONFIG_AAD = 'forge-config-secret';
+
+/** Seals a configuration secret under the accounts key (`forge accounts seal`), so it is not kept in clear. */
+export function sealConfigSecret(key: Buffer, secret: string): string {
+  return seal(key, secret, CONFIG_AAD);
+}
+
+/** A configuration secret as given: sealed (`v1.` ...) is opened with the accounts key, anything else is taken as is. */
+export function openConfigSecret(key: Buffer, value: string): string {
+  return value.startsWith('v1.') ? unseal(key, value, CONFIG_AAD) : value;
+}

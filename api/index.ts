@@ -11,3 +11,5 @@ export { reportRoutes } from './routes/reports.ts';
 export { TenantRegistry, type TenantSource } from './tenants.ts';
 export { tenantRoutes } from './routes/tenants.ts';
 export { agentRoutes } from './routes/agents.ts';
+export { accountPartsFromConfig } from './accounts.ts';
+export type { AccountParts } from './app.ts';

@@ -16,7 +16,8 @@ export async function startOidcProvider(opts: { port: number; clientId: string; 
   });
   // Plain http on loopback: the provider must not insist on secure cookies.
   provider.proxy = true;
-  const server: Server = createServer(provider.callback());
+  const handle = provider.callback();
+  const server: Server = createServer((req, res) => void handle(req, res));
   await new Promise<void>((r) => server.listen(opts.port, '127.0.0.1', () => r()));
   return { issuer, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
