@@ -233,7 +233,7 @@ export const accountRoutes: FastifyPluginAsync<AccountRoutesOptions> = async (ap
 
   app.delete<{ Params: { id: string } }>(
     '/v1/auth/keys/:id',
-    { config: { roles: anyRole }, schema: { summary: 'Revoke an API key of the user\'s tenant', tags: ['accounts'], params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{12}$' } } }, response: { 204: { type: 'null' }, ...err } } },
+    { config: { roles: anyRole }, schema: { summary: 'Revoke an API key of the user\'s tenant', tags: ['accounts'], params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' } } }, response: { 204: { type: 'null' }, ...err } } },
     async (req, reply) => {
       const u = sessionUserOf(req);
       const k = o.keys.list().find((x) => x.id === req.params.id);
