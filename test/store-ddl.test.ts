@@ -27,6 +27,9 @@ describe('migrations render for a single node and for a cluster from the same fi
       '0007_api_keys',
       '0008_canonical_version',
       '0009_bandwidth',
+      '0014_eval_agents',
+      '0016_users',
+      '0017_account_tokens',
     ]);
     for (const m of renderMigrations('single', opts).filter((x) => !x.statements[0]!.startsWith('ALTER'))) {
       expect(m.statements).toHaveLength(1);
@@ -53,7 +56,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     expect(renderMigrations('cluster', opts).map((m) => m.checksum)).toEqual(renderMigrations('single', opts).map((m) => m.checksum));
     const single = creates(renderMigrations('single', opts));
     const cluster = creates(renderMigrations('cluster', opts));
-    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)' };
+    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)', eval_agents: 'cityHash64(tenant_id)', users: 'cityHash64(user_id)', account_tokens: 'cityHash64(token_hash)' };
     for (const [i, m] of cluster.entries()) {
       expect(m.statements).toHaveLength(2);
       const [local, dist] = m.statements as [string, string];
@@ -65,7 +68,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       }
       const engine = 'ReplacingMergeTree';
       expect(local).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}_local ON CLUSTER 'forge_cluster'`));
-      const version = { chain_heads: ', seq', api_keys: ', version' }[m.name as string] ?? '';
+      const version = { chain_heads: ', seq', api_keys: ', version', users: ', version', account_tokens: ', version' }[m.name as string] ?? '';
       expect(local).toContain(`ENGINE = Replicated${engine}('/clickhouse/tables/{shard}/forge/${m.name}_local', '{replica}'${version})`);
       if (m.version <= 3) expect(local).toContain('replicated_deduplication_window = 10000');
       expect(local).not.toContain('non_replicated');
@@ -85,7 +88,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       const grants = roles.filter((r) => r.startsWith('GRANT'));
       const to = (role: string) => grants.filter((g) => g.endsWith(`TO ${role}`));
       for (const g of to('forge_writer')) expect(g).toMatch(/^GRANT (ON CLUSTER 'forge_cluster' )?INSERT ON forge\.\w+ TO forge_writer$/);
-      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 12 : 6);
+      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 16 : 8);
       expect(to('forge_auditor')).toEqual([`GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} SELECT ON forge.* TO forge_auditor`]);
       // The migrator may add columns (a schema change that touches no row); nothing else may alter anything.
       const addColumn = `GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} ALTER ADD COLUMN ON forge.* TO forge_migrator`;
@@ -96,7 +99,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 14 + 4 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 20 + 4 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
