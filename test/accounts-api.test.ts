@@ -193,28 +193,22 @@ describe('accounts over the API', () => {
     expect(locked.status).toBe(429);
     expect((locked.body as Err).error).toMatchObject({ code: 'FORGE_ERR_ACCOUNT_LOCKED', field: 'email' });
     expect(c.jar.cookies.has('forge_session')).toBe(false);
-    // Another process on the same store (or this one after a restart) reads the same attempts.
-    const other = new Accounts({
-      tables: new AccountTables(t.store.client, t.store.database),
-      audit: async () => {},
-      mailer: { send: async () => {} },
-      tenants: { create: async () => true },
-      secretKey: SECRET_KEY,
-      publicUrl: t.base,
-      lockout: { maxFailures: 3, windowMs: 15 * 60_000 },
-    });
+    // Accounts over the same tables, as another process (or this one after a restart) has them.
+    const process2 = (now = Date.now): Accounts =>
+      new Accounts({
+        tables: new AccountTables(t.store.client, t.store.database),
+        audit: async () => {},
+        mailer: { send: async () => {} },
+        tenants: { create: async () => true },
+        secretKey: SECRET_KEY,
+        publicUrl: t.base,
+        lockout: { maxFailures: 3, windowMs: 15 * 60_000 },
+        now,
+      });
+    const other = process2();
     await expect(other.login({ email, password: PASSWORD })).rejects.toMatchObject({ code: 'FORGE_ERR_ACCOUNT_LOCKED' });
     // After the window, the right password works again.
-    const later = new Accounts({
-      tables: new AccountTables(t.store.client, t.store.database),
-      audit: async () => {},
-      mailer: { send: async () => {} },
-      tenants: { create: async () => true },
-      secretKey: SECRET_KEY,
-      publicUrl: t.base,
-      lockout: { maxFailures: 3, windowMs: 15 * 60_000 },
-      now: () => Date.now() + 16 * 60_000,
-    });
+    const later = process2(() => Date.now() + 16 * 60_000);
     await expect(later.login({ email, password: PASSWORD })).resolves.toMatchObject({ kind: 'session' });
     const failed = (await audit(tenant)).filter((e) => e.kind === 'sign_in_failed');
     expect(failed.map((e) => (e.details as { why: string }).why)).toEqual(expect.arrayContaining(['wrong password', 'locked']));
