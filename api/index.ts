@@ -13,3 +13,4 @@ export { tenantRoutes } from './routes/tenants.ts';
 export { agentRoutes } from './routes/agents.ts';
 export { accountPartsFromConfig } from './accounts.ts';
 export type { AccountParts } from './app.ts';
+export { evalRoutes } from './routes/eval.ts';

@@ -2,11 +2,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
-import { accountPartsFromConfig, agentRoutes, billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
+import { accountPartsFromConfig, agentRoutes, billingRoutes, evalRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
-import { AgentStore } from '../eval/index.ts';
+import { AgentStore, EvalResults, evalPageRoutes } from '../eval/index.ts';
 import {
   Guardrail,
   InProcessHaltBus,
@@ -34,8 +34,11 @@ export interface RunningForge {
   config: ForgeConfig;
   /** The halt bus the guardrail publishes state changes on (in-process, or Redis with FORGE_REDIS_URL). */
   bus: HaltBus;
-  /** Agents uploaded for evaluation (eval/). */
+  /** Agents uploaded for evaluation, and eval runs with their task results (eval/). */
   agents: AgentStore;
+  evalResults: EvalResults;
+  /** The price book the collector prices events with. */
+  pricing: Pricing;
   /** Runs the hourly recompute now (tests, operators). */
   rollup(): Promise<void>;
   close(): Promise<void>;
@@ -185,6 +188,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
 
     // Agents for evaluation: metadata in the store, ZIP bytes under the data dir by content hash.
     const agents = new AgentStore(store, join(config.FORGE_DATA_DIR, 'agents'), { now });
+    const evalResults = new EvalResults(store);
     // Web UI accounts (signup, 2FA, sessions, SSO) when FORGE_ACCOUNTS_SECRET_KEY is set.
     const accounts = accountPartsFromConfig(config, { store, tenants, now });
     if (accounts) closers.push({ what: 'accounts', close: async () => accounts.close() });
@@ -254,6 +258,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
           }),
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
         async (app) => app.register(agentRoutes, { agents }),
+        async (app) => app.register(evalRoutes, { results: evalResults, store }),
+        async (app) => app.register(evalPageRoutes),
         ...(opts.plugins ?? []),
       ],
     });
@@ -283,6 +289,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       config,
       bus,
       agents,
+      evalResults,
+      pricing,
       rollup,
       close() {
         closing ??= closeAll();

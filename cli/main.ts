@@ -144,12 +144,13 @@ const SHORT_USAGE = [
   'forge --help lists every command; forge <command> --help its options',
 ];
 
-const INPUT_ERRORS = new Set(['FORGE_ERR_CLI_INPUT', 'FORGE_ERR_BANDS_CONFIG', 'FORGE_ERR_COST_INPUT', 'FORGE_ERR_MONEY', 'FORGE_ERR_CONFIG', 'FORGE_ERR_BILLING_CONFIG', 'FORGE_ERR_VAULT_CONFIG', 'FORGE_ERR_PRICING_CONFIG', 'FORGE_ERR_ALERTS_CONFIG', 'FORGE_ERR_SUITE_CONFIG', 'FORGE_ERR_RUNNER_CONFIG']);
+const INPUT_ERRORS = new Set(['FORGE_ERR_CLI_INPUT', 'FORGE_ERR_BANDS_CONFIG', 'FORGE_ERR_COST_INPUT', 'FORGE_ERR_MONEY', 'FORGE_ERR_CONFIG', 'FORGE_ERR_BILLING_CONFIG', 'FORGE_ERR_VAULT_CONFIG', 'FORGE_ERR_PRICING_CONFIG', 'FORGE_ERR_ALERTS_CONFIG', 'FORGE_ERR_SUITE_CONFIG', 'FORGE_ERR_RUNNER_CONFIG', 'FORGE_ERR_AGENT_REJECTED']);
 
 /** Runs the CLI; returns the exit code (0 ok, 2 bad input or usage, 1 failure). */
 export async function main(argv: string[], out: Out = stdio): Promise<number> {
   await import('./commands.ts');
   await import('./run.ts');
+  await import('./eval.ts');
   if (argv.length === 0) {
     // Like git or npm without a command: a short usage on stderr and a usage exit code, since nothing ran.
     for (const l of SHORT_USAGE) out.err(l);

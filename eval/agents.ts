@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Store } from '../store/index.ts';
 import { EvalError } from './errors.ts';
-import { readZip, unsafePath, type ZipFile, type ZipLimits } from './zip.ts';
+import { readZip, unsafePath, writeZip, type ZipFile, type ZipInput, type ZipLimits } from './zip.ts';
 
 /** An agent as every reader sees it (the contract with the upload UI). */
 export interface AgentRecord {
@@ -209,4 +210,24 @@ function toDetail(r: AgentRow): AgentDetail {
     ref: r.ref,
     file_count: Number(r.file_count),
   };
+}
+
+/** The reference agent shipped with the healthcare suite (eval/reference-agent). */
+export const REFERENCE_AGENT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), 'reference-agent');
+
+/** Packs a directory into an agent ZIP (regular files; a symlink is packed as one, for the store to refuse). */
+export function packAgentDir(dir: string): Buffer {
+  const members: ZipInput[] = [];
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      const st = lstatSync(p);
+      const rel = relative(dir, p).split('\\').join('/');
+      if (st.isSymbolicLink()) members.push({ name: rel, data: '', symlink: true });
+      else if (st.isDirectory()) walk(p);
+      else if (st.isFile()) members.push({ name: rel, data: readFileSync(p) });
+    }
+  };
+  walk(dir);
+  return writeZip(members);
 }

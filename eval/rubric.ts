@@ -63,7 +63,7 @@ async function runCheck(c: Check, task: EvalTask, answer: unknown, judge: Judge 
     case 'schema': {
       let validate = compiled.get(c.schema);
       if (!validate) compiled.set(c.schema, (validate = ajv.compile(c.schema)));
-      const ok = validate(answer);
+      const ok = validate(answer) === true;
       return pass(ok, ok ? 'matches the schema' : `${validate.errors?.[0]?.instancePath || '(answer)'} ${validate.errors?.[0]?.message ?? 'does not match'}`);
     }
     case 'fields': {
