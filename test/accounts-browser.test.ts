@@ -5,20 +5,23 @@ import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Accounts, OidcSignIn } from '../accounts/index.ts';
-import { agentRoutes } from '../api/index.ts';
-import { AgentStore, writeZip } from '../eval/index.ts';
+import { agentRoutes, evalRoutes } from '../api/index.ts';
+import { evalPageRoutes } from '../eval/index.ts';
+import { AgentStore, EvalEngine, EvalResults, loadEvalSuite, LocalProcessExecutor, packAgentDir, REFERENCE_AGENT_DIR } from '../eval/index.ts';
 import { freePort, makeAccountsApp, type AccountsApp } from './helpers/accounts-app.ts';
 import { startOidcProvider } from './helpers/oidc-provider.ts';
 
 // The account pages in a real browser (Debian's chromium, headless) against the whole app on the embedded
 // store, a real SMTP server and a real OpenID Connect provider (oidc-provider), all on loopback:
 // signup -> the mailed link -> sign-in -> TOTP on -> sign out -> sign-in with the code -> an API key -> an
-// agent upload; and single sign-on through the provider's own pages.
+// agent upload -> its eval run on the account page and in the run view; and single sign-on through the
+// provider's own pages.
 
 let t: AccountsApp;
 let provider: Awaited<ReturnType<typeof startOidcProvider>>;
 let dir: string;
 let ctx: BrowserContext;
+let agents: AgentStore;
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
@@ -32,7 +35,10 @@ beforeAll(async () => {
     name: 'forge-accounts-browser',
     port: appPort,
     oidc: () => new OidcSignIn({ issuer: provider.issuer, clientId: 'forge', clientSecret: 'forge-client-secret', redirectUri, allowHttp: true }),
-    plugins: (store) => [async (app) => app.register(agentRoutes, { agents: new AgentStore(store, join(dir, 'agents')) })],
+    plugins: (store) => {
+      agents = new AgentStore(store, join(dir, 'agents'));
+      return [async (app) => app.register(agentRoutes, { agents }), async (app) => app.register(evalRoutes, { results: new EvalResults(store), store }), async (app) => app.register(evalPageRoutes)];
+    },
   });
   ctx = await chromium.launchPersistentContext(join(dir, 'chromium'), {
     executablePath: process.env.FORGE_TEST_CHROMIUM_BIN ?? '/usr/bin/chromium',
@@ -57,7 +63,7 @@ async function state(page: Page, want: string): Promise<void> {
 }
 
 describe('accounts in chromium', () => {
-  it('a new user signs up, verifies, turns on 2FA, signs in with a code, makes a key and uploads an agent', async () => {
+  it('a new user signs up, verifies, turns on 2FA, signs in with a code, makes a key, uploads an agent and sees its run', async () => {
     const page = await ctx.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -128,9 +134,9 @@ describe('accounts in chromium', () => {
     expect(t.keys.verify(key)).toMatchObject({ tenantId: tenant, roles: ['runner'] });
     expect(await page.locator('#keys-body tr').count()).toBe(1);
 
-    // An agent ZIP through the web UI, onto the agent store.
+    // The reference agent's ZIP through the web UI, onto the agent store.
     const zip = join(dir, 'agent.zip');
-    writeFileSync(zip, writeZip([{ name: 'forge-agent.json', data: JSON.stringify({ command: ['node', 'agent.mjs'] }) }, { name: 'agent.mjs', data: 'console.log("{}")' }]));
+    writeFileSync(zip, packAgentDir(REFERENCE_AGENT_DIR));
     await page.fill('#agent-name', 'triage-bot');
     await page.selectOption('#agent-kind', 'zip');
     await page.setInputFiles('#agent-file', zip);
@@ -142,6 +148,33 @@ describe('accounts in chromium', () => {
     const byKey = await fetch(`${t.base}/v1/agents`, { headers: { authorization: `Bearer ${key}` } });
     const listed = (await byKey.json()) as { agents: Array<{ name: string; tenant: string; kind: string }> };
     expect(listed.agents).toEqual([expect.objectContaining({ name: 'triage-bot', tenant, kind: 'zip' })]);
+    expect(await rows.first().innerText()).toContain('no runs yet');
+
+    // The platform runs it (the eval engine over two tasks of the healthcare suite, real child processes).
+    const agentId = (listed.agents[0] as unknown as { agent_id: string }).agent_id;
+    const suite = loadEvalSuite('config/eval/healthcare-v1.yaml');
+    const engine = new EvalEngine({
+      agents,
+      results: new EvalResults(t.store),
+      admissions: t.api.guardrail,
+      bus: t.api.bus,
+      costs: async () => ({ totalMicros: 0, duplicate: false }),
+      executor: new LocalProcessExecutor(),
+    });
+    const report = await engine.run({ tenantId: tenant, runId: 'first-run', suite: { ...suite, tasks: suite.tasks.slice(0, 2) }, agentId });
+    expect(report).toMatchObject({ status: 'finished', tasksTotal: 2 });
+
+    // The account page shows the agent's run and links to its run view.
+    await page.reload();
+    await state(page, 'ready');
+    const run = page.locator('#agents-body a.agent-run');
+    expect(await run.innerText()).toContain('first-run (healthcare-v1): finished');
+    await run.click();
+    await page.waitForURL(/\/eval\/run\?/);
+    await page.fill('#api-key', key);
+    await page.click('#load');
+    await page.waitForFunction(() => !(document.getElementById('content') as HTMLElement).hidden, undefined, { timeout: 20_000 });
+    expect(await page.locator('#summary').innerText()).toContain(`Passed\n${report.passed}/2`);
     expect(errors).toEqual([]);
 
     const kinds = (await t.store.guardrailEvents({ scope: { tenantId: tenant }, from: 0, to: Date.now() + 60_000 })).map((e) => e.kind);

@@ -142,6 +142,13 @@
       if (e.status === 404) { show('home-agents', false); return; } // no agent store in this deployment
       throw e;
     }
+    // Each agent's eval runs (newest first), linked to the run view.
+    let runs = [];
+    try {
+      ({ runs } = await api('GET', '/v1/eval/runs'));
+    } catch (e) {
+      if (e.status !== 404 && e.status !== 403) throw e;
+    }
     const body = $('agents-body');
     body.replaceChildren();
     for (const a of agents) {
@@ -152,13 +159,18 @@
         td.textContent = v;
         tr.append(td);
       }
-      const runs = document.createElement('td');
-      const link = document.createElement('a');
-      link.href = `/runs?agent=${encodeURIComponent(a.agent_id)}`;
-      link.textContent = 'runs';
-      link.className = 'agent-runs';
-      runs.append(link);
-      tr.append(runs);
+      const cell = document.createElement('td');
+      const mine = runs.filter((r) => r.agent_id === a.agent_id);
+      if (mine.length === 0) cell.textContent = 'no runs yet';
+      for (const r of mine) {
+        const link = document.createElement('a');
+        link.href = `/eval/run?tenant=${encodeURIComponent(r.tenant_id)}&run=${encodeURIComponent(r.run_id)}`;
+        link.textContent = `${r.run_id} (${r.suite}): ${r.status}`;
+        link.className = 'agent-run';
+        link.dataset.runId = r.run_id;
+        cell.append(link, document.createElement('br'));
+      }
+      tr.append(cell);
       body.append(tr);
     }
   }

@@ -21,7 +21,9 @@ export const evalPageRoutes: FastifyPluginAsync = async (app) => {
     ['/eval', board],
     ['/eval/run', run],
   ] as const) {
-    app.get(url, { config: { public: true }, schema: hide }, async (_req, reply) => {
+    // The pages take ?tenant=&run=&suite= (the links they and the account page make); the app refuses undeclared query fields.
+    const query = { type: 'object', additionalProperties: false, properties: { tenant: { type: 'string', maxLength: 64 }, run: { type: 'string', maxLength: 128 }, suite: { type: 'string', maxLength: 128 } } };
+    app.get(url, { config: { public: true }, schema: { ...hide, querystring: query } }, async (_req, reply) => {
       void reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).header('cache-control', 'no-store');
       return body;
     });
