@@ -4,7 +4,7 @@
  * implementation, and the account pages (a fastify plugin). The API (api/) wires them to cookies, CSRF,
  * rate limits, roles and API keys.
  */
-export { Accounts, type AccountsBackend, type AccountsOptions, type SessionUser, type SignIn, type TenantCreator } from './service.ts';
+export { Accounts, OWNER_ROLES, type AccountsBackend, type AccountsOptions, type SessionUser, type SignIn, type TenantCreator } from './service.ts';
 export { AccountError, type AccountErrorCode } from './errors.ts';
 export { SmtpMailer, type Mailer, type MailMessage } from './mailer.ts';
 export { OidcSignIn, type OidcClaims, type OidcSettings } from './oidc.ts';

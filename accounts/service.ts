@@ -22,7 +22,7 @@ export interface AccountsOptions {
   secretKey: Buffer;
   /** Where the web UI is reached, for links in email (e.g. https://forge.example.com). */
   publicUrl: string;
-  /** Roles of the user who signs a new tenant up (default: admin, bound to that tenant). */
+  /** Roles of the user who signs a new tenant up, bound to that tenant (default OWNER_ROLES). */
   ownerRoles?: readonly string[];
   /** Failures (password or second factor) after which an email is locked, and for how long, ms. */
   lockout?: { maxFailures: number; windowMs: number };
@@ -50,6 +50,11 @@ const VERIFY_TTL_MS = 24 * 3_600_000;
 const CHALLENGE_TTL_MS = 5 * 60_000;
 const OIDC_TTL_MS = 10 * 60_000;
 const RECOVERY_CODES = 10;
+/**
+ * What a self-service signup may do in its own tenant: run agents, see its spend and its audit trail. Not
+ * `oncall` or `admin`: lifting a stop or changing budgets stays with the operators who set them.
+ */
+export const OWNER_ROLES: readonly string[] = ['runner', 'finance', 'auditor'];
 
 function invalid(field: string, why: string): AccountError {
   return new AccountError('FORGE_ERR_VALIDATION', `${field} ${why}`, field);
@@ -136,7 +141,7 @@ export class Accounts {
       throw new AccountError('FORGE_ERR_CONFLICT', 'this tenant exists; choose another name', 'tenant_id');
     }
     const user = await this.#putUser({
-      userId, email, tenantId: input.tenantId, roles: [...(this.#o.ownerRoles ?? ['admin'])], passwordHash, emailVerified: false,
+      userId, email, tenantId: input.tenantId, roles: [...(this.#o.ownerRoles ?? OWNER_ROLES)], passwordHash, emailVerified: false,
       totpSecret: '', totpEnabled: false, totpLastStep: 0, recoveryCodes: [], oidcIssuer: '', oidcSubject: '', createdAt: this.#now(), version: 0,
     });
     await this.#audit('account_created', user.tenantId, `user:${userId}`, `account ${email} signed up`, { user_id: userId, email, method: 'password' });
@@ -345,7 +350,7 @@ export class Accounts {
         const tenantId = `t-${userId.slice(0, 12)}`;
         await this.#o.tenants.create(tenantId, `user:${userId}`, `OIDC signup of ${email}`);
         u = await this.#putUser({
-          userId, email, tenantId, roles: [...(this.#o.ownerRoles ?? ['admin'])], passwordHash: '', emailVerified: true, totpSecret: '', totpEnabled: false,
+          userId, email, tenantId, roles: [...(this.#o.ownerRoles ?? OWNER_ROLES)], passwordHash: '', emailVerified: true, totpSecret: '', totpEnabled: false,
           totpLastStep: 0, recoveryCodes: [], oidcIssuer: claims.issuer, oidcSubject: claims.subject, createdAt: this.#now(), version: 0,
         });
         await this.#audit('account_created', tenantId, `user:${userId}`, `account ${email} signed up through OIDC`, { user_id: userId, email, method: 'oidc', issuer: claims.issuer });

@@ -72,7 +72,7 @@ describe('accounts over the API', () => {
     const tenant = `t-${uniq()}`;
     const c = await signedUp(email, tenant);
     const first = await c.call('POST', '/v1/auth/login', { email, password: PASSWORD });
-    expect(first.body).toMatchObject({ status: 'signed_in', user: { email, tenant_id: tenant, roles: ['admin'], totp_enabled: false } });
+    expect(first.body).toMatchObject({ status: 'signed_in', user: { email, tenant_id: tenant, roles: ['runner', 'finance', 'auditor'], totp_enabled: false } });
     expect(c.jar.cookies.has('forge_session')).toBe(true);
 
     const setup = (await c.call('POST', '/v1/auth/2fa/setup')).body as { secret: string; otpauth_uri: string };
@@ -177,8 +177,10 @@ describe('accounts over the API', () => {
     const mixed = await c.call('POST', '/v1/auth/keys', { name: 'evil', roles: ['admin'] }, { csrf: otherToken });
     expect((mixed.body as Err).error.code).toBe('FORGE_ERR_CSRF');
     expect(((await c.call('GET', '/v1/auth/keys')).body as { keys: unknown[] }).keys).toEqual([]);
-    // With its own token it goes through.
+    // With its own token it goes through; a role the user does not hold is refused all the same.
     expect((await c.call('POST', '/v1/auth/keys', { name: 'fine', roles: ['runner'] })).status).toBe(201);
+    const above = await c.call('POST', '/v1/auth/keys', { name: 'above', roles: ['admin'] });
+    expect((above.body as Err).error).toMatchObject({ code: 'FORGE_ERR_FORBIDDEN_ROLE', field: 'roles' });
   });
 
   it('brute force: the email locks after repeated failures, for the right password too, in every process', async () => {

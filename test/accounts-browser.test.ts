@@ -202,7 +202,7 @@ describe('accounts in chromium', () => {
     await state(page, 'ready');
     expect(await page.locator('#who').innerText()).toContain('sam@sso.example.com');
     const me = await page.evaluate(async () => (await fetch('/v1/auth/me')).json());
-    expect(me).toMatchObject({ email: 'sam@sso.example.com', roles: ['admin'], totp_enabled: false });
+    expect(me).toMatchObject({ email: 'sam@sso.example.com', roles: ['runner', 'finance', 'auditor'], totp_enabled: false });
     const events = await t.store.guardrailEvents({ scope: { tenantId: (me as { tenant_id: string }).tenant_id }, from: 0, to: Date.now() + 60_000 });
     expect(events.find((e) => e.kind === 'sign_in')?.details).toMatchObject({ method: 'oidc', email: 'sam@sso.example.com' });
     // A forged callback (a state nobody started) is refused.

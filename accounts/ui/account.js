@@ -192,6 +192,8 @@
       throw e;
     }
     $('who').textContent = `${me.email} · tenant ${me.tenant_id}`;
+    // Keys carry roles the user holds.
+    for (const o of [...$('key-role').options]) if (!me.roles.includes('admin') && !me.roles.includes(o.value)) o.remove();
     show('logout');
     show('home-2fa');
     show('home-keys');
