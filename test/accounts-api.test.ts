@@ -230,3 +230,34 @@ describe('accounts over the API', () => {
     expect(last!.error).toMatchObject({ code: 'FORGE_ERR_RATE_LIMITED' });
   });
 });
+
+describe('accounts secrets and config (no services)', () => {
+  it('passwords are scrypt hashes that only the password opens; sealed secrets open only for their owner and key', async () => {
+    const { hashPassword, verifyPassword, seal, unseal, sealConfigSecret, openConfigSecret } = await import('../accounts/secrets.ts');
+    const h = await hashPassword('correct horse battery');
+    expect(h).not.toContain('correct');
+    expect(await verifyPassword('correct horse battery', h)).toBe(true);
+    expect(await verifyPassword('correct horse batterY', h)).toBe(false);
+    expect(await verifyPassword('x', 'scrypt$99$8$1$AA$AA')).toBe(false);
+    expect(await hashPassword('same')).not.toBe(await hashPassword('same')); // salted
+    const sealed = seal(SECRET_KEY, 'JBSWY3DPEHPK3PXP', 'user-a');
+    expect(unseal(SECRET_KEY, sealed, 'user-a')).toBe('JBSWY3DPEHPK3PXP');
+    expect(() => unseal(SECRET_KEY, sealed, 'user-b')).toThrow(); // copied onto another user
+    expect(() => unseal(Buffer.alloc(32, 9), sealed, 'user-a')).toThrow(); // another key
+    const client = sealConfigSecret(SECRET_KEY, 'oidc-client-secret');
+    expect(client).toMatch(/^v1\./);
+    expect(client).not.toContain('oidc-client-secret');
+    expect(openConfigSecret(SECRET_KEY, client)).toBe('oidc-client-secret');
+    expect(openConfigSecret(SECRET_KEY, 'plain-secret')).toBe('plain-secret');
+  });
+
+  it('the config names the missing variable when accounts or SSO are half set', async () => {
+    const { loadConfig } = await import('../api/index.ts');
+    const key = Buffer.alloc(32, 1).toString('base64');
+    expect(() => loadConfig({ FORGE_ACCOUNTS_SECRET_KEY: key })).toThrow(/^FORGE_SMTP_URL/);
+    expect(() => loadConfig({ FORGE_ACCOUNTS_SECRET_KEY: 'short' })).toThrow(/^FORGE_ACCOUNTS_SECRET_KEY/);
+    expect(() => loadConfig({ FORGE_ACCOUNTS_SECRET_KEY: key, FORGE_SMTP_URL: 'smtp://127.0.0.1:25', FORGE_OIDC_ISSUER: 'https://idp.example.com' })).toThrow(/^FORGE_OIDC_CLIENT_ID/);
+    const ok = loadConfig({ FORGE_ACCOUNTS_SECRET_KEY: key, FORGE_SMTP_URL: 'smtp://127.0.0.1:25' });
+    expect(ok).toMatchObject({ FORGE_COOKIE_SECURE: true, FORGE_AUTH_RATE_LIMIT: 20 });
+  });
+});
