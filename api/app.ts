@@ -45,6 +45,8 @@ export interface AccountParts {
   authRateLimit?: number;
   /** Secure cookies (default true; false only for plain-http development). */
   cookieSecure?: boolean;
+  /** Counts the rate limit in Redis, so every API process shares it (an ioredis client); absent: per process. */
+  rateLimitRedis?: { redis: unknown; prefix: string };
 }
 
 /** Builds the whole HTTP app; tests use app.inject(), `forge start` listens. */
@@ -122,6 +124,8 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
     await app.register(csrf, { sessionPlugin: '@fastify/cookie', cookieKey: 'forge_csrf', cookieOpts: { path: '/', sameSite: 'lax', httpOnly: true, secure: p.accounts.cookieSecure ?? true } });
     await app.register(rateLimit, {
       global: false,
+      // Shared by every process when Redis is there; while it is away, the store's lockout still holds.
+      ...(p.accounts.rateLimitRedis ? { redis: p.accounts.rateLimitRedis.redis, nameSpace: `${p.accounts.rateLimitRedis.prefix}auth-rate:`, skipOnError: true } : {}),
       errorResponseBuilder: (_req, ctx) => new ApiError('FORGE_ERR_RATE_LIMITED', `too many requests; try again in ${ctx.after}`, 'url'),
     });
     sessions = {

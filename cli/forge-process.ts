@@ -190,8 +190,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     const agents = new AgentStore(store, join(config.FORGE_DATA_DIR, 'agents'), { now });
     const evalResults = new EvalResults(store);
     // Web UI accounts (signup, 2FA, sessions, SSO) when FORGE_ACCOUNTS_SECRET_KEY is set.
-    const accounts = accountPartsFromConfig(config, { store, tenants, now });
-    if (accounts) closers.push({ what: 'accounts', close: async () => accounts.close() });
+    const accounts = accountPartsFromConfig(config, { store, tenants, now, onError });
+    if (accounts) closers.push({ what: 'accounts', close: () => accounts.close() });
 
     const collector: FastifyPluginAsync = async (app) => {
       await app.register(collectorRoutes, {

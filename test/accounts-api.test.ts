@@ -261,3 +261,27 @@ describe('accounts secrets and config (no services)', () => {
     expect(ok).toMatchObject({ FORGE_COOKIE_SECURE: true, FORGE_AUTH_RATE_LIMIT: 20 });
   });
 });
+
+describe('the sign-in rate limit across processes', () => {
+  it('two API processes on one Redis count one limit', async () => {
+    const { startRedis, freshPrefix } = await import('./helpers/redis.ts');
+    const { Redis } = await import('ioredis');
+    const server = await startRedis();
+    const prefix = freshPrefix('rl');
+    const clients = [new Redis(server.url), new Redis(server.url)];
+    const apps = await Promise.all(clients.map((redis, i) => makeAccountsApp({ name: `forge-accounts-rl-${i}`, authRateLimit: 5, rateLimitRedis: { redis, prefix }, store: t.store })));
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const c = new Client(apps[i % 2]!.base);
+        statuses.push((await c.call('POST', '/v1/auth/verify', { token: `z${'q'.repeat(30)}${i}` })).status);
+      }
+      // Five answers in all (three here, two there), then the sixth, on either process, is refused.
+      expect(statuses).toEqual([404, 404, 404, 404, 404, 429]);
+    } finally {
+      for (const a of apps) await a.close();
+      for (const r of clients) r.disconnect();
+      await server.stop();
+    }
+  }, 60_000);
+});

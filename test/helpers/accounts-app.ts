@@ -75,9 +75,10 @@ export const SECRET_KEY = Buffer.alloc(32, 7);
  * server for the verification mail, optional OIDC. It listens on loopback (the browser and the OIDC provider
  * need a real address); `publicUrl` is that address.
  */
-export async function makeAccountsApp(opts: { name: string; port?: number; oidc?: (base: string) => OidcSignIn; authRateLimit?: number; lockout?: { maxFailures: number; windowMs: number }; plugins?: (store: Store) => FastifyPluginAsync[] }): Promise<AccountsApp> {
-  const tmp = tempDataDir(opts.name);
-  const store = await openStore({ dataDir: tmp.dir });
+export async function makeAccountsApp(opts: { name: string; port?: number; oidc?: (base: string) => OidcSignIn; authRateLimit?: number; lockout?: { maxFailures: number; windowMs: number }; rateLimitRedis?: { redis: unknown; prefix: string }; store?: Store; plugins?: (store: Store) => FastifyPluginAsync[] }): Promise<AccountsApp> {
+  // One embedded store per process (chdb): a second app in the same test shares the first one's.
+  const tmp = opts.store ? undefined : tempDataDir(opts.name);
+  const store = opts.store ?? (await openStore({ dataDir: tmp!.dir }));
   const keys = await KeyStore.open(store, { refreshMs: 60_000 });
   const tenants = new TenantRegistry({ fromBands: () => ['acme'], fromKeys: () => keys.list().map((k) => k.tenantId), table: new TenantTable(store.client, store.database), now: Date.now });
   const smtp = await startSmtp();
@@ -102,7 +103,7 @@ export async function makeAccountsApp(opts: { name: string; port?: number; oidc?
     parts: {
       keys,
       tenants,
-      accounts: { accounts, ...(oidc ? { oidc } : {}), cookieSecure: false, ...(opts.authRateLimit ? { authRateLimit: opts.authRateLimit } : {}) },
+      accounts: { accounts, ...(oidc ? { oidc } : {}), cookieSecure: false, ...(opts.authRateLimit ? { authRateLimit: opts.authRateLimit } : {}), ...(opts.rateLimitRedis ? { rateLimitRedis: opts.rateLimitRedis } : {}) },
       ...(opts.plugins ? { plugins: opts.plugins(store) } : {}),
     },
   });
@@ -119,8 +120,10 @@ export async function makeAccountsApp(opts: { name: string; port?: number; oidc?
       mailer.close();
       await api.close();
       await smtp.close();
-      await store.close();
-      tmp.remove();
+      if (tmp) {
+        await store.close();
+        tmp.remove();
+      }
     },
   };
 }
