@@ -1,7 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Option } from 'commander';
-import { microsToUsd, usdToMicros } from '../rules/index.ts';
-import type { TaskFinalizedEvent } from '../runner/index.ts';
+import { microsToUsd } from '../rules/index.ts';
 import { addCommand, CliInputError } from './registry.ts';
 
 interface EvalOptions {
@@ -12,6 +11,10 @@ interface EvalOptions {
   run?: string;
   concurrency: string;
   publish?: boolean;
+  executor: string;
+  namespace: string;
+  runtimeImage: string;
+  kubeconfig?: string;
 }
 
 /**
@@ -31,6 +34,10 @@ addCommand((program, out) => {
     .option('--run <id>', 'run id (default: eval-<time>); an existing run id resumes that run')
     .addOption(new Option('--concurrency <n>', 'tasks at once').default('2'))
     .option('--publish', 'show the run on the public leaderboard')
+    .addOption(new Option('--executor <kind>', 'where agents run').choices(['local', 'kubernetes']).default('local'))
+    .addOption(new Option('--namespace <ns>', 'kubernetes: the namespace of the Jobs').default('forge-eval'))
+    .addOption(new Option('--runtime-image <image>', 'kubernetes: the image ZIP agents run in').default('node:20-bookworm-slim'))
+    .option('--kubeconfig <file>', 'kubernetes: a kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster)')
     .action(async (o: EvalOptions) => {
       const concurrency = Number(o.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new CliInputError(`--concurrency: must be a whole number 1-64, got "${o.concurrency}"`);
@@ -44,8 +51,7 @@ addCommand((program, out) => {
       if (!byId && !existsSync(agentArg)) throw new CliInputError(`--agent: no such directory, ZIP or agent id: ${agentArg}`);
 
       const { startForge } = await import('./forge-process.ts');
-      const { computeHourUsd } = await import('../collector/index.ts');
-      const { HttpEventEmitterClient } = await import('../runner/index.ts');
+      const { embeddedEvalEngine } = await import('./eval-engine.ts');
       const forge = await startForge({ env: { ...process.env, FORGE_PORT: process.env.FORGE_PORT ?? '0' } });
       const stopping = new AbortController();
       const onSignal = (): void => stopping.abort();
@@ -62,21 +68,17 @@ addCommand((program, out) => {
           out.log(`agent ${a.name}: ${a.agent_id} (${a.size_bytes} bytes, ${a.file_count} files)`);
         }
         temp = await forge.keys.create({ name: `forge eval ${suite.suite} (temporary)`, roles: ['runner'], tenantId: o.tenant });
-        const emitter = new HttpEventEmitterClient({ baseUrl: forge.url, apiKey: temp.key });
         const judgeCfg = ev.judgeConfigFromEnv(process.env);
-        const hourUsd = computeHourUsd(forge.pricing, suite.environment);
-        const engine = new ev.EvalEngine({
-          agents: forge.agents,
-          results: forge.evalResults,
-          admissions: forge.guardrail,
-          bus: forge.bus,
-          costs: async (e) => {
-            const r = await emitter.emit(e as TaskFinalizedEvent, stopping.signal);
-            return { totalMicros: r ? usdToMicros(r.totalUsd) : 0, duplicate: r?.duplicate ?? false };
-          },
-          executor: new ev.LocalProcessExecutor(),
+        const executor =
+          o.executor === 'kubernetes'
+            ? new ev.KubernetesJobExecutor(await ev.kubeJobApi(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), { namespace: o.namespace, runtimeImage: o.runtimeImage })
+            : new ev.LocalProcessExecutor();
+        const engine = embeddedEvalEngine(forge, {
+          apiKey: temp.key,
+          executor,
+          environment: suite.environment,
           ...(judgeCfg ? { judge: ev.openAiJudge(judgeCfg) } : {}),
-          ...(hourUsd ? { computeHourMicros: usdToMicros(hourUsd) } : {}),
+          signal: stopping.signal,
           onError: (e, where) => out.err(`forge: ${where}: ${e instanceof Error ? e.message : String(e)}`),
         });
         out.log(`forge: embedded Forge on ${forge.url}; leaderboard ${forge.url}/eval?suite=${suite.suite}; judge ${judgeCfg ? judgeCfg.baseUrl : 'off (judge checks skipped)'}; network isolation ${ev.networkIsolationAvailable() ? 'on' : 'OFF'}`);

@@ -20,7 +20,9 @@ export {
 export { checkSchema, loadEvalSuite, parseEvalSuite, taskInput, type Check, type EvalSuite, type EvalTask } from './suite.ts';
 export { scoreTask, valueAt, type CheckResult, type Judge, type JudgeRequest, type JudgeVerdict, type TaskScore } from './rubric.ts';
 export { JUDGE_SYSTEM_PROMPT, judgeConfigFromEnv, judgePrompt, openAiJudge, type JudgeConfig } from './judge.ts';
-export { LocalProcessExecutor, networkIsolationAvailable, ANSWER_PREFIX, type AgentExecutor, type AgentJob, type AgentOutcome, type AgentRunResult, type LocalExecutorOptions } from './executor.ts';
+export { LocalProcessExecutor, networkIsolationAvailable, ANSWER_PREFIX, Tail, answerOf, type AgentExecutor, type AgentJob, type AgentOutcome, type AgentRunResult, type LocalExecutorOptions } from './executor.ts';
 export { EvalResults, type EvalRunRecord, type LeaderboardRow, type RunStatus, type TaskResultRecord, type TaskStatus } from './results.ts';
 export { EvalEngine, evalEventId, reportLine, type CostSink, type EvalAdmissions, type EvalEngineDeps, type EvalRunOptions, type EvalRunReport } from './engine.ts';
 export { evalPageRoutes } from './pages/plugin.ts';
+export { AGENT_POD_LABEL, KubernetesJobExecutor, agentNetworkPolicy, jobNameOf, kubernetesManifests, type KubeJobApi, type KubernetesExecutorOptions } from './k8s.ts';
+export { kubeJobApi } from './k8s-client.ts';

@@ -95,6 +95,8 @@ const BY_NAME: Record<string, unknown> = {
   provider: 'openai', api_key: 'sk-test-abcdefgh', email: 'ops@example.com', month: '2026-03', actual_cost_usd: '1', estimated_cost_usd: '1',
   llm_cost_usd: '1', estimated_llm_cost_usd: '1', roles: ['runner'], max_tokens: 1000,
   evaluation_fee_usd: '1', additional_usd: '1', max_fee_gwei: '20', compute_hours: '1',
+  // An empty ZIP (its end-of-central-directory record), as canonical base64.
+  zip_base64: 'UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==',
 };
 
 function typesOf(s: Schema): string[] {

@@ -23,7 +23,8 @@ export const AGENT_SCHEMA = {
   },
 } as const;
 
-const AGENT_ID = { type: 'string', pattern: '^[0-9a-f]{64}$' } as const;
+// Any short id is accepted here: one that is not an agent's (sha256 hex) is simply not found.
+const AGENT_ID = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]*$' } as const;
 
 /** The tenant a read names: the key's own, or (a key bound to every tenant) the `tenant_id` it passes. */
 export function tenantOfRead(req: FastifyRequest, given: string | undefined): string {
@@ -52,7 +53,8 @@ export async function agentRoutes(app: FastifyInstance, opts: { agents: AgentSto
             tenant_id: TENANT_ID,
             name: text(1, 128),
             kind: { type: 'string', enum: ['zip', 'image'] },
-            zip_base64: { type: 'string', maxLength: 20 * 1024 * 1024, pattern: '^[A-Za-z0-9+/=\\s]*$' },
+            // Canonical base64 (padded). No maxLength: the body limit bounds it, the agent store's limits answer 413.
+            zip_base64: { type: 'string', pattern: '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$' },
             ref: { type: 'string', minLength: 1, maxLength: 255 },
           },
         },

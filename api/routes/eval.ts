@@ -206,6 +206,7 @@ export async function evalRoutes(app: FastifyInstance, opts: { results: EvalResu
       schema: {
         tags: ['eval'],
         summary: "A suite's public leaderboard: published runs of every tenant (no key; tenant ids left out)",
+        security: [],
         params: { type: 'object', required: ['suite'], properties: { suite: SUITE } },
         response: { 200: board, 400: errorBodySchema },
       },

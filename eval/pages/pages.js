@@ -20,6 +20,8 @@
     var s = document.getElementById('status');
     s.textContent = msg;
     s.className = isError ? 'error' : '';
+    // For people the text; for tests a marker: 'loading', '1' (drawn) or 'error'.
+    document.body.dataset.ready = isError ? 'error' : msg === 'Loading…' ? 'loading' : '1';
   }
   function usd(s) {
     return s === null || s === undefined ? '–' : '$' + Number(s).toFixed(4);

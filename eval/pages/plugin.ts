@@ -16,20 +16,33 @@ export const evalPageRoutes: FastifyPluginAsync = async (app) => {
   const board = readFileSync(join(here, 'leaderboard.html'), 'utf8');
   const run = readFileSync(join(here, 'run.html'), 'utf8');
   const script = readFileSync(join(here, 'pages.js'), 'utf8');
+  const css = readFileSync(join(here, 'pages.css'), 'utf8');
   const hide = { hide: true } as Record<string, unknown>;
+  // The pages read these from the address (the API checks them again); nothing else is accepted.
+  const pageQuery = {
+    hide: true,
+    querystring: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { suite: { type: 'string', maxLength: 64 }, tenant: { type: 'string', maxLength: 64 }, run: { type: 'string', maxLength: 128 } },
+    },
+  } as Record<string, unknown>;
   for (const [url, body] of [
     ['/eval', board],
     ['/eval/run', run],
   ] as const) {
-    // The pages take ?tenant=&run=&suite= (the links they and the account page make); the app refuses undeclared query fields.
-    const query = { type: 'object', additionalProperties: false, properties: { tenant: { type: 'string', maxLength: 64 }, run: { type: 'string', maxLength: 128 }, suite: { type: 'string', maxLength: 128 } } };
-    app.get(url, { config: { public: true }, schema: { ...hide, querystring: query } }, async (_req, reply) => {
+    app.get(url, { config: { public: true }, schema: pageQuery }, async (_req, reply) => {
       void reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).header('cache-control', 'no-store');
       return body;
     });
   }
-  app.get('/eval/pages.js', { config: { public: true }, schema: hide }, async (_req, reply) => {
-    void reply.type('text/javascript; charset=utf-8');
-    return script;
-  });
+  for (const [url, type, body] of [
+    ['/eval/pages.js', 'text/javascript; charset=utf-8', script],
+    ['/eval/pages.css', 'text/css; charset=utf-8', css],
+  ] as const) {
+    app.get(url, { config: { public: true }, schema: hide }, async (_req, reply) => {
+      void reply.type(type);
+      return body;
+    });
+  }
 };

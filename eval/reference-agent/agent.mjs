@@ -1,11 +1,12 @@
-// The reference agent shipped with healthcare-v1: rule-based, no LLM, no network. It reads one task (JSON on
-// stdin), writes log lines, and answers with one `FORGE_ANSWER {json}` line on stdout.
+// The reference agent shipped with healthcare-v1: rule-based, no LLM, no network. It reads one task (JSON in
+// FORGE_TASK_FILE), writes log lines, and answers with one `FORGE_ANSWER {json}` line on stdout.
 // It is deliberately imperfect, so the suite shows a known share: it codes negated findings ("denies chest
 // pain"), keeps discontinued medications in a handoff, and reads a coverage end date as exclusive. On
 // healthcare-v1 that fails 5 of 40 tasks: 35 pass (87.5%).
-const chunks = [];
-for await (const c of process.stdin) chunks.push(c);
-const task = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+import { readFileSync } from 'node:fs';
+
+// The task is in the file FORGE_TASK_FILE names (every executor), and on stdin (the local one).
+const task = JSON.parse(readFileSync(process.env.FORGE_TASK_FILE, 'utf8'));
 const { input } = task;
 console.log(`reference agent: ${task.task_id} (${task.category})`);
 
