@@ -1,3 +1,6 @@
+import cookie from '@fastify/cookie';
+import csrf from '@fastify/csrf-protection';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
@@ -6,7 +9,9 @@ import type { BoundsOutcome, TaskBounds } from '../collector/index.ts';
 import type { Guardrail } from '../guard/index.ts';
 import { httpErrorOf } from '../collector/index.ts';
 import { ApiError } from './errors.ts';
-import { installAuth, installErrorHandler, type TenantDirectory } from './http.ts';
+import { accountPages, type Accounts, type OidcSignIn } from '../accounts/index.ts';
+import { installAuth, installErrorHandler, type SessionAuth, type TenantDirectory } from './http.ts';
+import { accountRoutes, SESSION_COOKIE } from './routes/accounts.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { guardrailRoutes } from './routes/guardrail.ts';
 
@@ -29,12 +34,25 @@ export interface AppParts {
   plugins?: ReadonlyArray<FastifyPluginAsync>;
   logLevel?: string;
   bodyLimit?: number;
+  /** Web UI accounts (sessions beside API keys, signup, 2FA, SSO) and their pages; absent: API keys only. */
+  accounts?: AccountParts;
+}
+
+export interface AccountParts {
+  accounts: Accounts;
+  oidc?: OidcSignIn;
+  /** Requests per minute and client address on each sign-in route (default 20). */
+  authRateLimit?: number;
+  /** Secure cookies (default true; false only for plain-http development). */
+  cookieSecure?: boolean;
+  /** Counts the rate limit in Redis, so every API process shares it (an ioredis client); absent: per process. */
+  rateLimitRedis?: { redis: unknown; prefix: string };
 }
 
 /** Builds the whole HTTP app; tests use app.inject(), `forge start` listens. */
 export async function buildApp(p: AppParts): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: p.logLevel && p.logLevel !== 'silent' ? { level: p.logLevel, redact: ['req.headers.authorization', 'req.headers["x-api-key"]'] } : false,
+    logger: p.logLevel && p.logLevel !== 'silent' ? { level: p.logLevel, redact: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'req.headers["x-csrf-token"]'] } : false,
     bodyLimit: p.bodyLimit ?? 5 * 1024 * 1024,
     // Nothing is converted: a number where a string belongs (or "1e5" where a number does) is refused.
     // Query strings are read as numbers only where the route declares one (http.ts).
@@ -99,7 +117,28 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
     if (allow.length > 0) throw Object.assign(new ApiError('FORGE_ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed here (allowed: ${allow.join(', ')})`, 'method'), { allow: allow.join(', ') });
     throw new ApiError('FORGE_ERR_NOT_FOUND', `no route ${req.method} ${path}`, 'url');
   });
-  installAuth(app, p.keys, p.tenants);
+  let sessions: SessionAuth | undefined;
+  if (p.accounts) {
+    const a = p.accounts.accounts;
+    await app.register(cookie);
+    await app.register(csrf, { sessionPlugin: '@fastify/cookie', cookieKey: 'forge_csrf', cookieOpts: { path: '/', sameSite: 'lax', httpOnly: true, secure: p.accounts.cookieSecure ?? true } });
+    await app.register(rateLimit, {
+      global: false,
+      // Shared by every process when Redis is there; while it is away, the store's lockout still holds.
+      ...(p.accounts.rateLimitRedis ? { redis: p.accounts.rateLimitRedis.redis, nameSpace: `${p.accounts.rateLimitRedis.prefix}auth-rate:`, skipOnError: true } : {}),
+      errorResponseBuilder: (_req, ctx) => new ApiError('FORGE_ERR_RATE_LIMITED', `too many requests; try again in ${ctx.after}`, 'url'),
+    });
+    sessions = {
+      cookie: SESSION_COOKIE,
+      session: (token) => a.session(token),
+      checkCsrf: (req) =>
+        new Promise<void>((resolve, reject) => {
+          const refuse = (): void => reject(new ApiError('FORGE_ERR_CSRF', 'the CSRF token is missing or wrong (GET /v1/auth/csrf, then send it as x-csrf-token)', 'x-csrf-token'));
+          app.csrfProtection(req, { send: refuse } as never, () => resolve());
+        }),
+    };
+  }
+  installAuth(app, p.keys, p.tenants, sessions);
 
   app.get('/healthz', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { public: true }, schema: { hide: true } }, async (_req, reply) => {
@@ -116,6 +155,10 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
   }
   await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now, ...(p.priceBounds ? { priceBounds: p.priceBounds } : {}) });
   await app.register(adminRoutes, { guardrail: p.guardrail, keys: p.keys, now: p.now });
+  if (p.accounts) {
+    await app.register(accountRoutes, { accounts: p.accounts.accounts, keys: p.keys, ...(p.accounts.oidc ? { oidc: p.accounts.oidc } : {}), ...(p.accounts.authRateLimit ? { authRateLimit: p.accounts.authRateLimit } : {}), cookieSecure: p.accounts.cookieSecure ?? true });
+    await app.register(accountPages, { sso: p.accounts.oidc !== undefined });
+  }
   for (const plugin of p.plugins ?? []) await app.register(plugin);
   return app;
 }

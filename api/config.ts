@@ -52,6 +52,22 @@ const envSchema = z.object({
   FORGE_METRICS_PUBLIC: bool.default(false),
   FORGE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   FORGE_BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(5 * 1024 * 1024),
+  /** Web UI accounts (signup, 2FA, sessions, SSO) are on when this is set: base64 of 32 bytes that seals TOTP secrets. */
+  FORGE_ACCOUNTS_SECRET_KEY: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'must be base64 of 32 random bytes (openssl rand -base64 32)').optional(),
+  /** Where users reach the web UI (links in email, the OIDC redirect); default http://<FORGE_HOST>:<FORGE_PORT>. */
+  FORGE_PUBLIC_URL: z.string().url().optional(),
+  /** SMTP server for account email (smtp://user:pass@host:587 or smtps://...); required with accounts. */
+  FORGE_SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
+  FORGE_MAIL_FROM: z.string().min(3).max(200).default('Forge <forge@localhost>'),
+  /** OpenID Connect single sign-on: the provider's issuer URL, and this client's id and secret. */
+  FORGE_OIDC_ISSUER: z.string().url().optional(),
+  FORGE_OIDC_CLIENT_ID: z.string().min(1).max(200).optional(),
+  /** The client secret, plain, or sealed with FORGE_ACCOUNTS_SECRET_KEY (`forge accounts seal`, a `v1.` value). */
+  FORGE_OIDC_CLIENT_SECRET: z.string().min(1).max(2000).optional(),
+  /** Session and CSRF cookies only over https (default true; false only for plain-http development). */
+  FORGE_COOKIE_SECURE: bool.default(true),
+  /** Requests per minute and client address on each sign-in route. */
+  FORGE_AUTH_RATE_LIMIT: int(1, 10_000).default(20),
 });
 
 export type ForgeConfig = z.output<typeof envSchema> & { billing: BillingConfig };
@@ -64,6 +80,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ForgeConfig {
     const i = r.error.issues[0]!;
     throw new ConfigError(`${String(i.path[0])}: ${i.message}`);
   }
+  const d = r.data;
+  if (d.FORGE_ACCOUNTS_SECRET_KEY && !d.FORGE_SMTP_URL) throw new ConfigError('FORGE_SMTP_URL: required with FORGE_ACCOUNTS_SECRET_KEY (account email)');
+  if (d.FORGE_OIDC_ISSUER && !d.FORGE_ACCOUNTS_SECRET_KEY) throw new ConfigError('FORGE_ACCOUNTS_SECRET_KEY: required with FORGE_OIDC_ISSUER (single sign-on opens accounts)');
+  if (d.FORGE_OIDC_ISSUER && !d.FORGE_OIDC_CLIENT_ID) throw new ConfigError('FORGE_OIDC_CLIENT_ID: required with FORGE_OIDC_ISSUER');
+  if (d.FORGE_OIDC_ISSUER && !d.FORGE_OIDC_CLIENT_SECRET) throw new ConfigError('FORGE_OIDC_CLIENT_SECRET: required with FORGE_OIDC_ISSUER');
   // Rules across billing's variables (a half-set Stripe or vault) fail here too, naming the variable.
-  return { ...r.data, billing: billingConfigFrom(r.data) };
+  return { ...d, billing: billingConfigFrom(d) };
 }

@@ -18,6 +18,15 @@ export const ERRORS = {
   FORGE_ERR_URI_TOO_LONG: 414,
   FORGE_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   FORGE_ERR_RATE_LIMITED: 429,
+  // Accounts (accounts/errors.ts).
+  FORGE_ERR_INVALID_CREDENTIALS: 401,
+  FORGE_ERR_TWO_FACTOR_INVALID: 401,
+  FORGE_ERR_EMAIL_UNVERIFIED: 403,
+  /** A state-changing request made with a session cookie without the matching CSRF token. */
+  FORGE_ERR_CSRF: 403,
+  FORGE_ERR_OIDC_REJECTED: 400,
+  /** Too many failed sign-ins for this email: refused until the lockout ends (even with the right password). */
+  FORGE_ERR_ACCOUNT_LOCKED: 429,
   FORGE_ERR_UNAVAILABLE: 503,
   FORGE_ERR_INTERNAL: 500,
   // The collector's (collector/errors.ts): its errors carry these statuses.

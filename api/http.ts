@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { SessionUser } from '../accounts/index.ts';
 import { parseScope, type ScopeKey } from '../rules/index.ts';
 import { requireRole, requireTenant, type KeyStore, type Principal, type Role } from './auth.ts';
 import { httpErrorOf } from '../collector/index.ts';
@@ -7,6 +8,8 @@ import { ApiError, ERRORS, type ErrorBody, type ErrorCode } from './errors.ts';
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+    /** Set when the request was authenticated by a web UI session cookie (not an API key). */
+    sessionUser?: SessionUser;
   }
   interface FastifyContextConfig {
     /** Roles allowed on the route (admin always is); `public: true` routes skip authentication. */
@@ -16,8 +19,20 @@ declare module 'fastify' {
     allTenants?: boolean;
     /** The route names a tenant that need not exist yet (creating one). */
     newTenant?: boolean;
+    /** A public route that changes state for a browser (sign-in): it needs the CSRF token too. */
+    csrf?: boolean;
   }
 }
+
+/** Web UI sessions beside API keys: the cookie's user, and the CSRF check for changes made with cookies. */
+export interface SessionAuth {
+  cookie: string;
+  session(token: string): Promise<SessionUser | undefined>;
+  /** Throws FORGE_ERR_CSRF unless the request carries the token that matches its CSRF cookie. */
+  checkCsrf(req: FastifyRequest): Promise<void>;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Which tenants exist: known from the bands file, created through the API, or bound to a key. */
 export interface TenantDirectory {
@@ -35,17 +50,19 @@ export function principalOf(req: FastifyRequest): Principal {
  * then (preHandler, after validation) the tenant the request names: another tenant's is 403, an unknown
  * one 404 FORGE_ERR_TENANT_NOT_FOUND.
  */
-export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: TenantDirectory): void {
+export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: TenantDirectory, sessions?: SessionAuth): void {
   // Callback hooks, not async ones: they run on every request, and a promise per hook per request is a
-  // measurable share of a small route (the admission path).
+  // measurable share of a small route (the admission path). Only a web UI session waits for the store.
   app.addHook('onRequest', (req, _reply, done) => {
+    let session: Promise<void> | undefined;
     try {
-      authenticate(req, keys);
+      session = authenticate(req, keys, sessions);
     } catch (e) {
       done(e as Error);
       return;
     }
-    done();
+    if (!session) return done();
+    session.then(() => done(), (e: unknown) => done(e as Error));
   });
   // Query strings are text: the fields a route declares as numbers are read as plain decimal integers
   // here, and nothing else is converted (the validator never coerces). Only routes that declare one get it.
@@ -63,19 +80,11 @@ export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: Tena
   });
   app.addHook('preHandler', (req, _reply, done) => {
     const cfg = req.routeOptions.config;
-    if (cfg?.public || !req.principal) return done();
+    // Changes a browser makes with its cookies (and sign-ins) carry the CSRF token; API keys are not ambient.
+    const csrf = sessions && !SAFE_METHODS.has(req.method) && (req.sessionUser || (cfg?.public && cfg.csrf)) ? sessions.checkCsrf(req) : undefined;
     let pending: Promise<void> | undefined;
     try {
-      for (const [field, tenantId] of tenantsNamed(req)) {
-        requireTenant(req.principal, tenantId, field);
-        if (!tenants || cfg?.newTenant) continue;
-        const known = tenants.has(tenantId);
-        const check = (has: boolean): void => {
-          if (!has) throw new ApiError('FORGE_ERR_TENANT_NOT_FOUND', `tenant "${tenantId}" does not exist (bands file, or POST /v1/tenants)`, field);
-        };
-        if (typeof known === 'boolean') check(known);
-        else pending = (pending ?? Promise.resolve()).then(() => known).then(check);
-      }
+      pending = csrf ? csrf.then(() => checkTenants(req, tenants)) : checkTenants(req, tenants);
     } catch (e) {
       return done(e as Error);
     }
@@ -84,18 +93,50 @@ export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: Tena
   });
 }
 
-/** The principal of a request to a non-public route, with its role checked (throws the 401 or 403). */
-function authenticate(req: FastifyRequest, keys: KeyStore): void {
+/** The tenants a request names: the caller's own (else 403), and existing (else 404); a promise only when the directory answers with one. */
+function checkTenants(req: FastifyRequest, tenants?: TenantDirectory): Promise<void> | undefined {
   const cfg = req.routeOptions.config;
-  if (cfg?.public || !req.routeOptions.url) return;
+  if (cfg?.public || !req.principal) return undefined;
+  let pending: Promise<void> | undefined;
+  for (const [field, tenantId] of tenantsNamed(req)) {
+    requireTenant(req.principal, tenantId, field);
+    if (!tenants || cfg?.newTenant) continue;
+    const known = tenants.has(tenantId);
+    const check = (has: boolean): void => {
+      if (!has) throw new ApiError('FORGE_ERR_TENANT_NOT_FOUND', `tenant "${tenantId}" does not exist (bands file, or POST /v1/tenants)`, field);
+    };
+    if (typeof known === 'boolean' && !pending) check(known);
+    else pending = (pending ?? Promise.resolve()).then(() => known).then(check);
+  }
+  return pending;
+}
+
+/**
+ * The principal of a request to a non-public route, with its role checked (throws the 401 or 403): from
+ * its API key, synchronously, or from its web UI session cookie (the promise that sets it).
+ */
+function authenticate(req: FastifyRequest, keys: KeyStore, sessions?: SessionAuth): Promise<void> | undefined {
+  const cfg = req.routeOptions.config;
+  if (cfg?.public || !req.routeOptions.url) return undefined;
   const h = req.headers.authorization;
   const presented = h?.startsWith('Bearer ') ? h.slice(7).trim() : (req.headers['x-api-key'] as string | undefined);
+  const cookie = sessions && !presented ? (req as FastifyRequest & { cookies?: Record<string, string | undefined> }).cookies?.[sessions.cookie] : undefined;
+  if (sessions && cookie) {
+    return sessions.session(cookie).then((u) => {
+      if (!u) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'the session ended or expired: sign in again', 'cookie');
+      req.sessionUser = u;
+      req.principal = { keyId: `user:${u.userId}`, name: u.email, roles: u.roles as Role[], tenantId: u.tenantId };
+      requireRole(req.principal, cfg?.roles ?? []);
+      if (cfg?.allTenants) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'this route covers every tenant: it needs a key bound to all tenants', 'authorization');
+    });
+  }
   if (!presented) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>"', 'authorization');
   const p = keys.verify(presented);
   if (!p) throw new ApiError('FORGE_ERR_UNAUTHENTICATED', 'the API key is not valid or was revoked', 'authorization');
   req.principal = p;
   requireRole(p, cfg?.roles ?? []);
   if (cfg?.allTenants && p.tenantId !== null) throw new ApiError('FORGE_ERR_FORBIDDEN_TENANT', 'this route covers every tenant: it needs a key bound to all tenants', 'authorization');
+  return undefined;
 }
 
 /** The tenants a request names, with the field that names each (body, path, query, scope). */

@@ -11,4 +11,6 @@ export { reportRoutes } from './routes/reports.ts';
 export { TenantRegistry, type TenantSource } from './tenants.ts';
 export { tenantRoutes } from './routes/tenants.ts';
 export { agentRoutes } from './routes/agents.ts';
+export { accountPartsFromConfig } from './accounts.ts';
+export type { AccountParts } from './app.ts';
 export { evalRoutes } from './routes/eval.ts';

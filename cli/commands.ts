@@ -1,6 +1,7 @@
 import { Option } from 'commander';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { parseSecretKey, sealConfigSecret } from '../accounts/index.ts';
 import { ApiError, KeyStore, loadConfig, ROLES, type Role } from '../api/index.ts';
 import { isStoreError, openStore, STORE_ERROR_CODES, type Store } from '../store/index.ts';
 import { addCommand, CliInputError } from './registry.ts';
@@ -122,6 +123,19 @@ addCommand((program, out) => {
     .action(async (id: string) => {
       if (!(await withKeys((ks) => ks.revoke(id, `cli (${userInfo().username})`)))) throw new CliInputError(`no active key with id ${id}`);
       out.log(`revoked ${id}`);
+    });
+
+  program
+    .command('accounts-seal')
+    .description('seal a secret for the config (FORGE_OIDC_CLIENT_SECRET) with FORGE_ACCOUNTS_SECRET_KEY: reads it from stdin, prints the sealed value')
+    .action(async () => {
+      const key = loadConfig().FORGE_ACCOUNTS_SECRET_KEY;
+      if (!key) throw new CliInputError('FORGE_ACCOUNTS_SECRET_KEY is not set');
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      const secret = Buffer.concat(chunks).toString('utf8').trim();
+      if (secret === '') throw new CliInputError('no secret on stdin');
+      out.log(sealConfigSecret(parseSecretKey(key, 'FORGE_ACCOUNTS_SECRET_KEY'), secret));
     });
 
   const audit = program.command('audit').description('the audit hash chains');

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
-import { agentRoutes, billingRoutes, evalRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
+import { accountPartsFromConfig, agentRoutes, billingRoutes, evalRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
@@ -189,6 +189,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // Agents for evaluation: metadata in the store, ZIP bytes under the data dir by content hash.
     const agents = new AgentStore(store, join(config.FORGE_DATA_DIR, 'agents'), { now });
     const evalResults = new EvalResults(store);
+    // Web UI accounts (signup, 2FA, sessions, SSO) when FORGE_ACCOUNTS_SECRET_KEY is set.
+    const accounts = accountPartsFromConfig(config, { store, tenants, now, onError });
+    if (accounts) closers.push({ what: 'accounts', close: () => accounts.close() });
 
     const collector: FastifyPluginAsync = async (app) => {
       await app.register(collectorRoutes, {
@@ -240,6 +243,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         }
         return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
       },
+      ...(accounts ? { accounts: accounts.parts } : {}),
       plugins: [
         async (app) => app.register(tenantRoutes, { tenants }),
         collector,

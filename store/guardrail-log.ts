@@ -19,8 +19,16 @@ export type GuardrailEventKind =
   /** A settle above what its reservation held, without a top-up. */
   | 'overrun'
   /** What the guard learned of a tenant's task type (actual / estimate ratios), kept across restarts. */
-  | 'estimate_learned';
-export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned'];
+  | 'estimate_learned'
+  /** Accounts (accounts/): a user signed up, verified the email, signed in or out, or failed to sign in. */
+  | 'account_created'
+  | 'email_verified'
+  | 'sign_in'
+  | 'sign_in_failed'
+  | 'sign_out'
+  /** A user's second factor was set up, turned on, turned off, or a recovery code was spent. */
+  | 'two_factor_change';
+export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned', 'account_created', 'email_verified', 'sign_in', 'sign_in_failed', 'sign_out', 'two_factor_change'];
 const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(GUARDRAIL_EVENT_KINDS);
 
 export interface GuardrailEventInput {

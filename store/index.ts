@@ -47,3 +47,4 @@ export { GUARDRAIL_CANONICAL_TAG, guardrailCanonicalBytes } from './guardrail-lo
 export { CANONICAL_VERSION, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, canonicalBytes, chainHash, componentColumn, eventCanonicalBytes, hashedCount, quantityColumn } from './rows.ts';
 export { TenantTable, type TenantRecord } from './tenants.ts';
 export { FOCUS_COLUMNS, focusCsv, focusRows, type FocusRow } from './focus.ts';
+export { AccountTables, type AccountTokenKind, type AccountTokenRecord, type UserRecord } from './accounts.ts';

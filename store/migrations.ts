@@ -174,7 +174,7 @@ ORDER BY version`,
 /** The append-only log tables, by their plain (queried) names. */
 export const LOG_TABLES = ['cost_events', 'guardrail_events', 'alert_log', 'tenants'] as const;
 /** Append-only tables beside the logs: chain heads and API keys (a change is a new row with a higher version). */
-export const VERSIONED_TABLES = ['chain_heads', 'api_keys'] as const;
+export const VERSIONED_TABLES = ['chain_heads', 'api_keys', 'users', 'account_tokens'] as const;
 
 /**
  * Roles for production: `forge_writer` may only INSERT into the log tables (and the versioned tables beside

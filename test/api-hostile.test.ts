@@ -35,6 +35,8 @@ beforeAll(async () => {
     env: {
       FORGE_DATA_DIR: join(dir, 'data'), FORGE_PORT: '0', FORGE_BUDGETS_FILE: join(dir, 'bands.yaml'), FORGE_PRICING_FILE: join(dir, 'pricing.yaml'),
       FORGE_LOG_LEVEL: 'silent', FORGE_BODY_LIMIT_BYTES: String(BODY_LIMIT),
+      // Web UI accounts on, so their routes are walked too (no mail is ever sent: every case is refused first).
+      FORGE_ACCOUNTS_SECRET_KEY: Buffer.alloc(32, 3).toString('base64'), FORGE_SMTP_URL: 'smtp://127.0.0.1:9', FORGE_COOKIE_SECURE: 'false',
     },
     now: () => NOW,
     log: (l) => logged.push(l),

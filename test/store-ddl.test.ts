@@ -29,19 +29,24 @@ describe('migrations render for a single node and for a cluster from the same fi
       '0009_bandwidth',
       '0014_eval_agents',
       '0015_eval_results',
+      '0016_users',
+      '0017_account_tokens',
     ]);
+    // A file creates one table per `-- @table` directive (0015 creates two).
+    const tablesIn = (version: number): number => (loadMigrations().find((x) => x.version === version)!.text.match(/^--\s*@table /gm) ?? []).length;
     for (const m of renderMigrations('single', opts).filter((x) => !x.statements[0]!.startsWith('ALTER'))) {
-      expect(m.statements).toHaveLength(1);
-      const s = m.statements[0]!;
-      expect(s).not.toMatch(/ON CLUSTER|Replicated|Distributed|\{\{/);
-      if (m.name === 'guardrail_chain') {
-        expect(s).toMatch(/^ALTER TABLE forge\.guardrail_events\s+ADD COLUMN IF NOT EXISTS chain_seq UInt64 DEFAULT 0, /);
-        continue;
-      }
-      expect(s).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}\\s`));
-      if (m.version <= 3) {
-        expect(s).toContain('ENGINE = ReplacingMergeTree()');
-        expect(s).toContain('non_replicated_deduplication_window = 10000');
+      expect(m.statements).toHaveLength(m.name === 'guardrail_chain' ? 1 : tablesIn(m.version));
+      for (const s of m.statements) {
+        expect(s).not.toMatch(/ON CLUSTER|Replicated|Distributed|\{\{/);
+        if (m.name === 'guardrail_chain') {
+          expect(s).toMatch(/^ALTER TABLE forge\.guardrail_events\s+ADD COLUMN IF NOT EXISTS chain_seq UInt64 DEFAULT 0, /);
+          continue;
+        }
+        expect(s).toMatch(m.statements.length === 1 ? new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}\\s`) : /^CREATE TABLE IF NOT EXISTS forge\.\w+\s/);
+        if (m.version <= 3) {
+          expect(s).toContain('ENGINE = ReplacingMergeTree()');
+          expect(s).toContain('non_replicated_deduplication_window = 10000');
+        }
       }
     }
     // Heads and keys keep their newest version.
@@ -55,27 +60,34 @@ describe('migrations render for a single node and for a cluster from the same fi
     expect(renderMigrations('cluster', opts).map((m) => m.checksum)).toEqual(renderMigrations('single', opts).map((m) => m.checksum));
     const single = creates(renderMigrations('single', opts));
     const cluster = creates(renderMigrations('cluster', opts));
-    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)', eval_agents: 'cityHash64(tenant_id)', eval_results: 'cityHash64(tenant_id)' };
+    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)', eval_agents: 'cityHash64(tenant_id)', eval_results: 'cityHash64(tenant_id)', users: 'cityHash64(user_id)', account_tokens: 'cityHash64(token_hash)' };
     for (const [i, m] of cluster.entries()) {
-      expect(m.statements).toHaveLength(2);
-      const [local, dist] = m.statements as [string, string];
       if (m.name === 'guardrail_chain') {
+        expect(m.statements).toHaveLength(2);
+        const [local, dist] = m.statements as [string, string];
         // New columns go on the replicated local tables and on the Distributed table over them.
         expect(local).toMatch(/^ALTER TABLE forge\.guardrail_events_local ON CLUSTER 'forge_cluster' ADD COLUMN IF NOT EXISTS chain_seq /);
         expect(dist).toBe(local.replace('guardrail_events_local', 'guardrail_events'));
         continue;
       }
-      const engine = 'ReplacingMergeTree';
-      expect(local).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${m.name}_local ON CLUSTER 'forge_cluster'`));
-      const version = { chain_heads: ', seq', api_keys: ', version', eval_results: ', version' }[m.name as string] ?? '';
-      expect(local).toContain(`ENGINE = Replicated${engine}('/clickhouse/tables/{shard}/forge/${m.name}_local', '{replica}'${version})`);
-      if (m.version <= 3) expect(local).toContain('replicated_deduplication_window = 10000');
-      expect(local).not.toContain('non_replicated');
-      expect(columnsOf(local)).toEqual(columnsOf(single[i]!.statements[0]!));
-      expect(dist).toBe(
-        `CREATE TABLE IF NOT EXISTS forge.${m.name} ON CLUSTER 'forge_cluster' AS forge.${m.name}_local\n` +
-          `ENGINE = Distributed('forge_cluster', 'forge', '${m.name}_local', ${shardKeys[m.name]})`,
-      );
+      // Each table of the file: its replicated local table, then the Distributed table over it.
+      expect(m.statements).toHaveLength(2 * single[i]!.statements.length);
+      for (let k = 0; k < m.statements.length / 2; k++) {
+        const [local, dist] = [m.statements[2 * k]!, m.statements[2 * k + 1]!];
+        const table = /^CREATE TABLE IF NOT EXISTS forge\.(\w+)_local /.exec(local)?.[1] ?? '';
+        if (m.statements.length === 2) expect(table).toBe(m.name);
+        const engine = 'ReplacingMergeTree';
+        expect(local).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS forge\\.${table}_local ON CLUSTER 'forge_cluster'`));
+        const version = { chain_heads: ', seq', api_keys: ', version', users: ', version', account_tokens: ', version', eval_results: ', version' }[table] ?? '';
+        expect(local).toContain(`ENGINE = Replicated${engine}('/clickhouse/tables/{shard}/forge/${table}_local', '{replica}'${version})`);
+        if (m.version <= 3) expect(local).toContain('replicated_deduplication_window = 10000');
+        expect(local).not.toContain('non_replicated');
+        expect(columnsOf(local)).toEqual(columnsOf(single[i]!.statements[k]!));
+        expect(dist).toBe(
+          `CREATE TABLE IF NOT EXISTS forge.${table} ON CLUSTER 'forge_cluster' AS forge.${table}_local\n` +
+            `ENGINE = Distributed('forge_cluster', 'forge', '${table}_local', ${shardKeys[table]})`,
+        );
+      }
     }
     // A tenant's stream lives on one shard, so its chain and its dedup stay local to that shard.
     expect(cluster[0]!.statements[1]).toContain('cityHash64(tenant_id)');
@@ -87,7 +99,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       const grants = roles.filter((r) => r.startsWith('GRANT'));
       const to = (role: string) => grants.filter((g) => g.endsWith(`TO ${role}`));
       for (const g of to('forge_writer')) expect(g).toMatch(/^GRANT (ON CLUSTER 'forge_cluster' )?INSERT ON forge\.\w+ TO forge_writer$/);
-      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 12 : 6);
+      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 16 : 8);
       expect(to('forge_auditor')).toEqual([`GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} SELECT ON forge.* TO forge_auditor`]);
       // The migrator may add columns (a schema change that touches no row); nothing else may alter anything.
       const addColumn = `GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} ALTER ADD COLUMN ON forge.* TO forge_migrator`;
@@ -98,7 +110,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 18 + 4 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 2 * 11 + 4 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
