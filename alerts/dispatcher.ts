@@ -4,7 +4,7 @@ import { systemClock, systemTimers, type Clock, type Timers } from './clock.ts';
 import type { AlertsConfig, RouteKey } from './config.ts';
 import { DestinationSender, type DeliveryOutcome, type OutboundMessage } from './delivery.ts';
 import { ALERTS_ERROR_CODES, AlertsError, AlertsInputError } from './errors.ts';
-import { componentFailureView, guardView, hungTaskView, pagerDutyEvent, slackMessage, type SlackVariant } from './format.ts';
+import { componentFailureView, guardView, hungTaskView, type SlackVariant } from './format.ts';
 import { stderrLogger, type AlertLogger, type AlertLogRecord, type AlertLogSink } from './log-sink.ts';
 import { Redactor } from './secret.ts';
 import type { AlertView, EventAction, OperationalAlert } from './types.ts';
@@ -153,6 +153,7 @@ export class AlertDispatcher {
           fetch: fetchFn,
           clock: this.#clock,
           redactor: this.#redactor,
+          source: opts.config.source,
           random,
           signal: this.#abort.signal,
           record: (rec) => this.#record(rec),
@@ -254,8 +255,8 @@ export class AlertDispatcher {
     const sends = this.#enqueue(scope, async () => {
       const out: Promise<DeliveryOutcome>[] = [];
       if (warningOpen) {
-        for (const s of this.#routed('WARNING', 'slack')) {
-          out.push(s.send(this.#slack(w.view, { type: 'acknowledged', actor }, `${w.dedupKey}|ack`, 'notify')));
+        for (const s of this.#notifiers('WARNING')) {
+          out.push(s.send(this.#note(w.view, { type: 'acknowledged', actor }, `${w.dedupKey}|ack`, 'notify')));
         }
       }
       for (const i of incs) {
@@ -283,8 +284,8 @@ export class AlertDispatcher {
         // An acknowledgement or a state change may have landed while this waited its turn.
         if (!w.active || w.acknowledged || this.#warnings.get(w.scope) !== w) return [];
         return Promise.all(
-          this.#routed('WARNING', 'slack').map((s) =>
-            s.send(this.#slack(w.view, { type: 'reminder', n }, `${w.dedupKey}|notify|r${n}`, 'notify')),
+          this.#notifiers('WARNING').map((s) =>
+            s.send(this.#note(w.view, { type: 'reminder', n }, `${w.dedupKey}|notify|r${n}`, 'notify')),
           ),
         );
       });
@@ -324,6 +325,7 @@ export class AlertDispatcher {
     this.#interval = undefined;
     this.#abort.abort(new AlertsError(ALERTS_ERROR_CODES.delivery, 'alert dispatcher stopped'));
     await this.whenIdle();
+    for (const s of this.#senders.values()) s.close();
   }
 
   /** Resolves when no delivery is queued or in flight. */
@@ -388,7 +390,7 @@ export class AlertDispatcher {
       const variant: SlackVariant = change.actor ? { type: 'lifted', actor: change.actor, state } : { type: 'lifted', state };
       jobs.push(
         Promise.all(
-          this.#routed(previous, 'slack').map((s) => s.send(this.#slack(view, variant, `${view.dedupKey}|lifted|${change.seq}`, 'notify'))),
+          this.#notifiers(previous).map((s) => s.send(this.#note(view, variant, `${view.dedupKey}|lifted|${change.seq}`, 'notify'))),
         ),
       );
     }
@@ -438,7 +440,7 @@ export class AlertDispatcher {
 
   /** Sends a new alert to a route: PagerDuty trigger (recorded as an open incident) and Slack. */
   async #open(view: AlertView, route: RouteKey, slackKey: string): Promise<DeliveryOutcome[]> {
-    const pd = this.#routed(route, 'pagerduty');
+    const pd = this.#pagers(route);
     if (pd.length > 0) {
       let m = this.#incidents.get(view.scope);
       if (!m) this.#incidents.set(view.scope, (m = new Map()));
@@ -451,7 +453,7 @@ export class AlertDispatcher {
         s.forget(`${view.dedupKey}|resolve`);
         return s.send(this.#pd(view, 'trigger'));
       }),
-      ...this.#routed(route, 'slack').map((s) => s.send(this.#slack(view, { type: 'new' }, slackKey, 'notify'))),
+      ...this.#notifiers(route).map((s) => s.send(this.#note(view, { type: 'new' }, slackKey, 'notify'))),
     ];
     return Promise.all(sends);
   }
@@ -471,21 +473,26 @@ export class AlertDispatcher {
   }
 
   #pd(view: AlertView, action: 'trigger' | 'acknowledge' | 'resolve'): OutboundMessage {
-    return {
-      idempotencyKey: `${view.dedupKey}|${action}`,
-      view,
-      eventAction: action,
-      body: pagerDutyEvent(view, action, this.#config.source),
-    };
+    return { idempotencyKey: `${view.dedupKey}|${action}`, view, eventAction: action, variant: { type: 'new' } };
   }
 
-  #slack(view: AlertView, variant: SlackVariant, key: string, action: EventAction): OutboundMessage {
-    return { idempotencyKey: key, view, eventAction: action, body: slackMessage(view, variant) };
+  #note(view: AlertView, variant: SlackVariant, key: string, action: EventAction, to?: readonly string[]): OutboundMessage {
+    return { idempotencyKey: key, view, eventAction: action, variant, ...(to ? { to } : {}) };
   }
 
-  #routed(route: RouteKey | GuardState, type: 'slack' | 'pagerduty'): DestinationSender[] {
+  #routed(route: RouteKey | GuardState): DestinationSender[] {
     const names = (this.#config.routes as Record<string, readonly string[] | undefined>)[route] ?? [];
-    return this.#named(names).filter((s) => s.type === type);
+    return this.#named(names);
+  }
+
+  /** The route's paging destinations (PagerDuty). */
+  #pagers(route: RouteKey | GuardState): DestinationSender[] {
+    return this.#routed(route).filter((s) => s.pages);
+  }
+
+  /** The route's notifying destinations (Slack, email, webhook). */
+  #notifiers(route: RouteKey | GuardState): DestinationSender[] {
+    return this.#routed(route).filter((s) => !s.pages);
   }
 
   #named(names: readonly string[]): DestinationSender[] {
