@@ -140,7 +140,8 @@ const emailSchema = z
     username: z.string().min(1).max(255).optional(),
     password: secretRef.optional(),
     from: z.string().min(3).max(320),
-    to: z.array(emailAddress).max(100).default([]),
+    // Addresses are checked after `${VAR}` references are read.
+    to: z.array(z.string().min(1).max(320)).max(100).default([]),
     retry: retrySchema.optional(),
     rateLimit: rateLimitSchema.optional(),
   })
@@ -253,12 +254,19 @@ export function parseAlertsConfig(raw: unknown, env: Env = process.env): AlertsC
     } else if (d.type === 'email') {
       const { type: _t, retry: _r, rateLimit: _l, password, username, ...smtp } = d;
       if (password !== undefined && username === undefined) throw new AlertsConfigError(`destinations.${name}.username`, 'is required with a password');
+      const to = smtp.to.map((v, i) => {
+        const addr = plain(`destinations.${name}.to.${i}`, v);
+        if (!emailAddress.safeParse(addr).success) throw new AlertsConfigError(`destinations.${name}.to.${i}`, `"${addr}" is not an email address`);
+        return addr;
+      });
       destinations.set(name, {
         ...base,
         ...smtp,
         type: 'email',
         host: plain(`destinations.${name}.host`, d.host),
-        ...(username !== undefined ? { username } : {}),
+        from: plain(`destinations.${name}.from`, d.from),
+        to,
+        ...(username !== undefined ? { username: plain(`destinations.${name}.username`, username) } : {}),
         ...(password !== undefined ? { password: readSecret(`destinations.${name}.password`, password) } : {}),
       });
     } else if (d.type === 'webhook') {

@@ -7,6 +7,8 @@ import { ALERTS_ERROR_CODES, AlertsError, AlertsInputError } from './errors.ts';
 import { componentFailureView, guardView, hungTaskView, type SlackVariant } from './format.ts';
 import { stderrLogger, type AlertLogger, type AlertLogRecord, type AlertLogSink } from './log-sink.ts';
 import { Redactor } from './secret.ts';
+import { spendAlertSchema, spendView, type SpendAlert } from './spend.ts';
+import type { AlertHistory } from './store-sink.ts';
 import type { AlertView, EventAction, OperationalAlert } from './types.ts';
 
 export interface AlertDispatcherOptions {
@@ -20,6 +22,8 @@ export interface AlertDispatcherOptions {
   fetch?: typeof fetch;
   /** Jitter source in [0, 1). */
   random?: () => number;
+  /** What was delivered before a restart (the store's alert_log): once-only alerts stay once-only. */
+  history?: AlertHistory;
   /** Receives every background failure (sink errors, bad input from a subscriber); never throws back. */
   onError?: (err: unknown) => void;
 }
@@ -118,6 +122,7 @@ export class AlertDispatcher {
   readonly #timers: Timers;
   readonly #logger: AlertLogger;
   readonly #sink: AlertLogSink | undefined;
+  readonly #history: AlertHistory | undefined;
   readonly #onError: (err: unknown) => void;
   readonly #redactor: Redactor;
   readonly #senders = new Map<string, DestinationSender>();
@@ -140,6 +145,7 @@ export class AlertDispatcher {
     this.#timers = opts.timers ?? systemTimers;
     this.#logger = opts.logger ?? stderrLogger;
     this.#sink = opts.sink;
+    this.#history = opts.history;
     this.#redactor = new Redactor(opts.config.secrets);
     this.#onError =
       opts.onError ??
@@ -205,6 +211,43 @@ export class AlertDispatcher {
       const deliveries = await this.#open(view, alert.kind, `${view.dedupKey}|notify`);
       return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
     });
+  }
+
+  /**
+   * Tells a user their spend reached a threshold (routes.user_spend, to the user's email). Once per
+   * threshold and period: a destination that already got it, in this process or (with `history`) an
+   * earlier one, is skipped. Resolves once delivered or dead-lettered.
+   */
+  async notifySpend(alert: SpendAlert): Promise<DispatchResult> {
+    const parsed = spendAlertSchema.safeParse(alert);
+    if (!parsed.success) {
+      const error = inputError(parsed.error, 'spendAlert');
+      this.#onError(error);
+      return { outcome: 'invalid', error };
+    }
+    if (this.#stopped) return { outcome: 'ignored', reason: 'stopped' };
+    const view = spendView(parsed.data, this.#config);
+    return this.#enqueue(view.scope, async () => {
+      const key = `${view.dedupKey}|notify`;
+      const deliveries = await Promise.all(
+        this.#notifiers('user_spend').map(async (s): Promise<DeliveryOutcome> => {
+          if (!s.has(key) && (await this.#deliveredBefore(view, s, alert.windowStart))) return { status: 'duplicate', destination: s.name };
+          return s.send(this.#note(view, { type: 'new' }, key, 'notify', [parsed.data.email]));
+        }),
+      );
+      return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
+    });
+  }
+
+  async #deliveredBefore(view: AlertView, s: DestinationSender, since: number): Promise<boolean> {
+    if (!this.#history) return false;
+    try {
+      return await this.#history.delivered({ scope: view.scope, dedupKey: view.dedupKey, channel: `${s.type}:${s.name}`, since, now: this.#clock.now() });
+    } catch (e) {
+      // Unknown history: sending twice beats never telling the user.
+      this.#onError(e);
+      return false;
+    }
   }
 
   /** Resolves an operational alert raised today (task finished, component recovered). */

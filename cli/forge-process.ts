@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
+import { AlertDispatcher, loadAlertsConfig, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
 import { billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
@@ -114,7 +114,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     const keys = await KeyStore.open(store, { importFile: join(config.FORGE_DATA_DIR, 'keys.json'), onError: (e) => onError(e, 'api keys') });
     closers.push({ what: 'api keys', close: () => keys.close() });
     const alerts = config.FORGE_ALERTS_FILE
-      ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), onError: (e) => onError(e, 'alerts') })
+      ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), history: storeAlertHistory(store), onError: (e) => onError(e, 'alerts') })
       : undefined;
     late.alerts = alerts;
     alerts?.start();
