@@ -10,3 +10,4 @@ export { billingRoutes } from './routes/billing.ts';
 export { reportRoutes } from './routes/reports.ts';
 export { TenantRegistry, type TenantSource } from './tenants.ts';
 export { tenantRoutes } from './routes/tenants.ts';
+export { alertRoutes, type AlertRoutesOptions } from './routes/alerts.ts';

@@ -2,9 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
-import { billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
+import { alertRoutes, billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
-import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
+import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import {
   Guardrail,
@@ -110,6 +110,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     const billing = await billingFromConfig({ config: config.billing, env: opts.env ?? process.env, store, bus, onError });
     closers.push({ what: 'billing', close: () => billing.close() });
     const metrics = new ForgeMetrics();
+    // The platform's own health (API requests, errors, latency; process) on the same /metrics.
+    const platformMetrics = new PlatformMetrics({ service: 'forge-api' });
+    metrics.addTextSource(() => platformMetrics.render());
     closers.push({ what: 'metrics', close: () => metrics.shutdown() });
     const keys = await KeyStore.open(store, { importFile: join(config.FORGE_DATA_DIR, 'keys.json'), onError: (e) => onError(e, 'api keys') });
     closers.push({ what: 'api keys', close: () => keys.close() });
@@ -213,6 +216,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       logLevel: config.FORGE_LOG_LEVEL === 'info' ? 'warn' : config.FORGE_LOG_LEVEL,
       bodyLimit: config.FORGE_BODY_LIMIT_BYTES,
       metricsPublic: config.FORGE_METRICS_PUBLIC,
+      platformMetrics,
       tenants,
       ready: async () => {
         const checks: Record<string, string> = {};
@@ -243,6 +247,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
             now,
           }),
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
+        async (app) => app.register(alertRoutes, { ...(alerts ? { alerts } : {}) }),
         ...(opts.plugins ?? []),
       ],
     });

@@ -99,6 +99,7 @@ export class ForgeMetrics {
   private readonly stopEmergency: UpDownCounter;
   private readonly bufferDepth: ObservableGauge;
   private depthSources: Array<() => number> = [];
+  private readonly textSources: Array<() => Promise<string>> = [];
   private readonly flushSeconds: Histogram;
   private readonly flushedEvents: UpDownCounter;
   private readonly flushFailures: UpDownCounter;
@@ -262,13 +263,19 @@ export class ForgeMetrics {
     if (n > 0) this.rejected.add(n, { component: 'collector', code });
   }
 
+  /** Appends another registry's exposition (PlatformMetrics: API, runner, process) to render(). */
+  addTextSource(fn: () => Promise<string>): void {
+    this.textSources.push(fn);
+  }
+
   /**
    * The Prometheus text exposition (format 0.0.4) of every metric. `tenantSeries: false` leaves out every
    * series about one tenant (a tenant label, or a tenant or run scope): what public metrics may show.
    */
   async render(opts: { tenantSeries?: boolean } = {}): Promise<string> {
     const { resourceMetrics } = await this.exporter.collect();
-    const text = this.serializer.serialize(resourceMetrics);
+    let text = this.serializer.serialize(resourceMetrics);
+    for (const f of this.textSources) text += `\n${await f()}`;
     if (opts.tenantSeries !== false) return text;
     const tenantLabelled = /[{,]\s*(tenant="[^"]|scope="(tenant|run):)/;
     return text

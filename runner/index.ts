@@ -22,3 +22,5 @@ export { BullTaskWorker, TaskQueue, DEFAULT_QUEUE, type BullQueueOptions, type B
 export { InProcessTaskQueue, type InProcessQueueOptions } from './local-queue.ts';
 export { SIM_TASK_SCRIPT, estimateSuite, loadSuite, parseSuite, runSuite, type RunSuiteOptions, type Suite, type SuiteProgress, type SuiteReport } from './suite.ts';
 export { runnerConfigFromEnv, startRunner, type RunnerConfig, type StartedRunner } from './from-env.ts';
+export { HttpAlertClient, type HttpAlertClientOptions } from './alert-client.ts';
+export { startRunnerMetrics, type RunnerMetrics, type RunnerMetricsOptions } from './metrics.ts';

@@ -59,6 +59,8 @@ export interface TaskRunnerOptions {
   onError?: ErrorHandler;
   /** A task went silent past its timeout; it is being killed. For alerts. */
   onHung?(h: HungTask): void;
+  /** A task in flight is being aborted (hung, emergency stop, anomaly): for the kill counts. */
+  onKill?(task: TaskSpec, kind: 'hung' | 'emergency' | 'anomaly'): void;
   onTaskStart?(task: TaskSpec): void;
   onTaskEnd?(o: TaskOutcome): void;
   onPostponed?(p: Postponed): void;
@@ -156,6 +158,7 @@ export class TaskRunner {
       if (!f.ac.signal.aborted) {
         f.abortKind = 'emergency';
         f.abortDetail = `EMERGENCY_STOP on ${c.scope}: ${c.reason}`;
+        this.killed(f.task, 'emergency');
         f.ac.abort(new Error(f.abortDetail));
       }
     }
@@ -167,6 +170,14 @@ export class TaskRunner {
       } catch (e) {
         this.onError(e, 'onRunTerminated');
       }
+    }
+  }
+
+  private killed(task: TaskSpec, kind: 'hung' | 'emergency' | 'anomaly'): void {
+    try {
+      this.o.onKill?.(task, kind);
+    } catch (e) {
+      this.onError(e, 'onKill');
     }
   }
 
@@ -284,6 +295,7 @@ export class TaskRunner {
         } catch (e) {
           this.onError(e, 'onHung');
         }
+        this.killed(task, 'hung');
         f.ac.abort(new Error(f.abortDetail));
       },
       Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4))),

@@ -1,0 +1,131 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startForge, type RunningForge } from '../cli/forge-process.ts';
+import { runnerConfigFromEnv, SIM_TASK_SCRIPT, startRunner, TaskQueue, type StartedRunner, type TaskSpec } from '../runner/index.ts';
+import { checkPagerDutyEvent, checkSlackMessage, HttpReceiver, pagerDutyOk } from './helpers/http-receiver.ts';
+import { freshPrefix, startRedis, waitFor, type RedisServer } from './helpers/redis.ts';
+
+// A hung task pages on-call: `forge runner` (BullMQ on a real Redis) kills it and reports it to the API,
+// whose dispatcher pages PagerDuty (loopback). Both processes export their platform metrics.
+const ROUTING_KEY = 'R0UT1NGKEYhungtask0123456789abcd';
+let redis: RedisServer;
+let forge: RunningForge;
+let runner: StartedRunner;
+let queue: TaskQueue;
+let slack: HttpReceiver;
+let pd: HttpReceiver;
+let dir: string;
+let metricsKey: string;
+const errors: string[] = [];
+const queueName = `q-${freshPrefix('h')}`.replace(/:/g, '');
+
+beforeAll(async () => {
+  redis = await startRedis();
+  slack = await HttpReceiver.start({ check: ({ json }) => checkSlackMessage(json) });
+  pd = await HttpReceiver.start({ check: ({ json }) => checkPagerDutyEvent(json, ROUTING_KEY), ok: pagerDutyOk });
+  dir = mkdtempSync(join(tmpdir(), 'forge-platform-'));
+  writeFileSync(join(dir, 'bands.yaml'), 'global:\n  B_day_soft: 8000\n  B_day_hard: 10000\n  B_week_soft: 40000\n  B_week_hard: 50000\n  B_run_cap: 100000\n  B_unit_cap: 1000\ntenants:\n  acme:\n    B_day_soft: 800\n    B_day_hard: 1000\n');
+  writeFileSync(
+    join(dir, 'alerts.yaml'),
+    `links:\n  dashboardUrl: http://grafana.test/d/burn?scope={scope}\n  acknowledgeUrl: http://forge.test/v1/guardrail/{scope}/acknowledge\ndelivery:\n  maxAttempts: 3\n  initialBackoffMs: 10\n  maxBackoffMs: 50\n  timeoutMs: 2000\ndestinations:\n  slack:\n    type: slack\n    webhookUrl: \${T_SLACK}\n  pd:\n    type: pagerduty\n    routingKey: \${T_PD_KEY}\n    url: \${T_PD_URL}\nroutes:\n  hung_task: [pd, slack]\n`,
+  );
+  const prefix = freshPrefix('ph');
+  forge = await startForge({
+    env: {
+      FORGE_DATA_DIR: join(dir, 'data'), FORGE_PORT: '0', FORGE_HOST: '127.0.0.1', FORGE_BUDGETS_FILE: join(dir, 'bands.yaml'), FORGE_ALERTS_FILE: join(dir, 'alerts.yaml'), FORGE_LOG_LEVEL: 'silent',
+      FORGE_REDIS_URL: redis.url, FORGE_REDIS_PREFIX: prefix,
+      T_SLACK: `${slack.url}/services/T000/B000/secretpath`, T_PD_KEY: ROUTING_KEY, T_PD_URL: `${pd.url}/v2/enqueue`,
+    },
+    log: (l) => errors.push(l),
+  });
+  const runnerKey = (await forge.keys.create({ name: 'runner-acme', roles: ['runner'], tenantId: 'acme' })).key;
+  metricsKey = (await forge.keys.create({ name: 'oncall', roles: ['oncall'], tenantId: null })).key;
+  const cfg = runnerConfigFromEnv({
+    FORGE_REDIS_URL: redis.url, FORGE_REDIS_PREFIX: prefix, FORGE_API_URL: forge.url, FORGE_API_KEY: runnerKey, FORGE_RUNNER_QUEUE: queueName,
+    FORGE_RUNNER_CONCURRENCY: '2', FORGE_RUNNER_METRICS_PORT: '0', FORGE_RUNNER_BEAT_MS: '200', FORGE_PRICING_FILE: 'config/pricing.yaml',
+  });
+  runner = await startRunner(cfg, { onError: (e, where) => errors.push(`${where}: ${String(e)}`) });
+  queue = new TaskQueue({ redisUrl: redis.url, queueName });
+}, 60_000);
+
+afterAll(async () => {
+  await queue?.close();
+  await runner?.close({ abort: true });
+  await forge?.close();
+  await slack?.close();
+  await pd?.close();
+  await redis?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** The value of the series `name` carrying all of `labels` (any order), or undefined. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = new Map([...m[2]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
+    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
+  }
+  return undefined;
+}
+
+function hangingTask(taskId: string): TaskSpec {
+  return {
+    taskId, tenantId: 'acme', runId: 'r-hang', taskType: 'eval.test', environment: 'test', secondsPerHour: 1, heartbeatTimeoutMs: 400,
+    profile: { rliEvalUsd: '0.10', gasUsed: 0, runtimeHours: '0.01', llm: [] },
+    command: { cmd: 'node', args: [SIM_TASK_SCRIPT], env: { FORGE_SIM_DURATION_MS: '60000', FORGE_SIM_HEARTBEAT_MS: '50', FORGE_SIM_HANG_AFTER_MS: '100' } },
+  };
+}
+
+describe('platform health: hung tasks page, runner and API export their metrics', () => {
+  it('a hung task is killed by forge runner and pages PagerDuty through the API; kills, beats and queue depth are exported', async () => {
+    await queue.add(hangingTask('hangs-1'));
+    await pd.waitForCount(1);
+    const page = pd.requests[0]!.json as { event_action: string; dedup_key: string; payload: { summary: string; custom_details: Record<string, unknown> } };
+    expect(pd.problems()).toEqual([]);
+    expect(page.event_action).toBe('trigger');
+    expect(page.dedup_key).toContain('run:acme/r-hang/hung_task:hangs-1/');
+    expect(page.payload.custom_details).toMatchObject({ task_id: 'hangs-1', tenant_id: 'acme' });
+    await slack.waitForCount(1);
+
+    const url = runner.metrics.url!;
+    let text = '';
+    await waitFor('runner kill counted', async () => {
+      text = await (await fetch(`${url}/metrics`)).text();
+      return sample(text, 'forge_runner_kills_total', { queue: queueName, reason: 'hung', service: 'forge-runner' }) === 1;
+    });
+    expect(sample(text, 'forge_runner_heartbeats_total', { queue: queueName })).toBeGreaterThanOrEqual(1);
+    expect(sample(text, 'forge_runner_concurrency', { queue: queueName })).toBe(2);
+    expect(sample(text, 'forge_runner_queue_depth', { queue: queueName })).toBeGreaterThanOrEqual(0);
+    expect(sample(text, 'forge_runner_tasks_in_flight', { queue: queueName })).toBeGreaterThanOrEqual(0);
+    expect(sample(text, 'forge_runner_kills_total', { queue: queueName, reason: 'emergency' })).toBe(0);
+    expect(text).toContain('forge_process_nodejs_eventloop_lag_seconds');
+    expect(text).toContain('forge_process_nodejs_heap_size_used_bytes');
+  });
+
+  it('the API exports requests, errors and latency per route template, process metrics, and stop counts at 0', async () => {
+    const res = await fetch(`${forge.url}/metrics`, { headers: { authorization: `Bearer ${metricsKey}` } });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const hung = { route: '/v1/alerts/hung-tasks', method: 'POST', service: 'forge-api' };
+    expect(sample(text, 'forge_api_requests_total', { ...hung, status: '202' })).toBeGreaterThanOrEqual(1);
+    expect(sample(text, 'forge_api_request_duration_seconds_count', hung)).toBeGreaterThanOrEqual(1);
+    expect(sample(text, 'forge_api_request_duration_seconds_bucket', { ...hung, le: '+Inf' })).toBeGreaterThanOrEqual(1);
+    // Declared routes read 0 before their first error.
+    expect(sample(text, 'forge_api_request_errors_total', { route: '/v1/admissions', method: 'POST', status: '500' })).toBe(0);
+    expect(text).toContain('forge_process_nodejs_gc_duration_seconds');
+    expect(sample(text, 'forge_stop_condition_hard_stop_count', { scope: 'global', tenant: '' })).toBe(0);
+  });
+
+  it('a hung-task report for another tenant is refused with the field named', async () => {
+    const other = (await forge.keys.create({ name: 'runner-other', roles: ['runner'], tenantId: 'other' })).key;
+    const r = await fetch(`${forge.url}/v1/alerts/hung-tasks`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${other}` }, body: JSON.stringify({ tenant_id: 'acme', run_id: 'r', task_id: 't', silent_for_ms: 1 }) });
+    expect(r.status).toBe(403);
+    expect(((await r.json()) as { error: { field: string } }).error.field).toBe('tenant_id');
+    const bad = await fetch(`${forge.url}/v1/alerts/hung-tasks`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${other}` }, body: JSON.stringify({ tenant_id: 'other', run_id: 'r', task_id: 't', silent_for_ms: -1 }) });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { field: string } }).error.field).toContain('silent_for_ms');
+  });
+});
