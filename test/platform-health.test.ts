@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startForge, type RunningForge } from '../cli/forge-process.ts';
 import { runnerConfigFromEnv, SIM_TASK_SCRIPT, startRunner, TaskQueue, type StartedRunner, type TaskSpec } from '../runner/index.ts';
+import { expandPlatformPromql, platformHealthDashboard } from '../dashboards/index.ts';
+import { startPrometheus, type PrometheusServer } from './helpers/prometheus.ts';
 import { checkPagerDutyEvent, checkSlackMessage, HttpReceiver, pagerDutyOk } from './helpers/http-receiver.ts';
 import { freshPrefix, startRedis, waitFor, type RedisServer } from './helpers/redis.ts';
 
@@ -18,6 +20,7 @@ let slack: HttpReceiver;
 let pd: HttpReceiver;
 let dir: string;
 let metricsKey: string;
+let prom: PrometheusServer | undefined;
 const errors: string[] = [];
 const queueName = `q-${freshPrefix('h')}`.replace(/:/g, '');
 
@@ -36,6 +39,8 @@ beforeAll(async () => {
     env: {
       FORGE_DATA_DIR: join(dir, 'data'), FORGE_PORT: '0', FORGE_HOST: '127.0.0.1', FORGE_BUDGETS_FILE: join(dir, 'bands.yaml'), FORGE_ALERTS_FILE: join(dir, 'alerts.yaml'), FORGE_LOG_LEVEL: 'silent',
       FORGE_REDIS_URL: redis.url, FORGE_REDIS_PREFIX: prefix,
+      // Prometheus scrapes without a key here (public metrics leave out every tenant's series).
+      FORGE_METRICS_PUBLIC: 'true',
       T_SLACK: `${slack.url}/services/T000/B000/secretpath`, T_PD_KEY: ROUTING_KEY, T_PD_URL: `${pd.url}/v2/enqueue`,
     },
     log: (l) => errors.push(l),
@@ -51,6 +56,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  await prom?.stop();
   await queue?.close();
   await runner?.close({ abort: true });
   await forge?.close();
@@ -128,4 +134,29 @@ describe('platform health: hung tasks page, runner and API export their metrics'
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { field: string } }).error.field).toContain('silent_for_ms');
   });
+});
+
+describe('platform health dashboard on the embedded default: a real Prometheus scraping Forge and its runner', () => {
+  it('every panel query of the generated dashboard returns data', async () => {
+    const hostOf = (u: string): string => new URL(u).host;
+    prom = await startPrometheus({ targets: [hostOf(forge.url), hostOf(runner.metrics.url!)], scrapeIntervalS: 1 });
+    // Enough scrapes for rate() and increase() over the test's short window.
+    await prom.waitFor('count_over_time(forge_runner_heartbeats_total[1m])', (s) => s.some((x) => x.value >= 3), 60_000);
+    await prom.waitFor('count_over_time(forge_api_requests_total[1m])', (s) => s.some((x) => x.value >= 3), 60_000);
+    // Traffic during the window, so request rates and latencies are non-empty.
+    for (let i = 0; i < 3; i++) await fetch(`${forge.url}/healthz`);
+    await prom.waitFor('count_over_time(up[1m])', (s) => s.length === 2 && s.every((x) => x.value >= 4), 60_000);
+    const dash = platformHealthDashboard() as unknown as { panels: Array<{ title: string; datasource: { uid: string }; targets: Array<{ expr: string }> }> };
+    expect(dash.panels.length).toBeGreaterThanOrEqual(10);
+    for (const panel of dash.panels) {
+      expect(panel.datasource.uid, panel.title).toBe('forge-prometheus');
+      for (const t of panel.targets) {
+        const expr = expandPlatformPromql(t.expr, { rateInterval: '30s', range: '10m' });
+        const samples = await prom.waitFor(expr, (x) => x.length > 0 && x.every((v) => Number.isFinite(v.value) || Number.isNaN(v.value)), 30_000);
+        expect(samples.length, `${panel.title}: ${expr}`).toBeGreaterThan(0);
+      }
+    }
+    const kills = await prom.query(expandPlatformPromql('sum by (queue, reason) (increase(forge_runner_kills_total[$__range]))', { rateInterval: '30s', range: '10m' }));
+    expect(kills.map((k) => k.metric.reason).sort()).toEqual(['anomaly', 'emergency', 'hung']);
+  }, 120_000);
 });
