@@ -7,6 +7,7 @@ import { ALERTS_ERROR_CODES, AlertsError, AlertsInputError } from './errors.ts';
 import { componentFailureView, guardView, hungTaskView, type SlackVariant } from './format.ts';
 import { stderrLogger, type AlertLogger, type AlertLogRecord, type AlertLogSink } from './log-sink.ts';
 import { Redactor } from './secret.ts';
+import { anomalyAlertSchema, anomalyView, type AnomalyAlert } from './anomaly.ts';
 import { spendAlertSchema, spendView, type SpendAlert } from './spend.ts';
 import type { AlertHistory } from './store-sink.ts';
 import type { AlertView, EventAction, OperationalAlert } from './types.ts';
@@ -209,6 +210,22 @@ export class AlertDispatcher {
         : componentFailureView({ ...alert, at, errorText: this.#redactor.error(alert.error) }, this.#config);
     return this.#enqueue(view.scope, async () => {
       const deliveries = await this.#open(view, alert.kind, `${view.dedupKey}|notify`);
+      return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
+    });
+  }
+
+  /** A cost anomaly (routes.anomaly): once per scope, anomaly, subject and UTC day. */
+  async raiseAnomaly(alert: AnomalyAlert): Promise<DispatchResult> {
+    const parsed = anomalyAlertSchema.safeParse(alert);
+    if (!parsed.success) {
+      const error = inputError(parsed.error, 'anomaly');
+      this.#onError(error);
+      return { outcome: 'invalid', error };
+    }
+    if (this.#stopped) return { outcome: 'ignored', reason: 'stopped' };
+    const view = anomalyView({ ...parsed.data, at: parsed.data.at ?? this.#clock.now() }, this.#config);
+    return this.#enqueue(view.scope, async () => {
+      const deliveries = await this.#open(view, 'anomaly', `${view.dedupKey}|notify`);
       return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
     });
   }

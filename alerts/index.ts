@@ -12,6 +12,8 @@ export { MemoryAlertLogSink, stderrLogger } from './log-sink.ts';
 export { storeAlertHistory, storeAlertLogSink } from './store-sink.ts';
 export type { AlertHistory, AlertLogStore, AlertReadStore } from './store-sink.ts';
 export { estimatedMonthlyMicros, monthWindow, SPEND_PERCENTS, spendAlertsOf, spendDedupKey } from './spend.ts';
+export { ANOMALY_KINDS } from './anomaly.ts';
+export type { AnomalyAlert, AnomalyKind } from './anomaly.ts';
 export type { SpendAlert, SpendMetric, SpendSnapshot } from './spend.ts';
 export type { Attempt, Channel, ChannelMessage } from './channel.ts';
 export type { EmailBody } from './channels/email.ts';

@@ -11,3 +11,4 @@ export { reportRoutes } from './routes/reports.ts';
 export { TenantRegistry, type TenantSource } from './tenants.ts';
 export { tenantRoutes } from './routes/tenants.ts';
 export { alertRoutes, type AlertRoutesOptions } from './routes/alerts.ts';
+export { anomalyRoutes, type AnomalyRoutesOptions } from './routes/anomalies.ts';

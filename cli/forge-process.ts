@@ -2,11 +2,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { AlertDispatcher, loadAlertsConfig, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
-import { alertRoutes, billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
+import { alertRoutes, anomalyRoutes, billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import {
+  CostBaseline,
   Guardrail,
   InProcessHaltBus,
   InProcessLedger,
@@ -168,6 +169,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // The embedded ledger starts empty: the caps' counters come from the log, so they hold across a restart.
     if (ledger instanceof InProcessLedger) ledger.seed(rebuilt.capCounters);
     await guardrail.drain();
+    // The normal cost per task type (anomaly ceilings), learned from the log's recent successful tasks.
+    const baseline = new CostBaseline();
+    for (const ev of await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 })) baseline.observe(ev);
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);
     };
@@ -192,6 +196,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
         onAccepted: async (events) => {
           await guardrail.ingest(events);
+          for (const ev of events) baseline.observe(ev);
           // Once per scope the batch touched: only the totals after the whole batch matter.
           for (const scope of new Set(events.flatMap((ev) => scopesOf(ev.tenantId, ev.runId)))) metrics.setScopeTotals(scope, guardrail.totals(scope));
         },
@@ -248,6 +253,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
           }),
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
         async (app) => app.register(alertRoutes, { ...(alerts ? { alerts } : {}) }),
+        async (app) => app.register(anomalyRoutes, { baseline, unitCapOf: (scope) => guardrail.bandsFor(scope).unitCap, audit, ...(alerts ? { alerts } : {}), now }),
         ...(opts.plugins ?? []),
       ],
     });

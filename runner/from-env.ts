@@ -92,6 +92,12 @@ export async function startRunner(cfg: RunnerConfig, hooks: Partial<TaskRunnerOp
       hooks.onHung?.(h);
       alerts.reportHung(h).catch((e: unknown) => onError(e, 'hung task alert'));
     },
+    // A task whose in-flight cost passes 3 x its type's normal cost is killed; the API audits and alerts.
+    costCeiling: (task) => alerts.costCeiling(task),
+    onAnomaly: (a) => {
+      hooks.onAnomaly?.(a);
+      alerts.reportCostKill(a).catch((e: unknown) => onError(e, 'cost anomaly report'));
+    },
     onKill: (task, kind) => {
       platform.recordKill(queueName, kind);
       hooks.onKill?.(task, kind);

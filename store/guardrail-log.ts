@@ -19,8 +19,12 @@ export type GuardrailEventKind =
   /** A settle above what its reservation held, without a top-up. */
   | 'overrun'
   /** What the guard learned of a tenant's task type (actual / estimate ratios), kept across restarts. */
-  | 'estimate_learned';
-export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned'];
+  | 'estimate_learned'
+  /** A cost anomaly (details.anomaly: cost_kill, model_fallback, ...): audited, alerted. */
+  | 'anomaly'
+  /** An incident's step (details.action: opened, acknowledged, resolved), opened by an EMERGENCY_STOP. */
+  | 'incident';
+export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned', 'anomaly', 'incident'];
 const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(GUARDRAIL_EVENT_KINDS);
 
 export interface GuardrailEventInput {

@@ -20,6 +20,7 @@ let slack: HttpReceiver;
 let pd: HttpReceiver;
 let dir: string;
 let metricsKey: string;
+let runnerKey: string;
 let prom: PrometheusServer | undefined;
 const errors: string[] = [];
 const queueName = `q-${freshPrefix('h')}`.replace(/:/g, '');
@@ -32,7 +33,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'bands.yaml'), 'global:\n  B_day_soft: 8000\n  B_day_hard: 10000\n  B_week_soft: 40000\n  B_week_hard: 50000\n  B_run_cap: 100000\n  B_unit_cap: 1000\ntenants:\n  acme:\n    B_day_soft: 800\n    B_day_hard: 1000\n');
   writeFileSync(
     join(dir, 'alerts.yaml'),
-    `links:\n  dashboardUrl: http://grafana.test/d/burn?scope={scope}\n  acknowledgeUrl: http://forge.test/v1/guardrail/{scope}/acknowledge\ndelivery:\n  maxAttempts: 3\n  initialBackoffMs: 10\n  maxBackoffMs: 50\n  timeoutMs: 2000\ndestinations:\n  slack:\n    type: slack\n    webhookUrl: \${T_SLACK}\n  pd:\n    type: pagerduty\n    routingKey: \${T_PD_KEY}\n    url: \${T_PD_URL}\nroutes:\n  hung_task: [pd, slack]\n`,
+    `links:\n  dashboardUrl: http://grafana.test/d/burn?scope={scope}\n  acknowledgeUrl: http://forge.test/v1/guardrail/{scope}/acknowledge\ndelivery:\n  maxAttempts: 3\n  initialBackoffMs: 10\n  maxBackoffMs: 50\n  timeoutMs: 2000\ndestinations:\n  slack:\n    type: slack\n    webhookUrl: \${T_SLACK}\n  pd:\n    type: pagerduty\n    routingKey: \${T_PD_KEY}\n    url: \${T_PD_URL}\nroutes:\n  hung_task: [pd, slack]\n  anomaly: [slack]\n`,
   );
   const prefix = freshPrefix('ph');
   forge = await startForge({
@@ -45,7 +46,7 @@ beforeAll(async () => {
     },
     log: (l) => errors.push(l),
   });
-  const runnerKey = (await forge.keys.create({ name: 'runner-acme', roles: ['runner'], tenantId: 'acme' })).key;
+  runnerKey = (await forge.keys.create({ name: 'runner-acme', roles: ['runner'], tenantId: 'acme' })).key;
   metricsKey = (await forge.keys.create({ name: 'oncall', roles: ['oncall'], tenantId: null })).key;
   const cfg = runnerConfigFromEnv({
     FORGE_REDIS_URL: redis.url, FORGE_REDIS_PREFIX: prefix, FORGE_API_URL: forge.url, FORGE_API_KEY: runnerKey, FORGE_RUNNER_QUEUE: queueName,
@@ -112,10 +113,15 @@ describe('platform health: hung tasks page, runner and API export their metrics'
   });
 
   it('the API exports requests, errors and latency per route template, process metrics, and stop counts at 0', async () => {
-    const res = await fetch(`${forge.url}/metrics`, { headers: { authorization: `Bearer ${metricsKey}` } });
-    expect(res.status).toBe(200);
-    const text = await res.text();
     const hung = { route: '/v1/alerts/hung-tasks', method: 'POST', service: 'forge-api' };
+    let text = '';
+    // The runner's report is counted once its response is sent (after the page and the Slack post).
+    await waitFor('hung-task request counted', async () => {
+      const res = await fetch(`${forge.url}/metrics`, { headers: { authorization: `Bearer ${metricsKey}` } });
+      expect(res.status).toBe(200);
+      text = await res.text();
+      return sample(text, 'forge_api_requests_total', { ...hung, status: '202' }) !== undefined;
+    });
     expect(sample(text, 'forge_api_requests_total', { ...hung, status: '202' })).toBeGreaterThanOrEqual(1);
     expect(sample(text, 'forge_api_request_duration_seconds_count', hung)).toBeGreaterThanOrEqual(1);
     expect(sample(text, 'forge_api_request_duration_seconds_bucket', { ...hung, le: '+Inf' })).toBeGreaterThanOrEqual(1);
@@ -134,6 +140,49 @@ describe('platform health: hung tasks page, runner and API export their metrics'
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { field: string } }).error.field).toContain('silent_for_ms');
   });
+});
+
+describe('cost anomaly: a running task past 3x the normal cost of its type is killed', () => {
+  it('normal cost is learned from finalized tasks; the runner aborts the task on its progress; the kill is audited and alerted', async () => {
+    const auth = { 'content-type': 'application/json', authorization: `Bearer ${runnerKey}` };
+    // Before any history the normal cost is the unit cap.
+    const before = (await (await fetch(`${forge.url}/v1/anomalies/normal-cost?tenant_id=acme&task_type=eval.anomaly`, { headers: auth })).json()) as { source: string; normal_usd: string };
+    expect(before.source).toBe('unit_cap');
+    for (let i = 0; i < 5; i++) {
+      const r = await fetch(`${forge.url}/v1/events`, {
+        method: 'POST', headers: auth,
+        body: JSON.stringify({ event_id: `hist-${i}`, tenant_id: 'acme', run_id: 'r-hist', task_id: `h${i}`, task_type: 'eval.anomaly', environment: 'cpu-standard', status: 'success', finalized_at: new Date().toISOString(), rli_eval_usd: i === 4 ? '0.90' : '0.10', task_hours: '0' }),
+      });
+      expect(r.status).toBe(200);
+    }
+    const normal = (await (await fetch(`${forge.url}/v1/anomalies/normal-cost?tenant_id=acme&task_type=eval.anomaly`, { headers: auth })).json()) as { source: string; normal_usd: string; ceiling_usd: string; samples: number };
+    // The median ignores the one expensive task.
+    expect(normal).toMatchObject({ source: 'median', samples: 5 });
+    // $0.10 fee plus the collector's own allocations (storage share): about $0.11, far from the $0.90 outlier.
+    const normalMicros = Math.round(Number(normal.normal_usd) * 1e6);
+    const ceilingMicros = Math.round(Number(normal.ceiling_usd) * 1e6);
+    expect(normalMicros).toBeGreaterThanOrEqual(100_000);
+    expect(normalMicros).toBeLessThan(200_000);
+    expect(ceilingMicros).toBe(3 * normalMicros);
+
+    const slackBefore = slack.requests.length;
+    await queue.add({
+      taskId: 'runaway-1', tenantId: 'acme', runId: 'r-anomaly', taskType: 'eval.anomaly', model: 'gpt-4o', environment: 'cpu-standard', secondsPerHour: 3600,
+      profile: { rliEvalUsd: '0.05', gasUsed: 0, runtimeHours: '0.0001', llm: [{ model: 'gpt-4o', inputTokens: 1000, outputTokens: 0 }] },
+      // Each progress line adds 20k input tokens of gpt-4o ($0.05): past $0.30 after a handful of beats.
+      command: { cmd: 'node', args: [SIM_TASK_SCRIPT], env: { FORGE_SIM_DURATION_MS: '60000', FORGE_SIM_HEARTBEAT_MS: '50', FORGE_SIM_PROGRESS: JSON.stringify({ llm: [{ model: 'gpt-4o', inputTokens: 20_000, outputTokens: 0 }] }) } },
+    });
+    await waitFor('anomaly audited', async () => (await forge.store.guardrailEvents({ scope: { tenantId: 'acme' }, from: 0, to: Date.now() + 60_000, kinds: ['anomaly'] })).length === 1, 30_000);
+    const [row] = await forge.store.guardrailEvents({ scope: { tenantId: 'acme' }, from: 0, to: Date.now() + 60_000, kinds: ['anomaly'] });
+    expect(row).toMatchObject({ kind: 'anomaly', scope: 'run:acme/r-anomaly' });
+    const d = row!.details as { anomaly: string; task_id: string; cost_so_far_micros: number; ceiling_micros: number };
+    expect(d).toMatchObject({ anomaly: 'cost_kill', task_id: 'runaway-1', ceiling_micros: ceilingMicros });
+    expect(d.cost_so_far_micros).toBeGreaterThan(ceilingMicros);
+    // Killed at its first progress past the ceiling, long before its 60 s.
+    expect(d.cost_so_far_micros).toBeLessThan(1_000_000);
+    await waitFor('anomaly posted to Slack', () => slack.requests.slice(slackBefore).some((r) => r.body.includes('ANOMALY') && r.body.includes('runaway-1')), 10_000);
+    await waitFor('kill counted', async () => sample(await (await fetch(`${runner.metrics.url!}/metrics`)).text(), 'forge_runner_kills_total', { queue: queueName, reason: 'anomaly' }) === 1, 10_000);
+  }, 60_000);
 });
 
 describe('platform health dashboard on the embedded default: a real Prometheus scraping Forge and its runner', () => {
