@@ -13,6 +13,8 @@ export { storeAlertHistory, storeAlertLogSink } from './store-sink.ts';
 export type { AlertHistory, AlertLogStore, AlertReadStore } from './store-sink.ts';
 export { estimatedMonthlyMicros, monthWindow, SPEND_PERCENTS, spendAlertsOf, spendDedupKey } from './spend.ts';
 export { ANOMALY_KINDS } from './anomaly.ts';
+export { foldIncidents, incidentIdOf, IncidentLog } from './incidents.ts';
+export type { Incident, IncidentStore } from './incidents.ts';
 export type { AnomalyAlert, AnomalyKind } from './anomaly.ts';
 export type { SpendAlert, SpendMetric, SpendSnapshot } from './spend.ts';
 export type { Attempt, Channel, ChannelMessage } from './channel.ts';

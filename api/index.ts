@@ -12,3 +12,4 @@ export { TenantRegistry, type TenantSource } from './tenants.ts';
 export { tenantRoutes } from './routes/tenants.ts';
 export { alertRoutes, type AlertRoutesOptions } from './routes/alerts.ts';
 export { anomalyRoutes, type AnomalyRoutesOptions } from './routes/anomalies.ts';
+export { incidentRoutes, type IncidentRoutesOptions } from './routes/incidents.ts';

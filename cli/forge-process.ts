@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { AlertDispatcher, loadAlertsConfig, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
-import { alertRoutes, anomalyRoutes, billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
+import { AlertDispatcher, IncidentLog, loadAlertsConfig, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
+import { alertRoutes, anomalyRoutes, billingRoutes, incidentRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
@@ -124,6 +124,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     alerts?.start();
     if (alerts) closers.push({ what: 'alerts', close: () => alerts.stop() });
     const alertOnChange = alerts?.listener();
+    // An EMERGENCY_STOP opens an incident (kept in guardrail_events: every process, every restart).
+    const incidents = new IncidentLog(store, { now });
 
     const audit = async (r: AuditRecord): Promise<void> => {
       await store.appendGuardrailEvents([
@@ -138,6 +140,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       onChange: (c) => {
         metrics.recordStateChange(c);
         alertOnChange?.(c);
+        incidents.onStateChange(c).catch((e: unknown) => onError(e, 'incidents'));
       },
       onAcknowledge: (scope, actor) => {
         if (alerts) void alerts.acknowledge(scope, actor).catch((e: unknown) => onError(e, 'alerts'));
@@ -252,6 +255,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
             now,
           }),
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
+        async (app) => app.register(incidentRoutes, { incidents }),
         async (app) => app.register(alertRoutes, { ...(alerts ? { alerts } : {}) }),
         async (app) => app.register(anomalyRoutes, { baseline, unitCapOf: (scope) => guardrail.bandsFor(scope).unitCap, audit, ...(alerts ? { alerts } : {}), now }),
         ...(opts.plugins ?? []),
