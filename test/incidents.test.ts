@@ -68,7 +68,7 @@ describe('incidents', () => {
     expect(ack.json()).toMatchObject({ status: 'acknowledged', acknowledged: { actor: 'key:ann', note: 'looking' } });
     const again = await call(oncall, 'POST', `/v1/incidents/${inc.id}/acknowledge`, {});
     expect(again.statusCode).toBe(409);
-    expect(again.json()).toMatchObject({ error: { code: 'FORGE_ERR_CONFLICT', field: 'id' } });
+    expect(again.json()).toMatchObject({ error: { code: 'FORGE_ERR_CONFLICT', field: 'incident_id' } });
 
     const noNote = await call(oncall, 'POST', `/v1/incidents/${inc.id}/resolve`, {});
     expect(noNote.statusCode).toBe(400);

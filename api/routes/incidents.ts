@@ -26,7 +26,7 @@ const incidentView = {
     resolved: step,
   },
 } as const;
-const idParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^inc_[0-9a-f]{24}$' } } } as const;
+const idParams = { type: 'object', additionalProperties: false, required: ['incident_id'], properties: { incident_id: { type: 'string', pattern: '^inc_[0-9a-f]{24}$' } } } as const;
 
 function view(i: Incident): Record<string, unknown> {
   const s = (x: { actor: string; at: number; note: string } | undefined) => (x ? { actor: x.actor, at: new Date(x.at).toISOString(), note: x.note } : undefined);
@@ -60,8 +60,8 @@ export async function incidentRoutes(app: FastifyInstance, opts: IncidentRoutesO
   );
 
   const act = (what: 'acknowledge' | 'resolve') =>
-    app.post<{ Params: { id: string }; Body: { note?: string } | null }>(
-      `/v1/incidents/:id/${what}`,
+    app.post<{ Params: { incident_id: string }; Body: { note?: string } | null }>(
+      `/v1/incidents/:incident_id/${what}`,
       {
         config: { roles: ['oncall'] },
         schema: {
@@ -81,9 +81,9 @@ export async function incidentRoutes(app: FastifyInstance, opts: IncidentRoutesO
         const p = principalOf(req);
         const scope = scopeOf(req);
         const note = req.body?.note ?? '';
-        const r = what === 'acknowledge' ? await opts.incidents.acknowledge(scope, req.params.id, `key:${p.name}`, note) : await opts.incidents.resolve(scope, req.params.id, `key:${p.name}`, note);
+        const r = what === 'acknowledge' ? await opts.incidents.acknowledge(scope, req.params.incident_id, `key:${p.name}`, note) : await opts.incidents.resolve(scope, req.params.incident_id, `key:${p.name}`, note);
         if (!r) throw notFound('incident');
-        if (!r.changed) throw new ApiError('FORGE_ERR_CONFLICT', `incident is already ${r.incident.status}`, 'id');
+        if (!r.changed) throw new ApiError('FORGE_ERR_CONFLICT', `incident is already ${r.incident.status}`, 'incident_id');
         return view(r.incident);
       },
     );
