@@ -196,38 +196,40 @@ export class AlertDispatcher {
 
   /** Raises a hung-task or component-failure alert (routes.hung_task / routes.component_failure). */
   async raise(alert: OperationalAlert): Promise<DispatchResult> {
-    const parsed = operationalSchema.safeParse(alert);
-    if (!parsed.success) {
-      const error = inputError(parsed.error, 'alert');
-      this.#onError(error);
-      return { outcome: 'invalid', error };
-    }
-    if (this.#stopped) return { outcome: 'ignored', reason: 'stopped' };
+    const refused = this.#refuse(operationalSchema, alert, 'alert');
+    if (refused) return refused;
     const at = alert.at ?? this.#clock.now();
     const view =
       alert.kind === 'hung_task'
         ? hungTaskView({ ...alert, at }, this.#config)
         : componentFailureView({ ...alert, at, errorText: this.#redactor.error(alert.error) }, this.#config);
+    return this.#openOnce(view, alert.kind);
+  }
+
+  /** Bad input (to onError, as a value) or a stopped dispatcher: the result to return; else undefined. */
+  #refuse(schema: z.ZodType, input: unknown, prefix: string): DispatchResult | undefined {
+    const parsed = schema.safeParse(input);
+    if (!parsed.success) {
+      const error = inputError(parsed.error, prefix);
+      this.#onError(error);
+      return { outcome: 'invalid', error };
+    }
+    return this.#stopped ? { outcome: 'ignored', reason: 'stopped' } : undefined;
+  }
+
+  /** Opens an alert on its route, in the scope's order. */
+  #openOnce(view: AlertView, route: RouteKey): Promise<DispatchResult> {
     return this.#enqueue(view.scope, async () => {
-      const deliveries = await this.#open(view, alert.kind, `${view.dedupKey}|notify`);
+      const deliveries = await this.#open(view, route, `${view.dedupKey}|notify`);
       return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
     });
   }
 
   /** A cost anomaly (routes.anomaly): once per scope, anomaly, subject and UTC day. */
   async raiseAnomaly(alert: AnomalyAlert): Promise<DispatchResult> {
-    const parsed = anomalyAlertSchema.safeParse(alert);
-    if (!parsed.success) {
-      const error = inputError(parsed.error, 'anomaly');
-      this.#onError(error);
-      return { outcome: 'invalid', error };
-    }
-    if (this.#stopped) return { outcome: 'ignored', reason: 'stopped' };
-    const view = anomalyView({ ...parsed.data, at: parsed.data.at ?? this.#clock.now() }, this.#config);
-    return this.#enqueue(view.scope, async () => {
-      const deliveries = await this.#open(view, 'anomaly', `${view.dedupKey}|notify`);
-      return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
-    });
+    const refused = this.#refuse(anomalyAlertSchema, alert, 'anomaly');
+    if (refused) return refused;
+    return this.#openOnce(anomalyView({ ...alert, at: alert.at ?? this.#clock.now() }, this.#config), 'anomaly');
   }
 
   /**
@@ -236,20 +238,15 @@ export class AlertDispatcher {
    * earlier one, is skipped. Resolves once delivered or dead-lettered.
    */
   async notifySpend(alert: SpendAlert): Promise<DispatchResult> {
-    const parsed = spendAlertSchema.safeParse(alert);
-    if (!parsed.success) {
-      const error = inputError(parsed.error, 'spendAlert');
-      this.#onError(error);
-      return { outcome: 'invalid', error };
-    }
-    if (this.#stopped) return { outcome: 'ignored', reason: 'stopped' };
-    const view = spendView(parsed.data, this.#config);
+    const refused = this.#refuse(spendAlertSchema, alert, 'spendAlert');
+    if (refused) return refused;
+    const view = spendView(alert, this.#config);
     return this.#enqueue(view.scope, async () => {
       const key = `${view.dedupKey}|notify`;
       const deliveries = await Promise.all(
         this.#notifiers('user_spend').map(async (s): Promise<DeliveryOutcome> => {
           if (!s.has(key) && (await this.#deliveredBefore(view, s, alert.windowStart))) return { status: 'duplicate', destination: s.name };
-          return s.send(this.#note(view, { type: 'new' }, key, 'notify', [parsed.data.email]));
+          return s.send(this.#note(view, { type: 'new' }, key, 'notify', [alert.email]));
         }),
       );
       return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;

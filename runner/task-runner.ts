@@ -194,10 +194,15 @@ export class TaskRunner {
   }
 
   private killed(task: TaskSpec, kind: 'hung' | 'emergency' | 'anomaly'): void {
+    this.hook('onKill', () => this.o.onKill?.(task, kind));
+  }
+
+  /** Runs a caller's hook; what it throws goes to onError, never into the task's path. */
+  private hook(name: string, fn: () => void): void {
     try {
-      this.o.onKill?.(task, kind);
+      fn();
     } catch (e) {
-      this.onError(e, 'onKill');
+      this.onError(e, name);
     }
   }
 
@@ -341,11 +346,7 @@ export class TaskRunner {
       if (soFar <= ceiling.ceilingMicros) return;
       f.abortKind = 'anomaly';
       f.abortDetail = `cost anomaly: $${microsToUsd(soFar)} in flight passed $${microsToUsd(ceiling.ceilingMicros)} (3 x normal $${microsToUsd(ceiling.normalMicros)}, ${ceiling.source})`;
-      try {
-        this.o.onAnomaly?.({ task, costSoFarMicros: soFar, ceiling, at: this.now() });
-      } catch (e) {
-        this.onError(e, 'onAnomaly');
-      }
+      this.hook('onAnomaly', () => this.o.onAnomaly?.({ task, costSoFarMicros: soFar, ceiling, at: this.now() }));
       this.killed(task, 'anomaly');
       f.ac.abort(new Error(f.abortDetail));
     };
