@@ -257,7 +257,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
         async (app) => app.register(incidentRoutes, { incidents }),
         async (app) => app.register(alertRoutes, { ...(alerts ? { alerts } : {}) }),
-        async (app) => app.register(anomalyRoutes, { baseline, unitCapOf: (scope) => guardrail.bandsFor(scope).unitCap, audit, ...(alerts ? { alerts } : {}), now }),
+        async (app) => app.register(anomalyRoutes, { baseline, unitCapOf: (scope) => guardrail.bandsFor(scope).unitCap, audit, llmPrices: pricing.llm, ...(alerts ? { alerts } : {}), now }),
         ...(opts.plugins ?? []),
       ],
     });

@@ -185,6 +185,22 @@ describe('cost anomaly: a running task past 3x the normal cost of its type is ki
   }, 60_000);
 });
 
+describe('model fallback: a pricier provider notifies', () => {
+  it('a fallback to a pricier model is audited and alerted; a cheaper one is not', async () => {
+    const post = (body: unknown) => fetch(`${forge.url}/v1/anomalies/model-fallback`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${runnerKey}` }, body: JSON.stringify(body) });
+    const slackBefore = slack.requests.length;
+    const up = await post({ tenant_id: 'acme', run_id: 'r-fb', task_id: 'fb-1', from_model: 'gpt-4o-mini', to_model: 'gpt-4o' });
+    expect(up.status).toBe(202);
+    expect(await up.json()).toEqual({ pricier: true, from_mtok_usd: '0.75', to_mtok_usd: '12.5', alerted: true });
+    const down = await post({ tenant_id: 'acme', run_id: 'r-fb', task_id: 'fb-2', from_model: 'gpt-4o', to_model: 'gpt-4o-mini' });
+    expect(await down.json()).toMatchObject({ pricier: false, alerted: false });
+    const rows = await forge.store.guardrailEvents({ scope: { tenantId: 'acme' }, from: 0, to: Date.now() + 60_000, kinds: ['anomaly'], scopeKey: 'run:acme/r-fb' });
+    expect(rows.map((r) => (r.details as { task_id: string; anomaly: string }).task_id)).toEqual(['fb-1']);
+    expect(rows[0]!.details).toMatchObject({ anomaly: 'model_fallback', from_model: 'gpt-4o-mini', to_model: 'gpt-4o' });
+    expect(slack.requests.slice(slackBefore).filter((r) => r.body.includes('pricier model'))).toHaveLength(1);
+  });
+});
+
 describe('platform health dashboard on the embedded default: a real Prometheus scraping Forge and its runner', () => {
   it('every panel query of the generated dashboard returns data', async () => {
     const hostOf = (u: string): string => new URL(u).host;

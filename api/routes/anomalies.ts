@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type {} from '@fastify/swagger';
 import type { AlertDispatcher } from '../../alerts/index.ts';
 import { usdToMicrosField, type AuditRecord, type CostBaseline } from '../../guard/index.ts';
-import { microsToUsd, type ScopeKey } from '../../rules/index.ts';
+import { microsToUsd, usdToMicros, type LlmPriceTable, type ScopeKey } from '../../rules/index.ts';
 import { requireTenant } from '../auth.ts';
 import { errorBodySchema } from '../errors.ts';
 import { principalOf } from '../http.ts';
@@ -15,7 +15,15 @@ export interface AnomalyRoutesOptions {
   /** Appends to guardrail_events (audited, chained). */
   audit: (r: AuditRecord) => Promise<void>;
   alerts?: Pick<AlertDispatcher, 'raiseAnomaly'>;
+  /** The price book's LLM prices: a fallback is "pricier" when its input + output price per million tokens is higher. */
+  llmPrices?: LlmPriceTable;
   now: () => number;
+}
+
+/** USD micros of one million input plus one million output tokens of a model, or undefined when unpriced. */
+function mtokMicros(prices: LlmPriceTable | undefined, model: string): number | undefined {
+  const p = prices?.[model];
+  return p ? usdToMicros(String(p.inputPerMTokUsd)) + usdToMicros(String(p.outputPerMTokUsd)) : undefined;
 }
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
@@ -42,6 +50,49 @@ export async function anomalyRoutes(app: FastifyInstance, opts: AnomalyRoutesOpt
       requireTenant(principalOf(req), q.tenant_id);
       const n = opts.baseline.normal(q.tenant_id, q.task_type, opts.unitCapOf(`tenant:${q.tenant_id}`), q.model ?? '');
       return { normal_usd: microsToUsd(n.normalMicros), ceiling_usd: microsToUsd(n.ceilingMicros), source: n.source, samples: n.samples, factor: n.factor };
+    },
+  );
+
+  app.post<{ Body: { tenant_id: string; run_id: string; task_id: string; from_model: string; to_model: string } }>(
+    '/v1/anomalies/model-fallback',
+    {
+      config: { roles: ['runner'] },
+      schema: {
+        tags: ['anomalies'],
+        summary: 'A task fell back to another model: when the fallback is pricier (price book), it is audited and the user notified (routes.anomaly)',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['tenant_id', 'run_id', 'task_id', 'from_model', 'to_model'],
+          properties: { tenant_id: TENANT_ID, run_id: RUN_ID, task_id: TASK_ID, from_model: text(1, 128), to_model: text(1, 128) },
+        },
+        response: { 202: { type: 'object', properties: { pricier: { type: 'boolean' }, from_mtok_usd: { type: ['string', 'null'] }, to_mtok_usd: { type: ['string', 'null'] }, alerted: { type: 'boolean' } } }, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      requireTenant(principalOf(req), b.tenant_id);
+      const from = mtokMicros(opts.llmPrices, b.from_model);
+      const to = mtokMicros(opts.llmPrices, b.to_model);
+      void reply.status(202);
+      // An unpriced model is not judged: the collector refuses its tokens anyway.
+      const pricier = from !== undefined && to !== undefined && to > from;
+      let alerted = false;
+      if (pricier) {
+        const at = opts.now();
+        await opts.audit({
+          eventId: `anomaly:model_fallback:${b.tenant_id}:${b.run_id}:${b.task_id}`,
+          kind: 'anomaly',
+          scope: `run:${b.tenant_id}/${b.run_id}`,
+          at,
+          actor: `key:${principalOf(req).name}`,
+          reason: `model_fallback: task ${b.task_id} fell back from ${b.from_model} to pricier ${b.to_model}`,
+          details: { anomaly: 'model_fallback', task_id: b.task_id, from_model: b.from_model, to_model: b.to_model, from_mtok_micros: from, to_mtok_micros: to },
+        });
+        const r = await opts.alerts?.raiseAnomaly({ kind: 'anomaly', anomaly: 'model_fallback', tenantId: b.tenant_id, runId: b.run_id, subject: `${b.from_model}>${b.to_model}`.replace(/[^A-Za-z0-9._:/@>-]/g, '_').slice(0, 200), value: to, threshold: from, unit: 'usd_micros', detail: `task ${b.task_id}: per 1M input + 1M output tokens`, at });
+        alerted = r?.outcome === 'dispatched';
+      }
+      return { pricier, from_mtok_usd: from === undefined ? null : microsToUsd(from), to_mtok_usd: to === undefined ? null : microsToUsd(to), alerted };
     },
   );
 
