@@ -150,3 +150,21 @@ export function spendView(a: SpendAlert, config: AlertsConfig): AlertView {
     links,
   };
 }
+
+/**
+ * A month trending at `factor` x the average of earlier months (pure, integers): from the middle of the UTC
+ * month, the month's estimate at its pace so far against the mean of the previous months that had spend.
+ * Undefined before mid-month, without history, or below the factor.
+ */
+export function monthTrend(input: { monthSoFarMicros: number; previousMonthsMicros: readonly number[]; now: number; factor?: number }):
+  | { projectedMicros: number; averageMicros: number; factor: number }
+  | undefined {
+  const { start } = monthWindow(input.now);
+  if (input.now < start + 14 * 86_400_000) return undefined;
+  const history = input.previousMonthsMicros.filter((m) => m > 0);
+  if (history.length === 0) return undefined;
+  const factor = input.factor ?? 2;
+  const averageMicros = Math.floor(history.reduce((a, b) => a + b, 0) / history.length);
+  const projectedMicros = estimatedMonthlyMicros(input.monthSoFarMicros, input.now);
+  return projectedMicros >= factor * averageMicros ? { projectedMicros, averageMicros, factor } : undefined;
+}

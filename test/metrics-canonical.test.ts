@@ -45,3 +45,15 @@ describe('canonical metrics', () => {
     }
   });
 });
+
+describe('month trend (pure)', () => {
+  it('warns from mid-month when the month at its pace is 2x the average month; not before, not below', async () => {
+    const { monthTrend } = await import('../alerts/index.ts');
+    const mid = Date.UTC(2026, 2, 16); // March: 15 of 31 days passed
+    // $100 average; $100 so far in half a month -> about $206 for the month: >= 2x.
+    expect(monthTrend({ monthSoFarMicros: 100_000_000, previousMonthsMicros: [80_000_000, 120_000_000, 0], now: mid })).toEqual({ projectedMicros: Math.floor((100_000_000 * 31) / 15), averageMicros: 100_000_000, factor: 2 });
+    expect(monthTrend({ monthSoFarMicros: 90_000_000, previousMonthsMicros: [100_000_000], now: mid })).toBeUndefined();
+    expect(monthTrend({ monthSoFarMicros: 100_000_000, previousMonthsMicros: [100_000_000], now: Date.UTC(2026, 2, 10) })).toBeUndefined();
+    expect(monthTrend({ monthSoFarMicros: 100_000_000, previousMonthsMicros: [], now: mid })).toBeUndefined();
+  });
+});
