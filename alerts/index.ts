@@ -13,6 +13,7 @@ export { storeAlertHistory, storeAlertLogSink } from './store-sink.ts';
 export type { AlertHistory, AlertLogStore, AlertReadStore } from './store-sink.ts';
 export { estimatedMonthlyMicros, monthTrend, monthWindow, SPEND_PERCENTS, spendAlertsOf, spendDedupKey } from './spend.ts';
 export { monthTrendAnomalies } from './month-trend.ts';
+export { projectedBreachAnomalies, projectedDayBreach } from './projection.ts';
 export { ANOMALY_KINDS } from './anomaly.ts';
 export { foldIncidents, incidentIdOf, IncidentLog } from './incidents.ts';
 export type { Incident, IncidentStore } from './incidents.ts';

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { AlertDispatcher, IncidentLog, loadAlertsConfig, monthTrendAnomalies, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
+import { AlertDispatcher, IncidentLog, loadAlertsConfig, monthTrendAnomalies, projectedBreachAnomalies, type AnomalyAlert, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
 import { alertRoutes, anomalyRoutes, billingRoutes, incidentRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
@@ -177,10 +177,16 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     for (const ev of await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 })) baseline.observe(ev);
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);
-      // A month trending at 2x the average month, from mid-month: audited once a month, alerted once a day.
-      const tenantIds = guardrail.knownScopes().flatMap((s) => (s.startsWith('tenant:') ? [s.slice(7)] : []));
-      for (const a of await monthTrendAnomalies(store, tenantIds, now())) {
-        await audit({ eventId: `anomaly:month_trend:${a.tenantId}:${a.subject}`, kind: 'anomaly', scope: `tenant:${a.tenantId}`, at: a.at ?? now(), actor: 'forge', reason: `month_trend: ${a.detail}`, details: { anomaly: 'month_trend', month: a.subject, projected_micros: a.value, threshold_micros: a.threshold } });
+      // A month trending at 2x the average month (from mid-month) and a projected day breach: audited once
+      // per subject (month, day), alerted on routes.anomaly.
+      const t = now();
+      const tenantScopes = guardrail.knownScopes().filter((s): s is `tenant:${string}` => s.startsWith('tenant:'));
+      const found: AnomalyAlert[] = [
+        ...(await monthTrendAnomalies(store, tenantScopes.map((s) => s.slice(7)), t)),
+        ...projectedBreachAnomalies(tenantScopes.map((s) => ({ tenantId: s.slice(7), dayMicros: guardrail.totals(s).dayMicros, daySoftMicros: guardrail.bandsFor(s).daySoft, dayHardMicros: guardrail.bandsFor(s).dayHard })), t),
+      ];
+      for (const a of found) {
+        await audit({ eventId: `anomaly:${a.anomaly}:${a.tenantId}:${a.subject}`, kind: 'anomaly', scope: `tenant:${a.tenantId}`, at: t, actor: 'forge', reason: `${a.anomaly}: ${a.detail}`, details: { anomaly: a.anomaly, subject: a.subject, value_micros: a.value, threshold_micros: a.threshold } });
         if (alerts) await alerts.raiseAnomaly(a);
       }
     };

@@ -88,3 +88,34 @@ describe('incidents', () => {
     expect(rows.map((r) => (r.details as { action: string }).action).sort()).toEqual(['acknowledged', 'opened', 'resolved']);
   }, 60_000);
 });
+
+describe('projected breach', () => {
+  it('the hourly rollup raises a projected breach before the band is crossed, audited once per day', async () => {
+    // One embedded store per process: the incidents test's Forge closes first.
+    for (const o of open.splice(0)) await o.close();
+    const d2 = mkdtempSync(join(tmpdir(), 'forge-projection-'));
+    const at = Date.UTC(2026, 2, 10, 6, 0, 0); // a quarter of the UTC day has passed
+    writeFileSync(join(d2, 'bands.yaml'), 'global:\n  B_day_soft: 100000\n  B_day_hard: 100000\n  B_week_soft: 100000\n  B_week_hard: 100000\n  B_run_cap: 100000\n  B_unit_cap: 1000\ntenants:\n  acme:\n    B_day_soft: 800\n    B_day_hard: 1000\n    B_unit_cap: 1000\n');
+    const f = await startForge({ env: { FORGE_DATA_DIR: join(d2, 'data'), FORGE_PORT: '0', FORGE_BUDGETS_FILE: join(d2, 'bands.yaml'), FORGE_LOG_LEVEL: 'silent' }, now: () => at });
+    try {
+      const runner = (await f.keys.create({ name: 'runner', roles: ['runner'], tenantId: 'acme' })).key;
+      const post = (id: string, usd: string) => f.app.inject({ method: 'POST', url: '/v1/events', headers: { authorization: `Bearer ${runner}` }, payload: { event_id: id, tenant_id: 'acme', run_id: 'r1', task_id: id, task_type: 'eval', environment: 'cpu-standard', status: 'success', finalized_at: new Date(at - 60_000).toISOString(), rli_eval_usd: usd, task_hours: '0' } });
+      expect((await post('p1', '200')).statusCode).toBe(200);
+      await f.rollup();
+      const none = await f.store.guardrailEvents({ scope: { tenantId: 'acme' }, from: 0, to: at + 86_400_000, kinds: ['anomaly'] });
+      expect(none).toEqual([]); // $200 by 06:00 projects $800: under B_day_hard
+      expect((await post('p2', '100')).statusCode).toBe(200);
+      await f.rollup();
+      await f.rollup();
+      const rows = await f.store.guardrailEvents({ scope: { tenantId: 'acme' }, from: 0, to: at + 86_400_000, kinds: ['anomaly'] });
+      // $300 by 06:00 projects $1200 >= $1000 while the day is under the $800 soft band: one row, however many rollups.
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ scope: 'tenant:acme', details: { anomaly: 'projected_breach', subject: 'day_hard:2026-03-10', threshold_micros: 1_000_000_000 } });
+      expect((rows[0]!.details as { value_micros: number }).value_micros).toBeGreaterThanOrEqual(1_200_000_000);
+      expect(f.guardrail.effectiveState('tenant:acme')).toBe('NORMAL');
+    } finally {
+      await f.close();
+      rmSync(d2, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
