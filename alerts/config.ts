@@ -7,7 +7,7 @@ import { Secret } from './secret.ts';
 export const PAGERDUTY_EVENTS_URL = 'https://events.pagerduty.com/v2/enqueue';
 
 /** Route keys: the guardrail states that alert, and the other alert kinds. */
-export const ROUTE_KEYS = ['WARNING', 'HARD_STOP', 'EMERGENCY_STOP', 'hung_task', 'component_failure'] as const;
+export const ROUTE_KEYS = ['WARNING', 'HARD_STOP', 'EMERGENCY_STOP', 'hung_task', 'component_failure', 'user_spend', 'anomaly'] as const;
 export type RouteKey = (typeof ROUTE_KEYS)[number];
 
 export interface RetryPolicy {
@@ -46,7 +46,31 @@ export interface PagerDutyDestination extends DestinationBase {
   /** Integration routing key (secret). */
   routingKey: Secret;
 }
-export type DestinationConfig = SlackDestination | PagerDutyDestination;
+export interface EmailDestination extends DestinationBase {
+  type: 'email';
+  /** SMTP relay host and port; not secret. */
+  host: string;
+  port: number;
+  /** TLS from the first byte (port 465). */
+  secure: boolean;
+  /** Refuse to send unless STARTTLS succeeds. */
+  requireTLS: boolean;
+  /** Never try STARTTLS (loopback relays only). */
+  ignoreTLS: boolean;
+  username?: string;
+  /** SMTP password (secret). */
+  password?: Secret;
+  /** From address. */
+  from: string;
+  /** Default recipients (on-call lists); spend alerts name their user instead. */
+  to: readonly string[];
+}
+export interface WebhookDestination extends DestinationBase {
+  type: 'webhook';
+  /** Any HTTP endpoint taking JSON (secret: such URLs often embed a token). */
+  url: Secret;
+}
+export type DestinationConfig = SlackDestination | PagerDutyDestination | EmailDestination | WebhookDestination;
 
 /** Parsed, validated alerts configuration. Secrets are `Secret`s and print redacted. */
 export interface AlertsConfig {
@@ -104,6 +128,34 @@ const pagerDutySchema = z
   })
   .strict();
 
+const emailAddress = z.string().regex(/^[^\s@<>,;"]{1,64}@[^\s@<>,;"]{1,255}$/, 'is not an email address');
+const emailSchema = z
+  .object({
+    type: z.literal('email'),
+    host: z.string().min(1).max(255),
+    port: z.number().int().min(1).max(65_535).default(587),
+    secure: z.boolean().default(false),
+    requireTLS: z.boolean().default(false),
+    ignoreTLS: z.boolean().default(false),
+    username: z.string().min(1).max(255).optional(),
+    password: secretRef.optional(),
+    from: z.string().min(3).max(320),
+    // Addresses are checked after `${VAR}` references are read.
+    to: z.array(z.string().min(1).max(320)).max(100).default([]),
+    retry: retrySchema.optional(),
+    rateLimit: rateLimitSchema.optional(),
+  })
+  .strict();
+
+const webhookSchema = z
+  .object({
+    type: z.literal('webhook'),
+    url: secretRef,
+    retry: retrySchema.optional(),
+    rateLimit: rateLimitSchema.optional(),
+  })
+  .strict();
+
 const destName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'destination names use letters, digits, _ . - (max 64)');
 
 const rawSchema = z
@@ -124,7 +176,7 @@ const rawSchema = z
       .default({ intervalSeconds: 1800 }),
     delivery: retrySchema.default({ maxAttempts: 6, initialBackoffMs: 500, maxBackoffMs: 60_000, timeoutMs: 10_000 }),
     rateLimit: rateLimitSchema.default({ burst: 10, perMinute: 30, maxWaitMs: 120_000 }),
-    destinations: z.record(destName, z.discriminatedUnion('type', [slackSchema, pagerDutySchema])),
+    destinations: z.record(destName, z.discriminatedUnion('type', [slackSchema, pagerDutySchema, emailSchema, webhookSchema])),
     routes: z
       .object({
         WARNING: z.array(destName).default([]),
@@ -132,6 +184,8 @@ const rawSchema = z
         EMERGENCY_STOP: z.array(destName).default([]),
         hung_task: z.array(destName).default([]),
         component_failure: z.array(destName).default([]),
+        user_spend: z.array(destName).default([]),
+        anomaly: z.array(destName).default([]),
       })
       .strict(),
   })
@@ -197,6 +251,28 @@ export function parseAlertsConfig(raw: unknown, env: Env = process.env): AlertsC
       const webhookUrl = readSecret(`destinations.${name}.webhookUrl`, d.webhookUrl);
       httpUrl(`destinations.${name}.webhookUrl`, webhookUrl.reveal(), false);
       destinations.set(name, { ...base, type: 'slack', webhookUrl });
+    } else if (d.type === 'email') {
+      const { type: _t, retry: _r, rateLimit: _l, password, username, ...smtp } = d;
+      if (password !== undefined && username === undefined) throw new AlertsConfigError(`destinations.${name}.username`, 'is required with a password');
+      const to = smtp.to.map((v, i) => {
+        const addr = plain(`destinations.${name}.to.${i}`, v);
+        if (!emailAddress.safeParse(addr).success) throw new AlertsConfigError(`destinations.${name}.to.${i}`, `"${addr}" is not an email address`);
+        return addr;
+      });
+      destinations.set(name, {
+        ...base,
+        ...smtp,
+        type: 'email',
+        host: plain(`destinations.${name}.host`, d.host),
+        from: plain(`destinations.${name}.from`, d.from),
+        to,
+        ...(username !== undefined ? { username: plain(`destinations.${name}.username`, username) } : {}),
+        ...(password !== undefined ? { password: readSecret(`destinations.${name}.password`, password) } : {}),
+      });
+    } else if (d.type === 'webhook') {
+      const url = readSecret(`destinations.${name}.url`, d.url);
+      httpUrl(`destinations.${name}.url`, url.reveal(), false);
+      destinations.set(name, { ...base, type: 'webhook', url });
     } else {
       const url = plain(`destinations.${name}.url`, d.url);
       httpUrl(`destinations.${name}.url`, url, true);

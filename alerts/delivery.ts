@@ -1,19 +1,19 @@
 import { randomUUID } from 'node:crypto';
+import type { Attempt, Channel, ChannelMessage } from './channel.ts';
+import { channelFor } from './channels/index.ts';
 import type { Clock } from './clock.ts';
 import type { DestinationConfig } from './config.ts';
-import type { PagerDutyEvent, SlackMessage } from './format.ts';
 import type { AlertLogRecord, AlertLogStatus } from './log-sink.ts';
 import type { Redactor } from './secret.ts';
 import { TokenBucket } from './token-bucket.ts';
 import type { AlertView, EventAction } from './types.ts';
 
 /** One message for one destination. */
-export interface OutboundMessage {
-  /** Sent at most once per destination: dedup key + event action (+ a notification number for Slack). */
+export interface OutboundMessage extends ChannelMessage {
+  /** Sent at most once per destination: dedup key + event action (+ a notification number for notifications). */
   idempotencyKey: string;
   view: AlertView;
   eventAction: EventAction;
-  body: SlackMessage | PagerDutyEvent;
 }
 
 export type DeliveryOutcome =
@@ -29,14 +29,12 @@ export interface SenderDeps {
   random: () => number;
   /** Aborts waits and requests when the dispatcher stops. */
   signal: AbortSignal;
+  /** PagerDuty payload.source. */
+  source: string;
   /** Persists a record; never rejects. */
   record(rec: AlertLogRecord): Promise<void>;
   log(level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, msg: string): void;
 }
-
-type Attempt =
-  | { ok: true; httpStatus: number }
-  | { ok: false; retryable: boolean; httpStatus?: number; error: string; retryAfterMs?: number };
 
 /**
  * Sends to one destination: a token bucket in front, retries with exponential backoff (and jitter)
@@ -48,12 +46,24 @@ export class DestinationSender {
   readonly #bucket: TokenBucket;
   readonly #delivered = new Map<string, number>();
   readonly #inflight = new Map<string, Promise<DeliveryOutcome>>();
+  readonly #channel: Channel;
 
   constructor(
     readonly dest: DestinationConfig,
     private readonly deps: SenderDeps,
   ) {
     this.#bucket = new TokenBucket(dest.rateLimit.burst, dest.rateLimit.perMinute / 60, deps.clock);
+    this.#channel = channelFor(dest, { fetch: deps.fetch, redactor: deps.redactor, source: deps.source });
+  }
+
+  /** True for paging channels (PagerDuty): they get trigger / acknowledge / resolve, not notifications. */
+  get pages(): boolean {
+    return this.#channel.pages;
+  }
+
+  /** Releases the channel's connections. */
+  close(): void {
+    this.#channel.close?.();
   }
 
   get name(): string {
@@ -136,37 +146,9 @@ export class DestinationSender {
     return Math.round(Math.min(maxBackoffMs, Math.max(jittered, retryAfterMs ?? 0)));
   }
 
-  async #attempt(msg: OutboundMessage): Promise<Attempt> {
-    const { url, body } = this.#request(msg);
+  #attempt(msg: OutboundMessage): Promise<Attempt> {
     const timeout = AbortSignal.timeout(this.dest.retry.timeoutMs);
-    let res: Response;
-    try {
-      res = await this.deps.fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body,
-        signal: AbortSignal.any([timeout, this.deps.signal]),
-      });
-    } catch (e) {
-      return { ok: false, retryable: !this.deps.signal.aborted, error: this.deps.redactor.error(e) };
-    }
-    const text = await res.text().catch(() => '');
-    if (res.ok) return { ok: true, httpStatus: res.status };
-    const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
-    const ra = Number(res.headers.get('retry-after'));
-    return {
-      ok: false,
-      retryable,
-      httpStatus: res.status,
-      error: this.deps.redactor.text(`HTTP ${res.status}: ${text.slice(0, 200)}`),
-      ...(Number.isFinite(ra) && ra > 0 ? { retryAfterMs: ra * 1000 } : {}),
-    };
-  }
-
-  /** The only place secrets are revealed: the request URL and the PagerDuty routing key. */
-  #request(msg: OutboundMessage): { url: string; body: string } {
-    if (this.dest.type === 'slack') return { url: this.dest.webhookUrl.reveal(), body: JSON.stringify(msg.body) };
-    return { url: this.dest.url, body: JSON.stringify({ routing_key: this.dest.routingKey.reveal(), ...msg.body }) };
+    return this.#channel.deliver(msg, AbortSignal.any([timeout, this.deps.signal]));
   }
 
   #fields(msg: OutboundMessage, extra: Record<string, unknown>): Record<string, unknown> {
@@ -203,7 +185,7 @@ export class DestinationSender {
       ...(o.httpStatus !== undefined ? { httpStatus: o.httpStatus } : {}),
       ...(o.error !== undefined ? { error: this.deps.redactor.text(o.error) } : {}),
       summary: msg.view.summary,
-      ...(o.payload ? { payload: this.deps.redactor.text(JSON.stringify(msg.body)) } : {}),
+      ...(o.payload ? { payload: this.deps.redactor.text(JSON.stringify(this.#channel.render(msg))) } : {}),
     };
     return this.deps.record(rec);
   }

@@ -4,9 +4,12 @@ import { systemClock, systemTimers, type Clock, type Timers } from './clock.ts';
 import type { AlertsConfig, RouteKey } from './config.ts';
 import { DestinationSender, type DeliveryOutcome, type OutboundMessage } from './delivery.ts';
 import { ALERTS_ERROR_CODES, AlertsError, AlertsInputError } from './errors.ts';
-import { componentFailureView, guardView, hungTaskView, pagerDutyEvent, slackMessage, type SlackVariant } from './format.ts';
+import { componentFailureView, guardView, hungTaskView, type SlackVariant } from './format.ts';
 import { stderrLogger, type AlertLogger, type AlertLogRecord, type AlertLogSink } from './log-sink.ts';
 import { Redactor } from './secret.ts';
+import { anomalyAlertSchema, anomalyView, type AnomalyAlert } from './anomaly.ts';
+import { spendAlertSchema, spendView, type SpendAlert } from './spend.ts';
+import type { AlertHistory } from './store-sink.ts';
 import type { AlertView, EventAction, OperationalAlert } from './types.ts';
 
 export interface AlertDispatcherOptions {
@@ -20,6 +23,8 @@ export interface AlertDispatcherOptions {
   fetch?: typeof fetch;
   /** Jitter source in [0, 1). */
   random?: () => number;
+  /** What was delivered before a restart (the store's alert_log): once-only alerts stay once-only. */
+  history?: AlertHistory;
   /** Receives every background failure (sink errors, bad input from a subscriber); never throws back. */
   onError?: (err: unknown) => void;
 }
@@ -118,6 +123,7 @@ export class AlertDispatcher {
   readonly #timers: Timers;
   readonly #logger: AlertLogger;
   readonly #sink: AlertLogSink | undefined;
+  readonly #history: AlertHistory | undefined;
   readonly #onError: (err: unknown) => void;
   readonly #redactor: Redactor;
   readonly #senders = new Map<string, DestinationSender>();
@@ -140,6 +146,7 @@ export class AlertDispatcher {
     this.#timers = opts.timers ?? systemTimers;
     this.#logger = opts.logger ?? stderrLogger;
     this.#sink = opts.sink;
+    this.#history = opts.history;
     this.#redactor = new Redactor(opts.config.secrets);
     this.#onError =
       opts.onError ??
@@ -153,6 +160,7 @@ export class AlertDispatcher {
           fetch: fetchFn,
           clock: this.#clock,
           redactor: this.#redactor,
+          source: opts.config.source,
           random,
           signal: this.#abort.signal,
           record: (rec) => this.#record(rec),
@@ -188,22 +196,72 @@ export class AlertDispatcher {
 
   /** Raises a hung-task or component-failure alert (routes.hung_task / routes.component_failure). */
   async raise(alert: OperationalAlert): Promise<DispatchResult> {
-    const parsed = operationalSchema.safeParse(alert);
-    if (!parsed.success) {
-      const error = inputError(parsed.error, 'alert');
-      this.#onError(error);
-      return { outcome: 'invalid', error };
-    }
-    if (this.#stopped) return { outcome: 'ignored', reason: 'stopped' };
+    const refused = this.#refuse(operationalSchema, alert, 'alert');
+    if (refused) return refused;
     const at = alert.at ?? this.#clock.now();
     const view =
       alert.kind === 'hung_task'
         ? hungTaskView({ ...alert, at }, this.#config)
         : componentFailureView({ ...alert, at, errorText: this.#redactor.error(alert.error) }, this.#config);
+    return this.#openOnce(view, alert.kind);
+  }
+
+  /** Bad input (to onError, as a value) or a stopped dispatcher: the result to return; else undefined. */
+  #refuse(schema: z.ZodType, input: unknown, prefix: string): DispatchResult | undefined {
+    const parsed = schema.safeParse(input);
+    if (!parsed.success) {
+      const error = inputError(parsed.error, prefix);
+      this.#onError(error);
+      return { outcome: 'invalid', error };
+    }
+    return this.#stopped ? { outcome: 'ignored', reason: 'stopped' } : undefined;
+  }
+
+  /** Opens an alert on its route, in the scope's order. */
+  #openOnce(view: AlertView, route: RouteKey): Promise<DispatchResult> {
     return this.#enqueue(view.scope, async () => {
-      const deliveries = await this.#open(view, alert.kind, `${view.dedupKey}|notify`);
+      const deliveries = await this.#open(view, route, `${view.dedupKey}|notify`);
       return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
     });
+  }
+
+  /** A cost anomaly (routes.anomaly): once per scope, anomaly, subject and UTC day. */
+  async raiseAnomaly(alert: AnomalyAlert): Promise<DispatchResult> {
+    const refused = this.#refuse(anomalyAlertSchema, alert, 'anomaly');
+    if (refused) return refused;
+    return this.#openOnce(anomalyView({ ...alert, at: alert.at ?? this.#clock.now() }, this.#config), 'anomaly');
+  }
+
+  /**
+   * Tells a user their spend reached a threshold (routes.user_spend, to the user's email). Once per
+   * threshold and period: a destination that already got it, in this process or (with `history`) an
+   * earlier one, is skipped. Resolves once delivered or dead-lettered.
+   */
+  async notifySpend(alert: SpendAlert): Promise<DispatchResult> {
+    const refused = this.#refuse(spendAlertSchema, alert, 'spendAlert');
+    if (refused) return refused;
+    const view = spendView(alert, this.#config);
+    return this.#enqueue(view.scope, async () => {
+      const key = `${view.dedupKey}|notify`;
+      const deliveries = await Promise.all(
+        this.#notifiers('user_spend').map(async (s): Promise<DeliveryOutcome> => {
+          if (!s.has(key) && (await this.#deliveredBefore(view, s, alert.windowStart))) return { status: 'duplicate', destination: s.name };
+          return s.send(this.#note(view, { type: 'new' }, key, 'notify', [alert.email]));
+        }),
+      );
+      return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;
+    });
+  }
+
+  async #deliveredBefore(view: AlertView, s: DestinationSender, since: number): Promise<boolean> {
+    if (!this.#history) return false;
+    try {
+      return await this.#history.delivered({ scope: view.scope, dedupKey: view.dedupKey, channel: `${s.type}:${s.name}`, since, now: this.#clock.now() });
+    } catch (e) {
+      // Unknown history: sending twice beats never telling the user.
+      this.#onError(e);
+      return false;
+    }
   }
 
   /** Resolves an operational alert raised today (task finished, component recovered). */
@@ -254,8 +312,8 @@ export class AlertDispatcher {
     const sends = this.#enqueue(scope, async () => {
       const out: Promise<DeliveryOutcome>[] = [];
       if (warningOpen) {
-        for (const s of this.#routed('WARNING', 'slack')) {
-          out.push(s.send(this.#slack(w.view, { type: 'acknowledged', actor }, `${w.dedupKey}|ack`, 'notify')));
+        for (const s of this.#notifiers('WARNING')) {
+          out.push(s.send(this.#note(w.view, { type: 'acknowledged', actor }, `${w.dedupKey}|ack`, 'notify')));
         }
       }
       for (const i of incs) {
@@ -283,8 +341,8 @@ export class AlertDispatcher {
         // An acknowledgement or a state change may have landed while this waited its turn.
         if (!w.active || w.acknowledged || this.#warnings.get(w.scope) !== w) return [];
         return Promise.all(
-          this.#routed('WARNING', 'slack').map((s) =>
-            s.send(this.#slack(w.view, { type: 'reminder', n }, `${w.dedupKey}|notify|r${n}`, 'notify')),
+          this.#notifiers('WARNING').map((s) =>
+            s.send(this.#note(w.view, { type: 'reminder', n }, `${w.dedupKey}|notify|r${n}`, 'notify')),
           ),
         );
       });
@@ -324,6 +382,7 @@ export class AlertDispatcher {
     this.#interval = undefined;
     this.#abort.abort(new AlertsError(ALERTS_ERROR_CODES.delivery, 'alert dispatcher stopped'));
     await this.whenIdle();
+    for (const s of this.#senders.values()) s.close();
   }
 
   /** Resolves when no delivery is queued or in flight. */
@@ -388,7 +447,7 @@ export class AlertDispatcher {
       const variant: SlackVariant = change.actor ? { type: 'lifted', actor: change.actor, state } : { type: 'lifted', state };
       jobs.push(
         Promise.all(
-          this.#routed(previous, 'slack').map((s) => s.send(this.#slack(view, variant, `${view.dedupKey}|lifted|${change.seq}`, 'notify'))),
+          this.#notifiers(previous).map((s) => s.send(this.#note(view, variant, `${view.dedupKey}|lifted|${change.seq}`, 'notify'))),
         ),
       );
     }
@@ -438,7 +497,7 @@ export class AlertDispatcher {
 
   /** Sends a new alert to a route: PagerDuty trigger (recorded as an open incident) and Slack. */
   async #open(view: AlertView, route: RouteKey, slackKey: string): Promise<DeliveryOutcome[]> {
-    const pd = this.#routed(route, 'pagerduty');
+    const pd = this.#pagers(route);
     if (pd.length > 0) {
       let m = this.#incidents.get(view.scope);
       if (!m) this.#incidents.set(view.scope, (m = new Map()));
@@ -451,7 +510,7 @@ export class AlertDispatcher {
         s.forget(`${view.dedupKey}|resolve`);
         return s.send(this.#pd(view, 'trigger'));
       }),
-      ...this.#routed(route, 'slack').map((s) => s.send(this.#slack(view, { type: 'new' }, slackKey, 'notify'))),
+      ...this.#notifiers(route).map((s) => s.send(this.#note(view, { type: 'new' }, slackKey, 'notify'))),
     ];
     return Promise.all(sends);
   }
@@ -471,21 +530,26 @@ export class AlertDispatcher {
   }
 
   #pd(view: AlertView, action: 'trigger' | 'acknowledge' | 'resolve'): OutboundMessage {
-    return {
-      idempotencyKey: `${view.dedupKey}|${action}`,
-      view,
-      eventAction: action,
-      body: pagerDutyEvent(view, action, this.#config.source),
-    };
+    return { idempotencyKey: `${view.dedupKey}|${action}`, view, eventAction: action, variant: { type: 'new' } };
   }
 
-  #slack(view: AlertView, variant: SlackVariant, key: string, action: EventAction): OutboundMessage {
-    return { idempotencyKey: key, view, eventAction: action, body: slackMessage(view, variant) };
+  #note(view: AlertView, variant: SlackVariant, key: string, action: EventAction, to?: readonly string[]): OutboundMessage {
+    return { idempotencyKey: key, view, eventAction: action, variant, ...(to ? { to } : {}) };
   }
 
-  #routed(route: RouteKey | GuardState, type: 'slack' | 'pagerduty'): DestinationSender[] {
+  #routed(route: RouteKey | GuardState): DestinationSender[] {
     const names = (this.#config.routes as Record<string, readonly string[] | undefined>)[route] ?? [];
-    return this.#named(names).filter((s) => s.type === type);
+    return this.#named(names);
+  }
+
+  /** The route's paging destinations (PagerDuty). */
+  #pagers(route: RouteKey | GuardState): DestinationSender[] {
+    return this.#routed(route).filter((s) => s.pages);
+  }
+
+  /** The route's notifying destinations (Slack, email, webhook). */
+  #notifiers(route: RouteKey | GuardState): DestinationSender[] {
+    return this.#routed(route).filter((s) => !s.pages);
   }
 
   #named(names: readonly string[]): DestinationSender[] {

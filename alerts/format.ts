@@ -44,11 +44,11 @@ export function dedupKeyOf(scope: string, condition: string, at: number): string
   return `forge/h/${createHash('sha256').update(k).digest('hex')}`;
 }
 
-function link(template: string, scope: string): string {
+export function link(template: string, scope: string): string {
   return template.replace(/\{scope\}/g, encodeURIComponent(scope));
 }
 
-function truncate(s: string, n: number): string {
+export function truncate(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
 }
 

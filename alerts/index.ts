@@ -1,6 +1,6 @@
 /**
- * alerts/: guardrail state changes and operational alerts to Slack (incoming webhook) and PagerDuty
- * (Events API v2), with deduplication, retries, dead letters, rate limits and acknowledgement.
+ * alerts/: guardrail state changes, operational alerts and user spend alerts to Slack (incoming webhook),
+ * PagerDuty (Events API v2), email (SMTP) and generic webhooks (one Channel each, alerts/channels/), with deduplication, retries, dead letters, rate limits and acknowledgement.
  * The Alertmanager path (Prometheus rules + Alertmanager config) lives in alerts/prometheus/.
  */
 export { AlertDispatcher } from './dispatcher.ts';
@@ -9,8 +9,19 @@ export { loadAlertsConfig, parseAlertsConfig, PAGERDUTY_EVENTS_URL } from './con
 export type { AlertsConfig, DestinationConfig, Env, RateLimit, RetryPolicy, RouteKey } from './config.ts';
 export type { DeliveryOutcome } from './delivery.ts';
 export { MemoryAlertLogSink, stderrLogger } from './log-sink.ts';
-export { storeAlertLogSink } from './store-sink.ts';
-export type { AlertLogStore } from './store-sink.ts';
+export { storeAlertHistory, storeAlertLogSink } from './store-sink.ts';
+export type { AlertHistory, AlertLogStore, AlertReadStore } from './store-sink.ts';
+export { estimatedMonthlyMicros, monthTrend, monthWindow, SPEND_PERCENTS, spendAlertsOf, spendDedupKey } from './spend.ts';
+export { monthTrendAnomalies } from './month-trend.ts';
+export { projectedBreachAnomalies, projectedDayBreach } from './projection.ts';
+export { ANOMALY_KINDS } from './anomaly.ts';
+export { foldIncidents, incidentIdOf, IncidentLog } from './incidents.ts';
+export type { Incident, IncidentStore } from './incidents.ts';
+export type { AnomalyAlert, AnomalyKind } from './anomaly.ts';
+export type { SpendAlert, SpendMetric, SpendSnapshot } from './spend.ts';
+export type { Attempt, Channel, ChannelMessage } from './channel.ts';
+export type { EmailBody } from './channels/email.ts';
+export type { WebhookBody } from './channels/webhook.ts';
 export type { AlertLogger, AlertLogRecord, AlertLogSink, AlertLogStatus } from './log-sink.ts';
 export { ALERTS_ERROR_CODES, AlertsConfigError, AlertsError, AlertsInputError } from './errors.ts';
 export type { AlertsErrorCode } from './errors.ts';

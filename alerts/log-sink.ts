@@ -1,3 +1,4 @@
+import type { DestinationConfig } from './config.ts';
 import type { GuardState } from '../rules/index.ts';
 import type { AlertKind, EventAction, PagerDutySeverity } from './types.ts';
 
@@ -15,7 +16,7 @@ export interface AlertLogRecord {
   status: AlertLogStatus;
   /** Destination name from config. */
   destination: string;
-  destinationType: 'slack' | 'pagerduty';
+  destinationType: DestinationConfig['type'];
   kind: AlertKind;
   /** critical / error / warning / info (PagerDuty's scale; WARNING is warning, HARD_STOP error, ...). */
   severity: PagerDutySeverity;
@@ -26,6 +27,7 @@ export interface AlertLogRecord {
   eventAction: EventAction;
   /** 1-based attempt number (the last one for delivered / dead_letter). */
   attempt: number;
+  /** HTTP status, or the SMTP reply code for email. */
   httpStatus?: number;
   /** Redacted error text. */
   error?: string;

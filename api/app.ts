@@ -5,7 +5,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { KeyStore, Role } from './auth.ts';
-import type { BoundsOutcome, TaskBounds } from '../collector/index.ts';
+import type { BoundsOutcome, PlatformMetrics, TaskBounds } from '../collector/index.ts';
 import type { Guardrail } from '../guard/index.ts';
 import { httpErrorOf } from '../collector/index.ts';
 import { ApiError } from './errors.ts';
@@ -26,6 +26,8 @@ export interface AppParts {
   ready?: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   /** Prometheus exposition (text) for /metrics. */
   metricsText?: () => Promise<string>;
+  /** Requests, errors and latency per route, and process metrics, appended to /metrics. */
+  platformMetrics?: PlatformMetrics;
   /** /metrics without a key (FORGE_METRICS_PUBLIC); default false: a key with oncall, finance or auditor, bound to all tenants. */
   metricsPublic?: boolean;
   /** Which tenants exist; without it, tenants are not checked for existence (tests of single parts). */
@@ -66,6 +68,16 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
     },
   });
   installErrorHandler(app, p.onError);
+  if (p.platformMetrics) {
+    const pm = p.platformMetrics;
+    // The route template (not the URL) keeps the label set bounded; unmatched paths share one value.
+    app.addHook('onResponse', async (req, reply) => {
+      pm.recordRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime / 1000);
+    });
+    app.addHook('onRoute', (route) => {
+      if (!route.url.startsWith('/docs')) for (const m of Array.isArray(route.method) ? route.method : [route.method]) if (m !== 'HEAD') pm.declareRoute(route.url, m);
+    });
+  }
   // Bodies are JSON (or, where a route says so, its own format): text/plain is not silently accepted.
   app.removeContentTypeParser('text/plain');
   await app.register(swagger, {

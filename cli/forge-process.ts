@@ -1,13 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/index.ts';
-import { accountPartsFromConfig, agentRoutes, billingRoutes, evalRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
+import { AlertDispatcher, IncidentLog, loadAlertsConfig, monthTrendAnomalies, projectedBreachAnomalies, type AnomalyAlert, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
+import { accountPartsFromConfig, agentRoutes, alertRoutes, anomalyRoutes, billingRoutes, evalRoutes, incidentRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
-import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
+import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import { AgentStore, EvalResults, evalPageRoutes } from '../eval/index.ts';
 import {
+  CostBaseline,
   Guardrail,
   InProcessHaltBus,
   InProcessLedger,
@@ -116,16 +117,21 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     const billing = await billingFromConfig({ config: config.billing, env: opts.env ?? process.env, store, bus, onError });
     closers.push({ what: 'billing', close: () => billing.close() });
     const metrics = new ForgeMetrics();
+    // The platform's own health (API requests, errors, latency; process) on the same /metrics.
+    const platformMetrics = new PlatformMetrics({ service: 'forge-api' });
+    metrics.addTextSource(() => platformMetrics.render());
     closers.push({ what: 'metrics', close: () => metrics.shutdown() });
     const keys = await KeyStore.open(store, { importFile: join(config.FORGE_DATA_DIR, 'keys.json'), onError: (e) => onError(e, 'api keys') });
     closers.push({ what: 'api keys', close: () => keys.close() });
     const alerts = config.FORGE_ALERTS_FILE
-      ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), onError: (e) => onError(e, 'alerts') })
+      ? new AlertDispatcher({ config: loadAlertsConfig(config.FORGE_ALERTS_FILE, opts.env ?? process.env), sink: storeAlertLogSink(store), history: storeAlertHistory(store), onError: (e) => onError(e, 'alerts') })
       : undefined;
     late.alerts = alerts;
     alerts?.start();
     if (alerts) closers.push({ what: 'alerts', close: () => alerts.stop() });
     const alertOnChange = alerts?.listener();
+    // An EMERGENCY_STOP opens an incident (kept in guardrail_events: every process, every restart).
+    const incidents = new IncidentLog(store, { now });
 
     const audit = async (r: AuditRecord): Promise<void> => {
       await store.appendGuardrailEvents([
@@ -140,6 +146,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       onChange: (c) => {
         metrics.recordStateChange(c);
         alertOnChange?.(c);
+        incidents.onStateChange(c).catch((e: unknown) => onError(e, 'incidents'));
       },
       onAcknowledge: (scope, actor) => {
         if (alerts) void alerts.acknowledge(scope, actor).catch((e: unknown) => onError(e, 'alerts'));
@@ -171,8 +178,23 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // The embedded ledger starts empty: the caps' counters come from the log, so they hold across a restart.
     if (ledger instanceof InProcessLedger) ledger.seed(rebuilt.capCounters);
     await guardrail.drain();
+    // The normal cost per task type (anomaly ceilings), learned from the log's recent successful tasks.
+    const baseline = new CostBaseline();
+    for (const ev of await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 })) baseline.observe(ev);
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);
+      // A month trending at 2x the average month (from mid-month) and a projected day breach: audited once
+      // per subject (month, day), alerted on routes.anomaly.
+      const t = now();
+      const tenantScopes = guardrail.knownScopes().filter((s): s is `tenant:${string}` => s.startsWith('tenant:'));
+      const found: AnomalyAlert[] = [
+        ...(await monthTrendAnomalies(store, tenantScopes.map((s) => s.slice(7)), t)),
+        ...projectedBreachAnomalies(tenantScopes.map((s) => ({ tenantId: s.slice(7), dayMicros: guardrail.totals(s).dayMicros, daySoftMicros: guardrail.bandsFor(s).daySoft, dayHardMicros: guardrail.bandsFor(s).dayHard })), t),
+      ];
+      for (const a of found) {
+        await audit({ eventId: `anomaly:${a.anomaly}:${a.tenantId}:${a.subject}`, kind: 'anomaly', scope: `tenant:${a.tenantId}`, at: t, actor: 'forge', reason: `${a.anomaly}: ${a.detail}`, details: { anomaly: a.anomaly, subject: a.subject, value_micros: a.value, threshold_micros: a.threshold } });
+        if (alerts) await alerts.raiseAnomaly(a);
+      }
     };
 
     // A tenant Forge knows: one with bands of its own, one an admin created (POST /v1/tenants, in the
@@ -202,6 +224,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
         onAccepted: async (events) => {
           await guardrail.ingest(events);
+          for (const ev of events) baseline.observe(ev);
           // Once per scope the batch touched: only the totals after the whole batch matter.
           for (const scope of new Set(events.flatMap((ev) => scopesOf(ev.tenantId, ev.runId)))) metrics.setScopeTotals(scope, guardrail.totals(scope));
         },
@@ -226,6 +249,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       logLevel: config.FORGE_LOG_LEVEL === 'info' ? 'warn' : config.FORGE_LOG_LEVEL,
       bodyLimit: config.FORGE_BODY_LIMIT_BYTES,
       metricsPublic: config.FORGE_METRICS_PUBLIC,
+      platformMetrics,
       tenants,
       ready: async () => {
         const checks: Record<string, string> = {};
@@ -260,6 +284,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         async (app) => app.register(agentRoutes, { agents }),
         async (app) => app.register(evalRoutes, { results: evalResults, store }),
         async (app) => app.register(evalPageRoutes),
+        async (app) => app.register(incidentRoutes, { incidents }),
+        async (app) => app.register(alertRoutes, { ...(alerts ? { alerts } : {}) }),
+        async (app) => app.register(anomalyRoutes, { baseline, unitCapOf: (scope) => guardrail.bandsFor(scope).unitCap, audit, llmPrices: pricing.llm, ...(alerts ? { alerts } : {}), now }),
         ...(opts.plugins ?? []),
       ],
     });

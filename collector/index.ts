@@ -20,6 +20,7 @@ export {
   type TxGas,
   type NativePriceSource,
 } from './chain.ts';
+export { PlatformMetrics, type PlatformMetricsOptions } from './platform-metrics.ts';
 export { ForgeMetrics, OVERFLOW_LABEL, type ForgeMetricsOptions, type ScopeTotals } from './metrics.ts';
 export { decodeLogsProtobuf, decodeLogsJson, recordToEvent, type OtlpLogRecord } from './otlp.ts';
 export { CollectorError, PricingConfigError, UnavailableError, type CollectorErrorCode } from './errors.ts';

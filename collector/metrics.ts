@@ -56,6 +56,14 @@ export interface ScopeTotals {
 const OP_BUCKETS_USD = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000];
 const FLUSH_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** Per-tenant task tallies behind the ratio gauges (integers; USD micros for cost). */
+interface TaskTally {
+  finalized: number;
+  successful: number;
+  retried: number;
+  totalMicros: number;
+}
+
 class LabelCap {
   private readonly seen = new Set<string>();
   constructor(private readonly max: number) {}
@@ -82,6 +90,8 @@ export class ForgeMetrics {
   private readonly finalized: UpDownCounter;
   private readonly failed: UpDownCounter;
   private readonly retried: UpDownCounter;
+  private readonly evaluated: UpDownCounter;
+  private readonly tallies = new Map<string, TaskTally>();
   private readonly budget: Record<'day_soft' | 'day_hard' | 'week_soft' | 'week_hard' | 'run_cap' | 'unit_cap', Gauge>;
   private readonly guardState: Gauge;
   private readonly stopWarning: UpDownCounter;
@@ -89,6 +99,7 @@ export class ForgeMetrics {
   private readonly stopEmergency: UpDownCounter;
   private readonly bufferDepth: ObservableGauge;
   private depthSources: Array<() => number> = [];
+  private readonly textSources: Array<() => Promise<string>> = [];
   private readonly flushSeconds: Histogram;
   private readonly flushedEvents: UpDownCounter;
   private readonly flushFailures: UpDownCounter;
@@ -125,6 +136,19 @@ export class ForgeMetrics {
     this.finalized = count('forge.tasks.finalized.count', 'Finalized tasks accepted (monotonic)');
     this.failed = count('forge.tasks.failed.count', 'Finalized tasks with status failed (monotonic)');
     this.retried = count('forge.tasks.retried.count', 'Finalized tasks with status retried (monotonic)');
+    this.evaluated = count('forge.tasks.evaluated.count', 'Finalized tasks that carried an evaluation (an RLI fee), monotonic');
+    // Ratios of the tallies since the process started, read at scrape time (integer sums, divided once).
+    const ratio = (name: string, description: string, f: (t: TaskTally) => number | undefined): void => {
+      m.createObservableGauge(name, { description }).addCallback((r) => {
+        for (const [tenant, t] of this.tallies) {
+          const v = f(t);
+          if (v !== undefined) r.observe(v, { tenant });
+        }
+      });
+    };
+    ratio('forge.tasks.retry_rate', 'Retried / finalized tasks since the process started (0..1)', (t) => (t.finalized > 0 ? t.retried / t.finalized : undefined));
+    ratio('forge.cost.usd_per_successful_task', 'Total cost / successful tasks since the process started, USD', (t) => (t.successful > 0 ? microsToUsdNumber(Math.round(t.totalMicros / t.successful)) : undefined));
+    ratio('forge.cost.usd_per_accepted_task', 'Total cost / tasks Forge accepted (every finalized task, any status) since the process started, USD', (t) => (t.finalized > 0 ? microsToUsdNumber(Math.round(t.totalMicros / t.finalized)) : undefined));
     const band = (k: string, what: string) => m.createGauge(`forge.budget.${k}_usd`, { description: `${what} of the scope, USD` });
     this.budget = {
       day_soft: band('day_soft', 'B_day_soft'),
@@ -158,6 +182,11 @@ export class ForgeMetrics {
     // Health series exist (at 0) from the start, so absent() alerts and first scrapes behave.
     this.flushFailures.add(0, { component: 'collector' });
     this.accepted.add(0, { component: 'collector' });
+    // The stop-condition counts read 0 on a fresh start (global scope), not absent until a first escalation.
+    const global = { scope: 'global', tenant: '' };
+    this.stopWarning.add(0, global);
+    this.stopHard.add(0, global);
+    this.stopEmergency.add(0, global);
   }
 
   private scopeAttrs(scope: ScopeKey): Attributes {
@@ -177,6 +206,13 @@ export class ForgeMetrics {
     // Adding 0 creates the series, so failure-rate queries see a 0 rather than nothing.
     this.failed.add(ev.status === 'failed' ? 1 : 0, a);
     this.retried.add(ev.status === 'retried' ? 1 : 0, a);
+    this.evaluated.add(ev.rliMicros > 0 ? 1 : 0, a);
+    const t = this.tallies.get(a.tenant) ?? { finalized: 0, successful: 0, retried: 0, totalMicros: 0 };
+    t.finalized += 1;
+    if (ev.status === 'success') t.successful += 1;
+    if (ev.status === 'retried') t.retried += 1;
+    t.totalMicros += ev.totalMicros;
+    this.tallies.set(a.tenant, t);
   }
 
   /** The scope's day / week / run totals and the day's components, as the live ledger or rollup knows them. */
@@ -227,13 +263,19 @@ export class ForgeMetrics {
     if (n > 0) this.rejected.add(n, { component: 'collector', code });
   }
 
+  /** Appends another registry's exposition (PlatformMetrics: API, runner, process) to render(). */
+  addTextSource(fn: () => Promise<string>): void {
+    this.textSources.push(fn);
+  }
+
   /**
    * The Prometheus text exposition (format 0.0.4) of every metric. `tenantSeries: false` leaves out every
    * series about one tenant (a tenant label, or a tenant or run scope): what public metrics may show.
    */
   async render(opts: { tenantSeries?: boolean } = {}): Promise<string> {
     const { resourceMetrics } = await this.exporter.collect();
-    const text = this.serializer.serialize(resourceMetrics);
+    let text = this.serializer.serialize(resourceMetrics);
+    for (const f of this.textSources) text += `\n${await f()}`;
     if (opts.tenantSeries !== false) return text;
     const tenantLabelled = /[{,]\s*(tenant="[^"]|scope="(tenant|run):)/;
     return text

@@ -4,7 +4,8 @@
  * and the built-in burn page (a fastify plugin) that runs the same queries on the store's engine.
  */
 export { SQL, ALL_RUNS, RUN_VARIABLE_SQL, type PanelQuery, type QueryFormat, type SqlId } from './sql.ts';
-export { PROMQL, TENANT_VARIABLE_QUERY, TENANT_VARIABLE_REGEX, expandPromql, type PromQuery } from './promql.ts';
+export { PROMQL, PLATFORM_PROMQL, TENANT_VARIABLE_QUERY, TENANT_VARIABLE_REGEX, expandPlatformPromql, expandPromql, type PromQuery } from './promql.ts';
+export { platformHealthDashboard, PLATFORM_UID } from './platform-health.ts';
 export { expandMacros, expandPluginMacros, expandForEngine, interpolateVariables, MacroError, type ExpandOptions, type VarValue } from './macros.ts';
 export { dailyBurnDashboard, DAILY_UID } from './daily-burn.ts';
 export { weeklyBurnDashboard, WEEKLY_UID } from './weekly-burn.ts';

@@ -61,3 +61,27 @@ export function expandPromql(expr: string, tenant: string): string {
   if (!TENANT_RE.test(tenant)) throw new Error(`tenant must be 1-64 letters, digits or ._-, got ${JSON.stringify(tenant)}`);
   return expr.replace(/\$\{tenant\}|\$tenant\b/g, tenant);
 }
+
+/**
+ * The platform health dashboard's PromQL (collector/platform-metrics.ts: the API's and runners' own
+ * metrics, prom-client's process metrics). `$__rate_interval` is Grafana's; expandPlatformPromql fills it.
+ */
+export const PLATFORM_PROMQL = {
+  apiRequestRate: p({ id: 'api_request_rate', expr: 'sum by (route) (rate(forge_api_requests_total[$__rate_interval]))', legend: '{{route}}' }),
+  apiErrorRatio: p({ id: 'api_error_ratio', expr: 'sum(rate(forge_api_request_errors_total[$__rate_interval])) / clamp_min(sum(rate(forge_api_requests_total[$__rate_interval])), 1e-9)', legend: '5xx share' }),
+  apiLatencyP99: p({ id: 'api_latency_p99', expr: 'histogram_quantile(0.99, sum by (route, le) (rate(forge_api_request_duration_seconds_bucket[$__rate_interval])))', legend: '{{route}} p99' }),
+  runnerQueueDepth: p({ id: 'runner_queue_depth', expr: 'max by (queue) (forge_runner_queue_depth)', legend: '{{queue}} waiting' }),
+  runnerInFlight: p({ id: 'runner_in_flight', expr: 'sum by (queue) (forge_runner_tasks_in_flight)', legend: '{{queue}} in flight' }),
+  runnerConcurrency: p({ id: 'runner_concurrency', expr: 'sum by (queue) (forge_runner_concurrency)', legend: '{{queue}} slots' }),
+  runnerHeartbeatAge: p({ id: 'runner_heartbeat_age', expr: 'time() - max by (instance) (forge_runner_last_heartbeat_timestamp_seconds)', legend: '{{instance}}' }),
+  runnerKills: p({ id: 'runner_kills', expr: 'sum by (queue, reason) (increase(forge_runner_kills_total[$__range]))', legend: '{{queue}} {{reason}}' }),
+  eventLoopLag: p({ id: 'event_loop_lag', expr: 'max by (service, instance) (forge_process_nodejs_eventloop_lag_p99_seconds)', legend: '{{service}} {{instance}}' }),
+  heapUsed: p({ id: 'heap_used', expr: 'sum by (service, instance) (forge_process_nodejs_heap_size_used_bytes)', legend: '{{service}} {{instance}}' }),
+  gcTime: p({ id: 'gc_time', expr: 'sum by (service, kind) (rate(forge_process_nodejs_gc_duration_seconds_sum[$__rate_interval]))', legend: '{{service}} {{kind}}' }),
+  stopConditions: p({ id: 'stop_conditions', expr: 'sum(forge_stop_condition_warning_count) + sum(forge_stop_condition_hard_stop_count) + sum(forge_stop_condition_emergency_stop_count)', legend: 'escalations' }),
+} as const satisfies Record<string, PromQuery>;
+
+/** Grafana's interval variables as a Prometheus server takes them (for tests and the burn page). */
+export function expandPlatformPromql(expr: string, o: { rateInterval: string; range: string }): string {
+  return expr.replace(/\$__rate_interval/g, o.rateInterval).replace(/\$__range/g, o.range);
+}

@@ -12,3 +12,4 @@ export * from './ledger/index.ts';
 export { Guardrail, usdToMicrosField, type AdmissionDecision, type AuditKind, type AuditRecord, type GuardrailDeps, type HaltPort, type LogSpend, type SharedSpendPort } from './guardrail.ts';
 export { capCountersFromLog, foldControlEvents, rebuildControlState, recompute, spendFromLog, type LogSource } from './rebuild.ts';
 export { RedisSharedSpend, withoutBatch, type RedisSharedSpendOptions, type ScopeSpendSnapshot, type SeedScope, type SpendItem } from './shared-spend.ts';
+export { CostBaseline, type CostBaselineOptions, type NormalCost } from './anomaly.ts';

@@ -12,6 +12,7 @@ export const RUNNER_ERROR_CODES = {
   FORGE_ERR_API_KEY_REFUSED: 'the API refused the key',
   FORGE_ERR_UNKNOWN_TENANT: 'the API does not know the tenant',
   FORGE_ERR_SUITE_CONFIG: 'invalid suite file',
+  FORGE_ERR_ALERT_UNAVAILABLE: 'the API did not take the alert',
 } as const;
 
 export type RunnerErrorCode = keyof typeof RUNNER_ERROR_CODES;

@@ -15,6 +15,8 @@ export interface ExecContext {
   signal: AbortSignal;
   /** Call whenever the task shows life. A task silent past its timeout is flagged and killed. */
   heartbeat(): void;
+  /** Usage so far (cumulative, as a final report would say it): the runner prices it against the task's ceiling. */
+  progress?(usage: TaskReport): void;
 }
 
 export interface ExecResult {
@@ -42,7 +44,8 @@ export interface ChildProcessExecutorOptions {
 
 /**
  * Runs `task.command` as a child process. Every stdout line is a heartbeat; a line
- * `FORGE_REPORT {"runtimeMs":..,"gasUsed":..,"llm":[..]}` reports actual usage. The AbortSignal kills the process
+ * `FORGE_REPORT {"runtimeMs":..,"gasUsed":..,"llm":[..]}` reports actual usage, and `FORGE_PROGRESS {..}` (same
+ * shape, cumulative) the usage so far of a task still running. The AbortSignal kills the process
  * (SIGTERM, then SIGKILL after a grace period). Exit code 0 = success.
  */
 export class ChildProcessExecutor implements Executor {
@@ -68,7 +71,13 @@ export class ChildProcessExecutor implements Executor {
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       createInterface({ input: child.stdout }).on('line', (line) => {
         ctx.heartbeat();
-        if (line.startsWith('FORGE_REPORT ')) {
+        if (line.startsWith('FORGE_PROGRESS ')) {
+          try {
+            ctx.progress?.(JSON.parse(line.slice('FORGE_PROGRESS '.length)) as TaskReport);
+          } catch {
+            errTail.push(`unparseable progress: ${line.slice(0, 200)}`);
+          }
+        } else if (line.startsWith('FORGE_REPORT ')) {
           try {
             report = JSON.parse(line.slice('FORGE_REPORT '.length)) as TaskReport;
           } catch {

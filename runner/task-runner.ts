@@ -33,6 +33,22 @@ export interface HungTask {
   at: number;
 }
 
+/** What a task may cost in flight before it is an anomaly (guard's learned normal x 3, or the unit cap x 3). */
+export interface CostCeiling {
+  /** USD micros. */
+  ceilingMicros: number;
+  normalMicros: number;
+  source: string;
+}
+
+/** A task killed for costing past its ceiling while running. */
+export interface CostAnomaly {
+  task: TaskSpec;
+  costSoFarMicros: number;
+  ceiling: CostCeiling;
+  at: number;
+}
+
 export interface TaskRunnerOptions {
   bus: HaltBus;
   admission: AdmissionClient;
@@ -59,6 +75,12 @@ export interface TaskRunnerOptions {
   onError?: ErrorHandler;
   /** A task went silent past its timeout; it is being killed. For alerts. */
   onHung?(h: HungTask): void;
+  /** The task's in-flight cost ceiling, read before it starts; undefined (or a failure): no ceiling. */
+  costCeiling?(task: TaskSpec): Promise<CostCeiling | undefined>;
+  /** A task passed its cost ceiling while running; it is being killed. For the audit and alerts. */
+  onAnomaly?(a: CostAnomaly): void;
+  /** A task in flight is being aborted (hung, emergency stop, anomaly): for the kill counts. */
+  onKill?(task: TaskSpec, kind: 'hung' | 'emergency' | 'anomaly'): void;
   onTaskStart?(task: TaskSpec): void;
   onTaskEnd?(o: TaskOutcome): void;
   onPostponed?(p: Postponed): void;
@@ -76,7 +98,7 @@ interface InFlight {
   scopes: ScopeKey[];
   ac: AbortController;
   lastBeat: number;
-  abortKind?: 'emergency' | 'hung' | 'shutdown';
+  abortKind?: 'emergency' | 'hung' | 'shutdown' | 'anomaly';
   abortDetail?: string;
 }
 
@@ -156,6 +178,7 @@ export class TaskRunner {
       if (!f.ac.signal.aborted) {
         f.abortKind = 'emergency';
         f.abortDetail = `EMERGENCY_STOP on ${c.scope}: ${c.reason}`;
+        this.killed(f.task, 'emergency');
         f.ac.abort(new Error(f.abortDetail));
       }
     }
@@ -167,6 +190,19 @@ export class TaskRunner {
       } catch (e) {
         this.onError(e, 'onRunTerminated');
       }
+    }
+  }
+
+  private killed(task: TaskSpec, kind: 'hung' | 'emergency' | 'anomaly'): void {
+    this.hook('onKill', () => this.o.onKill?.(task, kind));
+  }
+
+  /** Runs a caller's hook; what it throws goes to onError, never into the task's path. */
+  private hook(name: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.onError(e, name);
     }
   }
 
@@ -284,6 +320,7 @@ export class TaskRunner {
         } catch (e) {
           this.onError(e, 'onHung');
         }
+        this.killed(task, 'hung');
         f.ac.abort(new Error(f.abortDetail));
       },
       Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4))),
@@ -294,10 +331,29 @@ export class TaskRunner {
     } catch (e) {
       this.onError(e, 'onTaskStart');
     }
+    let ceiling: CostCeiling | undefined;
+    try {
+      ceiling = await this.o.costCeiling?.(task);
+    } catch (e) {
+      this.onError(e, 'cost ceiling');
+    }
+    const progress = (usage: TaskReport): void => {
+      if (!ceiling || f.ac.signal.aborted) return;
+      const p = this.pricingOf(task);
+      const ms = usage.runtimeMs !== undefined && Number.isFinite(usage.runtimeMs) && usage.runtimeMs >= 0 ? usage.runtimeMs : Math.max(0, this.now() - startedAt);
+      const hours = new Dec(ms).dividedBy((task.secondsPerHour ?? 3600) * 1000).toDecimalPlaces(6).toString();
+      const soFar = priceProfile(task, p, usage, 1, hours).total;
+      if (soFar <= ceiling.ceilingMicros) return;
+      f.abortKind = 'anomaly';
+      f.abortDetail = `cost anomaly: $${microsToUsd(soFar)} in flight passed $${microsToUsd(ceiling.ceilingMicros)} (3 x normal $${microsToUsd(ceiling.normalMicros)}, ${ceiling.source})`;
+      this.hook('onAnomaly', () => this.o.onAnomaly?.({ task, costSoFarMicros: soFar, ceiling, at: this.now() }));
+      this.killed(task, 'anomaly');
+      f.ac.abort(new Error(f.abortDetail));
+    };
     let res: ExecResult;
     let reason: TaskEndReason;
     try {
-      res = await this.executor.run(task, { signal: f.ac.signal, heartbeat: () => (f.lastBeat = Date.now()) });
+      res = await this.executor.run(task, { signal: f.ac.signal, heartbeat: () => (f.lastBeat = Date.now()), progress });
     } catch (e) {
       res = { ok: false, detail: `executor failed: ${(e as Error).message}` };
     } finally {

@@ -27,8 +27,12 @@ export type GuardrailEventKind =
   | 'sign_in_failed'
   | 'sign_out'
   /** A user's second factor was set up, turned on, turned off, or a recovery code was spent. */
-  | 'two_factor_change';
-export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned', 'account_created', 'email_verified', 'sign_in', 'sign_in_failed', 'sign_out', 'two_factor_change'];
+  | 'two_factor_change'
+  /** A cost anomaly (details.anomaly: cost_kill, model_fallback, ...): audited, alerted. */
+  | 'anomaly'
+  /** An incident's step (details.action: opened, acknowledged, resolved), opened by an EMERGENCY_STOP. */
+  | 'incident';
+export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned', 'account_created', 'email_verified', 'sign_in', 'sign_in_failed', 'sign_out', 'two_factor_change', 'anomaly', 'incident'];
 const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(GUARDRAIL_EVENT_KINDS);
 
 export interface GuardrailEventInput {

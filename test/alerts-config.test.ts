@@ -8,6 +8,11 @@ const ENV = {
   FORGE_ACK_URL: 'https://forge.example.test/v1/guardrail/{scope}/acknowledge',
   FORGE_SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX',
   FORGE_PAGERDUTY_ROUTING_KEY: '0123456789abcdef0123456789abcdef',
+  FORGE_SMTP_HOST: 'smtp.example.test',
+  FORGE_SMTP_USER: 'forge',
+  FORGE_SMTP_PASSWORD: 'smtp-XXXXSECRETXXXX',
+  FORGE_ALERT_EMAIL_FROM: 'Forge <forge@example.test>',
+  FORGE_ONCALL_EMAIL: 'oncall@example.test',
 };
 
 function raw(): Record<string, unknown> {
@@ -27,7 +32,14 @@ function configError(f: () => unknown): AlertsConfigError {
 describe('alerts config', () => {
   it('the shipped config/alerts.yaml loads with secrets from the environment', () => {
     const c = loadAlertsConfig('config/alerts.yaml', ENV);
-    expect(c.routes.WARNING).toEqual(['slack-oncall']);
+    expect(c.routes.WARNING).toEqual(['slack-oncall', 'email-oncall']);
+    expect(c.routes.user_spend).toEqual(['email-users']);
+    const mail = c.destinations.get('email-oncall');
+    expect(mail?.type === 'email' && mail.to).toEqual(['oncall@example.test']);
+    expect(mail?.type === 'email' && mail.password?.reveal()).toBe(ENV.FORGE_SMTP_PASSWORD);
+    expect(JSON.stringify(mail)).not.toContain('XXXXSECRETXXXX');
+    const e = configError(() => loadAlertsConfig('config/alerts.yaml', { ...ENV, FORGE_ONCALL_EMAIL: 'nobody' }));
+    expect(e.field).toBe('destinations.email-oncall.to.0');
     expect(c.routes.HARD_STOP).toEqual(['pagerduty-oncall', 'slack-oncall']);
     const slack = c.destinations.get('slack-oncall');
     const pd = c.destinations.get('pagerduty-oncall');

@@ -97,6 +97,7 @@ const BY_NAME: Record<string, unknown> = {
   evaluation_fee_usd: '1', additional_usd: '1', max_fee_gwei: '20', compute_hours: '1',
   // An empty ZIP (its end-of-central-directory record), as canonical base64.
   zip_base64: 'UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==',
+  cost_so_far_usd: '1', ceiling_usd: '1', normal_usd: '1', incident_id: `inc_${'0'.repeat(24)}`,
 };
 
 function typesOf(s: Schema): string[] {

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { ForgeMetrics } from '../collector/index.ts';
+import type { CostEvent } from '../store/index.ts';
+
+// The four canonical names the cost model lists besides the cost series, and stop-condition counts that
+// read 0 on a fresh start rather than appearing only after a first escalation.
+function ev(tenantId: string, status: CostEvent['status'], totalMicros: number, rliMicros: number): CostEvent {
+  return {
+    eventId: `e-${Math.random()}`, tenantId, runId: 'r', taskId: 't', taskType: 'x', model: '', environment: 'e', status, eventTime: 0, ingestTime: 0,
+    rliMicros, gasMicros: totalMicros - rliMicros, computeMicros: 0, storageMicros: 0, llmMicros: 0, totalMicros,
+    gasUsed: '0', gasPriceGwei: '0', nativeUsd: '0', gasSource: 'none', chainId: 0, txHash: '', taskHours: '0', computeHourUsd: '0', gbStored: '0', storageGbMonthUsd: '0', llmTokens: [],
+  };
+}
+
+describe('canonical metrics', () => {
+  it('a fresh start shows the three stop-condition counts at 0', async () => {
+    const m = new ForgeMetrics();
+    try {
+      const text = await m.render();
+      for (const n of ['warning', 'hard_stop', 'emergency_stop']) expect(text).toContain(`forge_stop_condition_${n}_count{scope="global",tenant=""} 0\n`);
+      // The global series is not a tenant's: public metrics keep it.
+      expect(await m.render({ tenantSeries: false })).toContain('forge_stop_condition_emergency_stop_count{scope="global",tenant=""} 0\n');
+    } finally {
+      await m.shutdown();
+    }
+  });
+
+  it('forge.tasks.evaluated.count, forge.tasks.retry_rate, forge.cost.usd_per_successful_task and forge.cost.usd_per_accepted_task', async () => {
+    const m = new ForgeMetrics();
+    try {
+      m.recordEvent(ev('acme', 'success', 3_000_000, 1_000_000));
+      m.recordEvent(ev('acme', 'success', 1_000_000, 0));
+      m.recordEvent(ev('acme', 'retried', 2_000_000, 1_000_000));
+      m.recordEvent(ev('acme', 'failed', 2_000_000, 0));
+      const text = await m.render();
+      expect(text).toContain('forge_tasks_evaluated_count{tenant="acme"} 2\n');
+      expect(text).toContain('forge_tasks_retry_rate{tenant="acme"} 0.25\n');
+      // $8 over 2 successful tasks; $8 over 4 accepted ones.
+      expect(text).toContain('forge_cost_usd_per_successful_task{tenant="acme"} 4\n');
+      expect(text).toContain('forge_cost_usd_per_accepted_task{tenant="acme"} 2\n');
+      const names = new Set(text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]));
+      for (const n of ['forge_tasks_evaluated_count', 'forge_tasks_retry_rate', 'forge_cost_usd_per_successful_task', 'forge_cost_usd_per_accepted_task']) expect(names).toContain(n);
+    } finally {
+      await m.shutdown();
+    }
+  });
+});
+
+describe('month trend (pure)', () => {
+  it('warns from mid-month when the month at its pace is 2x the average month; not before, not below', async () => {
+    const { monthTrend } = await import('../alerts/index.ts');
+    const mid = Date.UTC(2026, 2, 16); // March: 15 of 31 days passed
+    // $100 average; $100 so far in half a month -> about $206 for the month: >= 2x.
+    expect(monthTrend({ monthSoFarMicros: 100_000_000, previousMonthsMicros: [80_000_000, 120_000_000, 0], now: mid })).toEqual({ projectedMicros: Math.floor((100_000_000 * 31) / 15), averageMicros: 100_000_000, factor: 2 });
+    expect(monthTrend({ monthSoFarMicros: 90_000_000, previousMonthsMicros: [100_000_000], now: mid })).toBeUndefined();
+    expect(monthTrend({ monthSoFarMicros: 100_000_000, previousMonthsMicros: [100_000_000], now: Date.UTC(2026, 2, 10) })).toBeUndefined();
+    expect(monthTrend({ monthSoFarMicros: 100_000_000, previousMonthsMicros: [], now: mid })).toBeUndefined();
+  });
+});
