@@ -57,6 +57,7 @@ export {
   CreditLedger,
   creditsFor,
   assertBalanced,
+  creditStatement,
   type HoldGuard,
   type HoldRequest,
   type HoldOutcome,
@@ -80,6 +81,7 @@ export {
   type ByokMode,
   type ProviderEndpoint,
   type KeyRouting,
+  byokModeOf,
 } from './vault/vault.ts';
 export { UsageReporter } from './usage-reporter.ts';
 export { StripeBilling, createStripeClient, type StripeSettings, type WebhookOutcome } from './stripe.ts';
@@ -93,6 +95,6 @@ export {
 } from './subscriptions.ts';
 export { BillingHaltGate, type HaltSource, type GateDecision } from './halt-gate.ts';
 export { marginReport, financeReport, type MarginReport, type MarginRow } from './finance.ts';
-export { BillingService, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
+export { BillingService, type RouteAnswer, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
 export { BILLING_ENV, billingConfigFrom, loadBillingConfig, type BillingConfig } from './config.ts';
 export { billingFromConfig, type BillingParts, type BillingFromConfigOptions } from './setup.ts';

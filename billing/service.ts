@@ -1,4 +1,4 @@
-import { DAY_MS, type Micros } from '../rules/index.ts';
+import { DAY_MS, microsToUsd, type Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
 import { KeyedSerial } from './serial.ts';
 import { checkId, creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
@@ -19,10 +19,13 @@ import {
   type LimitDecision,
 } from './limits.ts';
 import type { UsageSource } from './metering.ts';
-import type { BillingCatalog, ModelInfo, ModelTier, Plan } from './plans.ts';
-import { findModel, routeModel, type RoutingPreference } from './routing.ts';
+import type { BillingCatalog, CreditPack, ModelInfo, ModelTier, Plan, PlanId } from './plans.ts';
+import { findModel, routeModel, type RouteOutcome, type RoutingPreference } from './routing.ts';
 import { effectivePlanId, newAccount, type AccountStore, type BillingAccount } from './subscriptions.ts';
 import type { KeyRouting, KeyVault } from './vault/vault.ts';
+
+/** A routing answer; with a user, whose key the call would use. */
+export type RouteAnswer = RouteOutcome & { keySource?: 'byok' | 'platform' };
 
 export interface StartJobInput {
   tenantId: string;
@@ -157,6 +160,45 @@ export class BillingService {
     return this.deps.catalog.plans[effectivePlanId(await this.account(tenantId, now))];
   }
 
+  /**
+   * Sets a team's plan by hand (a contract of the platform's, no Stripe subscription). A team subscribed
+   * through Stripe changes plan there (FORGE_ERR_BILLING_CONFLICT) when Stripe is on (`stripeManaged`).
+   */
+  async setPlanByHand(tenantId: string, change: { planId: PlanId; seats?: number; byok?: boolean }, now: number, stripeManaged: boolean): Promise<BillingAccount> {
+    const a = await this.account(tenantId, now);
+    if (a.subscriptionId && stripeManaged) {
+      throw new BillingError('FORGE_ERR_BILLING_CONFLICT', `the team is subscribed through Stripe (${a.subscriptionId}); change the plan there or with POST /v1/billing/tenants/${tenantId}/subscription`, { field: 'planId' });
+    }
+    const plan = this.deps.catalog.plans[change.planId];
+    const byok = change.byok ?? false;
+    if (byok && plan.byokPriceMicros === null && plan.priceMicros !== null) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} has no BYOK price`, { field: 'byok' });
+    if (change.seats !== undefined && change.seats > 1 && !plan.perSeat) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} is not priced per seat; leave seats out`, { field: 'seats' });
+    const next: BillingAccount = { ...a, planId: plan.id, byok, seats: plan.perSeat ? (change.seats ?? a.seats) : 1, status: plan.id === 'free' ? 'none' : 'active', updatedAt: now };
+    await this.deps.accounts.put(next);
+    return next;
+  }
+
+  /** Credits a paid credit pack once per purchase id (a replay credits nothing more). */
+  async purchasePack(tenantId: string, packId: string, purchaseId: string, now: number): Promise<{ pack: CreditPack; available: number; replay: boolean }> {
+    const pack = this.deps.catalog.credits.packs[packId];
+    if (!pack) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'unknown credit pack', { field: 'pack' });
+    const r = await this.deps.ledger.purchase(tenantId, purchaseId, pack.credits, now, `pack ${pack.id} ${microsToUsd(pack.priceMicros)} USD`);
+    return { pack, available: r.available, replay: r.replay };
+  }
+
+  /** Which model a skill runs on for this team, and with a user, whose key it would use. */
+  async route(tenantId: string, skill: string, opts: { preference?: RoutingPreference; userId?: string; agentId?: string }, now: number): Promise<RouteAnswer> {
+    const plan = await this.plan(tenantId, now);
+    const r = routeModel(this.deps.catalog, skill, { plan, ...(opts.preference ? { preference: opts.preference } : {}) });
+    if (!r.ok) return r;
+    if (opts.userId === undefined) return r;
+    const vault = this.deps.vault;
+    const keySource = vault
+      ? (await vault.routeKey({ tenantId, userId: opts.userId, ...(opts.agentId ? { agentId: opts.agentId } : {}), model: r.model.id, provider: r.model.provider })).source
+      : 'platform';
+    return { ...r, keySource };
+  }
+
   /** Opt in or out of overage instead of throttling (plans that offer it). */
   async setOverage(tenantId: string, optIn: boolean, now: number): Promise<BillingAccount> {
     const a = await this.account(tenantId, now);
@@ -189,6 +231,7 @@ export class BillingService {
    */
   async startJob(input: StartJobInput): Promise<StartJobOutcome> {
     checkId('tenantId', input.tenantId);
+    if ((input.skill === undefined) === (input.model === undefined)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'give exactly one of skill (the router picks the model) or model', { field: 'skill' });
     return this.starts.run(input.tenantId, () => this.startJobInOrder(input));
   }
 
@@ -367,6 +410,17 @@ export class BillingService {
   }
 
   /** Is the execution started and not yet settled or cancelled (for this tenant)? Started here, or elsewhere with its hold in the shared ledger. */
+  /** Settles an execution this service started; an unknown one is FORGE_ERR_BILLING_NOT_FOUND. */
+  async settleOpenJob(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
+    if (!(await this.isOpen(input.tenantId, input.executionId))) throw new BillingError('FORGE_ERR_BILLING_NOT_FOUND', 'no open execution with this id for this tenant', { field: 'executionId' });
+    return this.settleJob(input);
+  }
+
+  /** Cancels an open execution; an unknown one is FORGE_ERR_BILLING_NOT_FOUND. */
+  async cancelOpenJob(tenantId: string, executionId: string, now: number): Promise<void> {
+    if (!(await this.cancelJob(tenantId, executionId, now))) throw new BillingError('FORGE_ERR_BILLING_NOT_FOUND', 'no open execution with this id for this tenant', { field: 'executionId' });
+  }
+
   async isOpen(tenantId: string, executionId: string): Promise<boolean> {
     if (this.pending.has(pendingKey(tenantId, executionId))) return true;
     return (await this.deps.ledger.openHold(tenantId, executionId)) !== undefined;

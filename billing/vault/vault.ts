@@ -227,3 +227,10 @@ export class KeyVault {
 function view(r: VaultRecord): VaultKeyView {
   return { provider: r.provider, agentId: r.agentId, masterKeyId: sealedKeyId(r.sealed), createdAt: r.createdAt, updatedAt: r.updatedAt };
 }
+
+/** A hybrid mode from its parts: `models` goes with mode "models" only, and is then required. */
+export function byokModeOf(mode: ByokMode['mode'], models: string[] | undefined): ByokMode {
+  if (mode === 'models' && (!models || models.length === 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'mode "models" needs the list of models', { field: 'models' });
+  if (mode !== 'models' && models !== undefined) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'models go only with mode "models"', { field: 'models' });
+  return mode === 'models' ? { mode, models: models ?? [] } : { mode };
+}
