@@ -65,6 +65,7 @@ export {
   type Balance,
   type CreditLedgerApi,
 } from './credits/ledger.ts';
+export { MemoryUsageJournal, ClickHouseUsageJournal, type UsageJournal, type SettledExecution } from './journal.ts';
 export { RedisCreditLedger } from './credits/redis-ledger.ts';
 export { MemoryCreditEntryStore, ACCOUNTS, type CreditEntryStore, type LedgerEntry, type CreditUnit, type TxKind } from './credits/entries.ts';
 export { ClickHouseCreditEntryStore, loadBillingMigrations, migrateBilling, renderBillingMigrations, type BillingClickHouse } from './credits/clickhouse-store.ts';

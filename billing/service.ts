@@ -1,6 +1,7 @@
-import { DAY_MS, microsToUsd, type Micros } from '../rules/index.ts';
+import { microsToUsd, type Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
 import { KeyedSerial } from './serial.ts';
+import { MemoryUsageJournal, type UsageJournal } from './journal.ts';
 import { checkId, creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
 import type { BillingHaltGate } from './halt-gate.ts';
 import {
@@ -128,10 +129,8 @@ export class BillingService {
   private readonly pending = new Map<string, Pending>();
   /** Starts of one tenant, in order. */
   private readonly starts = new KeyedSerial();
-  /** Latest admission per tenant (epoch ms): the throttle's clock when the log cannot say. */
-  private readonly lastAdmitted = new Map<string, number>();
-  /** Settled platform-key spend per `tenant|user|dayStart`, used when the log has no user ids. */
-  private readonly userDaySpend = new Map<string, Micros>();
+  /** Admissions and settlements in shared state: the throttle's clock, and per-user spend when the log has no user ids. */
+  private readonly journal: UsageJournal;
 
   constructor(
     private readonly deps: {
@@ -144,13 +143,16 @@ export class BillingService {
       /** Called for every finalized execution (e.g. MemoryUsageSource.record, or nothing when the log meters). */
       onFinalized?: (e: { executionId: string; tenantId: string; userId: string; at: number; llmMicros: Micros; byok: boolean }) => void;
       /**
-       * Per-user metering from the event log needs a user column (default true). With false, a user's daily
-       * spend is counted in-process from settled executions (lost on restart) and executions per user are not
-       * asked of the log.
+       * Per-user metering from the event log (its user_id column, default true). With false, a user's daily
+       * spend is counted from the journal's settled executions and executions per user are not asked of the log.
        */
       perUserFromLog?: boolean;
+      /** Admissions and settlements (default in-process); ClickHouseUsageJournal shares them across processes and restarts. */
+      journal?: UsageJournal;
     },
-  ) {}
+  ) {
+    this.journal = deps.journal ?? new MemoryUsageJournal();
+  }
 
   async account(tenantId: string, now: number): Promise<BillingAccount> {
     return (await this.deps.accounts.get(tenantId)) ?? newAccount(tenantId, now);
@@ -215,8 +217,8 @@ export class BillingService {
     const to = nextMonthStartUtc(now);
     const logged = await this.deps.usage.executions({ tenantId, ...(userId !== undefined && this.deps.perUserFromLog !== false ? { userId } : {}), from, to });
     let count = logged.count;
-    const admitted = userId === undefined ? this.lastAdmitted.get(tenantId) : undefined;
-    let lastAt = admitted !== undefined && admitted >= from && admitted < to ? Math.max(logged.lastAt ?? admitted, admitted) : logged.lastAt;
+    const admitted = userId === undefined ? await this.journal.lastAdmittedAt(tenantId, from, to) : null;
+    let lastAt = admitted !== null ? Math.max(logged.lastAt ?? admitted, admitted) : logged.lastAt;
     for (const p of this.pending.values()) {
       if (p.tenantId !== tenantId || (userId !== undefined && p.userId !== userId) || p.at < from || p.at >= to) continue;
       count++;
@@ -327,7 +329,13 @@ export class BillingService {
     }
 
     this.pending.set(pendingKey(tenantId, input.executionId), { tenantId, executionId: input.executionId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier });
-    this.lastAdmitted.set(tenantId, Math.max(this.lastAdmitted.get(tenantId) ?? 0, now));
+    try {
+      await this.journal.admitted({ tenantId, executionId: input.executionId, userId, at: now });
+    } catch (e) {
+      // Not admitted where every process can see it: give the hold back rather than run unclocked.
+      await this.cancelJob(tenantId, input.executionId, now).catch(() => undefined);
+      throw e;
+    }
     const seats = plan.perSeat ? Math.max(1, acct.seats) : 1;
     const alerts = burnAlerts({
       percents: this.deps.catalog.burnAlertPercents,
@@ -364,15 +372,12 @@ export class BillingService {
         dailyCap = (await this.plan(input.tenantId, input.now)).dailySpendCapMicros;
         before = await this.userSpend(input.tenantId, input.userId, dayFrom, nextDayStartUtc(p.at), input.executionId);
       }
+      // Journaled first (idempotent per execution): a retry after a failed ledger call writes the same row.
+      await this.journal.settled({ tenantId: input.tenantId, executionId: input.executionId, userId: input.userId, at: p.at, llmMicros: input.llmMicros, byok: !p.platformKey });
       s = await this.deps.ledger.settle(input.tenantId, input.executionId, credits, input.now);
     } catch (e) {
       this.pending.set(key, p); // not settled: it stays open for a retry
       throw e;
-    }
-    if (p.platformKey && this.deps.perUserFromLog === false) {
-      const k = `${input.tenantId}|${input.userId}|${dayFrom}`;
-      this.userDaySpend.set(k, (this.userDaySpend.get(k) ?? 0) + input.llmMicros);
-      for (const key of this.userDaySpend.keys()) if (Number(key.split('|')[2]) < dayFrom - DAY_MS) this.userDaySpend.delete(key);
     }
     this.deps.onFinalized?.({ executionId: input.executionId, tenantId: input.tenantId, userId: input.userId, at: p.at, llmMicros: input.llmMicros, byok: !p.platformKey });
     const alerts = p.platformKey
@@ -409,7 +414,6 @@ export class BillingService {
     return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts: [] };
   }
 
-  /** Is the execution started and not yet settled or cancelled (for this tenant)? Started here, or elsewhere with its hold in the shared ledger. */
   /** Settles an execution this service started; an unknown one is FORGE_ERR_BILLING_NOT_FOUND. */
   async settleOpenJob(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
     if (!(await this.isOpen(input.tenantId, input.executionId))) throw new BillingError('FORGE_ERR_BILLING_NOT_FOUND', 'no open execution with this id for this tenant', { field: 'executionId' });
@@ -421,6 +425,7 @@ export class BillingService {
     if (!(await this.cancelJob(tenantId, executionId, now))) throw new BillingError('FORGE_ERR_BILLING_NOT_FOUND', 'no open execution with this id for this tenant', { field: 'executionId' });
   }
 
+  /** Is the execution started and not yet settled or cancelled (for this tenant)? Started here, or elsewhere with its hold in the shared ledger. */
   async isOpen(tenantId: string, executionId: string): Promise<boolean> {
     if (this.pending.has(pendingKey(tenantId, executionId))) return true;
     return (await this.deps.ledger.openHold(tenantId, executionId)) !== undefined;
@@ -488,7 +493,7 @@ export class BillingService {
   private async userSpend(tenantId: string, userId: string, from: number, to: number, exclude?: string): Promise<Micros> {
     let s =
       this.deps.perUserFromLog === false
-        ? (this.userDaySpend.get(`${tenantId}|${userId}|${from}`) ?? 0)
+        ? await this.journal.platformSpend(tenantId, userId, from, to)
         : await this.deps.usage.platformLlmMicros({ tenantId, userId, from, to });
     for (const p of this.pending.values()) {
       if (p.executionId !== exclude && p.tenantId === tenantId && p.userId === userId && p.platformKey && p.at >= from && p.at < to) s += p.estimateMicros;

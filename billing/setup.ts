@@ -6,6 +6,7 @@ import type { LedgerEntry } from './credits/entries.ts';
 import { CreditLedger, type CreditLedgerApi } from './credits/ledger.ts';
 import { RedisCreditLedger } from './credits/redis-ledger.ts';
 import { BillingHaltGate, type HaltSource } from './halt-gate.ts';
+import { ClickHouseUsageJournal } from './journal.ts';
 import { ClickHouseUsageSource, type UsageSource } from './metering.ts';
 import { loadPlans, type BillingCatalog } from './plans.ts';
 import { BillingService } from './service.ts';
@@ -68,7 +69,8 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
   await migrateBilling(client, database, opts.store.cluster);
 
   const accounts = new ClickHouseAccountStore(client, database);
-  const usage = new ClickHouseUsageSource(client, { table: `${opts.store.database}.cost_events` });
+  const usage = new ClickHouseUsageSource(client, { table: `${opts.store.database}.cost_events`, userColumn: 'user_id', keySourceColumn: 'key_source' });
+  const journal = new ClickHouseUsageJournal(client, database);
   const gate = opts.bus ? new BillingHaltGate(opts.bus, { onError: opts.onError }) : null;
   const guard = gate ? { guard: gate.holdGuard() } : {};
 
@@ -96,8 +98,9 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
   const stripe = config.stripe ? new StripeBilling(config.stripe, catalog, accounts) : null;
   const reporter = stripe ? new UsageReporter({ stripe, accounts, usage, onError: opts.onError }) : null;
 
-  // The event log has no user column yet: per-user daily spend is counted in-process from settled executions.
-  const service = new BillingService({ catalog, accounts, usage, ledger, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
+  // Producers need not attribute their events to users: per-user daily spend and the throttle clock come from
+  // the journal of what billing settled and admitted (in the store: shared by every process, kept across restarts).
+  const service = new BillingService({ catalog, accounts, usage, ledger, journal, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
 
   let started = false;
   return {

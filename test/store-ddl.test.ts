@@ -27,6 +27,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       '0007_api_keys',
       '0008_canonical_version',
       '0009_bandwidth',
+      '0010_cost_event_attribution',
     ]);
     for (const m of renderMigrations('single', opts).filter((x) => !x.statements[0]!.startsWith('ALTER'))) {
       expect(m.statements).toHaveLength(1);
@@ -96,7 +97,8 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 14 + 4 + roles().length);
+    // 0010 (attribution columns) adds two: the local and the Distributed table.
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 14 + 4 + 2 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
