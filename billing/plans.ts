@@ -8,7 +8,7 @@ import { BillingError } from './errors.ts';
 export const MODEL_TIERS = ['fast', 'standard', 'heavy'] as const;
 export type ModelTier = (typeof MODEL_TIERS)[number];
 
-export const PLAN_IDS = ['free', 'pro', 'team', 'enterprise'] as const;
+export const PLAN_IDS = ['free', 'pro', 'team', 'enterprise', 'payg'] as const;
 export type PlanId = (typeof PLAN_IDS)[number];
 
 export const CHANNELS = ['webhook', 'email', 'slack', 'pagerduty'] as const;
@@ -68,7 +68,7 @@ const modelSchema = z
 
 const fileSchema = z
   .object({
-    plans: z.strictObject({ free: planSchema, pro: planSchema, team: planSchema, enterprise: planSchema }),
+    plans: z.strictObject({ free: planSchema, pro: planSchema, team: planSchema, enterprise: planSchema, payg: planSchema }),
     burnAlertPercents: z.array(z.number().int().min(1).max(1000)).min(1),
     credits: z.strictObject({
       perModelTier: z.strictObject({ fast: positiveCount, standard: positiveCount, heavy: positiveCount }),

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { PlanId } from '../../../billing/index.ts';
+import { PLAN_IDS, type PlanId } from '../../../billing/index.ts';
 import { microsToUsd } from '../../../rules/index.ts';
 import { errorBodySchema } from '../../errors.ts';
 import { text } from '../../schemas.ts';
@@ -33,7 +33,7 @@ export function accountRoutes(app: FastifyInstance, ctx: BillingRouteContext): v
       },
     },
     async () => ({
-      plans: (['free', 'pro', 'team', 'enterprise'] as const).map((id) => planJson(catalog, id)),
+      plans: PLAN_IDS.map((id) => planJson(catalog, id)),
       credit_packs: Object.values(catalog.credits.packs).map((p) => ({ id: p.id, price_usd: microsToUsd(p.priceMicros), credits: p.credits })),
       credits_per_model_tier: catalog.credits.perModelTier,
       credits_per_sandbox_try: catalog.credits.perSandboxTry,
@@ -55,7 +55,7 @@ export function accountRoutes(app: FastifyInstance, ctx: BillingRouteContext): v
         tags: ['billing'],
         summary: 'Set a team\'s plan by hand (contracts, no Stripe subscription). A team subscribed through Stripe changes plan in Stripe (409).',
         params: tenantParams,
-        body: closed({ plan_id: { type: 'string', enum: ['free', 'pro', 'team', 'enterprise'] }, seats: { type: 'integer', minimum: 1, maximum: 10_000 }, byok: { type: 'boolean' } }, ['plan_id'] as const),
+        body: closed({ plan_id: { type: 'string', enum: [...PLAN_IDS] }, seats: { type: 'integer', minimum: 1, maximum: 10_000 }, byok: { type: 'boolean' } }, ['plan_id'] as const),
         response: { 200: accountView, ...e4, 409: errorBodySchema, ...e5 },
       },
     },
