@@ -10,6 +10,8 @@ import type { StripeSettings } from './stripe.ts';
  */
 export interface BillingConfig {
   plansFile: string;
+  /** Price book, Pay As You Go, commitments, prepaid offers, premium skills (config/usage-pricing.yaml). */
+  usagePricingFile: string;
   database: string;
   vault: { keys: MasterKeys; providers: Record<string, ProviderEndpoint> } | null;
   stripe: StripeSettings | null;
@@ -18,6 +20,7 @@ export interface BillingConfig {
 /** Billing's variables: part of the one schema of the process that runs billing (api/config.ts). */
 export const BILLING_ENV = z.object({
   FORGE_PLANS_FILE: z.string().min(1).default('config/plans.yaml'),
+  FORGE_USAGE_PRICING_FILE: z.string().min(1).default('config/usage-pricing.yaml'),
   FORGE_BILLING_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/).default('forge'),
   FORGE_VAULT_MASTER_KEY: z.string().optional(),
   FORGE_VAULT_MASTER_KEY_ID: z.string().default('k1'),
@@ -77,5 +80,5 @@ export function billingConfigFrom(e: z.output<typeof BILLING_ENV>): BillingConfi
       meterEventName: e.FORGE_STRIPE_METER_EVENT,
     };
   }
-  return { plansFile: e.FORGE_PLANS_FILE, database: e.FORGE_BILLING_DATABASE, vault, stripe };
+  return { plansFile: e.FORGE_PLANS_FILE, usagePricingFile: e.FORGE_USAGE_PRICING_FILE, database: e.FORGE_BILLING_DATABASE, vault, stripe };
 }

@@ -85,7 +85,7 @@ export {
   byokModeOf,
 } from './vault/vault.ts';
 export { UsageReporter } from './usage-reporter.ts';
-export { StripeBilling, createStripeClient, type StripeSettings, type WebhookOutcome } from './stripe.ts';
+export { StripeBilling, createStripeClient, microsToCentsDecimal, type StripeSettings, type WebhookOutcome, type CheckoutHandler } from './stripe.ts';
 export {
   MemoryAccountStore,
   newAccount,
@@ -97,5 +97,27 @@ export {
 export { BillingHaltGate, type HaltSource, type GateDecision } from './halt-gate.ts';
 export { marginReport, financeReport, type MarginReport, type MarginRow } from './finance.ts';
 export { BillingService, type RouteAnswer, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
+export {
+  parseUsagePricing,
+  loadUsagePricing,
+  priceAt,
+  tokenAmounts,
+  includedExecutions,
+  overageCharge,
+  paygCharge,
+  paygUpgradeAdvice,
+  proEquivalentMicros,
+  commitmentTier,
+  commitmentCharge,
+  revenueSplit,
+  payoutDecision,
+  type UsagePricing,
+  type PriceBookEntry,
+  type PremiumSkill,
+  type CommitmentTier,
+} from './usage-pricing.ts';
+export { buildInvoice, assertInvoiceAddsUp, invoiceCsv, invoiceHtml, type Invoice, type InvoiceLine, type InvoiceLineKind, type InvoiceDetail, type BillableEvent, type CreatorEarning } from './invoice.ts';
+export { UsageBilling, monthBounds, addMonths, type BillableEventSource, type CreatorStatement } from './usage-billing.ts';
+export { UsageBillingStore, type Commitment, type PayoutRow, type PrepaidKind } from './usage-stores.ts';
 export { BILLING_ENV, billingConfigFrom, loadBillingConfig, type BillingConfig } from './config.ts';
 export { billingFromConfig, type BillingParts, type BillingFromConfigOptions } from './setup.ts';

@@ -7,6 +7,9 @@ import { CreditLedger, type CreditLedgerApi } from './credits/ledger.ts';
 import { RedisCreditLedger } from './credits/redis-ledger.ts';
 import { BillingHaltGate, type HaltSource } from './halt-gate.ts';
 import { ClickHouseUsageJournal } from './journal.ts';
+import { UsageBilling } from './usage-billing.ts';
+import { loadUsagePricing } from './usage-pricing.ts';
+import { UsageBillingStore } from './usage-stores.ts';
 import { ClickHouseUsageSource, type UsageSource } from './metering.ts';
 import { loadPlans, type BillingCatalog } from './plans.ts';
 import { BillingService } from './service.ts';
@@ -33,6 +36,8 @@ export interface BillingParts {
   /** null without STRIPE_SECRET_KEY / STRIPE_WEBHOOK_SECRET: subscriptions, webhooks and usage reports are off. */
   stripe: StripeBilling | null;
   reporter: UsageReporter | null;
+  /** Invoices, prepaid dollars, commitments, creator payouts over the cost log. */
+  usageBilling: UsageBilling;
   gate: BillingHaltGate | null;
   /** Starts the halt subscriber and (with Stripe) the usage reporter loop. Idempotent. */
   start(opts?: { reportIntervalMs?: number; clock?: () => number }): void;
@@ -102,8 +107,11 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
   // the journal of what billing settled and admitted (in the store: shared by every process, kept across restarts).
   const service = new BillingService({ catalog, accounts, usage, ledger, journal, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
 
+  const usageBilling = new UsageBilling({ catalog, pricing: loadUsagePricing(config.usagePricingFile), accounts, events: usage, store: new UsageBillingStore(client, database), stripe });
+
   let started = false;
   return {
+    usageBilling,
     config,
     catalog,
     service,
