@@ -92,7 +92,7 @@ export class UsageBilling {
   async invoice(tenantId: string, month: string, now: number): Promise<{ invoice: Invoice; final: boolean }> {
     const stored = await this.deps.store.invoice(tenantId, month);
     if (stored) return { invoice: stored, final: true };
-    const { from, to } = monthBounds(month);
+    const { from } = monthBounds(month);
     if (from > now) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'that month has not started', { field: 'month' });
     return { invoice: await this.compute(tenantId, month, now), final: false };
   }
