@@ -62,6 +62,21 @@ export class UsageBilling {
     return this.deps.pricing;
   }
 
+  /** The team's latest commitment (running, future or past). */
+  commitment(tenantId: string): Promise<Commitment | undefined> {
+    return this.deps.store.commitment(tenantId);
+  }
+
+  /** The discount of a committed volume, percent (0 below the lowest tier). */
+  discountPercent(executionsPerMonth: number): number {
+    return commitmentTier(this.deps.pricing.commitments.tiers, executionsPerMonth)?.discountPercent ?? 0;
+  }
+
+  /** A team's prepaid entries, oldest first. */
+  prepaidEntries(tenantId: string): ReturnType<UsageBillingStore['prepaidEntries']> {
+    return this.deps.store.prepaidEntries(tenantId);
+  }
+
   /** The commitment billed in `month`, if one covers it. */
   async activeCommitment(tenantId: string, month: string): Promise<Commitment | undefined> {
     const c = await this.deps.store.commitment(tenantId);

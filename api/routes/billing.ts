@@ -4,6 +4,7 @@ import { BillingError } from '../../billing/index.ts';
 import { ApiError } from '../errors.ts';
 import { accountRoutes } from './billing/accounts.ts';
 import { creditRoutes } from './billing/credits.ts';
+import { invoiceRoutes } from './billing/invoices.ts';
 import { jobRoutes } from './billing/jobs.ts';
 import { keyRoutes } from './billing/keys.ts';
 import { billingReportRoutes } from './billing/reports.ts';
@@ -44,7 +45,7 @@ export function apiErrorOfBilling(e: BillingError): ApiError | BillingError {
 
 /**
  * Billing over HTTP, one file per sub-resource under ./billing/ (accounts and plans, usage and routing,
- * jobs, credits, BYOK keys, the Stripe webhook, finance reports) over shared schemas (./billing/shared.ts).
+ * jobs, credits, BYOK keys, the Stripe webhook, finance reports, invoices and usage pricing) over shared schemas (./billing/shared.ts).
  * Every route checks role and tenant; response schemas keep secrets (BYOK keys) out of every answer.
  */
 export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOptions): Promise<void> {
@@ -63,4 +64,5 @@ export async function billingRoutes(app: FastifyInstance, opts: BillingRoutesOpt
   keyRoutes(app, ctx);
   await stripeRoutes(app, ctx);
   billingReportRoutes(app, ctx);
+  if (opts.usageBilling) invoiceRoutes(app, ctx, opts.usageBilling);
 }

@@ -19,6 +19,8 @@ const REQUIRED: Record<string, string[]> = {
   'POST /v1/customers': ['email', 'metadata[tenant_id]'],
   'POST /v1/subscriptions': ['customer', 'items[0][price]', 'items[0][quantity]', 'metadata[tenant_id]', 'metadata[plan_id]'],
   'POST /v1/billing/meter_events': ['event_name', 'payload[stripe_customer_id]', 'payload[value]', 'identifier', 'timestamp'],
+  'POST /v1/invoiceitems': ['customer', 'currency', 'quantity', 'unit_amount_decimal', 'description', 'metadata[tenant_id]'],
+  'POST /v1/transfers': ['amount', 'currency', 'destination', 'transfer_group'],
 };
 
 /**
@@ -134,6 +136,10 @@ export class StripeReceiver {
           metadata,
           items: { object: 'list', data: [{ id: id('si'), object: 'subscription_item', price: { id: f['items[0][price]'], object: 'price' }, quantity: Number(f['items[0][quantity]']) }] },
         };
+      case 'POST /v1/invoiceitems':
+        return { id: id('ii'), object: 'invoiceitem', customer: f.customer, currency: f.currency, quantity: Number(f.quantity), unit_amount_decimal: f.unit_amount_decimal, description: f.description, metadata };
+      case 'POST /v1/transfers':
+        return { id: id('tr'), object: 'transfer', amount: Number(f.amount), currency: f.currency, destination: f.destination, transfer_group: f.transfer_group, metadata };
       default:
         return {
           object: 'billing.meter_event',

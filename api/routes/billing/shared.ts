@@ -20,6 +20,7 @@ import {
   type MasterKeys,
   type PlanId,
   type StripeBilling,
+  type UsageBilling,
   type UsageSource,
   type VaultKeyView,
 } from '../../../billing/index.ts';
@@ -44,6 +45,8 @@ export interface BillingRoutesOptions {
   vaultKeys?: MasterKeys | null;
   /** null/absent: Stripe routes (subscription, webhook) answer 503 FORGE_ERR_STRIPE_NOT_CONFIGURED. */
   stripe?: StripeBilling | null;
+  /** Invoices, prepaid dollars, commitments, creator payouts; absent: those routes are not served. */
+  usageBilling?: UsageBilling | null;
   now?: () => number;
   /** Failures behind a 502/503 answer (Stripe, provider, storage) are reported here too. */
   onError?: (e: unknown, where: string) => void;
