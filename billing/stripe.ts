@@ -106,16 +106,18 @@ export class StripeBilling {
     }
     const seats = plan.perSeat ? (input.seats ?? 1) : 1;
     if (!(Number.isSafeInteger(seats) && seats >= 1 && seats <= 10_000)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'seats must be 1..10000', { field: 'seats' });
-    const sub = await this.call('subscriptions.create', () =>
-      this.stripe.subscriptions.create(
-        {
-          customer: acct.customerId as string,
-          items: [{ price, quantity: seats }],
-          metadata: { tenant_id: input.tenantId, plan_id: plan.id, byok: String(input.byok) },
-        },
-        { idempotencyKey: key(`forge-subscribe-${input.tenantId}-${input.requestId}`) },
-      ),
-    );
+    const metadata = { tenant_id: input.tenantId, plan_id: plan.id, byok: String(input.byok) };
+    const live = acct.subscriptionId && acct.status !== 'canceled' && acct.status !== 'incomplete_expired' ? acct.subscriptionId : null;
+    // A team already subscribed changes the price of its one subscription (BYOK switch, plan or seats):
+    // creating a second subscription would bill it twice.
+    const sub = live
+      ? await this.changePrice(live, { price, quantity: seats, metadata, idempotencyKey: key(`forge-subscribe-${input.tenantId}-${input.requestId}`) })
+      : await this.call('subscriptions.create', () =>
+          this.stripe.subscriptions.create(
+            { customer: acct.customerId as string, items: [{ price, quantity: seats }], metadata },
+            { idempotencyKey: key(`forge-subscribe-${input.tenantId}-${input.requestId}`) },
+          ),
+        );
     const next: BillingAccount = {
       ...acct,
       planId: plan.id,
@@ -151,6 +153,20 @@ export class StripeBilling {
       ),
     );
     return { identifier };
+  }
+
+  /** Moves the subscription's one item to another price (prorated), keeping the subscription. */
+  private async changePrice(subscriptionId: string, change: { price: string; quantity: number; metadata: Record<string, string>; idempotencyKey: string }): Promise<Stripe.Subscription> {
+    const current = await this.call('subscriptions.retrieve', () => this.stripe.subscriptions.retrieve(subscriptionId));
+    const item = current.items.data[0];
+    if (!item) throw new BillingError('FORGE_ERR_STRIPE_API', `subscription ${subscriptionId} has no item`);
+    return this.call('subscriptions.update', () =>
+      this.stripe.subscriptions.update(
+        subscriptionId,
+        { items: [{ id: item.id, price: change.price, quantity: change.quantity }], proration_behavior: 'create_prorations', metadata: change.metadata },
+        { idempotencyKey: change.idempotencyKey },
+      ),
+    );
   }
 
   /** Who credits `checkout.session.completed` (prepaid dollars); without one the event is ignored. */
