@@ -42,6 +42,8 @@ export interface InvoiceDetail {
   outputTokens: number;
   /** Token price on platform keys, USD micros. */
   priceMicros: Micros;
+  /** Our cost of those tokens, USD micros. */
+  costMicros: Micros;
 }
 
 export interface CreatorEarning {
@@ -94,7 +96,7 @@ const usd = microsToUsd;
 
 function detail(map: Map<string, InvoiceDetail>, key: string): InvoiceDetail {
   let d = map.get(key);
-  if (!d) map.set(key, (d = { key, executions: 0, inputTokens: 0, outputTokens: 0, priceMicros: 0 }));
+  if (!d) map.set(key, (d = { key, executions: 0, inputTokens: 0, outputTokens: 0, priceMicros: 0, costMicros: 0 }));
   return d;
 }
 
@@ -128,6 +130,7 @@ export function buildInvoice(input: InvoiceInput): Invoice {
     agent.executions++;
     day.executions++;
     let eventPrice = 0;
+    let eventCost = 0;
     for (const t of e.llm) {
       const entry = priceAt(pricing.priceBook, t.model, e.at);
       if (!entry) {
@@ -146,6 +149,7 @@ export function buildInvoice(input: InvoiceInput): Invoice {
         m.priceMicros += a.priceMicros;
         m.costMicros += a.costMicros;
         eventPrice += a.priceMicros;
+        eventCost += a.costMicros;
       }
       models.set(k, m);
       for (const d of [agent, day]) {
@@ -155,6 +159,8 @@ export function buildInvoice(input: InvoiceInput): Invoice {
     }
     agent.priceMicros += eventPrice;
     day.priceMicros += eventPrice;
+    agent.costMicros += eventCost;
+    day.costMicros += eventCost;
     if (e.skillId && pricing.premiumSkills[e.skillId]) {
       const s = skillRevenue.get(e.skillId) ?? { executions: 0, revenueMicros: 0 };
       s.executions++;

@@ -5,7 +5,7 @@ import { AlertDispatcher, loadAlertsConfig, storeAlertLogSink } from '../alerts/
 import { billingRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
-import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
+import { billingPageRoutes, burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import {
   Guardrail,
   InProcessHaltBus,
@@ -243,6 +243,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
             now,
           }),
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
+        // The built-in billing page at `/billing`: usage, cost and price by model, agent and day, invoices.
+        async (app) => app.register(billingPageRoutes),
         ...(opts.plugins ?? []),
       ],
     });

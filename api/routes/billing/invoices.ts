@@ -6,7 +6,7 @@ import { closed, e4, e5, MONTH, tenantParams, TENANT, type BillingRouteContext }
 
 const S = { type: 'string' } as const;
 const I = { type: 'integer' } as const;
-const detailView = { type: 'object', properties: { key: S, executions: I, input_tokens: I, output_tokens: I, price_usd: S } } as const;
+const detailView = { type: 'object', properties: { key: S, executions: I, input_tokens: I, output_tokens: I, price_usd: S, cost_usd: S } } as const;
 const invoiceView = {
   type: 'object',
   properties: {
@@ -27,7 +27,7 @@ const invoiceView = {
 const monthParams = closed({ tenant: TENANT, month: MONTH }, ['tenant', 'month'] as const);
 
 function invoiceJson(inv: Invoice, final: boolean) {
-  const d = (x: Invoice['byAgent'][number]) => ({ key: x.key, executions: x.executions, input_tokens: x.inputTokens, output_tokens: x.outputTokens, price_usd: microsToUsd(x.priceMicros) });
+  const d = (x: Invoice['byAgent'][number]) => ({ key: x.key, executions: x.executions, input_tokens: x.inputTokens, output_tokens: x.outputTokens, price_usd: microsToUsd(x.priceMicros), cost_usd: microsToUsd(x.costMicros) });
   return {
     tenant_id: inv.tenantId, month: inv.month, final, plan_id: inv.planId, executions: inv.executions, subtotal_usd: microsToUsd(inv.subtotalMicros),
     credits_applied_usd: microsToUsd(inv.creditsAppliedMicros), total_usd: microsToUsd(inv.totalMicros), total_micros: inv.totalMicros,
