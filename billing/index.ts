@@ -42,6 +42,7 @@ export {
   type BurnMetric,
 } from './limits.ts';
 export { routeModel, findModel, blendedPrice, type RoutingPreference, type RouteOutcome } from './routing.ts';
+export { fallbackChain, FALLBACK_CLASSES, type FallbackStep, type FallbackClass } from './fallback.ts';
 export {
   MemoryUsageSource,
   ClickHouseUsageSource,

@@ -183,7 +183,11 @@ describe('a month of mixed usage, invoiced', () => {
     expect(st.json().statements.map((s: { creator: string; earned_usd: string }) => [s.creator, s.earned_usd])).toEqual([['acct_1CreatorCode', '0.036'], ['acct_1CreatorSummarize', '0.05']]);
   });
 
-  it('keeps tenants apart and validates: a team key sees only its own invoice; a bad month names the field', async () => {
+  it('routes with a priced fallback chain; keeps tenants apart and validates: a team key sees only its own invoice; a bad month names the field', async () => {
+    const route = await t.app.inject({ method: 'GET', url: `/v1/billing/tenants/${tenant}/route?skill=code`, headers: auth(t.key(['runner'], tenant)) });
+    expect(route.json().fallback.map((s: { model: string; price_input_usd: string }) => [s.model, s.price_input_usd])).toEqual([
+      ['ollama-local', '0.02'], ['deepseek-r1', '0.05'], ['groq-llama', '0.1'], ['gpt-4o', '5'], ['claude-sonnet', '6'],
+    ]);
     const other = await t.app.inject({ method: 'GET', url: `/v1/billing/tenants/${tenant}/invoices/2026-03`, headers: auth(t.key(['finance'], 'someone-else')) });
     expect(other.statusCode).toBe(403);
     const bad = await t.app.inject({ method: 'GET', url: `/v1/billing/tenants/${tenant}/invoices/2026-13`, headers: fin() });

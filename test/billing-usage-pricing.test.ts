@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   buildInvoice,
+  fallbackChain,
   commitmentCharge,
   commitmentTier,
   invoiceCsv,
@@ -145,5 +146,24 @@ describe('the invoice (pure)', () => {
     expect(inv.byAgent.map((d) => [d.key, d.executions, d.priceMicros])).toEqual([['a1', 3, 1750], ['a2', 1, 15]]);
     expect(invoiceCsv(inv)).toContain('total,,,,,9.001765');
     expect(invoiceHtml(inv)).toContain('<th>9.001765</th>');
+  });
+});
+
+describe('the routing fallback chain', () => {
+  const now = Date.UTC(2026, 5, 1);
+  const chain = (skill: string, planId: 'free' | 'pro') => fallbackChain(catalog, pricing, skill, { plan: catalog.plans[planId], now }).map((x) => `${x.class}:${x.model}`);
+  it('local Ollama, free OpenRouter, Groq, then paid: the routed model first, then those above the skill\'s threshold by price', () => {
+    // code (standard, quality > 0.75): gpt-4o is routed (cheapest above it); Sonnet qualifies; Haiku and 4o-mini do not.
+    expect(chain('code', 'pro')).toEqual(['local:ollama-local', 'free:deepseek-r1', 'groq:groq-llama', 'paid:gpt-4o', 'paid:claude-sonnet']);
+    // classify (fast, > 0.8): only fast paid models, never a standard one.
+    expect(chain('classify', 'pro')).toEqual(['local:ollama-local', 'free:deepseek-r1', 'groq:groq-llama', 'paid:gpt-4o-mini', 'paid:claude-haiku']);
+  });
+  it('is per tier: Free never fails over to a tier it blocks', () => {
+    expect(chain('plan', 'free')).toEqual(['local:ollama-local', 'free:deepseek-r1', 'groq:groq-llama']);
+  });
+  it('prices every step with the price book in force', () => {
+    const steps = fallbackChain(catalog, pricing, 'code', { plan: pro, now });
+    expect(steps[0]).toMatchObject({ model: 'ollama-local', priceInputMicros: 20_000, priceOutputMicros: 50_000 });
+    expect(steps.at(-1)).toMatchObject({ model: 'claude-sonnet', priceInputMicros: 6 * M, priceOutputMicros: 30 * M });
   });
 });

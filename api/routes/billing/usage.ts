@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { RoutingPreference } from '../../../billing/index.ts';
+import { fallbackChain, type RoutingPreference } from '../../../billing/index.ts';
 import { microsToUsd } from '../../../rules/index.ts';
 import { text } from '../../schemas.ts';
 import { closed, e4, e5, iso, limitJson, limitView, modelView, tenantParams, USER, type BillingRouteContext } from './shared.ts';
@@ -62,6 +62,8 @@ export function usageRoutes(app: FastifyInstance, ctx: BillingRouteContext): voi
             properties: {
               skill: { type: 'string' }, ok: { type: 'boolean' }, reason: { type: 'string' }, message: { type: 'string' }, tier: { type: 'string' }, quality: { type: 'number' }, candidates: { type: 'integer' },
               model: modelView, key_source: { type: 'string', enum: ['byok', 'platform'] },
+              // The ordered failover chain, each step priced (per 1M tokens), so a runner need not ask again.
+              fallback: { type: 'array', items: { type: 'object', properties: { model: { type: 'string' }, provider: { type: 'string' }, class: { type: 'string' }, price_input_usd: { type: 'string' }, price_output_usd: { type: 'string' } } } },
             },
           },
           ...e4,
@@ -74,7 +76,12 @@ export function usageRoutes(app: FastifyInstance, ctx: BillingRouteContext): voi
       const q = req.query;
       const r = await service.route(tenant, q.skill, { ...(q.preference ? { preference: q.preference } : {}), ...(q.user_id !== undefined ? { userId: q.user_id } : {}), ...(q.agent_id ? { agentId: q.agent_id } : {}) }, now());
       if (!r.ok) return { skill: q.skill, ok: false, reason: r.reason, message: r.message };
-      return { skill: q.skill, ok: true, tier: r.tier, quality: r.quality, candidates: r.candidates, model: { id: r.model.id, provider: r.model.provider, tier: r.model.tier }, ...(r.keySource ? { key_source: r.keySource } : {}) };
+      const t = now();
+      const chain = ctx.usageBilling ? fallbackChain(ctx.catalog, ctx.usageBilling.pricing, q.skill, { plan: await service.plan(tenant, t), now: t, ...(q.preference ? { preference: q.preference } : {}) }) : [];
+      return {
+        skill: q.skill, ok: true, tier: r.tier, quality: r.quality, candidates: r.candidates, model: { id: r.model.id, provider: r.model.provider, tier: r.model.tier }, ...(r.keySource ? { key_source: r.keySource } : {}),
+        fallback: chain.map((x) => ({ model: x.model, provider: x.provider, class: x.class, price_input_usd: microsToUsd(x.priceInputMicros), price_output_usd: microsToUsd(x.priceOutputMicros) })),
+      };
     },
   );
 }
