@@ -97,7 +97,8 @@ export {
 } from './subscriptions.ts';
 export { BillingHaltGate, type HaltSource, type GateDecision } from './halt-gate.ts';
 export { marginReport, financeReport, type MarginReport, type MarginRow } from './finance.ts';
-export { BillingService, type RouteAnswer, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
+export { KEY_STATUSES, keyHealthAlert, ClickHouseKeyHealthStore, type KeyStatus, type KeyHealthReport, type KeyHealthAlert, type KeyHealthStore } from './key-health.ts';
+export { BillingService, type SettleJobOutcome, type RouteAnswer, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
 export {
   parseUsagePricing,
   loadUsagePricing,

@@ -2,6 +2,7 @@ import { microsToUsd, type Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
 import { KeyedSerial } from './serial.ts';
 import { MemoryUsageJournal, type UsageJournal } from './journal.ts';
+import { keyHealthAlert, type KeyHealthAlert, type KeyHealthReport, type KeyHealthStore, type KeyStatus } from './key-health.ts';
 import { checkId, creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
 import type { BillingHaltGate } from './halt-gate.ts';
 import {
@@ -107,7 +108,19 @@ export interface SettleJobInput {
   sandboxTries?: number;
   /** Actual LLM spend, USD micros. */
   llmMicros: Micros;
+  /** What the provider said about the user's own key (BYOK executions): recorded per key, alerted unless ok. */
+  keyStatus?: KeyStatus;
+  keyDetail?: string;
   now: number;
+}
+
+export interface SettleJobOutcome {
+  charged: number;
+  refunded: number;
+  shortfall: number;
+  alerts: BurnAlert[];
+  /** The alert a BYOK key report raised (not ok). */
+  keyAlert?: KeyHealthAlert;
 }
 
 interface Pending {
@@ -118,6 +131,9 @@ interface Pending {
   estimateMicros: Micros;
   platformKey: boolean;
   tier: ModelTier;
+  /** The key's provider and agent ('*' = the user's default key), for key health. */
+  provider: string;
+  keyAgent: string;
 }
 
 /**
@@ -149,6 +165,8 @@ export class BillingService {
       perUserFromLog?: boolean;
       /** Admissions and settlements (default in-process); ClickHouseUsageJournal shares them across processes and restarts. */
       journal?: UsageJournal;
+      /** Where BYOK key reports at settle are kept; absent: they are alerted only. */
+      keyHealth?: KeyHealthStore;
     },
   ) {
     this.journal = deps.journal ?? new MemoryUsageJournal();
@@ -328,7 +346,10 @@ export class BillingService {
       hold = { unit: h.unit, amount: h.amount };
     }
 
-    this.pending.set(pendingKey(tenantId, input.executionId), { tenantId, executionId: input.executionId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier });
+    this.pending.set(pendingKey(tenantId, input.executionId), {
+      tenantId, executionId: input.executionId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier, provider: key.provider,
+      keyAgent: key.source === 'byok' && key.agentSpecific && input.agentId !== undefined ? input.agentId : '*',
+    });
     try {
       await this.journal.admitted({ tenantId, executionId: input.executionId, userId, at: now });
     } catch (e) {
@@ -352,7 +373,7 @@ export class BillingService {
   }
 
   /** Finalizes an execution: deducts its credits (refunding the rest of the hold) and returns spend alerts. */
-  async settleJob(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
+  async settleJob(input: SettleJobInput): Promise<SettleJobOutcome> {
     // Keyed by tenant: a caller naming another tenant's execution finds nothing (and closes nothing).
     const key = pendingKey(input.tenantId, input.executionId);
     const p = this.pending.get(key);
@@ -394,8 +415,19 @@ export class BillingService {
           now: input.now,
         })
       : [];
-    if (!s.ok) return { charged: 0, refunded: 0, shortfall: 0, alerts };
-    return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts };
+    const keyAlert = p.platformKey || input.keyStatus === undefined ? null : await this.keyReport(p, input);
+    const extra = keyAlert ? { keyAlert } : {};
+    if (!s.ok) return { charged: 0, refunded: 0, shortfall: 0, alerts, ...extra };
+    return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts, ...extra };
+  }
+
+  /** Records what the runner reported about the user's key and returns the alert it raises. */
+  private async keyReport(p: Pending, input: SettleJobInput): Promise<KeyHealthAlert | null> {
+    const report: KeyHealthReport = {
+      tenantId: p.tenantId, userId: p.userId, provider: p.provider, agentId: p.keyAgent, executionId: p.executionId, status: input.keyStatus ?? 'ok', detail: (input.keyDetail ?? '').slice(0, 500), at: input.now,
+    };
+    await this.deps.keyHealth?.record(report);
+    return keyHealthAlert(report);
   }
 
   /**
@@ -403,7 +435,7 @@ export class BillingService {
    * in the shared ledger but what it was (tier, key) is not known here. It is charged what the runner reports
    * (model calls, sandbox tries), or its whole hold when the runner reports nothing; no spend alerts.
    */
-  private async settleElsewhere(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
+  private async settleElsewhere(input: SettleJobInput): Promise<SettleJobOutcome> {
     const h = await this.deps.ledger.openHold(input.tenantId, input.executionId);
     if (!h) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
     const reported = input.modelCalls !== undefined || input.sandboxTries !== undefined;
@@ -415,7 +447,7 @@ export class BillingService {
   }
 
   /** Settles an execution this service started; an unknown one is FORGE_ERR_BILLING_NOT_FOUND. */
-  async settleOpenJob(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
+  async settleOpenJob(input: SettleJobInput): Promise<SettleJobOutcome> {
     if (!(await this.isOpen(input.tenantId, input.executionId))) throw new BillingError('FORGE_ERR_BILLING_NOT_FOUND', 'no open execution with this id for this tenant', { field: 'executionId' });
     return this.settleJob(input);
   }

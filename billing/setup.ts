@@ -7,6 +7,7 @@ import { CreditLedger, type CreditLedgerApi } from './credits/ledger.ts';
 import { RedisCreditLedger } from './credits/redis-ledger.ts';
 import { BillingHaltGate, type HaltSource } from './halt-gate.ts';
 import { ClickHouseUsageJournal } from './journal.ts';
+import { ClickHouseKeyHealthStore, type KeyHealthStore } from './key-health.ts';
 import { UsageBilling } from './usage-billing.ts';
 import { loadUsagePricing } from './usage-pricing.ts';
 import { UsageBillingStore } from './usage-stores.ts';
@@ -38,6 +39,8 @@ export interface BillingParts {
   reporter: UsageReporter | null;
   /** Invoices, prepaid dollars, commitments, creator payouts over the cost log. */
   usageBilling: UsageBilling;
+  /** BYOK key health reported at settle. */
+  keyHealth: KeyHealthStore;
   gate: BillingHaltGate | null;
   /** Starts the halt subscriber and (with Stripe) the usage reporter loop. Idempotent. */
   start(opts?: { reportIntervalMs?: number; clock?: () => number }): void;
@@ -105,13 +108,15 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
 
   // Producers need not attribute their events to users: per-user daily spend and the throttle clock come from
   // the journal of what billing settled and admitted (in the store: shared by every process, kept across restarts).
-  const service = new BillingService({ catalog, accounts, usage, ledger, journal, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
+  const keyHealth = new ClickHouseKeyHealthStore(client, database);
+  const service = new BillingService({ catalog, accounts, usage, ledger, journal, keyHealth, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
 
   const usageBilling = new UsageBilling({ catalog, pricing: loadUsagePricing(config.usagePricingFile), accounts, events: usage, store: new UsageBillingStore(client, database), stripe });
 
   let started = false;
   return {
     usageBilling,
+    keyHealth,
     config,
     catalog,
     service,

@@ -2,6 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BillingService,
+  ClickHouseKeyHealthStore,
+  KeyVault,
+  masterKeys,
+  MemoryVaultStore,
   ClickHouseUsageJournal,
   CreditLedger,
   loadPlans,
@@ -63,5 +67,31 @@ describe('the usage journal', () => {
     // 10 s later in the other process: one per minute past the throttle point, so 50 s to wait.
     expect(await b.startJob({ tenantId, userId: 'u1', executionId: 'p2', skill: 'code', maxTokens: 1000, now: NOW + 10_000 })).toMatchObject({ decision: 'throttle', retryAfterMs: 50_000 });
     expect(await b.startJob({ tenantId, userId: 'u1', executionId: 'p3', skill: 'code', maxTokens: 1000, now: NOW + 60_000 })).toMatchObject({ decision: 'allow' });
+  });
+});
+
+describe('BYOK key health', () => {
+  it('records what the runner reports about the user\'s key at settle, per key, and alerts all but ok', async () => {
+    const okFetch = (async () => new Response('{}', { status: 200 })) as typeof fetch;
+    const vault = new KeyVault(masterKeys('k1', Buffer.alloc(32, 7)), new MemoryVaultStore(), { openai: { baseUrl: 'http://provider.invalid/v1', auth: 'bearer' } }, { fetch: okFetch });
+    const tenantId = `t-${randomUUID().slice(0, 8)}`;
+    const accounts = new MemoryAccountStore();
+    await accounts.put({ ...newAccount(tenantId, NOW), planId: 'pro', status: 'active' });
+    const keyHealth = new ClickHouseKeyHealthStore(store.client, store.database);
+    const svc = new BillingService({ catalog, accounts, usage: new MemoryUsageSource(), ledger: new CreditLedger(new MemoryCreditEntryStore()), vault, keyHealth });
+    await vault.saveKey({ tenantId, userId: 'u1', provider: 'openai', apiKey: 'sk-user-key-123456', now: NOW });
+    await vault.saveKey({ tenantId, userId: 'u1', provider: 'openai', apiKey: 'sk-agent-key-654321', agentId: 'bot-7', now: NOW });
+
+    const run = async (id: string, agentId: string | undefined, keyStatus: 'ok' | 'rate_limited' | 'expired') => {
+      expect(await svc.startJob({ tenantId, userId: 'u1', executionId: id, model: 'gpt-4o', maxTokens: 100, now: NOW, ...(agentId ? { agentId } : {}) })).toMatchObject({ decision: 'allow', key: { source: 'byok' } });
+      return svc.settleJob({ tenantId, userId: 'u1', executionId: id, llmMicros: 0, keyStatus, keyDetail: `${keyStatus} from provider`, now: NOW + 1 });
+    };
+    expect((await run('k1', undefined, 'ok')).keyAlert).toBeUndefined();
+    expect((await run('k2', undefined, 'rate_limited')).keyAlert).toMatchObject({ provider: 'openai', agentId: '*', status: 'rate_limited', severity: 'warning' });
+    expect((await run('k3', 'bot-7', 'expired')).keyAlert).toMatchObject({ agentId: 'bot-7', status: 'expired', severity: 'action_required', message: expect.stringContaining('replace the key') });
+    const latest = await keyHealth.latest(tenantId, 'u1');
+    expect(latest.map((k) => [k.provider, k.agentId, k.status, k.executionId])).toEqual([['openai', '*', 'rate_limited', 'k2'], ['openai', 'bot-7', 'expired', 'k3']]);
+    // A platform-key execution reports nothing about a user key.
+    expect((await svc.startJob({ tenantId, userId: 'u1', executionId: 'p1', model: 'claude-sonnet', maxTokens: 100, now: NOW })).decision).toBe('allow');
   });
 });

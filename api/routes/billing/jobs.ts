@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { ModelTier, RoutingPreference } from '../../../billing/index.ts';
+import { KEY_STATUSES, type KeyStatus, type ModelTier, type RoutingPreference } from '../../../billing/index.ts';
 import { usdToMicrosField } from '../../../guard/index.ts';
 import { RUN_ID, text, USD } from '../../schemas.ts';
 import { alertJson, alertView, balanceJson, balanceView, closed, COUNT, e4, e5, EXEC, execParams, iso, modelView, nullable, TENANT, USER, modelIdSchema, type BillingRouteContext } from './shared.ts';
@@ -73,7 +73,7 @@ export function jobRoutes(app: FastifyInstance, ctx: BillingRouteContext): void 
   );
 
   const tierCalls = closed({ fast: COUNT, standard: COUNT, heavy: COUNT });
-  app.post<{ Params: { execution_id: string }; Body: { tenant_id: string; user_id: string; model_calls?: Partial<Record<ModelTier, number>>; sandbox_tries?: number; llm_cost_usd: string | number } }>(
+  app.post<{ Params: { execution_id: string }; Body: { tenant_id: string; user_id: string; model_calls?: Partial<Record<ModelTier, number>>; sandbox_tries?: number; llm_cost_usd: string | number; key_status?: KeyStatus; key_detail?: string } }>(
     '/v1/billing/jobs/:execution_id/settle',
     {
       config: { roles: ['runner'] },
@@ -81,9 +81,18 @@ export function jobRoutes(app: FastifyInstance, ctx: BillingRouteContext): void 
         tags: ['billing'],
         summary: 'Settle an execution: deduct its credits (1 fast, 5 standard, 25 heavy per model call; 2 per sandbox try) from the hold, refund the rest',
         params: execParams,
-        body: closed({ tenant_id: TENANT, user_id: USER, model_calls: tierCalls, sandbox_tries: COUNT, llm_cost_usd: USD }, ['tenant_id', 'user_id', 'llm_cost_usd'] as const),
+        body: closed(
+          { tenant_id: TENANT, user_id: USER, model_calls: tierCalls, sandbox_tries: COUNT, llm_cost_usd: USD, key_status: { type: 'string', enum: [...KEY_STATUSES] }, key_detail: text(0, 500) },
+          ['tenant_id', 'user_id', 'llm_cost_usd'] as const,
+        ),
         response: {
-          200: { type: 'object', properties: { execution_id: { type: 'string' }, charged: { type: 'integer' }, refunded: { type: 'integer' }, shortfall: { type: 'integer' }, alerts: { type: 'array', items: alertView }, balance: balanceView } },
+          200: {
+            type: 'object',
+            properties: {
+              execution_id: { type: 'string' }, charged: { type: 'integer' }, refunded: { type: 'integer' }, shortfall: { type: 'integer' }, alerts: { type: 'array', items: alertView }, balance: balanceView,
+              key_alert: { type: 'object', properties: { provider: { type: 'string' }, agent_id: { type: 'string' }, status: { type: 'string' }, severity: { type: 'string' }, message: { type: 'string' }, dedup_key: { type: 'string' } } },
+            },
+          },
           ...e4,
           ...e5,
         },
@@ -96,8 +105,13 @@ export function jobRoutes(app: FastifyInstance, ctx: BillingRouteContext): void 
       const s = await service.settleOpenJob({
         tenantId: tenant, userId: b.user_id, executionId: req.params.execution_id, llmMicros: usdToMicrosField(b.llm_cost_usd, 'llm_cost_usd'), now: t,
         ...(b.model_calls ? { modelCalls: b.model_calls } : {}), ...(b.sandbox_tries !== undefined ? { sandboxTries: b.sandbox_tries } : {}),
+        ...(b.key_status ? { keyStatus: b.key_status } : {}), ...(b.key_detail ? { keyDetail: b.key_detail } : {}),
       });
-      return { execution_id: req.params.execution_id, charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts: s.alerts.map(alertJson), balance: balanceJson(tenant, await ledger.balance(tenant, t)) };
+      const k = s.keyAlert;
+      return {
+        execution_id: req.params.execution_id, charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts: s.alerts.map(alertJson), balance: balanceJson(tenant, await ledger.balance(tenant, t)),
+        ...(k ? { key_alert: { provider: k.provider, agent_id: k.agentId, status: k.status, severity: k.severity, message: k.message, dedup_key: k.dedupKey } } : {}),
+      };
     },
   );
 

@@ -18,6 +18,25 @@ export function keyRoutes(app: FastifyInstance, ctx: BillingRouteContext): void 
     },
   );
 
+  app.get<{ Params: { tenant: string; user: string } }>(
+    '/v1/billing/tenants/:tenant/users/:user/keys/health',
+    {
+      config: { roles: ['auditor', 'admin', 'finance'] },
+      schema: {
+        tags: ['byok'],
+        summary: 'The latest health of a user\'s keys as runners reported it at settle: ok, provider_error, rate_limited, expired or invalid',
+        params: userParams,
+        response: { 200: { type: 'object', properties: { tenant_id: { type: 'string' }, user_id: { type: 'string' }, keys: { type: 'array', items: { type: 'object', properties: { provider: { type: 'string' }, agent_id: { type: 'string' }, status: { type: 'string' }, detail: { type: 'string' }, execution_id: { type: 'string' }, at: { type: 'string' } } } } } }, ...e4, ...e5 },
+      },
+    },
+    async (req) => {
+      const tenant = tenantOf(req, req.params.tenant);
+      if (!ctx.keyHealth) throw new ApiError('FORGE_ERR_BYOK_NOT_CONFIGURED', 'key health is not kept on this server');
+      const rows = await ctx.keyHealth.latest(tenant, req.params.user);
+      return { tenant_id: tenant, user_id: req.params.user, keys: rows.map((r) => ({ provider: r.provider, agent_id: r.agentId, status: r.status, detail: r.detail, execution_id: r.executionId, at: new Date(r.at).toISOString() })) };
+    },
+  );
+
   app.put<{ Params: { tenant: string; user: string; provider: string }; Body: { api_key: string; agent_id?: string } }>(
     '/v1/billing/tenants/:tenant/users/:user/keys/:provider',
     {

@@ -14,6 +14,7 @@ import {
   type BillingService,
   type BurnAlert,
   type CreditLedgerApi,
+  type KeyHealthStore,
   type KeyVault,
   type LedgerEntry,
   type LimitDecision,
@@ -47,6 +48,8 @@ export interface BillingRoutesOptions {
   stripe?: StripeBilling | null;
   /** Invoices, prepaid dollars, commitments, creator payouts; absent: those routes are not served. */
   usageBilling?: UsageBilling | null;
+  /** BYOK key health reported at settle. */
+  keyHealth?: KeyHealthStore | null;
   now?: () => number;
   /** Failures behind a 502/503 answer (Stripe, provider, storage) are reported here too. */
   onError?: (e: unknown, where: string) => void;
