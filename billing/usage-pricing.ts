@@ -1,9 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { usdToMicros, type Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
-import { PlansConfigError, type Plan } from './plans.ts';
+import { parseConfigYaml, readConfigFile, type Plan } from './plans.ts';
 
 /**
  * Usage-based pricing as pure functions over config/usage-pricing.yaml: the token price book (cost and user
@@ -85,15 +83,7 @@ export interface UsagePricing {
 }
 
 export function parseUsagePricing(yamlText: string, source = 'usage-pricing.yaml'): UsagePricing {
-  let raw: unknown;
-  try {
-    raw = parseYaml(yamlText);
-  } catch (err) {
-    throw new PlansConfigError(source, [{ path: '(document)', message: (err as Error).message }]);
-  }
-  const r = fileSchema.safeParse(raw);
-  if (!r.success) throw new PlansConfigError(source, r.error.issues.map((i) => ({ path: i.path.length ? i.path.map(String).join('.') : '(root)', message: i.message })));
-  const f = r.data;
+  const f = parseConfigYaml(fileSchema, yamlText, source);
   const m = usdToMicros;
   const premiumSkills: Record<string, PremiumSkill> = {};
   for (const [skill, s] of Object.entries(f.premiumSkills)) {
@@ -115,13 +105,7 @@ export function parseUsagePricing(yamlText: string, source = 'usage-pricing.yaml
 }
 
 export function loadUsagePricing(path: string): UsagePricing {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new PlansConfigError(path, [{ path: '(file)', message: (err as Error).message }]);
-  }
-  return parseUsagePricing(text, path);
+  return parseUsagePricing(readConfigFile(path), path);
 }
 
 // ------------------------------------------------------------------ tokens
