@@ -104,7 +104,6 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
     vault = new KeyVault(config.vault.keys, new ClickHouseVaultStore(client, database), config.vault.providers, opts.fetch ? { fetch: opts.fetch } : {});
   }
   const stripe = config.stripe ? new StripeBilling(config.stripe, catalog, accounts) : null;
-  const reporter = stripe ? new UsageReporter({ stripe, accounts, usage, onError: opts.onError }) : null;
 
   // Producers need not attribute their events to users: per-user daily spend and the throttle clock come from
   // the journal of what billing settled and admitted (in the store: shared by every process, kept across restarts).
@@ -112,6 +111,8 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
   const service = new BillingService({ catalog, accounts, usage, ledger, journal, keyHealth, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
 
   const usageBilling = new UsageBilling({ catalog, pricing: loadUsagePricing(config.usagePricingFile), accounts, events: usage, store: new UsageBillingStore(client, database), stripe });
+  // Daily meter events, and each closed month's invoice lines, reported to Stripe once.
+  const reporter = stripe ? new UsageReporter({ stripe, accounts, usage, invoices: usageBilling, onError: opts.onError }) : null;
 
   let started = false;
   return {

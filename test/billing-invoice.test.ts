@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { billingRoutes } from '../api/routes/billing.ts';
-import { billingFromConfig, UsageBillingStore, type BillingParts, type Invoice } from '../billing/index.ts';
+import { billingFromConfig, UsageBillingStore, UsageReporter, type BillingParts, type Invoice } from '../billing/index.ts';
 import { openStore, type CostEvent, type Store } from '../store/index.ts';
 import { costEvent, makeTestApi, type TestApi } from './helpers/api.ts';
 import { StripeReceiver } from './helpers/stripe-receiver.ts';
@@ -197,6 +197,24 @@ describe('a month of mixed usage, invoiced', () => {
     expect(own.json().error).toMatchObject({ code: 'FORGE_ERR_FORBIDDEN_TENANT' });
     const open = await t.app.inject({ method: 'POST', url: `/v1/billing/tenants/${tenant}/invoices/2026-04/finalize`, headers: fin() });
     expect(open.statusCode).toBe(409);
+  });
+});
+
+describe('the reporter loop', () => {
+  it('finalizes each closed month and reports its invoice lines to Stripe once, however often it runs', async () => {
+    const tenant = 'acme-loop';
+    const sub = await t.app.inject({ method: 'POST', url: `/v1/billing/tenants/${tenant}/subscription`, headers: auth(t.key(['finance'])), payload: { plan_id: 'pro', email: 'loop@acme.test', request_id: 'r1' } });
+    expect(sub.statusCode).toBe(200);
+    await store.writer.write([costEvent({ tenantId: tenant, totalMicros: 1, eventTime: Date.UTC(2026, 3, 15), agentId: 'a', keySource: 'platform', llmTokens: [{ model: 'gpt-4o-mini', inputTokens: M, outputTokens: 0 }] })]);
+    const mine = () => stripeApi.byPath('/v1/invoiceitems').filter((r) => r.status === 200 && !r.replayed && r.form['metadata[tenant_id]'] === tenant);
+    const may = Date.parse('2026-05-01T02:00:00Z');
+    await parts.reporter!.runOnce(may);
+    expect(mine().map((r) => [r.form['metadata[line_id]'], r.form.unit_amount_decimal])).toEqual([['subscription', '900'], ['tokens:gpt-4o-mini', '30']]);
+    await parts.reporter!.runOnce(may + 3_600_000);
+    // A restarted process (a new reporter over the same store) sends nothing again either.
+    await new UsageReporter({ stripe: parts.stripe!, accounts: parts.accounts, usage: parts.usage, invoices: parts.usageBilling, onError: (e) => errors.push(e) }).runOnce(may + 7_200_000);
+    expect(mine()).toHaveLength(2);
+    expect(stripeApi.problems()).toEqual([]);
   });
 });
 
