@@ -93,6 +93,7 @@ const BY_NAME: Record<string, unknown> = {
   provider: 'openai', api_key: 'sk-test-abcdefgh', email: 'ops@example.com', month: '2026-03', actual_cost_usd: '1', estimated_cost_usd: '1',
   llm_cost_usd: '1', estimated_llm_cost_usd: '1', roles: ['runner'], max_tokens: 1000,
   evaluation_fee_usd: '1', additional_usd: '1', max_fee_gwei: '20', compute_hours: '1',
+  start_month: '2026-12', term_months: 12, executions_per_month: 100_000,
 };
 
 function typesOf(s: Schema): string[] {
