@@ -27,6 +27,12 @@ export const BILLING_ENV = z.object({
   FORGE_VAULT_PREVIOUS_KEYS: z.string().default(''),
   FORGE_BYOK_OPENAI_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.openai.com/v1'),
   FORGE_BYOK_ANTHROPIC_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.anthropic.com/v1'),
+  FORGE_BYOK_GOOGLE_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://generativelanguage.googleapis.com/v1beta'),
+  FORGE_BYOK_GROQ_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.groq.com/openai/v1'),
+  FORGE_BYOK_DEEPSEEK_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.deepseek.com'),
+  FORGE_BYOK_OPENROUTER_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://openrouter.ai/api/v1'),
+  FORGE_BYOK_TOGETHER_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.together.xyz/v1'),
+  FORGE_BYOK_OLLAMA_BASE_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:11434'),
   STRIPE_SECRET_KEY: z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, 'must look like sk_test_... or sk_live_...').optional(),
   STRIPE_WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=_-]+$/, 'must look like whsec_...').optional(),
   FORGE_STRIPE_API_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.stripe.com'),
@@ -65,6 +71,13 @@ export function billingConfigFrom(e: z.output<typeof BILLING_ENV>): BillingConfi
       providers: {
         openai: { baseUrl: e.FORGE_BYOK_OPENAI_BASE_URL, auth: 'bearer' },
         anthropic: { baseUrl: e.FORGE_BYOK_ANTHROPIC_BASE_URL, auth: 'x-api-key', extraHeaders: { 'anthropic-version': '2023-06-01' } },
+        google: { baseUrl: e.FORGE_BYOK_GOOGLE_BASE_URL, auth: 'x-goog-api-key' },
+        groq: { baseUrl: e.FORGE_BYOK_GROQ_BASE_URL, auth: 'bearer' },
+        deepseek: { baseUrl: e.FORGE_BYOK_DEEPSEEK_BASE_URL, auth: 'bearer' },
+        // OpenRouter lists models without a key: /key is the call that needs one.
+        openrouter: { baseUrl: e.FORGE_BYOK_OPENROUTER_BASE_URL, auth: 'bearer', testPath: '/key' },
+        together: { baseUrl: e.FORGE_BYOK_TOGETHER_BASE_URL, auth: 'bearer' },
+        ollama: { baseUrl: e.FORGE_BYOK_OLLAMA_BASE_URL, auth: 'none', testPath: '/api/tags' },
       },
     };
   }
