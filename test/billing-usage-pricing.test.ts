@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   buildInvoice,
+  checkExecutionLimit,
   fallbackChain,
   commitmentCharge,
   commitmentTier,
@@ -165,5 +166,24 @@ describe('the routing fallback chain', () => {
     const steps = fallbackChain(catalog, pricing, 'code', { plan: pro, now });
     expect(steps[0]).toMatchObject({ model: 'ollama-local', priceInputMicros: 20_000, priceOutputMicros: 50_000 });
     expect(steps.at(-1)).toMatchObject({ model: 'claude-sonnet', priceInputMicros: 6 * M, priceOutputMicros: 30 * M });
+  });
+});
+
+describe('the run-based plan catalog (the monetization document)', () => {
+  const runs = loadPlans('config/plans-run-based.yaml');
+  it('Free 10 runs a month, a 5 USD pack of 25 runs, Pro 20 USD with 150 runs, Enterprise custom', () => {
+    expect([runs.plans.free.priceMicros, runs.plans.free.executionsPerMonth, runs.plans.free.freeMonthlyRuns]).toEqual([0, 10, 10]);
+    expect(runs.credits.packs.runs25).toEqual({ id: 'runs25', priceMicros: 5 * M, credits: 25 });
+    expect(runs.credits.perModelTier).toEqual({ fast: 1, standard: 1, heavy: 1 });
+    expect([runs.plans.pro.priceMicros, runs.plans.pro.executionsPerMonth, runs.plans.pro.freeMonthlyRuns]).toEqual([20 * M, 150, 150]);
+    expect(runs.plans.enterprise.priceMicros).toBeNull();
+  });
+  it('the same limits apply: the 10th Free run and the 150th Pro run pass, the next ones wait for the month', () => {
+    const monthStart = Date.UTC(2026, 2, 1);
+    const at = (plan: 'free' | 'pro', count: number) => checkExecutionLimit(runs.plans[plan], { count, monthStart, lastExecutionAt: null, seats: 1, overageOptIn: false }, monthStart + 1000);
+    expect(at('free', 9)).toMatchObject({ decision: 'allow', executionNumber: 10 });
+    expect(at('free', 10)).toMatchObject({ decision: 'deny', reason: 'limit_reached', limit: 10 });
+    expect(at('pro', 149)).toMatchObject({ decision: 'allow', executionNumber: 150 });
+    expect(at('pro', 150)).toMatchObject({ decision: 'deny', limit: 150 });
   });
 });
