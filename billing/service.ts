@@ -223,7 +223,8 @@ export class BillingService {
   async setOverage(tenantId: string, optIn: boolean, now: number): Promise<BillingAccount> {
     const a = await this.account(tenantId, now);
     const plan = this.deps.catalog.plans[effectivePlanId(a)];
-    if (optIn && !plan.overageAvailable) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} has no overage`, { field: 'overageOptIn' });
+    // On Pay As You Go the opt-in means: move me to Pro when a month would have cost less there.
+    if (optIn && !plan.overageAvailable && plan.id !== 'payg') throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} has no overage`, { field: 'overageOptIn' });
     const next = { ...a, overageOptIn: optIn, updatedAt: now };
     await this.deps.accounts.put(next);
     return next;

@@ -134,8 +134,17 @@ export class UsageBilling {
     if (stored) return stored;
     const inv = await this.compute(tenantId, month, now);
     await this.deps.store.saveInvoice(inv, now);
+    await this.upgradeIfCheaper(tenantId, inv, now);
     if (inv.creditsAppliedMicros > 0) await this.deps.store.prepaid(tenantId, appliedEntry(month), 'applied', -inv.creditsAppliedMicros, now, `invoice ${month}`);
     return inv;
+  }
+
+  /** A Pay As You Go team that opted in moves to Pro once a finalized month would have cost less there. */
+  private async upgradeIfCheaper(tenantId: string, inv: Invoice, now: number): Promise<void> {
+    if (!inv.notices.some((n) => n.code === 'payg_more_than_pro')) return;
+    const acct = await this.deps.accounts.get(tenantId);
+    if (!acct || acct.planId !== 'payg' || !acct.overageOptIn) return;
+    await this.deps.accounts.put({ ...acct, planId: 'pro', overageOptIn: false, status: 'active', updatedAt: now });
   }
 
   /**

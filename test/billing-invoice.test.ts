@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,6 +104,7 @@ describe('a month of mixed usage, invoiced', () => {
       query: `INSERT INTO ${store.database}.cost_events (tenant_id, event_id, run_id, event_time, ingest_time)
               SELECT {t:String}, concat('bulk-', toString(number)), 'bulk', toDateTime64('2026-03-10 00:00:00', 3, 'UTC') + number, now64(3) FROM numbers(99998)`,
       query_params: { t: tenant },
+      clickhouse_settings: { insert_deduplication_token: randomUUID() },
     });
 
     const draft = await t.app.inject({ method: 'GET', url: `/v1/billing/tenants/${tenant}/invoices/2026-03`, headers: fin() });
@@ -197,6 +199,28 @@ describe('a month of mixed usage, invoiced', () => {
     expect(own.json().error).toMatchObject({ code: 'FORGE_ERR_FORBIDDEN_TENANT' });
     const open = await t.app.inject({ method: 'POST', url: `/v1/billing/tenants/${tenant}/invoices/2026-04/finalize`, headers: fin() });
     expect(open.statusCode).toBe(409);
+  });
+});
+
+describe('Pay As You Go', () => {
+  it('tells a month that would have cost less on Pro, and moves the team to Pro only if it opted in', async () => {
+    const fin = auth(t.key(['finance']));
+    for (const [tenant, optIn] of [['payg-in', true], ['payg-out', false]] as const) {
+      expect((await t.app.inject({ method: 'PUT', url: `/v1/billing/tenants/${tenant}/account`, headers: fin, payload: { plan_id: 'payg' } })).statusCode).toBe(200);
+      expect((await t.app.inject({ method: 'PUT', url: `/v1/billing/tenants/${tenant}/overage`, headers: fin, payload: { overage_opt_in: optIn } })).statusCode).toBe(200);
+      // 901 executions in February: 9.01 USD on Pay As You Go, 9 USD on Pro.
+      await store.client.command({
+        query: `INSERT INTO ${store.database}.cost_events (tenant_id, event_id, run_id, event_time, ingest_time)
+                SELECT {t:String}, concat('pg-', toString(number)), 'bulk', toDateTime64('2026-02-10 00:00:00', 3, 'UTC') + number, now64(3) FROM numbers(901)`,
+        query_params: { t: tenant },
+        // Its own token: the embedded connection keeps the settings of earlier statements (the writer's token).
+        clickhouse_settings: { insert_deduplication_token: randomUUID() },
+      });
+      const done = await t.app.inject({ method: 'POST', url: `/v1/billing/tenants/${tenant}/invoices/2026-02/finalize`, headers: fin });
+      expect(done.json().invoice).toMatchObject({ plan_id: 'payg', total_usd: '9.01', notices: [{ code: 'payg_more_than_pro' }] });
+      const acct = await t.app.inject({ method: 'GET', url: `/v1/billing/tenants/${tenant}/account`, headers: fin });
+      expect(acct.json().plan_id).toBe(optIn ? 'pro' : 'payg');
+    }
   });
 });
 

@@ -96,7 +96,7 @@ export function invoiceRoutes(app: FastifyInstance, ctx: BillingRouteContext, bi
       config: { roles: ['finance'] },
       schema: {
         tags: ['billing'],
-        summary: 'Finalize a closed month\'s invoice (once: prepaid credits are taken then) and, with Stripe on, report its lines as invoice items, each once',
+        summary: 'Finalize a closed month\'s invoice (once: prepaid credits are taken then) and, with Stripe on and a Stripe customer, report its lines as invoice items, each once',
         params: monthParams,
         body: { type: ['object', 'null'], additionalProperties: false, properties: {} },
         response: { 200: { type: 'object', properties: { invoice: invoiceView, stripe: { type: 'object', properties: { sent: I, skipped: I } } } }, ...e4, 409: errorBodySchema, ...e5 },
@@ -106,7 +106,8 @@ export function invoiceRoutes(app: FastifyInstance, ctx: BillingRouteContext, bi
       const tenant = tenantOf(req, req.params.tenant);
       ctx.requirePlatformKey(req, 'finalizing an invoice is the platform\'s act: it needs a finance key bound to all tenants');
       const t = now();
-      if (ctx.stripe) {
+      // Reported to Stripe when the team is a Stripe customer; a team billed otherwise is finalized only.
+      if (ctx.stripe && (await ctx.service.account(tenant, t)).customerId) {
         const r = await billing.reportToStripe(tenant, req.params.month, t);
         return { invoice: invoiceJson(r.invoice, true), stripe: { sent: r.sent, skipped: r.skipped } };
       }
