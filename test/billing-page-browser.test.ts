@@ -2,8 +2,9 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './helpers/chromium.ts';
 import { billingRoutes } from '../api/routes/billing.ts';
 import { billingFromConfig, type BillingParts } from '../billing/index.ts';
 import { billingPageRoutes } from '../dashboards/index.ts';
@@ -46,12 +47,7 @@ beforeAll(async () => {
     ev(20, { agentId: 'agent-b', userId: 'u2', keySource: 'byok', llmTokens: [{ model: 'gpt-4o', inputTokens: 50_000, outputTokens: 0 }] }),
   ]);
   userData = mkdtempSync(join(tmpdir(), 'forge-chromium-'));
-  ctx = await chromium.launchPersistentContext(userData, {
-    executablePath: process.env.FORGE_TEST_CHROMIUM_BIN ?? '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1400, height: 1000 },
-  });
+  ctx = await launchChromium(userData, { width: 1400, height: 1000 });
   page = ctx.pages()[0] ?? (await ctx.newPage());
 }, 120_000);
 

@@ -2,8 +2,9 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './helpers/chromium.ts';
 import type { BurnData } from '../dashboards/index.ts';
 import { makeBurnPageApp, type BurnPageApp } from './helpers/burn-page-app.ts';
 
@@ -21,12 +22,7 @@ beforeAll(async () => {
   t = await makeBurnPageApp('forge-burn-browser');
   base = await t.api.app.listen({ host: '127.0.0.1', port: 0 });
   userData = mkdtempSync(join(tmpdir(), 'forge-chromium-'));
-  ctx = await chromium.launchPersistentContext(userData, {
-    executablePath: process.env.FORGE_TEST_CHROMIUM_BIN ?? '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1400, height: 1100 },
-  });
+  ctx = await launchChromium(userData, { width: 1400, height: 1100 });
   page = ctx.pages()[0] ?? (await ctx.newPage());
 }, 120_000);
 
