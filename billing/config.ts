@@ -10,6 +10,8 @@ import type { StripeSettings } from './stripe.ts';
  */
 export interface BillingConfig {
   plansFile: string;
+  /** Price book, Pay As You Go, commitments, prepaid offers, premium skills (config/usage-pricing.yaml). */
+  usagePricingFile: string;
   database: string;
   vault: { keys: MasterKeys; providers: Record<string, ProviderEndpoint> } | null;
   stripe: StripeSettings | null;
@@ -18,12 +20,19 @@ export interface BillingConfig {
 /** Billing's variables: part of the one schema of the process that runs billing (api/config.ts). */
 export const BILLING_ENV = z.object({
   FORGE_PLANS_FILE: z.string().min(1).default('config/plans.yaml'),
+  FORGE_USAGE_PRICING_FILE: z.string().min(1).default('config/usage-pricing.yaml'),
   FORGE_BILLING_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/).default('forge'),
   FORGE_VAULT_MASTER_KEY: z.string().optional(),
   FORGE_VAULT_MASTER_KEY_ID: z.string().default('k1'),
   FORGE_VAULT_PREVIOUS_KEYS: z.string().default(''),
   FORGE_BYOK_OPENAI_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.openai.com/v1'),
   FORGE_BYOK_ANTHROPIC_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.anthropic.com/v1'),
+  FORGE_BYOK_GOOGLE_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://generativelanguage.googleapis.com/v1beta'),
+  FORGE_BYOK_GROQ_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.groq.com/openai/v1'),
+  FORGE_BYOK_DEEPSEEK_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.deepseek.com'),
+  FORGE_BYOK_OPENROUTER_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://openrouter.ai/api/v1'),
+  FORGE_BYOK_TOGETHER_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.together.xyz/v1'),
+  FORGE_BYOK_OLLAMA_BASE_URL: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:11434'),
   STRIPE_SECRET_KEY: z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, 'must look like sk_test_... or sk_live_...').optional(),
   STRIPE_WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=_-]+$/, 'must look like whsec_...').optional(),
   FORGE_STRIPE_API_BASE_URL: z.url({ protocol: /^https?$/ }).default('https://api.stripe.com'),
@@ -62,6 +71,13 @@ export function billingConfigFrom(e: z.output<typeof BILLING_ENV>): BillingConfi
       providers: {
         openai: { baseUrl: e.FORGE_BYOK_OPENAI_BASE_URL, auth: 'bearer' },
         anthropic: { baseUrl: e.FORGE_BYOK_ANTHROPIC_BASE_URL, auth: 'x-api-key', extraHeaders: { 'anthropic-version': '2023-06-01' } },
+        google: { baseUrl: e.FORGE_BYOK_GOOGLE_BASE_URL, auth: 'x-goog-api-key' },
+        groq: { baseUrl: e.FORGE_BYOK_GROQ_BASE_URL, auth: 'bearer' },
+        deepseek: { baseUrl: e.FORGE_BYOK_DEEPSEEK_BASE_URL, auth: 'bearer' },
+        // OpenRouter lists models without a key: /key is the call that needs one.
+        openrouter: { baseUrl: e.FORGE_BYOK_OPENROUTER_BASE_URL, auth: 'bearer', testPath: '/key' },
+        together: { baseUrl: e.FORGE_BYOK_TOGETHER_BASE_URL, auth: 'bearer' },
+        ollama: { baseUrl: e.FORGE_BYOK_OLLAMA_BASE_URL, auth: 'none', testPath: '/api/tags' },
       },
     };
   }
@@ -77,5 +93,5 @@ export function billingConfigFrom(e: z.output<typeof BILLING_ENV>): BillingConfi
       meterEventName: e.FORGE_STRIPE_METER_EVENT,
     };
   }
-  return { plansFile: e.FORGE_PLANS_FILE, database: e.FORGE_BILLING_DATABASE, vault, stripe };
+  return { plansFile: e.FORGE_PLANS_FILE, usagePricingFile: e.FORGE_USAGE_PRICING_FILE, database: e.FORGE_BILLING_DATABASE, vault, stripe };
 }

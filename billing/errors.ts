@@ -6,6 +6,8 @@ export const BILLING_ERROR_CODES = {
   FORGE_ERR_BILLING_CONFIG: 'invalid billing configuration',
   FORGE_ERR_BILLING_INPUT: 'invalid input',
   FORGE_ERR_BILLING_UNKNOWN_PLAN: 'unknown plan',
+  FORGE_ERR_BILLING_CONFLICT: 'conflicts with the account\'s state',
+  FORGE_ERR_BILLING_NOT_FOUND: 'not found',
   FORGE_ERR_BILLING_LEDGER: 'credit ledger failure',
   FORGE_ERR_BILLING_LEDGER_UNBALANCED: 'ledger transaction does not sum to zero',
   FORGE_ERR_VAULT_CONFIG: 'invalid vault configuration',
@@ -46,7 +48,10 @@ function defaultStatus(code: BillingErrorCode): number {
     case 'FORGE_ERR_STRIPE_WEBHOOK_SIGNATURE':
       return 400;
     case 'FORGE_ERR_BILLING_UNKNOWN_PLAN':
+    case 'FORGE_ERR_BILLING_NOT_FOUND':
       return 404;
+    case 'FORGE_ERR_BILLING_CONFLICT':
+      return 409;
     case 'FORGE_ERR_VAULT_PROVIDER_UNREACHABLE':
     case 'FORGE_ERR_STRIPE_API':
       return 502;

@@ -42,6 +42,7 @@ export {
   type BurnMetric,
 } from './limits.ts';
 export { routeModel, findModel, blendedPrice, type RoutingPreference, type RouteOutcome } from './routing.ts';
+export { fallbackChain, FALLBACK_CLASSES, type FallbackStep, type FallbackClass } from './fallback.ts';
 export {
   MemoryUsageSource,
   ClickHouseUsageSource,
@@ -57,6 +58,7 @@ export {
   CreditLedger,
   creditsFor,
   assertBalanced,
+  creditStatement,
   type HoldGuard,
   type HoldRequest,
   type HoldOutcome,
@@ -64,6 +66,7 @@ export {
   type Balance,
   type CreditLedgerApi,
 } from './credits/ledger.ts';
+export { MemoryUsageJournal, ClickHouseUsageJournal, type UsageJournal, type SettledExecution } from './journal.ts';
 export { RedisCreditLedger } from './credits/redis-ledger.ts';
 export { MemoryCreditEntryStore, ACCOUNTS, type CreditEntryStore, type LedgerEntry, type CreditUnit, type TxKind } from './credits/entries.ts';
 export { ClickHouseCreditEntryStore, loadBillingMigrations, migrateBilling, renderBillingMigrations, type BillingClickHouse } from './credits/clickhouse-store.ts';
@@ -80,9 +83,10 @@ export {
   type ByokMode,
   type ProviderEndpoint,
   type KeyRouting,
+  byokModeOf,
 } from './vault/vault.ts';
 export { UsageReporter } from './usage-reporter.ts';
-export { StripeBilling, createStripeClient, type StripeSettings, type WebhookOutcome } from './stripe.ts';
+export { StripeBilling, createStripeClient, microsToCentsDecimal, type StripeSettings, type WebhookOutcome, type CheckoutHandler } from './stripe.ts';
 export {
   MemoryAccountStore,
   newAccount,
@@ -93,6 +97,29 @@ export {
 } from './subscriptions.ts';
 export { BillingHaltGate, type HaltSource, type GateDecision } from './halt-gate.ts';
 export { marginReport, financeReport, type MarginReport, type MarginRow } from './finance.ts';
-export { BillingService, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
+export { KEY_STATUSES, keyHealthAlert, ClickHouseKeyHealthStore, type KeyStatus, type KeyHealthReport, type KeyHealthAlert, type KeyHealthStore } from './key-health.ts';
+export { BillingService, type SettleJobOutcome, type RouteAnswer, type StartJobInput, type StartJobOutcome, type SettleJobInput, type UsageSummary } from './service.ts';
+export {
+  parseUsagePricing,
+  loadUsagePricing,
+  priceAt,
+  tokenAmounts,
+  includedExecutions,
+  overageCharge,
+  paygCharge,
+  paygUpgradeAdvice,
+  proEquivalentMicros,
+  commitmentTier,
+  commitmentCharge,
+  revenueSplit,
+  payoutDecision,
+  type UsagePricing,
+  type PriceBookEntry,
+  type PremiumSkill,
+  type CommitmentTier,
+} from './usage-pricing.ts';
+export { buildInvoice, assertInvoiceAddsUp, invoiceCsv, invoiceHtml, type Invoice, type InvoiceLine, type InvoiceLineKind, type InvoiceDetail, type BillableEvent, type CreatorEarning } from './invoice.ts';
+export { UsageBilling, monthBounds, addMonths, type BillableEventSource, type CreatorStatement } from './usage-billing.ts';
+export { UsageBillingStore, type Commitment, type PayoutRow, type PrepaidKind } from './usage-stores.ts';
 export { BILLING_ENV, billingConfigFrom, loadBillingConfig, type BillingConfig } from './config.ts';
 export { billingFromConfig, type BillingParts, type BillingFromConfigOptions } from './setup.ts';

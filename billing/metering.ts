@@ -1,6 +1,7 @@
 import type { Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
 import type { BillingClickHouse } from './credits/clickhouse-store.ts';
+import type { BillableEvent } from './invoice.ts';
 
 /** A window query: one team (tenant), optionally one user, [from, to) in epoch ms. */
 export interface MeterQuery {
@@ -197,5 +198,30 @@ export class ClickHouseUsageSource implements UsageSource {
     });
     for (const r of await rs.json<{ tenant_id: string; s: string }>()) out.set(r.tenant_id, Number(r.s));
     return out;
+  }
+
+  /**
+   * The tenant's finalized tasks in [from, to) with their attribution and LLM tokens per model, in time order:
+   * what an invoice prices. Needs the attribution columns (store migration 0010).
+   */
+  async billableEvents(tenantId: string, from: number, to: number): Promise<BillableEvent[]> {
+    const w = this.where({ tenantId, from, to });
+    const rs = await this.client.query({
+      query: `SELECT event_id, toString(toUnixTimestamp64Milli(event_time)) AS at, user_id, agent_id, skill_id, key_source,
+                     llm_models, arrayMap(x -> toString(x), llm_input_tokens) AS inputs, arrayMap(x -> toString(x), llm_output_tokens) AS outputs
+              FROM ${this.table} FINAL WHERE ${w.sql} ORDER BY event_time, event_id`,
+      query_params: w.params,
+      format: 'JSONEachRow',
+    });
+    const rows = await rs.json<{ event_id: string; at: string; user_id: string; agent_id: string; skill_id: string; key_source: string; llm_models: string[]; inputs: string[]; outputs: string[] }>();
+    return rows.map((r) => ({
+      eventId: r.event_id,
+      at: Number(r.at),
+      userId: r.user_id,
+      agentId: r.agent_id,
+      skillId: r.skill_id,
+      keySource: r.key_source === 'byok' || r.key_source === 'platform' ? r.key_source : '',
+      llm: r.llm_models.map((model, i) => ({ model, inputTokens: Number(r.inputs[i] ?? 0), outputTokens: Number(r.outputs[i] ?? 0) })),
+    }));
   }
 }

@@ -8,7 +8,7 @@ import { BillingError } from './errors.ts';
 export const MODEL_TIERS = ['fast', 'standard', 'heavy'] as const;
 export type ModelTier = (typeof MODEL_TIERS)[number];
 
-export const PLAN_IDS = ['free', 'pro', 'team', 'enterprise'] as const;
+export const PLAN_IDS = ['free', 'pro', 'team', 'enterprise', 'payg'] as const;
 export type PlanId = (typeof PLAN_IDS)[number];
 
 export const CHANNELS = ['webhook', 'email', 'slack', 'pagerduty'] as const;
@@ -68,7 +68,7 @@ const modelSchema = z
 
 const fileSchema = z
   .object({
-    plans: z.strictObject({ free: planSchema, pro: planSchema, team: planSchema, enterprise: planSchema }),
+    plans: z.strictObject({ free: planSchema, pro: planSchema, team: planSchema, enterprise: planSchema, payg: planSchema }),
     burnAlertPercents: z.array(z.number().int().min(1).max(1000)).min(1),
     credits: z.strictObject({
       perModelTier: z.strictObject({ fast: positiveCount, standard: positiveCount, heavy: positiveCount }),
@@ -152,22 +152,31 @@ export class PlansConfigError extends BillingError {
   }
 }
 
-/** Parses and validates the plans YAML text; throws PlansConfigError naming every bad key. */
-export function parsePlans(yamlText: string, source = 'plans.yaml'): BillingCatalog {
+/** Parses YAML text against a schema; throws PlansConfigError naming every bad key (billing's config files). */
+export function parseConfigYaml<S extends z.ZodType>(schema: S, yamlText: string, source: string): z.output<S> {
   let raw: unknown;
   try {
     raw = parseYaml(yamlText);
   } catch (err) {
     throw new PlansConfigError(source, [{ path: '(document)', message: (err as Error).message }]);
   }
-  const r = fileSchema.safeParse(raw);
-  if (!r.success) {
-    throw new PlansConfigError(
-      source,
-      r.error.issues.map((i) => ({ path: i.path.length ? i.path.map(String).join('.') : '(root)', message: i.message })),
-    );
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new PlansConfigError(source, r.error.issues.map((i) => ({ path: i.path.length ? i.path.map(String).join('.') : '(root)', message: i.message })));
+  return r.data;
+}
+
+/** Reads a billing config file; an unreadable one is a PlansConfigError naming it. */
+export function readConfigFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new PlansConfigError(path, [{ path: '(file)', message: (err as Error).message }]);
   }
-  const f = r.data;
+}
+
+/** Parses and validates the plans YAML text; throws PlansConfigError naming every bad key. */
+export function parsePlans(yamlText: string, source = 'plans.yaml'): BillingCatalog {
+  const f = parseConfigYaml(fileSchema, yamlText, source);
   const m = (s: string | null): Micros | null => (s === null ? null : usdToMicros(s));
   const plans = {} as Record<PlanId, Plan>;
   for (const id of PLAN_IDS) {
@@ -215,13 +224,7 @@ export function parsePlans(yamlText: string, source = 'plans.yaml'): BillingCata
 
 /** Reads and validates a plans file (default `config/plans.yaml`, or FORGE_PLANS_FILE in the billing config). */
 export function loadPlans(path: string): BillingCatalog {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new PlansConfigError(path, [{ path: '(file)', message: (err as Error).message }]);
-  }
-  return parsePlans(text, path);
+  return parsePlans(readConfigFile(path), path);
 }
 
 export function getPlan(catalog: BillingCatalog, id: string): Plan {

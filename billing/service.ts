@@ -1,6 +1,8 @@
-import { DAY_MS, type Micros } from '../rules/index.ts';
+import { microsToUsd, type Micros } from '../rules/index.ts';
 import { BillingError } from './errors.ts';
 import { KeyedSerial } from './serial.ts';
+import { MemoryUsageJournal, type UsageJournal } from './journal.ts';
+import { keyHealthAlert, type KeyHealthAlert, type KeyHealthReport, type KeyHealthStore, type KeyStatus } from './key-health.ts';
 import { checkId, creditsFor, type CreditLedgerApi } from './credits/ledger.ts';
 import type { BillingHaltGate } from './halt-gate.ts';
 import {
@@ -19,10 +21,13 @@ import {
   type LimitDecision,
 } from './limits.ts';
 import type { UsageSource } from './metering.ts';
-import type { BillingCatalog, ModelInfo, ModelTier, Plan } from './plans.ts';
-import { findModel, routeModel, type RoutingPreference } from './routing.ts';
+import type { BillingCatalog, CreditPack, ModelInfo, ModelTier, Plan, PlanId } from './plans.ts';
+import { findModel, routeModel, type RouteOutcome, type RoutingPreference } from './routing.ts';
 import { effectivePlanId, newAccount, type AccountStore, type BillingAccount } from './subscriptions.ts';
 import type { KeyRouting, KeyVault } from './vault/vault.ts';
+
+/** A routing answer; with a user, whose key the call would use. */
+export type RouteAnswer = RouteOutcome & { keySource?: 'byok' | 'platform' };
 
 export interface StartJobInput {
   tenantId: string;
@@ -103,7 +108,19 @@ export interface SettleJobInput {
   sandboxTries?: number;
   /** Actual LLM spend, USD micros. */
   llmMicros: Micros;
+  /** What the provider said about the user's own key (BYOK executions): recorded per key, alerted unless ok. */
+  keyStatus?: KeyStatus;
+  keyDetail?: string;
   now: number;
+}
+
+export interface SettleJobOutcome {
+  charged: number;
+  refunded: number;
+  shortfall: number;
+  alerts: BurnAlert[];
+  /** The alert a BYOK key report raised (not ok). */
+  keyAlert?: KeyHealthAlert;
 }
 
 interface Pending {
@@ -114,6 +131,9 @@ interface Pending {
   estimateMicros: Micros;
   platformKey: boolean;
   tier: ModelTier;
+  /** The key's provider and agent ('*' = the user's default key), for key health. */
+  provider: string;
+  keyAgent: string;
 }
 
 /**
@@ -125,10 +145,8 @@ export class BillingService {
   private readonly pending = new Map<string, Pending>();
   /** Starts of one tenant, in order. */
   private readonly starts = new KeyedSerial();
-  /** Latest admission per tenant (epoch ms): the throttle's clock when the log cannot say. */
-  private readonly lastAdmitted = new Map<string, number>();
-  /** Settled platform-key spend per `tenant|user|dayStart`, used when the log has no user ids. */
-  private readonly userDaySpend = new Map<string, Micros>();
+  /** Admissions and settlements in shared state: the throttle's clock, and per-user spend when the log has no user ids. */
+  private readonly journal: UsageJournal;
 
   constructor(
     private readonly deps: {
@@ -141,13 +159,18 @@ export class BillingService {
       /** Called for every finalized execution (e.g. MemoryUsageSource.record, or nothing when the log meters). */
       onFinalized?: (e: { executionId: string; tenantId: string; userId: string; at: number; llmMicros: Micros; byok: boolean }) => void;
       /**
-       * Per-user metering from the event log needs a user column (default true). With false, a user's daily
-       * spend is counted in-process from settled executions (lost on restart) and executions per user are not
-       * asked of the log.
+       * Per-user metering from the event log (its user_id column, default true). With false, a user's daily
+       * spend is counted from the journal's settled executions and executions per user are not asked of the log.
        */
       perUserFromLog?: boolean;
+      /** Admissions and settlements (default in-process); ClickHouseUsageJournal shares them across processes and restarts. */
+      journal?: UsageJournal;
+      /** Where BYOK key reports at settle are kept; absent: they are alerted only. */
+      keyHealth?: KeyHealthStore;
     },
-  ) {}
+  ) {
+    this.journal = deps.journal ?? new MemoryUsageJournal();
+  }
 
   async account(tenantId: string, now: number): Promise<BillingAccount> {
     return (await this.deps.accounts.get(tenantId)) ?? newAccount(tenantId, now);
@@ -157,11 +180,51 @@ export class BillingService {
     return this.deps.catalog.plans[effectivePlanId(await this.account(tenantId, now))];
   }
 
+  /**
+   * Sets a team's plan by hand (a contract of the platform's, no Stripe subscription). A team subscribed
+   * through Stripe changes plan there (FORGE_ERR_BILLING_CONFLICT) when Stripe is on (`stripeManaged`).
+   */
+  async setPlanByHand(tenantId: string, change: { planId: PlanId; seats?: number; byok?: boolean }, now: number, stripeManaged: boolean): Promise<BillingAccount> {
+    const a = await this.account(tenantId, now);
+    if (a.subscriptionId && stripeManaged) {
+      throw new BillingError('FORGE_ERR_BILLING_CONFLICT', `the team is subscribed through Stripe (${a.subscriptionId}); change the plan there or with POST /v1/billing/tenants/${tenantId}/subscription`, { field: 'planId' });
+    }
+    const plan = this.deps.catalog.plans[change.planId];
+    const byok = change.byok ?? false;
+    if (byok && plan.byokPriceMicros === null && plan.priceMicros !== null) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} has no BYOK price`, { field: 'byok' });
+    if (change.seats !== undefined && change.seats > 1 && !plan.perSeat) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} is not priced per seat; leave seats out`, { field: 'seats' });
+    const next: BillingAccount = { ...a, planId: plan.id, byok, seats: plan.perSeat ? (change.seats ?? a.seats) : 1, status: plan.id === 'free' ? 'none' : 'active', updatedAt: now };
+    await this.deps.accounts.put(next);
+    return next;
+  }
+
+  /** Credits a paid credit pack once per purchase id (a replay credits nothing more). */
+  async purchasePack(tenantId: string, packId: string, purchaseId: string, now: number): Promise<{ pack: CreditPack; available: number; replay: boolean }> {
+    const pack = this.deps.catalog.credits.packs[packId];
+    if (!pack) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'unknown credit pack', { field: 'pack' });
+    const r = await this.deps.ledger.purchase(tenantId, purchaseId, pack.credits, now, `pack ${pack.id} ${microsToUsd(pack.priceMicros)} USD`);
+    return { pack, available: r.available, replay: r.replay };
+  }
+
+  /** Which model a skill runs on for this team, and with a user, whose key it would use. */
+  async route(tenantId: string, skill: string, opts: { preference?: RoutingPreference; userId?: string; agentId?: string }, now: number): Promise<RouteAnswer> {
+    const plan = await this.plan(tenantId, now);
+    const r = routeModel(this.deps.catalog, skill, { plan, ...(opts.preference ? { preference: opts.preference } : {}) });
+    if (!r.ok) return r;
+    if (opts.userId === undefined) return r;
+    const vault = this.deps.vault;
+    const keySource = vault
+      ? (await vault.routeKey({ tenantId, userId: opts.userId, ...(opts.agentId ? { agentId: opts.agentId } : {}), model: r.model.id, provider: r.model.provider })).source
+      : 'platform';
+    return { ...r, keySource };
+  }
+
   /** Opt in or out of overage instead of throttling (plans that offer it). */
   async setOverage(tenantId: string, optIn: boolean, now: number): Promise<BillingAccount> {
     const a = await this.account(tenantId, now);
     const plan = this.deps.catalog.plans[effectivePlanId(a)];
-    if (optIn && !plan.overageAvailable) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} has no overage`, { field: 'overageOptIn' });
+    // On Pay As You Go the opt-in means: move me to Pro when a month would have cost less there.
+    if (optIn && !plan.overageAvailable && plan.id !== 'payg') throw new BillingError('FORGE_ERR_BILLING_INPUT', `${plan.name} has no overage`, { field: 'overageOptIn' });
     const next = { ...a, overageOptIn: optIn, updatedAt: now };
     await this.deps.accounts.put(next);
     return next;
@@ -173,8 +236,8 @@ export class BillingService {
     const to = nextMonthStartUtc(now);
     const logged = await this.deps.usage.executions({ tenantId, ...(userId !== undefined && this.deps.perUserFromLog !== false ? { userId } : {}), from, to });
     let count = logged.count;
-    const admitted = userId === undefined ? this.lastAdmitted.get(tenantId) : undefined;
-    let lastAt = admitted !== undefined && admitted >= from && admitted < to ? Math.max(logged.lastAt ?? admitted, admitted) : logged.lastAt;
+    const admitted = userId === undefined ? await this.journal.lastAdmittedAt(tenantId, from, to) : null;
+    let lastAt = admitted !== null ? Math.max(logged.lastAt ?? admitted, admitted) : logged.lastAt;
     for (const p of this.pending.values()) {
       if (p.tenantId !== tenantId || (userId !== undefined && p.userId !== userId) || p.at < from || p.at >= to) continue;
       count++;
@@ -189,6 +252,7 @@ export class BillingService {
    */
   async startJob(input: StartJobInput): Promise<StartJobOutcome> {
     checkId('tenantId', input.tenantId);
+    if ((input.skill === undefined) === (input.model === undefined)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'give exactly one of skill (the router picks the model) or model', { field: 'skill' });
     return this.starts.run(input.tenantId, () => this.startJobInOrder(input));
   }
 
@@ -283,8 +347,17 @@ export class BillingService {
       hold = { unit: h.unit, amount: h.amount };
     }
 
-    this.pending.set(pendingKey(tenantId, input.executionId), { tenantId, executionId: input.executionId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier });
-    this.lastAdmitted.set(tenantId, Math.max(this.lastAdmitted.get(tenantId) ?? 0, now));
+    this.pending.set(pendingKey(tenantId, input.executionId), {
+      tenantId, executionId: input.executionId, userId, at: now, estimateMicros: estimate, platformKey, tier: model.tier, provider: key.provider,
+      keyAgent: key.source === 'byok' && key.agentSpecific && input.agentId !== undefined ? input.agentId : '*',
+    });
+    try {
+      await this.journal.admitted({ tenantId, executionId: input.executionId, userId, at: now });
+    } catch (e) {
+      // Not admitted where every process can see it: give the hold back rather than run unclocked.
+      await this.cancelJob(tenantId, input.executionId, now).catch(() => undefined);
+      throw e;
+    }
     const seats = plan.perSeat ? Math.max(1, acct.seats) : 1;
     const alerts = burnAlerts({
       percents: this.deps.catalog.burnAlertPercents,
@@ -301,7 +374,7 @@ export class BillingService {
   }
 
   /** Finalizes an execution: deducts its credits (refunding the rest of the hold) and returns spend alerts. */
-  async settleJob(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
+  async settleJob(input: SettleJobInput): Promise<SettleJobOutcome> {
     // Keyed by tenant: a caller naming another tenant's execution finds nothing (and closes nothing).
     const key = pendingKey(input.tenantId, input.executionId);
     const p = this.pending.get(key);
@@ -321,15 +394,12 @@ export class BillingService {
         dailyCap = (await this.plan(input.tenantId, input.now)).dailySpendCapMicros;
         before = await this.userSpend(input.tenantId, input.userId, dayFrom, nextDayStartUtc(p.at), input.executionId);
       }
+      // Journaled first (idempotent per execution): a retry after a failed ledger call writes the same row.
+      await this.journal.settled({ tenantId: input.tenantId, executionId: input.executionId, userId: input.userId, at: p.at, llmMicros: input.llmMicros, byok: !p.platformKey });
       s = await this.deps.ledger.settle(input.tenantId, input.executionId, credits, input.now);
     } catch (e) {
       this.pending.set(key, p); // not settled: it stays open for a retry
       throw e;
-    }
-    if (p.platformKey && this.deps.perUserFromLog === false) {
-      const k = `${input.tenantId}|${input.userId}|${dayFrom}`;
-      this.userDaySpend.set(k, (this.userDaySpend.get(k) ?? 0) + input.llmMicros);
-      for (const key of this.userDaySpend.keys()) if (Number(key.split('|')[2]) < dayFrom - DAY_MS) this.userDaySpend.delete(key);
     }
     this.deps.onFinalized?.({ executionId: input.executionId, tenantId: input.tenantId, userId: input.userId, at: p.at, llmMicros: input.llmMicros, byok: !p.platformKey });
     const alerts = p.platformKey
@@ -346,8 +416,19 @@ export class BillingService {
           now: input.now,
         })
       : [];
-    if (!s.ok) return { charged: 0, refunded: 0, shortfall: 0, alerts };
-    return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts };
+    const keyAlert = p.platformKey || input.keyStatus === undefined ? null : await this.keyReport(p, input);
+    const extra = keyAlert ? { keyAlert } : {};
+    if (!s.ok) return { charged: 0, refunded: 0, shortfall: 0, alerts, ...extra };
+    return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts, ...extra };
+  }
+
+  /** Records what the runner reported about the user's key and returns the alert it raises. */
+  private async keyReport(p: Pending, input: SettleJobInput): Promise<KeyHealthAlert | null> {
+    const report: KeyHealthReport = {
+      tenantId: p.tenantId, userId: p.userId, provider: p.provider, agentId: p.keyAgent, executionId: p.executionId, status: input.keyStatus ?? 'ok', detail: (input.keyDetail ?? '').slice(0, 500), at: input.now,
+    };
+    await this.deps.keyHealth?.record(report);
+    return keyHealthAlert(report);
   }
 
   /**
@@ -355,7 +436,7 @@ export class BillingService {
    * in the shared ledger but what it was (tier, key) is not known here. It is charged what the runner reports
    * (model calls, sandbox tries), or its whole hold when the runner reports nothing; no spend alerts.
    */
-  private async settleElsewhere(input: SettleJobInput): Promise<{ charged: number; refunded: number; shortfall: number; alerts: BurnAlert[] }> {
+  private async settleElsewhere(input: SettleJobInput): Promise<SettleJobOutcome> {
     const h = await this.deps.ledger.openHold(input.tenantId, input.executionId);
     if (!h) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
     const reported = input.modelCalls !== undefined || input.sandboxTries !== undefined;
@@ -364,6 +445,17 @@ export class BillingService {
     if (!s.ok) throw new BillingError('FORGE_ERR_BILLING_INPUT', `execution ${input.executionId} is not open`, { field: 'executionId' });
     this.deps.onFinalized?.({ executionId: input.executionId, tenantId: input.tenantId, userId: input.userId, at: h.at, llmMicros: input.llmMicros, byok: false });
     return { charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts: [] };
+  }
+
+  /** Settles an execution this service started; an unknown one is FORGE_ERR_BILLING_NOT_FOUND. */
+  async settleOpenJob(input: SettleJobInput): Promise<SettleJobOutcome> {
+    if (!(await this.isOpen(input.tenantId, input.executionId))) throw new BillingError('FORGE_ERR_BILLING_NOT_FOUND', 'no open execution with this id for this tenant', { field: 'executionId' });
+    return this.settleJob(input);
+  }
+
+  /** Cancels an open execution; an unknown one is FORGE_ERR_BILLING_NOT_FOUND. */
+  async cancelOpenJob(tenantId: string, executionId: string, now: number): Promise<void> {
+    if (!(await this.cancelJob(tenantId, executionId, now))) throw new BillingError('FORGE_ERR_BILLING_NOT_FOUND', 'no open execution with this id for this tenant', { field: 'executionId' });
   }
 
   /** Is the execution started and not yet settled or cancelled (for this tenant)? Started here, or elsewhere with its hold in the shared ledger. */
@@ -434,7 +526,7 @@ export class BillingService {
   private async userSpend(tenantId: string, userId: string, from: number, to: number, exclude?: string): Promise<Micros> {
     let s =
       this.deps.perUserFromLog === false
-        ? (this.userDaySpend.get(`${tenantId}|${userId}|${from}`) ?? 0)
+        ? await this.journal.platformSpend(tenantId, userId, from, to)
         : await this.deps.usage.platformLlmMicros({ tenantId, userId, from, to });
     for (const p of this.pending.values()) {
       if (p.executionId !== exclude && p.tenantId === tenantId && p.userId === userId && p.platformKey && p.at >= from && p.at < to) s += p.estimateMicros;

@@ -6,6 +6,11 @@ import type { LedgerEntry } from './credits/entries.ts';
 import { CreditLedger, type CreditLedgerApi } from './credits/ledger.ts';
 import { RedisCreditLedger } from './credits/redis-ledger.ts';
 import { BillingHaltGate, type HaltSource } from './halt-gate.ts';
+import { ClickHouseUsageJournal } from './journal.ts';
+import { ClickHouseKeyHealthStore, type KeyHealthStore } from './key-health.ts';
+import { UsageBilling } from './usage-billing.ts';
+import { loadUsagePricing } from './usage-pricing.ts';
+import { UsageBillingStore } from './usage-stores.ts';
 import { ClickHouseUsageSource, type UsageSource } from './metering.ts';
 import { loadPlans, type BillingCatalog } from './plans.ts';
 import { BillingService } from './service.ts';
@@ -32,6 +37,10 @@ export interface BillingParts {
   /** null without STRIPE_SECRET_KEY / STRIPE_WEBHOOK_SECRET: subscriptions, webhooks and usage reports are off. */
   stripe: StripeBilling | null;
   reporter: UsageReporter | null;
+  /** Invoices, prepaid dollars, commitments, creator payouts over the cost log. */
+  usageBilling: UsageBilling;
+  /** BYOK key health reported at settle. */
+  keyHealth: KeyHealthStore;
   gate: BillingHaltGate | null;
   /** Starts the halt subscriber and (with Stripe) the usage reporter loop. Idempotent. */
   start(opts?: { reportIntervalMs?: number; clock?: () => number }): void;
@@ -68,7 +77,8 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
   await migrateBilling(client, database, opts.store.cluster);
 
   const accounts = new ClickHouseAccountStore(client, database);
-  const usage = new ClickHouseUsageSource(client, { table: `${opts.store.database}.cost_events` });
+  const usage = new ClickHouseUsageSource(client, { table: `${opts.store.database}.cost_events`, userColumn: 'user_id', keySourceColumn: 'key_source' });
+  const journal = new ClickHouseUsageJournal(client, database);
   const gate = opts.bus ? new BillingHaltGate(opts.bus, { onError: opts.onError }) : null;
   const guard = gate ? { guard: gate.holdGuard() } : {};
 
@@ -94,13 +104,20 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
     vault = new KeyVault(config.vault.keys, new ClickHouseVaultStore(client, database), config.vault.providers, opts.fetch ? { fetch: opts.fetch } : {});
   }
   const stripe = config.stripe ? new StripeBilling(config.stripe, catalog, accounts) : null;
-  const reporter = stripe ? new UsageReporter({ stripe, accounts, usage, onError: opts.onError }) : null;
 
-  // The event log has no user column yet: per-user daily spend is counted in-process from settled executions.
-  const service = new BillingService({ catalog, accounts, usage, ledger, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
+  // Producers need not attribute their events to users: per-user daily spend and the throttle clock come from
+  // the journal of what billing settled and admitted (in the store: shared by every process, kept across restarts).
+  const keyHealth = new ClickHouseKeyHealthStore(client, database);
+  const service = new BillingService({ catalog, accounts, usage, ledger, journal, keyHealth, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
+
+  const usageBilling = new UsageBilling({ catalog, pricing: loadUsagePricing(config.usagePricingFile), accounts, events: usage, store: new UsageBillingStore(client, database), stripe });
+  // Daily meter events, and each closed month's invoice lines, reported to Stripe once.
+  const reporter = stripe ? new UsageReporter({ stripe, accounts, usage, invoices: usageBilling, onError: opts.onError }) : null;
 
   let started = false;
   return {
+    usageBilling,
+    keyHealth,
     config,
     catalog,
     service,

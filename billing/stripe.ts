@@ -41,7 +41,20 @@ export function createStripeClient(s: StripeSettings): Stripe {
 
 export type WebhookOutcome =
   | { handled: true; type: string; tenantId: string; planId: PlanId; status: SubscriptionStatus; previous: { planId: PlanId; status: SubscriptionStatus } }
-  | { handled: false; type: string; reason: 'duplicate' | 'ignored_type' | 'unknown_customer' | 'stale' };
+  | { handled: true; type: 'checkout.session.completed'; tenantId: string; creditedMicros: number; replay: boolean }
+  | { handled: false; type: string; reason: 'duplicate' | 'ignored_type' | 'unknown_customer' | 'stale' | 'not_paid' };
+
+/** Credits a completed Checkout Session (prepaid dollars); installed by billing's usage part. */
+export type CheckoutHandler = (session: Stripe.Checkout.Session, now: number) => Promise<{ tenantId: string; creditedMicros: number; replay: boolean } | { notPaid: true }>;
+
+/** USD micros as Stripe's decimal cents (4 decimals at most: exact). */
+export function microsToCentsDecimal(micros: number): string {
+  const sign = micros < 0 ? '-' : '';
+  const abs = Math.abs(micros);
+  const whole = Math.floor(abs / 10_000);
+  const frac = abs % 10_000;
+  return frac === 0 ? `${sign}${whole}` : `${sign}${whole}.${String(frac).padStart(4, '0').replace(/0+$/, '')}`;
+}
 
 const IDEMP_RE = /^[A-Za-z0-9._:-]{1,200}$/;
 
@@ -52,6 +65,7 @@ const IDEMP_RE = /^[A-Za-z0-9._:-]{1,200}$/;
  */
 export class StripeBilling {
   readonly stripe: Stripe;
+  private checkoutHandler: CheckoutHandler | null = null;
 
   constructor(
     private readonly settings: StripeSettings,
@@ -92,16 +106,18 @@ export class StripeBilling {
     }
     const seats = plan.perSeat ? (input.seats ?? 1) : 1;
     if (!(Number.isSafeInteger(seats) && seats >= 1 && seats <= 10_000)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'seats must be 1..10000', { field: 'seats' });
-    const sub = await this.call('subscriptions.create', () =>
-      this.stripe.subscriptions.create(
-        {
-          customer: acct.customerId as string,
-          items: [{ price, quantity: seats }],
-          metadata: { tenant_id: input.tenantId, plan_id: plan.id, byok: String(input.byok) },
-        },
-        { idempotencyKey: key(`forge-subscribe-${input.tenantId}-${input.requestId}`) },
-      ),
-    );
+    const metadata = { tenant_id: input.tenantId, plan_id: plan.id, byok: String(input.byok) };
+    const live = acct.subscriptionId && acct.status !== 'canceled' && acct.status !== 'incomplete_expired' ? acct.subscriptionId : null;
+    // A team already subscribed changes the price of its one subscription (BYOK switch, plan or seats):
+    // creating a second subscription would bill it twice.
+    const sub = live
+      ? await this.changePrice(live, { price, quantity: seats, metadata, idempotencyKey: key(`forge-subscribe-${input.tenantId}-${input.requestId}`) })
+      : await this.call('subscriptions.create', () =>
+          this.stripe.subscriptions.create(
+            { customer: acct.customerId as string, items: [{ price, quantity: seats }], metadata },
+            { idempotencyKey: key(`forge-subscribe-${input.tenantId}-${input.requestId}`) },
+          ),
+        );
     const next: BillingAccount = {
       ...acct,
       planId: plan.id,
@@ -139,6 +155,63 @@ export class StripeBilling {
     return { identifier };
   }
 
+  /** Moves the subscription's one item to another price (prorated), keeping the subscription. */
+  private async changePrice(subscriptionId: string, change: { price: string; quantity: number; metadata: Record<string, string>; idempotencyKey: string }): Promise<Stripe.Subscription> {
+    const current = await this.call('subscriptions.retrieve', () => this.stripe.subscriptions.retrieve(subscriptionId));
+    const item = current.items.data[0];
+    if (!item) throw new BillingError('FORGE_ERR_STRIPE_API', `subscription ${subscriptionId} has no item`);
+    return this.call('subscriptions.update', () =>
+      this.stripe.subscriptions.update(
+        subscriptionId,
+        { items: [{ id: item.id, price: change.price, quantity: change.quantity }], proration_behavior: 'create_prorations', metadata: change.metadata },
+        { idempotencyKey: change.idempotencyKey },
+      ),
+    );
+  }
+
+  /** Who credits `checkout.session.completed` (prepaid dollars); without one the event is ignored. */
+  onCheckout(handler: CheckoutHandler): void {
+    this.checkoutHandler = handler;
+  }
+
+  /**
+   * One metered invoice line as a Stripe invoice item on the team's next invoice, to the micro-dollar
+   * (`unit_amount_decimal` in cents, 4 decimals). `reportKey` names the line for good (tenant, month, line): it
+   * is the Idempotency-Key, so a retry or a re-run reaches Stripe once.
+   */
+  async invoiceItem(input: { tenantId: string; reportKey: string; amountMicros: number; description: string; metadata: Record<string, string> }): Promise<{ id: string }> {
+    const acct = await this.accounts.get(input.tenantId);
+    if (!acct?.customerId) throw new BillingError('FORGE_ERR_BILLING_INPUT', `tenant ${input.tenantId} has no Stripe customer`, { field: 'tenantId' });
+    const item = await this.call('invoiceItems.create', () =>
+      this.stripe.invoiceItems.create(
+        {
+          customer: acct.customerId as string,
+          currency: 'usd',
+          quantity: 1,
+          unit_amount_decimal: microsToCentsDecimal(input.amountMicros),
+          description: input.description,
+          metadata: { tenant_id: input.tenantId, amount_micros: String(input.amountMicros), ...input.metadata },
+        },
+        { idempotencyKey: key(`forge-${safeKey(input.reportKey)}`) },
+      ),
+    );
+    return { id: item.id };
+  }
+
+  /** A Stripe Connect transfer to a creator's account, in whole cents; `payoutId` is its Idempotency-Key. */
+  async transfer(input: { destination: string; amountMicros: number; payoutId: string; group: string; metadata: Record<string, string> }): Promise<{ id: string }> {
+    if (!(Number.isSafeInteger(input.amountMicros) && input.amountMicros > 0 && input.amountMicros % 10_000 === 0)) {
+      throw new BillingError('FORGE_ERR_BILLING_INPUT', 'a transfer is a positive number of whole cents', { field: 'amountMicros' });
+    }
+    const t = await this.call('transfers.create', () =>
+      this.stripe.transfers.create(
+        { amount: input.amountMicros / 10_000, currency: 'usd', destination: input.destination, transfer_group: safeKey(input.group), metadata: input.metadata },
+        { idempotencyKey: key(`forge-${safeKey(input.payoutId)}`) },
+      ),
+    );
+    return { id: t.id };
+  }
+
   /**
    * Verifies a webhook with Stripe's own signature check (raw body, `Stripe-Signature` header) and applies it:
    * payment succeeded -> active; payment failed -> past_due; subscription updated -> plan, seats, BYOK, status.
@@ -155,6 +228,13 @@ export class StripeBilling {
       });
     }
     const type = event.type;
+    if (type === 'checkout.session.completed' && this.checkoutHandler) {
+      if (await this.accounts.hasEvent(event.id)) return { handled: false, type, reason: 'duplicate' };
+      const r = await this.checkoutHandler(event.data.object, now);
+      await this.accounts.markEvent(event.id);
+      if ('notPaid' in r) return { handled: false, type, reason: 'not_paid' };
+      return { handled: true, type, tenantId: r.tenantId, creditedMicros: r.creditedMicros, replay: r.replay };
+    }
     if (type !== 'invoice.payment_succeeded' && type !== 'invoice.payment_failed' && type !== 'customer.subscription.updated') {
       return { handled: false, type, reason: 'ignored_type' };
     }
@@ -212,6 +292,11 @@ export class StripeBilling {
       throw new BillingError('FORGE_ERR_STRIPE_API', `${what}: ${e.type ?? 'error'} ${e.statusCode ?? ''}`.trim(), { cause: err });
     }
   }
+}
+
+/** An id made fit for an idempotency key: characters outside [A-Za-z0-9._:-] become '_'. */
+function safeKey(k: string): string {
+  return k.replace(/[^A-Za-z0-9._:-]/g, '_');
 }
 
 function key(k: string): string {

@@ -1,5 +1,6 @@
 import { DAY_MS, dayLabel, dayOf } from '../rules/index.ts';
-import { dayStartUtc } from './limits.ts';
+import { dayStartUtc, monthKey, monthStartUtc } from './limits.ts';
+import type { UsageBilling } from './usage-billing.ts';
 import type { UsageSource } from './metering.ts';
 import type { AccountStore } from './subscriptions.ts';
 import type { StripeBilling } from './stripe.ts';
@@ -25,6 +26,8 @@ export class UsageReporter {
       graceMs?: number;
       /** How many closed days back to (re)check, default 2. */
       lookbackDays?: number;
+      /** With it, each closed month's invoice is finalized and its lines reported to Stripe (once each). */
+      invoices?: Pick<UsageBilling, 'reportToStripe'>;
     },
   ) {}
 
@@ -56,6 +59,28 @@ export class UsageReporter {
           failed++;
           this.deps.onError(err, `usage reporter: ${a.tenantId} ${dayKey}`);
         }
+      }
+    }
+    const inv = await this.reportInvoices(now - grace, accounts.map((a) => a.tenantId));
+    return { reported: reported + inv.reported, failed: failed + inv.failed };
+  }
+
+  /** The month closed before `at`: each team's invoice finalized and reported (skipped when done before). */
+  private async reportInvoices(at: number, tenantIds: readonly string[]): Promise<{ reported: number; failed: number }> {
+    let reported = 0;
+    let failed = 0;
+    if (!this.deps.invoices) return { reported, failed };
+    const month = monthKey(monthStartUtc(at) - 1);
+    for (const tenantId of tenantIds) {
+      const k = `${tenantId}|invoice|${month}`;
+      if (this.done.has(k)) continue;
+      try {
+        const r = await this.deps.invoices.reportToStripe(tenantId, month, at);
+        this.done.add(k);
+        reported += r.sent;
+      } catch (err) {
+        failed++;
+        this.deps.onError(err, `usage reporter: invoice ${tenantId} ${month}`);
       }
     }
     return { reported, failed };

@@ -5,7 +5,7 @@ import { AlertDispatcher, IncidentLog, loadAlertsConfig, monthTrendAnomalies, pr
 import { accountPartsFromConfig, agentRoutes, alertRoutes, anomalyRoutes, billingRoutes, evalRoutes, incidentRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
-import { burnPageRoutes, sqlSource } from '../dashboards/index.ts';
+import { billingPageRoutes, burnPageRoutes, sqlSource } from '../dashboards/index.ts';
 import { AgentStore, EvalResults, evalPageRoutes } from '../eval/index.ts';
 import {
   CostBaseline,
@@ -287,6 +287,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         async (app) => app.register(incidentRoutes, { incidents }),
         async (app) => app.register(alertRoutes, { ...(alerts ? { alerts } : {}) }),
         async (app) => app.register(anomalyRoutes, { baseline, unitCapOf: (scope) => guardrail.bandsFor(scope).unitCap, audit, llmPrices: pricing.llm, ...(alerts ? { alerts } : {}), now }),
+        // The built-in billing page at `/billing`: usage, cost and price by model, agent and day, invoices.
+        async (app) => app.register(billingPageRoutes),
         ...(opts.plugins ?? []),
       ],
     });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Dec, METERED_COMPONENTS, type Component, type LlmUsage } from '../rules/index.ts';
-import type { TaskStatus } from '../store/index.ts';
+import { KEY_SOURCES, type Attribution, type TaskStatus } from '../store/index.ts';
 
 /**
  * The `forge.task.finalized` event as producers send it (snake_case JSON, or the same keys in an OTLP
@@ -34,6 +34,8 @@ export interface TaskEvent {
   llm: LlmUsage[];
   /** Quantities of the metered components (COMPONENT_SPECS `metered`), decimal strings; absent = none. */
   metered: Partial<Record<Component, string>>;
+  /** Who the cost is attributed to (user, agent, skill, whose key paid); absent fields are not attributed. */
+  attribution: Attribution;
 }
 
 export type GasInput =
@@ -124,6 +126,8 @@ const timestamp = z.union([z.number(), z.string()], { error: 'must be an ISO 860
   return ms;
 });
 
+/** User, agent and skill ids: as billing spells a user id. */
+const ATTRIBUTION_ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
 const id = (max: number, re: RegExp, what: string) => z.string({ error: 'must be a string' }).regex(re, `must be 1-${max} ${what}`);
 const tokens = z
   .number({ error: 'must be a whole number of tokens' })
@@ -166,6 +170,10 @@ export const taskEventSchema = z
     model: z.string({ error: 'must be a string' }).max(128, 'must be at most 128 characters').optional(),
     environment: id(128, /^[A-Za-z0-9._:/@-]{1,128}$/, 'letters, digits or ._:/@-'),
     status: z.enum(['success', 'failed', 'retried'], { error: 'must be one of success, failed, retried' }),
+    user_id: id(128, ATTRIBUTION_ID_RE, 'letters, digits or ._:@-').optional(),
+    agent_id: id(128, ATTRIBUTION_ID_RE, 'letters, digits or ._:@-').optional(),
+    skill_id: id(128, ATTRIBUTION_ID_RE, 'letters, digits or ._:@-').optional(),
+    key_source: z.enum(KEY_SOURCES as [string, ...string[]], { error: 'must be one of platform, byok' }).optional(),
     finalized_at: timestamp,
     rli_eval_usd: decimal('rli_eval_usd', MAX_USD_INPUT),
     gas: gasSchema.optional(),
@@ -288,6 +296,12 @@ export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome
         ...(u.reasoning_output_tokens ? { reasoningTokens: u.reasoning_output_tokens } : {}),
       })),
       metered: meteredOf(e as Record<string, unknown>),
+      attribution: {
+        ...(e.user_id !== undefined ? { userId: e.user_id } : {}),
+        ...(e.agent_id !== undefined ? { agentId: e.agent_id } : {}),
+        ...(e.skill_id !== undefined ? { skillId: e.skill_id } : {}),
+        ...(e.key_source !== undefined ? { keySource: e.key_source as Attribution['keySource'] } : {}),
+      },
     },
   };
 }

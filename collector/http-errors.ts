@@ -61,7 +61,7 @@ const FIELD_BY_STATUS: Record<number, string | undefined> = { 401: 'authorizatio
 function mapped(err: unknown): { status: number; body: ForgeErrorBody } | undefined {
   if (err === null || typeof err !== 'object') return undefined;
   const e = err as Partial<FastifyError> & { field?: unknown };
-  if (typeof e.code === 'string' && e.code.startsWith('FORGE_ERR_') && typeof e.statusCode === 'number' && ((e.statusCode >= 400 && e.statusCode < 500) || e.statusCode === 503)) {
+  if (typeof e.code === 'string' && e.code.startsWith('FORGE_ERR_') && typeof e.statusCode === 'number' && ((e.statusCode >= 400 && e.statusCode < 500) || e.statusCode === 502 || e.statusCode === 503)) {
     return { status: e.statusCode, body: { error: { code: e.code, message: String(e.message), ...(typeof e.field === 'string' && e.field ? { field: e.field } : {}) } } };
   }
   if (e.validation) {

@@ -177,6 +177,7 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
       storageGbMonthUsd: pricing.storage.gbMonthUsd,
       llmTokens: ev.llm.map((u) => ({ model: u.model, inputTokens: u.inputTokens, outputTokens: u.outputTokens })),
       ...(Object.keys(ev.metered).length > 0 ? { metered: { ...ev.metered } } : {}),
+      ...ev.attribution,
     },
   };
 }

@@ -13,3 +13,4 @@ export { generatedDashboards, type GeneratedFile } from './generate.ts';
 export { CLICKHOUSE, PROMETHEUS, MIXED, type ClickHouseQuery } from './grafana.ts';
 export { burnData, runPanel, sqlSource, type BandsMicros, type BurnData, type PanelParams, type SqlSource } from './burn-data.ts';
 export { burnPageRoutes, type BurnPageOptions } from './burn-page/plugin.ts';
+export { billingPageRoutes } from './billing-page/plugin.ts';

@@ -22,7 +22,23 @@ export interface LlmTokens {
  */
 export type ComponentMicrosFields = { [K in OriginalComponent as `${K}Micros`]: number } & { [K in LaterComponent as `${K}Micros`]?: number };
 
-export interface CostEvent extends ComponentMicrosFields {
+/** Whose key paid an LLM call: the platform's, or the user's own (BYOK, tracked but not charged). */
+export type KeySource = 'platform' | 'byok';
+export const KEY_SOURCES: readonly KeySource[] = ['platform', 'byok'];
+
+/**
+ * Who a cost is attributed to (all optional; rows written before the columns existed read as absent).
+ * Ids follow the user-id pattern (1-128 of letters, digits, ._:@-).
+ */
+export interface Attribution {
+  userId?: string;
+  agentId?: string;
+  /** The skill the task ran (premium skills share revenue with their creator). */
+  skillId?: string;
+  keySource?: KeySource;
+}
+
+export interface CostEvent extends ComponentMicrosFields, Attribution {
   /** Producer-chosen id; the store counts an event_id once however often it arrives. */
   eventId: string;
   tenantId: string;

@@ -3,7 +3,7 @@
  * its batch writer, totals, the audit hash chain, guardrail_events and alert_log.
  */
 export type * from './cost-event.ts';
-export { componentFields, eventComponents, microsField } from './cost-event.ts';
+export { componentFields, eventComponents, KEY_SOURCES, microsField } from './cost-event.ts';
 export { openStore } from './store.ts';
 export type { Store, StoreOptions, StoredEvent } from './store.ts';
 export type { ConnectionOptions } from './client.ts';

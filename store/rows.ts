@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { COMPONENT_SPECS, COMPONENTS, METERED_COMPONENTS, type Component } from '../rules/index.ts';
-import { componentFields, eventComponents, type CostEvent, type GasSource, type LlmTokens, type TaskStatus } from './cost-event.ts';
+import { componentFields, eventComponents, KEY_SOURCES, type Attribution, type CostEvent, type GasSource, type KeySource, type LlmTokens, type TaskStatus } from './cost-event.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 
 /**
@@ -12,14 +12,21 @@ import { STORE_ERROR_CODES, StoreError } from './errors.ts';
  *    storage, llm), total_micros, gas_used (decimal string), gas_price_gwei, native_usd, gas_source, chain_id,
  *    tx_hash, task_hours, compute_hour_usd, gb_stored, storage_gb_month_usd, llm_models[], llm_input_tokens[],
  *    llm_output_tokens[], then for each version w = 2..v the columns of the components added in w
- *    (COMPONENT_SPECS `since`, in list order): <component>_micros, and <component>_quantity when metered]
+ *    (COMPONENT_SPECS `since`, in list order): <component>_micros, and <component>_quantity when metered,
+ *    and in version 3 (ATTRIBUTION_SINCE) user_id, agent_id, skill_id, key_source]
  * Integers are JSON numbers (all are safe integers), strings JSON strings. hash = sha256(prev_hash || canonical)
  * as lowercase hex, where prev_hash is the previous row's hash (64 ASCII hex chars; 64 zeros before seq 1).
  * Everything in it round-trips through ClickHouse exactly, so `verify` recomputes it from the stored row.
  * A row stores the version it was hashed with (`canonical_version`, 1 for rows older than the column), so a
  * component added later never changes the bytes of a row written before it.
  */
-export const CANONICAL_VERSION = Math.max(...COMPONENT_SPECS.map((c) => c.since));
+/**
+ * The canonical version that first hashes the attribution columns (user, agent, skill, key source; store
+ * migration 0010). Rows of older versions read them as '' and keep verifying.
+ */
+export const ATTRIBUTION_SINCE = 3;
+export const ATTRIBUTION_COLUMNS = ['user_id', 'agent_id', 'skill_id', 'key_source'] as const;
+export const CANONICAL_VERSION = Math.max(ATTRIBUTION_SINCE, ...COMPONENT_SPECS.map((c) => c.since));
 export const GENESIS_HASH = '0'.repeat(64);
 
 /** The column of a component's amount. */
@@ -33,9 +40,10 @@ export function quantityColumn(c: Component): string {
 }
 
 function columnsAddedIn(version: number): string[] {
-  return COMPONENT_SPECS.filter((c) => c.since === version).flatMap((c) =>
-    'metered' in c ? [componentColumn(c.key), quantityColumn(c.key)] : [componentColumn(c.key)],
-  );
+  return [
+    ...COMPONENT_SPECS.filter((c) => c.since === version).flatMap((c) => ('metered' in c ? [componentColumn(c.key), quantityColumn(c.key)] : [componentColumn(c.key)])),
+    ...(version === ATTRIBUTION_SINCE ? ATTRIBUTION_COLUMNS : []),
+  ];
 }
 
 const BASE_COLUMNS = [
@@ -102,6 +110,8 @@ function col(name: string): number {
 
 const TENANT_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const RUN_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Attribution ids (user, agent, skill): the billing user-id pattern, or empty (not attributed). */
+const ATTRIBUTION_ID_RE = /^([A-Za-z0-9._:@-]{1,128})?$/;
 const DECIMAL_RE = /^-?\d{1,30}(\.\d{1,30})?([eE][-+]?\d{1,3})?$/;
 const UINT_RE = /^\d{1,20}$/;
 const U64_MAX = (1n << 64n) - 1n;
@@ -182,11 +192,13 @@ export function eventValues(e: CostEvent, at: string): unknown[] {
   });
   const eventId = str(e.eventId, `${at}.eventId`, 256);
   if (eventId === '') invalid(`${at}.eventId`, 'must not be empty');
-  const later = Array.from({ length: CANONICAL_VERSION - 1 }, (_, i) => i + 2).flatMap((v) =>
-    COMPONENT_SPECS.filter((c) => c.since === v).flatMap((c) =>
+  const attribution = attributionValues(e, at);
+  const later = Array.from({ length: CANONICAL_VERSION - 1 }, (_, i) => i + 2).flatMap((v) => [
+    ...COMPONENT_SPECS.filter((c) => c.since === v).flatMap((c) =>
       'metered' in c ? [amounts[c.key], decimal(quantities[c.key] ?? '', `${at}.metered.${c.key}`)] : [amounts[c.key]],
     ),
-  );
+    ...(v === ATTRIBUTION_SINCE ? attribution : []),
+  ]);
   return [
     re(e.tenantId, `${at}.tenantId`, TENANT_RE, '1-64 letters, digits or ._-'),
     0,
@@ -216,6 +228,14 @@ export function eventValues(e: CostEvent, at: string): unknown[] {
     outputs,
     ...later,
   ];
+}
+
+/** user_id, agent_id, skill_id, key_source of an event, validated ('' when absent). */
+function attributionValues(e: CostEvent, at: string): string[] {
+  const id = (v: unknown, field: string): string => (v === undefined ? '' : re(v, field, ATTRIBUTION_ID_RE, '1-128 letters, digits or ._:@-'));
+  const keySource = e.keySource === undefined ? '' : str(e.keySource, `${at}.keySource`);
+  if (keySource !== '' && !(KEY_SOURCES as readonly string[]).includes(keySource)) invalid(`${at}.keySource`, "must be 'platform' or 'byok'");
+  return [id(e.userId, `${at}.userId`), id(e.agentId, `${at}.agentId`), id(e.skillId, `${at}.skillId`), keySource];
 }
 
 /** Index of seq in the value array. */
@@ -289,7 +309,19 @@ export function rowToEvent(v: readonly unknown[]): CostEvent & { seq: number } {
     storageGbMonthUsd: at('storage_gb_month_usd') as string,
     llmTokens: models.map((model, i) => ({ model, inputTokens: inputs[i] ?? 0, outputTokens: outputs[i] ?? 0 })),
     ...(Object.keys(metered).length > 0 ? { metered } : {}),
+    ...attributionOf(at),
   };
+}
+
+/** The attribution fields of a stored row; empty columns (and rows older than them) give none. */
+function attributionOf(at: (name: string) => unknown): Attribution {
+  const out: Attribution = {};
+  const s = (c: string): string => (at(c) as string | undefined) ?? '';
+  if (s('user_id')) out.userId = s('user_id');
+  if (s('agent_id')) out.agentId = s('agent_id');
+  if (s('skill_id')) out.skillId = s('skill_id');
+  if (s('key_source')) out.keySource = s('key_source') as KeySource;
+  return out;
 }
 
 /**

@@ -401,6 +401,7 @@ describe('finance: margin per tier', () => {
         { plan_id: 'pro', tenants: 2, seats: 2, custom_priced: 0, revenue_usd: '14', llm_cost_usd: '2.6', margin_usd: '11.4', margin_ratio: '0.8143' },
         { plan_id: 'team', tenants: 1, seats: 3, custom_priced: 0, revenue_usd: '87', llm_cost_usd: '30', margin_usd: '57', margin_ratio: '0.6552' },
         { plan_id: 'enterprise', tenants: 1, seats: 1, custom_priced: 1, revenue_usd: '0', llm_cost_usd: '1', margin_usd: '-1', margin_ratio: null },
+        { plan_id: 'payg', tenants: 0, seats: 0, custom_priced: 0, revenue_usd: '0', llm_cost_usd: '0', margin_usd: '0', margin_ratio: null },
       ]);
       expect(j.summary).toEqual({ plan_id: 'total', tenants: 5, seats: 7, custom_priced: 1, revenue_usd: '101', llm_cost_usd: '34', margin_usd: '67', margin_ratio: '0.6634' });
 
@@ -413,6 +414,7 @@ describe('finance: margin per tier', () => {
           'pro,2,2,0,14,2.6,11.4,0.8143',
           'team,1,3,0,87,30,57,0.6552',
           'enterprise,1,1,1,0,1,-1,',
+          'payg,0,0,0,0,0,0,',
           'total,5,7,1,101,34,67,0.6634',
           '',
         ].join('\n'),

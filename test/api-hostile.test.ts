@@ -98,6 +98,7 @@ const BY_NAME: Record<string, unknown> = {
   // An empty ZIP (its end-of-central-directory record), as canonical base64.
   zip_base64: 'UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==',
   cost_so_far_usd: '1', ceiling_usd: '1', normal_usd: '1', incident_id: `inc_${'0'.repeat(24)}`,
+  start_month: '2026-12', term_months: 12, executions_per_month: 100_000,
 };
 
 function typesOf(s: Schema): string[] {

@@ -188,7 +188,7 @@ afterAll(async () => {
 ledgerSuite('in-process, ClickHouse store (embedded chdb)', async () => {
   const db = `billing_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
   const applied = await migrateBilling(client, db);
-  expect(applied).toEqual(['0001_credit_entries.sql', '0002_billing_accounts.sql', '0003_stripe_webhook_events.sql', '0004_byok_keys.sql']);
+  expect(applied).toEqual(['0001_credit_entries.sql', '0002_billing_accounts.sql', '0003_stripe_webhook_events.sql', '0004_byok_keys.sql', '0005_usage_journal.sql', '0006_prepaid_credits.sql', '0007_commitments.sql', '0008_invoices.sql', '0009_creator_payouts_key_health.sql']);
   expect(await migrateBilling(client, db)).toEqual([]); // applied once
   const store = new ClickHouseCreditEntryStore(client, db);
   const h = storeHarness(store);

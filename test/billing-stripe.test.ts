@@ -183,3 +183,23 @@ describe('UsageReporter', () => {
     expect(receiver.problems()).toEqual([]);
   });
 });
+
+describe('the BYOK price switch', () => {
+  it('changes the price of the existing subscription (no second subscription, no double billing)', async () => {
+    const { tenantId, billing, acct } = await subscribed('pro', false);
+    const before = receiver.requests.length;
+    const switched = await billing.subscribe({ tenantId, planId: 'pro', byok: true, requestId: 'r-byok', now: NOW + 1 });
+    expect(switched).toMatchObject({ subscriptionId: acct.subscriptionId, byok: true, planId: 'pro' });
+    const calls = receiver.requests.slice(before);
+    expect(calls.map((c) => `${c.method} ${c.path}`)).toEqual([`GET /v1/subscriptions/${acct.subscriptionId}`, `POST /v1/subscriptions/${acct.subscriptionId}`]);
+    expect(calls[1]?.form).toMatchObject({ 'items[0][price]': 'price_pro_byok_monthly', 'items[0][quantity]': '1', proration_behavior: 'create_prorations', 'metadata[byok]': 'true' });
+    expect(receiver.byPath('/v1/subscriptions').filter((r) => r.form.customer === acct.customerId)).toHaveLength(1);
+    const sub = receiver.subscriptions.get(acct.subscriptionId as string) as { items: { data: Array<{ price: { id: string } }> } };
+    expect(sub.items.data.map((i) => i.price.id)).toEqual(['price_pro_byok_monthly']);
+    // And back: the same one subscription again.
+    await billing.subscribe({ tenantId, planId: 'pro', byok: false, requestId: 'r-std', now: NOW + 2 });
+    expect(sub === receiver.subscriptions.get(acct.subscriptionId as string)).toBe(false);
+    expect((receiver.subscriptions.get(acct.subscriptionId as string) as typeof sub).items.data.map((i) => i.price.id)).toEqual(['price_pro_monthly']);
+    expect(receiver.problems()).toEqual([]);
+  });
+});

@@ -35,8 +35,8 @@ describe('the bandwidth component', () => {
   it('is in the list, metered per GB, and hashed from canonical version 2 on', () => {
     expect(COMPONENTS).toContain('bandwidth');
     expect(METERED_COMPONENTS.map((m) => [m.key, m.metered.field, m.metered.unit])).toEqual([['bandwidth', 'bandwidth_gb', 'GB']]);
-    expect(CANONICAL_VERSION).toBe(2);
-    expect(HASHED_COLUMNS.slice(hashedCount(1))).toEqual(['bandwidth_micros', 'bandwidth_quantity']);
+    expect(CANONICAL_VERSION).toBe(3);
+    expect(HASHED_COLUMNS.slice(hashedCount(1), hashedCount(2))).toEqual(['bandwidth_micros', 'bandwidth_quantity']);
     expect(testPricing(BANDWIDTH_PRICING).metered).toEqual({ bandwidth: '0.09' });
   });
 

@@ -27,6 +27,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       '0007_api_keys',
       '0008_canonical_version',
       '0009_bandwidth',
+      '0010_cost_event_attribution',
       '0014_eval_agents',
       '0015_eval_results',
       '0016_users',
@@ -110,7 +111,8 @@ describe('migrations render for a single node and for a cluster from the same fi
     const ddl = renderDdl('cluster', opts);
     expect(ddl).toContain("CREATE DATABASE IF NOT EXISTS forge ON CLUSTER 'forge_cluster';");
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 2 * 11 + 4 + roles().length);
+    // 0010 (attribution columns) adds two: the local and the Distributed table.
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 2 * 11 + 4 + 2 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }

@@ -387,3 +387,16 @@ export function checkSettle(owner: string, holdId: string, actualCredits: number
 export function checkPositiveInt(field: string, v: number): void {
   if (!(Number.isSafeInteger(v) && v > 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', `${field} must be an integer > 0`, { field });
 }
+
+/** An owner's ledger entries in [from, to), at most `limit`, and whether every transaction of all of them balances. */
+export function creditStatement(all: readonly LedgerEntry[], range: { from: number; to: number; limit: number }): { balanced: boolean; entries: LedgerEntry[]; truncated: boolean } {
+  if (range.from >= range.to) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'from must be before to', { field: 'from' });
+  let balanced = true;
+  try {
+    assertBalanced(all);
+  } catch {
+    balanced = false;
+  }
+  const inRange = all.filter((e) => e.at >= range.from && e.at < range.to);
+  return { balanced, entries: inRange.slice(0, range.limit), truncated: inRange.length > range.limit };
+}

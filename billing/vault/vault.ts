@@ -73,8 +73,11 @@ export class MemoryVaultStore implements VaultStore {
 export interface ProviderEndpoint {
   /** e.g. https://api.openai.com/v1 (configurable; a loopback server in tests). */
   baseUrl: string;
-  /** 'bearer': Authorization: Bearer <key> (OpenAI style); 'x-api-key': Anthropic style. */
-  auth: 'bearer' | 'x-api-key';
+  /**
+   * 'bearer': Authorization: Bearer <key> (OpenAI style); 'x-api-key': Anthropic style; 'x-goog-api-key':
+   * Google Gemini; 'none': a local server without keys (Ollama), where only reachability is checked.
+   */
+  auth: 'bearer' | 'x-api-key' | 'x-goog-api-key' | 'none';
   /** Path of a cheap authenticated GET, default /models. */
   testPath?: string;
   extraHeaders?: Record<string, string>;
@@ -209,7 +212,8 @@ export class KeyVault {
     const f = this.opts.fetch ?? fetch;
     const headers: Record<string, string> = { ...(ep.extraHeaders ?? {}) };
     if (ep.auth === 'bearer') headers.authorization = `Bearer ${key.reveal()}`;
-    else headers['x-api-key'] = key.reveal();
+    else if (ep.auth === 'x-api-key') headers['x-api-key'] = key.reveal();
+    else if (ep.auth === 'x-goog-api-key') headers['x-goog-api-key'] = key.reveal();
     const url = ep.baseUrl.replace(/\/+$/, '') + (ep.testPath ?? '/models');
     let status: number;
     try {
@@ -226,4 +230,11 @@ export class KeyVault {
 
 function view(r: VaultRecord): VaultKeyView {
   return { provider: r.provider, agentId: r.agentId, masterKeyId: sealedKeyId(r.sealed), createdAt: r.createdAt, updatedAt: r.updatedAt };
+}
+
+/** A hybrid mode from its parts: `models` goes with mode "models" only, and is then required. */
+export function byokModeOf(mode: ByokMode['mode'], models: string[] | undefined): ByokMode {
+  if (mode === 'models' && (!models || models.length === 0)) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'mode "models" needs the list of models', { field: 'models' });
+  if (mode !== 'models' && models !== undefined) throw new BillingError('FORGE_ERR_BILLING_INPUT', 'models go only with mode "models"', { field: 'models' });
+  return mode === 'models' ? { mode, models: models ?? [] } : { mode };
 }

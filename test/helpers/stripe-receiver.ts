@@ -19,6 +19,10 @@ const REQUIRED: Record<string, string[]> = {
   'POST /v1/customers': ['email', 'metadata[tenant_id]'],
   'POST /v1/subscriptions': ['customer', 'items[0][price]', 'items[0][quantity]', 'metadata[tenant_id]', 'metadata[plan_id]'],
   'POST /v1/billing/meter_events': ['event_name', 'payload[stripe_customer_id]', 'payload[value]', 'identifier', 'timestamp'],
+  'GET /v1/subscriptions/:id': [],
+  'POST /v1/subscriptions/:id': ['items[0][id]', 'items[0][price]', 'items[0][quantity]'],
+  'POST /v1/invoiceitems': ['customer', 'currency', 'quantity', 'unit_amount_decimal', 'description', 'metadata[tenant_id]'],
+  'POST /v1/transfers': ['amount', 'currency', 'destination', 'transfer_group'],
 };
 
 /**
@@ -30,6 +34,8 @@ export class StripeReceiver {
   readonly requests: StripeRequest[] = [];
   private failures: number[] = [];
   private readonly answers = new Map<string, { form: string; status: number; body: string }>();
+  /** Subscriptions created, by id, as last answered (a GET or an update reads and changes them). */
+  readonly subscriptions = new Map<string, Record<string, unknown>>();
   private seq = 0;
 
   private constructor(
@@ -74,7 +80,10 @@ export class StripeReceiver {
 
   private handle(method: string, path: string, headers: IncomingHttpHeaders, body: string, res: import('node:http').ServerResponse): void {
     const problems: string[] = [];
-    const route = `${method} ${path.split('?')[0]}`;
+    const bare = path.split('?')[0] ?? '';
+    const subId = /^\/v1\/subscriptions\/(sub_[A-Za-z0-9]+)$/.exec(bare)?.[1];
+    const route = `${method} ${subId ? '/v1/subscriptions/:id' : bare}`;
+    if (subId && !this.subscriptions.has(subId)) problems.push(`no subscription ${subId}`);
     const required = REQUIRED[route];
     if (!required) problems.push(`unknown route ${route}`);
     if (headers.authorization !== `Bearer ${this.secretKey}`) problems.push('authorization is not the configured secret key');
@@ -84,6 +93,8 @@ export class StripeReceiver {
       for (const [k, v] of new URLSearchParams(body)) form[k] = v;
       if (!headers['idempotency-key']) problems.push('no Idempotency-Key header');
       for (const k of required ?? []) if (form[k] === undefined || form[k] === '') problems.push(`missing param ${k}`);
+      const itemId = (this.subscriptions.get(subId ?? '') as { items?: { data: Array<{ id: string }> } } | undefined)?.items?.data[0]?.id;
+      if (subId && itemId !== form['items[0][id]']) problems.push(`the update names item ${form['items[0][id]']}, the subscription's is ${itemId}`);
     }
     const key = typeof headers['idempotency-key'] === 'string' ? headers['idempotency-key'] : undefined;
     const record = (status: number, replayed: boolean): void => {
@@ -113,20 +124,20 @@ export class StripeReceiver {
       record(prior.status, true);
       return send(prior.status, prior.body, { 'idempotent-replayed': 'true' });
     }
-    const body200 = JSON.stringify(this.answer(route, form));
+    const body200 = JSON.stringify(this.answer(route, form, subId));
     if (key) this.answers.set(key, { form: formText, status: 200, body: body200 });
     record(200, false);
     send(200, body200);
   }
 
-  private answer(route: string, f: Record<string, string>): Record<string, unknown> {
+  private answer(route: string, f: Record<string, string>, subId?: string): Record<string, unknown> {
     const id = (p: string): string => `${p}_${randomBytes(7).toString('hex')}`;
     const metadata = Object.fromEntries(Object.entries(f).filter(([k]) => k.startsWith('metadata[')).map(([k, v]) => [k.slice(9, -1), v]));
     switch (route) {
       case 'POST /v1/customers':
         return { id: id('cus'), object: 'customer', email: f.email, name: f.name ?? null, metadata, livemode: false };
-      case 'POST /v1/subscriptions':
-        return {
+      case 'POST /v1/subscriptions': {
+        const sub = {
           id: id('sub'),
           object: 'subscription',
           customer: f.customer,
@@ -134,6 +145,21 @@ export class StripeReceiver {
           metadata,
           items: { object: 'list', data: [{ id: id('si'), object: 'subscription_item', price: { id: f['items[0][price]'], object: 'price' }, quantity: Number(f['items[0][quantity]']) }] },
         };
+        this.subscriptions.set(sub.id, sub);
+        return sub;
+      }
+      case 'GET /v1/subscriptions/:id':
+        return this.subscriptions.get(subId as string) ?? {};
+      case 'POST /v1/subscriptions/:id': {
+        const sub = this.subscriptions.get(subId as string) as { items: { data: Array<{ id: string }> } } & Record<string, unknown>;
+        const next = { ...sub, metadata, items: { object: 'list', data: [{ id: f['items[0][id]'], object: 'subscription_item', price: { id: f['items[0][price]'], object: 'price' }, quantity: Number(f['items[0][quantity]']) }] } };
+        this.subscriptions.set(subId as string, next);
+        return next;
+      }
+      case 'POST /v1/invoiceitems':
+        return { id: id('ii'), object: 'invoiceitem', customer: f.customer, currency: f.currency, quantity: Number(f.quantity), unit_amount_decimal: f.unit_amount_decimal, description: f.description, metadata };
+      case 'POST /v1/transfers':
+        return { id: id('tr'), object: 'transfer', amount: Number(f.amount), currency: f.currency, destination: f.destination, transfer_group: f.transfer_group, metadata };
       default:
         return {
           object: 'billing.meter_event',
