@@ -39,6 +39,8 @@ export interface InProcessLedgerOptions {
 export class InProcessLedger implements LiveLedger {
   private readonly scopes = new Map<ScopeKey, ScopeCounters>();
   private readonly reservations = new Map<string, Reservation>();
+  /** Open reservation ids by the UTC second they expire in: `expire` looks only at the seconds that passed. */
+  private readonly expiring = new Map<number, Set<string>>();
   /** Event ids remembered, each until its forget-after time (clock ms), oldest first. */
   private readonly events = new FifoMap<string, true>();
   private readonly ttl: number;
@@ -110,6 +112,13 @@ export class InProcessLedger implements LiveLedger {
       c.open += 1;
     }
     this.reservations.set(input.reservationId, { scopes: input.scopes.map((s) => s.scope), amountMicros: input.amountMicros, expiresAt });
+    const second = Math.floor(expiresAt / 1000);
+    let ids = this.expiring.get(second);
+    if (!ids) {
+      ids = new Set();
+      this.expiring.set(second, ids);
+    }
+    ids.add(input.reservationId);
     return { ok: true, reservationId: input.reservationId, expiresAt };
   }
 
@@ -120,6 +129,9 @@ export class InProcessLedger implements LiveLedger {
       c.open -= 1;
     }
     this.reservations.delete(id);
+    const second = Math.floor(r.expiresAt / 1000);
+    const ids = this.expiring.get(second);
+    if (ids?.delete(id) && ids.size === 0) this.expiring.delete(second);
   }
 
   private addSpend(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): boolean {
@@ -178,8 +190,16 @@ export class InProcessLedger implements LiveLedger {
   async expire(now: number): Promise<ExpiredReservation[]> {
     this.assertOpen();
     const out: ExpiredReservation[] = [];
-    for (const [id, r] of this.reservations) {
-      if (r.expiresAt > now) continue;
+    // Only the seconds that have begun (a few dozen buckets for a TTL of a minute), not every open reservation.
+    const due: Array<[string, Reservation]> = [];
+    for (const [second, ids] of this.expiring) {
+      if (second * 1000 > now) continue;
+      for (const id of ids) {
+        const r = this.reservations.get(id);
+        if (r && r.expiresAt <= now) due.push([id, r]);
+      }
+    }
+    for (const [id, r] of due) {
       this.release(id, r);
       out.push({ reservationId: id, scopes: [...r.scopes], amountMicros: r.amountMicros, expiresAt: r.expiresAt });
     }
