@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { byComponent, COMPONENT_SPECS, COMPONENTS } from '../rules/index.ts';
-import { CANONICAL_VERSION, componentColumn, INSERT_COLUMNS, quantityColumn, type LogScope, type Store, type Totals } from '../store/index.ts';
+import { ATTRIBUTION_COLUMNS, ATTRIBUTION_SINCE, CANONICAL_VERSION, componentColumn, INSERT_COLUMNS, quantityColumn, type LogScope, type Store, type Totals } from '../store/index.ts';
 import { median, childMain, runChild, type Benchmark, type BenchRow, type BenchSize } from './harness.ts';
 
 /**
@@ -77,8 +77,14 @@ const MERGE_WAIT_MS: Record<BenchSize, number> = { full: 45_000, tiny: 3_000 };
 
 const COLUMNS = INSERT_COLUMNS;
 /** Components added after the first canonical version: a small non-zero amount each (and a quantity when metered). */
-const LATER_SQL = COMPONENT_SPECS.filter((c) => c.since > 1)
-  .map((c, i) => `  intDiv(h, ${19 + i}) % 90000 + 1 AS ${componentColumn(c.key)},\n${'metered' in c ? `  '1' AS ${quantityColumn(c.key)},\n` : ''}`)
+/** Columns added after the first canonical version, in insert order: later components, then (version 3) the attribution ids, empty. */
+const LATER_SQL = Array.from({ length: CANONICAL_VERSION - 1 }, (_, i) => i + 2)
+  .map(
+    (v) =>
+      COMPONENT_SPECS.filter((c) => c.since === v)
+        .map((c) => `  intDiv(h, ${19 + COMPONENTS.indexOf(c.key)}) % 90000 + 1 AS ${componentColumn(c.key)},\n${'metered' in c ? `  '1' AS ${quantityColumn(c.key)},\n` : ''}`)
+        .join('') + (v === ATTRIBUTION_SINCE ? ATTRIBUTION_COLUMNS.map((a) => `  '' AS ${a},\n`).join('') : ''),
+  )
   .join('');
 
 /**

@@ -44,7 +44,7 @@ export type {
 export { renderDdl, renderMigrations, renderRoles, loadMigrations } from './migrations.ts';
 export type { DdlMode, Migration, RenderOptions, RenderedMigration } from './migrations.ts';
 export { GUARDRAIL_CANONICAL_TAG, guardrailCanonicalBytes } from './guardrail-log.ts';
-export { CANONICAL_VERSION, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, canonicalBytes, chainHash, componentColumn, eventCanonicalBytes, hashedCount, quantityColumn } from './rows.ts';
+export { ATTRIBUTION_COLUMNS, ATTRIBUTION_SINCE, CANONICAL_VERSION, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, canonicalBytes, chainHash, componentColumn, eventCanonicalBytes, hashedCount, quantityColumn } from './rows.ts';
 export { TenantTable, type TenantRecord } from './tenants.ts';
 export { FOCUS_COLUMNS, focusCsv, focusRows, type FocusRow } from './focus.ts';
 export { AccountTables, type AccountTokenKind, type AccountTokenRecord, type UserRecord } from './accounts.ts';

@@ -82,9 +82,11 @@ describe('BYOK key health', () => {
     await vault.saveKey({ tenantId, userId: 'u1', provider: 'openai', apiKey: 'sk-user-key-123456', now: NOW });
     await vault.saveKey({ tenantId, userId: 'u1', provider: 'openai', apiKey: 'sk-agent-key-654321', agentId: 'bot-7', now: NOW });
 
+    // Each settle a millisecond after the one before: the newest report per key is the one kept.
+    let settled = 0;
     const run = async (id: string, agentId: string | undefined, keyStatus: 'ok' | 'rate_limited' | 'expired') => {
       expect(await svc.startJob({ tenantId, userId: 'u1', executionId: id, model: 'gpt-4o', maxTokens: 100, now: NOW, ...(agentId ? { agentId } : {}) })).toMatchObject({ decision: 'allow', key: { source: 'byok' } });
-      return svc.settleJob({ tenantId, userId: 'u1', executionId: id, llmMicros: 0, keyStatus, keyDetail: `${keyStatus} from provider`, now: NOW + 1 });
+      return svc.settleJob({ tenantId, userId: 'u1', executionId: id, llmMicros: 0, keyStatus, keyDetail: `${keyStatus} from provider`, now: NOW + ++settled });
     };
     expect((await run('k1', undefined, 'ok')).keyAlert).toBeUndefined();
     expect((await run('k2', undefined, 'rate_limited')).keyAlert).toMatchObject({ provider: 'openai', agentId: '*', status: 'rate_limited', severity: 'warning' });
