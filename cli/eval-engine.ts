@@ -1,8 +1,21 @@
 import { computeHourUsd } from '../collector/index.ts';
-import { EvalEngine, LocalProcessExecutor, type AgentExecutor, type Judge } from '../eval/index.ts';
+import { EvalEngine, EvalError, EvalRunLauncher, judgeConfigFromEnv, LocalProcessExecutor, openAiJudge, type AgentExecutor, type AgentStore, type EvalResults, type EvalSuiteRegistry, type Judge } from '../eval/index.ts';
 import { usdToMicros } from '../rules/index.ts';
 import { HttpEventEmitterClient, type TaskFinalizedEvent } from '../runner/index.ts';
-import type { RunningForge } from './forge-process.ts';
+import type { KeyStore } from '../api/index.ts';
+import type { Pricing } from '../collector/index.ts';
+import type { Guardrail, HaltBus } from '../guard/index.ts';
+
+/** What the eval engine uses of a running Forge (cli/forge-process.ts's EmbeddedForge has it). */
+export interface EmbeddedForge {
+  url: string;
+  agents: AgentStore;
+  evalResults: EvalResults;
+  guardrail: Guardrail;
+  bus: HaltBus;
+  pricing: Pricing;
+  keys: Pick<KeyStore, 'create' | 'revoke'>;
+}
 
 export interface EmbeddedEvalOptions {
   /** A runner key of the tenant: the cost events go to the collector (POST /v1/events) with it. */
@@ -20,7 +33,7 @@ export interface EmbeddedEvalOptions {
  * its bus, cost events through its collector (so they are priced, stored once by id, and counted by the guard
  * like any runner's).
  */
-export function embeddedEvalEngine(forge: RunningForge, o: EmbeddedEvalOptions): EvalEngine {
+export function embeddedEvalEngine(forge: EmbeddedForge, o: EmbeddedEvalOptions): EvalEngine {
   const emitter = new HttpEventEmitterClient({ baseUrl: forge.url, apiKey: o.apiKey });
   const hourUsd = computeHourUsd(forge.pricing, o.environment);
   return new EvalEngine({
@@ -36,5 +49,47 @@ export function embeddedEvalEngine(forge: RunningForge, o: EmbeddedEvalOptions):
     ...(o.judge ? { judge: o.judge } : {}),
     ...(hourUsd ? { computeHourMicros: usdToMicros(hourUsd) } : {}),
     ...(o.onError ? { onError: o.onError } : {}),
+  });
+}
+
+export interface EmbeddedLauncherOptions {
+  suites: EvalSuiteRegistry;
+  /** Runs at once in this process. */
+  maxRuns: number;
+  /** The judge's settings (FORGE_JUDGE_*, see judgeConfigFromEnv); unset: judge checks skipped. */
+  env: NodeJS.ProcessEnv;
+  onError: (e: unknown, where: string) => void;
+}
+
+/**
+ * Eval runs started over the API (POST /v1/eval/runs), run in the server process: each with a temporary
+ * runner key of its tenant (revoked when the run ends), the local executor and the judge from the env. The
+ * Forge is read through `forge()` when a run starts: the routes are registered before it exists.
+ */
+export function embeddedEvalLauncher(forge: () => EmbeddedForge, o: EmbeddedLauncherOptions): EvalRunLauncher {
+  const judgeCfg = judgeConfigFromEnv(o.env);
+  const judge = judgeCfg ? openAiJudge(judgeCfg) : undefined;
+  return new EvalRunLauncher({
+    maxRuns: o.maxRuns,
+    onError: o.onError,
+    check: async (r) => {
+      const suite = o.suites.get(r.suite);
+      if (!suite) throw new EvalError('FORGE_ERR_NOT_FOUND', `no suite ${r.suite} (shipped: ${o.suites.names().join(', ')})`, { field: 'suite' });
+      const f = forge();
+      if (!(await f.agents.get(r.tenantId, r.agentId))) throw new EvalError('FORGE_ERR_NOT_FOUND', `agent ${r.agentId} not found`, { field: 'agent_id' });
+      const existing = await f.evalResults.run(r.tenantId, r.runId);
+      if (existing && (existing.agentId !== r.agentId || existing.suite !== r.suite)) throw new EvalError('FORGE_ERR_CONFLICT', `run ${r.runId} is of agent ${existing.agentId.slice(0, 12)} on ${existing.suite}: use a new run id`, { field: 'run_id' });
+    },
+    run: async (r, signal) => {
+      const f = forge();
+      const suite = o.suites.get(r.suite)!;
+      const temp = await f.keys.create({ name: `eval run ${r.runId} (temporary)`, roles: ['runner'], tenantId: r.tenantId });
+      try {
+        const engine = embeddedEvalEngine(f, { apiKey: temp.key, environment: suite.environment, executor: new LocalProcessExecutor(), ...(judge ? { judge } : {}), signal, onError: o.onError });
+        await engine.run({ tenantId: r.tenantId, runId: r.runId, suite, agentId: r.agentId, concurrency: r.concurrency, signal });
+      } finally {
+        await f.keys.revoke(temp.id);
+      }
+    },
   });
 }
