@@ -6,7 +6,7 @@ import type { KeyStore } from '../api/index.ts';
 import type { Pricing } from '../collector/index.ts';
 import type { Guardrail, HaltBus } from '../guard/index.ts';
 
-/** What the eval engine uses of a running Forge (cli/forge-process.ts's EmbeddedForge has it). */
+/** What the eval engine uses of a running Forge (cli/forge-process.ts's RunningForge has it). */
 export interface EmbeddedForge {
   url: string;
   agents: AgentStore;

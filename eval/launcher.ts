@@ -64,10 +64,8 @@ export class EvalRunLauncher {
   async start(r: EvalRunRequest): Promise<void> {
     const key = `${r.tenantId}/${r.runId}`;
     if (this.#closed) throw new EvalError('FORGE_ERR_CONFLICT', 'the server is shutting down', { field: 'run_id' });
-    if (this.#running.has(key)) throw new EvalError('FORGE_ERR_CONFLICT', `run ${r.runId} is running`, { field: 'run_id' });
-    if (this.#running.size >= this.o.maxRuns) throw new EvalError('FORGE_ERR_RATE_LIMITED', `${this.o.maxRuns} eval runs are running in this process: try again when one ends`, { field: 'run_id' });
+    // What to fix in the request first; then whether there is room (after the await: no race between them).
     await this.o.check(r);
-    // Checked again: another request may have taken the place while this one was checked.
     if (this.#running.has(key)) throw new EvalError('FORGE_ERR_CONFLICT', `run ${r.runId} is running`, { field: 'run_id' });
     if (this.#running.size >= this.o.maxRuns) throw new EvalError('FORGE_ERR_RATE_LIMITED', `${this.o.maxRuns} eval runs are running in this process: try again when one ends`, { field: 'run_id' });
     const abort = new AbortController();
