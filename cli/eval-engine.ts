@@ -1,5 +1,5 @@
 import { computeHourUsd } from '../collector/index.ts';
-import { EvalEngine, EvalError, EvalRunLauncher, judgeConfigFromEnv, LocalProcessExecutor, openAiJudge, type AgentExecutor, type AgentStore, type EvalResults, type EvalSuiteRegistry, type Judge } from '../eval/index.ts';
+import { EvalEngine, EvalRunLauncher, judgeConfigFromEnv, LocalProcessExecutor, openAiJudge, type AgentExecutor, type AgentStore, type EvalResults, type EvalSuiteRegistry, type Judge } from '../eval/index.ts';
 import { usdToMicros } from '../rules/index.ts';
 import { HttpEventEmitterClient, type TaskFinalizedEvent } from '../runner/index.ts';
 import type { KeyStore } from '../api/index.ts';
@@ -70,19 +70,13 @@ export function embeddedEvalLauncher(forge: () => EmbeddedForge, o: EmbeddedLaun
   const judgeCfg = judgeConfigFromEnv(o.env);
   const judge = judgeCfg ? openAiJudge(judgeCfg) : undefined;
   return new EvalRunLauncher({
+    suites: o.suites,
+    agents: { get: (tenant, agentId) => forge().agents.get(tenant, agentId) },
+    results: { run: (tenant, runId) => forge().evalResults.run(tenant, runId) },
     maxRuns: o.maxRuns,
     onError: o.onError,
-    check: async (r) => {
-      const suite = o.suites.get(r.suite);
-      if (!suite) throw new EvalError('FORGE_ERR_NOT_FOUND', `no suite ${r.suite} (shipped: ${o.suites.names().join(', ')})`, { field: 'suite' });
+    run: async (r, suite, signal) => {
       const f = forge();
-      if (!(await f.agents.get(r.tenantId, r.agentId))) throw new EvalError('FORGE_ERR_NOT_FOUND', `agent ${r.agentId} not found`, { field: 'agent_id' });
-      const existing = await f.evalResults.run(r.tenantId, r.runId);
-      if (existing && (existing.agentId !== r.agentId || existing.suite !== r.suite)) throw new EvalError('FORGE_ERR_CONFLICT', `run ${r.runId} is of agent ${existing.agentId.slice(0, 12)} on ${existing.suite}: use a new run id`, { field: 'run_id' });
-    },
-    run: async (r, signal) => {
-      const f = forge();
-      const suite = o.suites.get(r.suite)!;
       const temp = await f.keys.create({ name: `eval run ${r.runId} (temporary)`, roles: ['runner'], tenantId: r.tenantId });
       try {
         const engine = embeddedEvalEngine(f, { apiKey: temp.key, environment: suite.environment, executor: new LocalProcessExecutor(), ...(judge ? { judge } : {}), signal, onError: o.onError });

@@ -1,7 +1,9 @@
 import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AgentStore } from './agents.ts';
 import { EvalError } from './errors.ts';
+import type { EvalResults } from './results.ts';
 import { loadEvalSuite, type EvalSuite } from './suite.ts';
 
 /** The suites Forge ships (config/eval). */
@@ -40,12 +42,15 @@ export interface EvalRunRequest {
 }
 
 export interface EvalRunLauncherOptions {
+  /** The suites a run may name. */
+  suites: EvalSuiteRegistry;
+  /** The tenant's agents and runs: an unknown agent, or a run id of another agent or suite, is refused. */
+  agents: Pick<AgentStore, 'get'>;
+  results: Pick<EvalResults, 'run'>;
   /** Runs at once in this process; one more is refused with FORGE_ERR_RATE_LIMITED. */
   maxRuns: number;
-  /** Checks the request (unknown agent, run of another agent: coded EvalErrors) before it is accepted. */
-  check: (r: EvalRunRequest) => Promise<void>;
   /** The run itself; it ends early when the signal aborts. */
-  run: (r: EvalRunRequest, signal: AbortSignal) => Promise<void>;
+  run: (r: EvalRunRequest, suite: EvalSuite, signal: AbortSignal) => Promise<void>;
   onError: (e: unknown, where: string) => void;
 }
 
@@ -65,12 +70,18 @@ export class EvalRunLauncher {
     const key = `${r.tenantId}/${r.runId}`;
     if (this.#closed) throw new EvalError('FORGE_ERR_CONFLICT', 'the server is shutting down', { field: 'run_id' });
     // What to fix in the request first; then whether there is room (after the await: no race between them).
-    await this.o.check(r);
+    const suite = this.o.suites.get(r.suite);
+    if (!suite) throw new EvalError('FORGE_ERR_NOT_FOUND', `no suite ${r.suite} (known: ${this.o.suites.names().join(', ')})`, { field: 'suite' });
+    if (!(await this.o.agents.get(r.tenantId, r.agentId))) throw new EvalError('FORGE_ERR_NOT_FOUND', `agent ${r.agentId} not found`, { field: 'agent_id' });
+    const existing = await this.o.results.run(r.tenantId, r.runId);
+    if (existing && (existing.agentId !== r.agentId || existing.suite !== r.suite)) {
+      throw new EvalError('FORGE_ERR_CONFLICT', `run ${r.runId} is of agent ${existing.agentId.slice(0, 12)} on ${existing.suite}: use a new run id`, { field: 'run_id' });
+    }
     if (this.#running.has(key)) throw new EvalError('FORGE_ERR_CONFLICT', `run ${r.runId} is running`, { field: 'run_id' });
     if (this.#running.size >= this.o.maxRuns) throw new EvalError('FORGE_ERR_RATE_LIMITED', `${this.o.maxRuns} eval runs are running in this process: try again when one ends`, { field: 'run_id' });
     const abort = new AbortController();
     const done = this.o
-      .run(r, abort.signal)
+      .run(r, suite, abort.signal)
       .catch((e: unknown) => this.o.onError(e, `eval run ${key}`))
       .finally(() => this.#running.delete(key));
     this.#running.set(key, { abort, done });

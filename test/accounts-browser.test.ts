@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Accounts, OidcSignIn } from '../accounts/index.ts';
 import { agentRoutes, evalRoutes } from '../api/index.ts';
 import { evalPageRoutes } from '../eval/index.ts';
-import { AgentStore, EvalEngine, EvalError, EvalResults, EvalRunLauncher, EvalSuiteRegistry, loadEvalSuite, LocalProcessExecutor, packAgentDir, REFERENCE_AGENT_DIR } from '../eval/index.ts';
+import { AgentStore, EvalEngine, EvalResults, EvalRunLauncher, EvalSuiteRegistry, loadEvalSuite, LocalProcessExecutor, packAgentDir, REFERENCE_AGENT_DIR } from '../eval/index.ts';
 import { freePort, makeAccountsApp, type AccountsApp } from './helpers/accounts-app.ts';
 import { startOidcProvider } from './helpers/oidc-provider.ts';
 
@@ -48,15 +48,14 @@ beforeAll(async () => {
       // Runs started by POST /v1/eval/runs, in this process: the eval engine on the app's guardrail and bus,
       // real child processes (cost events are not collected here: this app has no collector).
       launcher = new EvalRunLauncher({
+        suites,
+        agents,
+        results,
         maxRuns: 2,
         onError: (e, where) => runErrors.push(`${where}: ${String(e)}`),
-        check: async (r) => {
-          if (!suites.get(r.suite)) throw new EvalError('FORGE_ERR_NOT_FOUND', `no suite ${r.suite}`, { field: 'suite' });
-          if (!(await agents.get(r.tenantId, r.agentId))) throw new EvalError('FORGE_ERR_NOT_FOUND', `agent ${r.agentId} not found`, { field: 'agent_id' });
-        },
-        run: async (r, signal) => {
+        run: async (r, suite, signal) => {
           const engine = new EvalEngine({ agents, results, admissions: t.api.guardrail, bus: t.api.bus, costs: async () => ({ totalMicros: 0, duplicate: false }), executor: new LocalProcessExecutor() });
-          await engine.run({ tenantId: r.tenantId, runId: r.runId, suite: suites.get(r.suite)!, agentId: r.agentId, concurrency: r.concurrency, signal });
+          await engine.run({ tenantId: r.tenantId, runId: r.runId, suite, agentId: r.agentId, concurrency: r.concurrency, signal });
         },
       });
       const l = launcher;
