@@ -52,6 +52,10 @@ const envSchema = z.object({
   FORGE_METRICS_PUBLIC: bool.default(false),
   FORGE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   FORGE_BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(5 * 1024 * 1024),
+  /** Eval suites POST /v1/eval/runs knows by name: the shipped directory, plus this one's *.yaml (a name here wins). */
+  FORGE_EVAL_SUITES_DIR: z.string().min(1).optional(),
+  /** Eval runs started over the API that run at once in this process; one more is refused (429). */
+  FORGE_EVAL_MAX_RUNS: int(1, 64).default(2),
   /** Web UI accounts (signup, 2FA, sessions, SSO) are on when this is set: base64 of 32 bytes that seals TOTP secrets. */
   FORGE_ACCOUNTS_SECRET_KEY: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'must be base64 of 32 random bytes (openssl rand -base64 32)').optional(),
   /** Where users reach the web UI (links in email, the OIDC redirect); default http://<FORGE_HOST>:<FORGE_PORT>. */

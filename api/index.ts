@@ -13,7 +13,7 @@ export { tenantRoutes } from './routes/tenants.ts';
 export { agentRoutes } from './routes/agents.ts';
 export { accountPartsFromConfig } from './accounts.ts';
 export type { AccountParts } from './app.ts';
-export { evalRoutes } from './routes/eval.ts';
+export { evalRoutes, type EvalRouteOptions, type StartEvalRun } from './routes/eval.ts';
 export { alertRoutes, type AlertRoutesOptions } from './routes/alerts.ts';
 export { anomalyRoutes, type AnomalyRoutesOptions } from './routes/anomalies.ts';
 export { incidentRoutes, type IncidentRoutesOptions } from './routes/incidents.ts';

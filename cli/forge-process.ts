@@ -6,7 +6,8 @@ import { accountPartsFromConfig, agentRoutes, alertRoutes, anomalyRoutes, billin
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
 import { billingPageRoutes, burnPageRoutes, sqlSource } from '../dashboards/index.ts';
-import { AgentStore, EvalResults, evalPageRoutes } from '../eval/index.ts';
+import { AgentStore, EvalResults, EvalSuiteRegistry, evalPageRoutes, SHIPPED_SUITES_DIR } from '../eval/index.ts';
+import { embeddedEvalLauncher } from './eval-engine.ts';
 import {
   CostBaseline,
   Guardrail,
@@ -211,6 +212,15 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // Agents for evaluation: metadata in the store, ZIP bytes under the data dir by content hash.
     const agents = new AgentStore(store, join(config.FORGE_DATA_DIR, 'agents'), { now });
     const evalResults = new EvalResults(store);
+    // Eval runs started over the API (POST /v1/eval/runs) run here; the Forge they run on is set below, once
+    // it exists (the routes are registered before). Closed (runs aborted and awaited) before the rest.
+    const self: { forge?: RunningForge } = {};
+    const launcher = embeddedEvalLauncher(() => self.forge!, {
+      suites: new EvalSuiteRegistry([SHIPPED_SUITES_DIR, ...(config.FORGE_EVAL_SUITES_DIR ? [config.FORGE_EVAL_SUITES_DIR] : [])]),
+      maxRuns: config.FORGE_EVAL_MAX_RUNS,
+      env: opts.env ?? process.env,
+      onError,
+    });
     // Web UI accounts (signup, 2FA, sessions, SSO) when FORGE_ACCOUNTS_SECRET_KEY is set.
     const accounts = accountPartsFromConfig(config, { store, tenants, now, onError });
     if (accounts) closers.push({ what: 'accounts', close: () => accounts.close() });
@@ -282,7 +292,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
           }),
         async (app) => app.register(billingRoutes, { ...billing, now, onError }),
         async (app) => app.register(agentRoutes, { agents }),
-        async (app) => app.register(evalRoutes, { results: evalResults, store }),
+        async (app) => app.register(evalRoutes, { results: evalResults, store, startRun: (r) => launcher.start(r) }),
         async (app) => app.register(evalPageRoutes),
         async (app) => app.register(incidentRoutes, { incidents }),
         async (app) => app.register(alertRoutes, { ...(alerts ? { alerts } : {}) }),
@@ -303,13 +313,15 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     for (const t of timers) t.unref();
     closers.push({ what: 'timers', close: () => timers.forEach((t) => clearInterval(t)) });
     closers.push({ what: 'learned estimates', close: () => guardrail.persistLearned() });
-    // Last opened, first closed: stops intake, in-flight requests finish.
+    // Last opened, first closed: stops intake, in-flight requests finish; then the eval runs end (their cost
+    // events go through this app's collector over loopback, so they are aborted before the app closes).
     closers.push({ what: 'http', close: () => app.close() });
+    closers.push({ what: 'eval runs', close: () => launcher.close() });
 
     const address = await app.listen({ host: config.FORGE_HOST, port: config.FORGE_PORT });
     billing.start({ clock: now });
     let closing: Promise<void> | undefined;
-    return {
+    self.forge = {
       app,
       url: address,
       store,
@@ -326,6 +338,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         return closing;
       },
     };
+    return self.forge;
   } catch (e) {
     await closeAll();
     throw e;

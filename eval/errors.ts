@@ -14,6 +14,10 @@ export const EVAL_ERROR_CODES = {
   FORGE_ERR_NOT_FOUND: 'not found',
   /** A suite file that does not parse or check. */
   FORGE_ERR_SUITE_CONFIG: 'invalid suite file',
+  /** A run id already in use: running in this process, or of another agent or suite. */
+  FORGE_ERR_CONFLICT: 'conflict',
+  /** Too many eval runs at once in this process: try again when one ends. */
+  FORGE_ERR_RATE_LIMITED: 'too many runs',
   /** The LLM judge could not be reached or answered nonsense. */
   FORGE_ERR_JUDGE_UNAVAILABLE: 'judge unavailable',
 } as const;

@@ -23,6 +23,7 @@ export { JUDGE_SYSTEM_PROMPT, judgeConfigFromEnv, judgePrompt, openAiJudge, type
 export { LocalProcessExecutor, networkIsolationAvailable, ANSWER_PREFIX, Tail, answerOf, type AgentExecutor, type AgentJob, type AgentOutcome, type AgentRunResult, type LocalExecutorOptions } from './executor.ts';
 export { EvalResults, type EvalRunRecord, type LeaderboardRow, type RunStatus, type TaskResultRecord, type TaskStatus } from './results.ts';
 export { EvalEngine, evalEventId, reportLine, type CostSink, type EvalAdmissions, type EvalEngineDeps, type EvalRunOptions, type EvalRunReport } from './engine.ts';
+export { EvalRunLauncher, EvalSuiteRegistry, SHIPPED_SUITES_DIR, type EvalRunLauncherOptions, type EvalRunRequest } from './launcher.ts';
 export { evalPageRoutes } from './pages/plugin.ts';
 export { AGENT_POD_LABEL, KubernetesJobExecutor, agentNetworkPolicy, jobNameOf, kubernetesManifests, type KubeJobApi, type KubernetesExecutorOptions } from './k8s.ts';
 export { kubeJobApi } from './k8s-client.ts';

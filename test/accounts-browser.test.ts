@@ -1,5 +1,5 @@
 /// <reference lib="dom" />
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Accounts, OidcSignIn } from '../accounts/index.ts';
 import { agentRoutes, evalRoutes } from '../api/index.ts';
 import { evalPageRoutes } from '../eval/index.ts';
-import { AgentStore, EvalEngine, EvalResults, loadEvalSuite, LocalProcessExecutor, packAgentDir, REFERENCE_AGENT_DIR } from '../eval/index.ts';
+import { AgentStore, EvalEngine, EvalResults, EvalRunLauncher, EvalSuiteRegistry, loadEvalSuite, LocalProcessExecutor, packAgentDir, REFERENCE_AGENT_DIR } from '../eval/index.ts';
 import { freePort, makeAccountsApp, type AccountsApp } from './helpers/accounts-app.ts';
 import { startOidcProvider } from './helpers/oidc-provider.ts';
 
@@ -22,6 +22,8 @@ let provider: Awaited<ReturnType<typeof startOidcProvider>>;
 let dir: string;
 let ctx: BrowserContext;
 let agents: AgentStore;
+let launcher: EvalRunLauncher | undefined;
+const runErrors: string[] = [];
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
@@ -37,7 +39,27 @@ beforeAll(async () => {
     oidc: () => new OidcSignIn({ issuer: provider.issuer, clientId: 'forge', clientSecret: 'forge-client-secret', redirectUri, allowHttp: true }),
     plugins: (store) => {
       agents = new AgentStore(store, join(dir, 'agents'));
-      return [async (app) => app.register(agentRoutes, { agents }), async (app) => app.register(evalRoutes, { results: new EvalResults(store), store }), async (app) => app.register(evalPageRoutes)];
+      const results = new EvalResults(store);
+      // healthcare-v1 cut to two tasks (the page's button names it), in a suite directory of the test's own.
+      const suite = loadEvalSuite('config/eval/healthcare-v1.yaml');
+      mkdirSync(join(dir, 'suites'));
+      writeFileSync(join(dir, 'suites', 'healthcare-v1.yaml'), JSON.stringify({ ...suite, tasks: suite.tasks.slice(0, 2) }));
+      const suites = new EvalSuiteRegistry([join(dir, 'suites')]);
+      // Runs started by POST /v1/eval/runs, in this process: the eval engine on the app's guardrail and bus,
+      // real child processes (cost events are not collected here: this app has no collector).
+      launcher = new EvalRunLauncher({
+        suites,
+        agents,
+        results,
+        maxRuns: 2,
+        onError: (e, where) => runErrors.push(`${where}: ${String(e)}`),
+        run: async (r, suite, signal) => {
+          const engine = new EvalEngine({ agents, results, admissions: t.api.guardrail, bus: t.api.bus, costs: async () => ({ totalMicros: 0, duplicate: false }), executor: new LocalProcessExecutor() });
+          await engine.run({ tenantId: r.tenantId, runId: r.runId, suite, agentId: r.agentId, concurrency: r.concurrency, signal });
+        },
+      });
+      const l = launcher;
+      return [async (app) => app.register(agentRoutes, { agents }), async (app) => app.register(evalRoutes, { results, store, startRun: (r) => l.start(r) }), async (app) => app.register(evalPageRoutes)];
     },
   });
   ctx = await chromium.launchPersistentContext(join(dir, 'chromium'), {
@@ -49,6 +71,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await launcher?.close();
   await ctx?.close();
   await t?.close();
   await provider?.close();
@@ -150,32 +173,36 @@ describe('accounts in chromium', () => {
     expect(listed.agents).toEqual([expect.objectContaining({ name: 'triage-bot', tenant, kind: 'zip' })]);
     expect(await rows.first().innerText()).toContain('no runs yet');
 
-    // The platform runs it (the eval engine over two tasks of the healthcare suite, real child processes).
-    const agentId = (listed.agents[0] as unknown as { agent_id: string }).agent_id;
-    const suite = loadEvalSuite('config/eval/healthcare-v1.yaml');
-    const engine = new EvalEngine({
-      agents,
-      results: new EvalResults(t.store),
-      admissions: t.api.guardrail,
-      bus: t.api.bus,
-      costs: async () => ({ totalMicros: 0, duplicate: false }),
-      executor: new LocalProcessExecutor(),
-    });
-    const report = await engine.run({ tenantId: tenant, runId: 'first-run', suite: { ...suite, tasks: suite.tasks.slice(0, 2) }, agentId });
-    expect(report).toMatchObject({ status: 'finished', tasksTotal: 2 });
+    // The platform runs it: the row's button starts a run over healthcare-v1 (two tasks here) in the server.
+    await rows.first().locator('button.run-suite').click();
+    await state(page, 'run-started');
+    const runLink = page.locator('#run-started-link');
+    const runId = (await runLink.innerText()).trim();
+    expect(await runLink.getAttribute('href')).toBe(`/eval/run?tenant=${tenant}&run=${runId}`);
+    let view: { run: { status: string }; tasks: Array<{ passed: boolean }> } | undefined;
+    for (let i = 0; i < 300; i++) {
+      const r = await fetch(`${t.base}/v1/eval/runs/${runId}`, { headers: { authorization: `Bearer ${key}` } });
+      view = (await r.json()) as typeof view;
+      if (view?.run.status !== 'running') break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(view?.run.status).toBe('finished');
+    expect(view?.tasks.length).toBe(2);
+    const passed = view!.tasks.filter((x) => x.passed).length;
 
     // The account page shows the agent's run and links to its run view.
     await page.reload();
     await state(page, 'ready');
     const run = page.locator('#agents-body a.agent-run');
-    expect(await run.innerText()).toContain('first-run (healthcare-v1): finished');
+    expect(await run.innerText()).toContain(`${runId} (healthcare-v1): finished`);
     await run.click();
     await page.waitForURL(/\/eval\/run\?/);
     await page.fill('#api-key', key);
     await page.click('#load');
     await page.waitForFunction(() => !(document.getElementById('content') as HTMLElement).hidden, undefined, { timeout: 20_000 });
-    expect(await page.locator('#summary').innerText()).toContain(`Passed\n${report.passed}/2`);
+    expect(await page.locator('#summary').innerText()).toContain(`Passed\n${passed}/2`);
     expect(errors).toEqual([]);
+    expect(runErrors).toEqual([]);
 
     const kinds = (await t.store.guardrailEvents({ scope: { tenantId: tenant }, from: 0, to: Date.now() + 60_000 })).map((e) => e.kind);
     expect(kinds).toEqual(expect.arrayContaining(['account_created', 'email_verified', 'sign_in', 'sign_out', 'two_factor_change', 'key_created']));

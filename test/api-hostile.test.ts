@@ -90,7 +90,7 @@ interface Schema {
 
 const RESERVATION = `rsv_${Buffer.from(JSON.stringify(['demo', 'r1'])).toString('base64url')}.AAAAAAAAAAAAAAAA`;
 const BY_NAME: Record<string, unknown> = {
-  tenant_id: 'demo', tenant: 'demo', scope: 'tenant:demo', run_id: 'r1', user_id: 'u1', user: 'u1', agent_id: 'a1', execution_id: 'ex1', id: RESERVATION,
+  tenant_id: 'demo', tenant: 'demo', scope: 'tenant:demo', run_id: 'r1', user_id: 'u1', user: 'u1', agent_id: 'a'.repeat(64), suite: 'healthcare-v1', execution_id: 'ex1', id: RESERVATION,
   purchase_id: 'pay-1', request_id: 'req-1', reason: 'hostile input test', name: 'hostile', event_id: 'ev-1', task_type: 'eval', skill: 'code',
   provider: 'openai', api_key: 'sk-test-abcdefgh', email: 'ops@example.com', month: '2026-03', actual_cost_usd: '1', estimated_cost_usd: '1',
   llm_cost_usd: '1', estimated_llm_cost_usd: '1', roles: ['runner'], max_tokens: 1000,

@@ -1,9 +1,11 @@
 // The account pages: one script for /account/{signup,verify,login} and /account. It talks to /v1/auth/* and
-// /v1/agents with the session cookie (HttpOnly: this script never sees it) and sends the CSRF token on changes.
+// /v1/agents and /v1/eval/runs with the session cookie (HttpOnly: this script never sees it) and sends the CSRF token on changes.
 'use strict';
 (function () {
   const $ = (id) => document.getElementById(id);
   const show = (id, on = true) => { $(id).hidden = !on; };
+  // The suite the account page offers to run an agent over (one of the shipped suites).
+  const SUITE = 'healthcare-v1';
   let csrfToken = '';
   let me = null;
 
@@ -171,6 +173,31 @@
         cell.append(link, document.createElement('br'));
       }
       tr.append(cell);
+      // Runs the agent over the shipped suite in Forge's own process (POST /v1/eval/runs), then links its run view.
+      const act = document.createElement('td');
+      if (a.kind === 'zip') {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'link run-suite';
+        b.textContent = `Run on ${SUITE}`;
+        b.dataset.agentId = a.agent_id;
+        b.addEventListener('click', () => {
+          setError('');
+          b.disabled = true;
+          api('POST', '/v1/eval/runs', { suite: SUITE, agent_id: a.agent_id })
+            .then(async (r) => {
+              const link = $('run-started-link');
+              link.href = r.run_url;
+              link.textContent = r.run_id;
+              show('run-started');
+              await agentsView();
+              done('run-started');
+            })
+            .catch((e) => { b.disabled = false; setError(e.message); done('error'); });
+        });
+        act.append(b);
+      }
+      tr.append(act);
       body.append(tr);
     }
   }

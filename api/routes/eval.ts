@@ -1,4 +1,5 @@
 import type {} from '@fastify/swagger';
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { microsToUsd } from '../../rules/index.ts';
 import { eventComponents, type Store } from '../../store/index.ts';
@@ -8,6 +9,7 @@ import { RUN_ID, TENANT_ID } from '../schemas.ts';
 import { tenantOfRead } from './agents.ts';
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
+const startErrors = { ...errors, 409: errorBodySchema, 429: errorBodySchema };
 const SUITE = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } as const;
 const READERS = ['runner', 'finance', 'auditor', 'admin'] as const;
 const DAY = 86_400_000;
@@ -106,8 +108,32 @@ const runView = {
   },
 } as const;
 
+/** A run to start: eval/'s EvalRunRequest. */
+export interface StartEvalRun {
+  tenantId: string;
+  suite: string;
+  agentId: string;
+  runId: string;
+  concurrency: number;
+}
+
+export interface EvalRouteOptions {
+  results: EvalResults;
+  store: Pick<Store, 'listEvents'>;
+  /**
+   * Starts a run in the background of this process (the composition root wires eval's EvalRunLauncher). It
+   * resolves once the run is accepted, and rejects with coded errors: unknown suite or agent
+   * (FORGE_ERR_NOT_FOUND, field suite / agent_id), the run id running or of another agent
+   * (FORGE_ERR_CONFLICT), too many runs at once (FORGE_ERR_RATE_LIMITED). Without it POST /v1/eval/runs is
+   * not offered.
+   */
+  startRun?: (r: StartEvalRun) => Promise<void>;
+}
+
+const AGENT_ID_HEX = { type: 'string', pattern: '^[0-9a-f]{64}$' } as const;
+
 /** Eval runs, their task results, and leaderboards per suite (the tenant's, and the public one of published runs). */
-export async function evalRoutes(app: FastifyInstance, opts: { results: EvalResults; store: Pick<Store, 'listEvents'> }): Promise<void> {
+export async function evalRoutes(app: FastifyInstance, opts: EvalRouteOptions): Promise<void> {
   const runOut = (r: NonNullable<Awaited<ReturnType<EvalResults['run']>>>) => ({
     run_id: r.runId,
     tenant_id: r.tenantId,
@@ -137,6 +163,45 @@ export async function evalRoutes(app: FastifyInstance, opts: { results: EvalResu
     },
     async (req) => ({ runs: (await opts.results.runs(tenantOfRead(req, req.query.tenant_id), req.query.suite)).map(runOut) }),
   );
+
+  const startRun = opts.startRun;
+  if (startRun) {
+    app.post<{ Body: { suite: string; agent_id: string; run_id?: string; concurrency?: number; tenant_id?: string } }>(
+      '/v1/eval/runs',
+      {
+        config: { roles: ['runner'] },
+        schema: {
+          tags: ['eval'],
+          summary:
+            "Start an eval run of one of the tenant's agents over a shipped suite, in the background of the server: answers 202 at once with the run's id and the address of its run view; follow it with GET /v1/eval/runs/{run_id}. An existing run_id (same agent and suite) resumes that run. tenant_id: required with a key bound to every tenant.",
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['suite', 'agent_id'],
+            properties: {
+              suite: SUITE,
+              agent_id: AGENT_ID_HEX,
+              run_id: RUN_ID,
+              concurrency: { type: 'integer', minimum: 1, maximum: 8, default: 2 },
+              tenant_id: TENANT_ID,
+            },
+          },
+          response: {
+            202: { type: 'object', required: ['run_id', 'status', 'run_url'], properties: { run_id: { type: 'string' }, status: { type: 'string', enum: ['running'] }, run_url: { type: 'string' } } },
+            ...startErrors,
+          },
+        },
+      },
+      async (req, reply) => {
+        const b = req.body;
+        const tenantId = tenantOfRead(req, b.tenant_id);
+        const runId = b.run_id ?? `web-${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
+        await startRun({ tenantId, suite: b.suite, agentId: b.agent_id, runId, concurrency: b.concurrency ?? 2 });
+        void reply.status(202);
+        return { run_id: runId, status: 'running' as const, run_url: `/eval/run?tenant=${encodeURIComponent(tenantId)}&run=${encodeURIComponent(runId)}` };
+      },
+    );
+  }
 
   app.get<{ Params: { run_id: string }; Querystring: { tenant_id?: string } }>(
     '/v1/eval/runs/:run_id',
