@@ -115,6 +115,26 @@ describe('burn page in chromium', () => {
     expect(statSync(shot).size).toBeGreaterThan(10_000);
   });
 
+  it('shows the tenant\'s incidents as the API lists them: opened by an EMERGENCY_STOP, resolved with a note; not another tenant\'s', async () => {
+    const now = t.api.clock.now;
+    const mine = await t.incidents.onStateChange({ scope: `tenant:${t.tenant}`, state: 'EMERGENCY_STOP', previous: 'HARD_STOP', seq: 41, at: now - 3_600_000, reason: 'day_emergency: 2.31 USD >= 2.2 USD', holds: [], weekMicros: 0 });
+    const theirs = await t.incidents.onStateChange({ scope: `tenant:${t.other}`, state: 'EMERGENCY_STOP', previous: 'NORMAL', seq: 3, at: now - 1_800_000, reason: 'unit_emergency', holds: [], weekMicros: 0 });
+    expect(mine && theirs).toBeTruthy();
+    await t.incidents.resolve({ tenantId: t.tenant }, mine!.id, 'key:oncall', 'raised B_day_hard after review');
+    const key = t.api.key(['finance'], t.tenant);
+    await showWithKey(key);
+    await page.waitForFunction(() => document.body.dataset.incidents === '1' || document.body.dataset.incidents === 'error', undefined, { timeout: 30_000 });
+    expect(await page.locator('body').getAttribute('data-incidents')).toBe('1');
+    const rows = await page.locator('#incidents tr').evaluateAll((els) => els.map((e) => ({ id: (e as HTMLElement).dataset.id, status: (e as HTMLElement).dataset.status, cells: Array.from(e.querySelectorAll('td'), (td) => td.textContent) })));
+    const res = await fetch(`${base}/v1/incidents?tenant_id=${t.tenant}`, { headers: { authorization: `Bearer ${key}` } });
+    const api = (await res.json()) as { incidents: Array<{ id: string; status: string }> };
+    expect(rows.map((r) => r.id)).toEqual(api.incidents.map((i) => i.id));
+    expect(rows.map((r) => r.id)).not.toContain(theirs!.id);
+    const row = rows.find((r) => r.id === mine!.id)!;
+    expect(row.status).toBe('resolved');
+    expect(row.cells).toEqual([new Date(now - 3_600_000).toISOString().replace('T', ' ').slice(0, 19), `tenant:${t.tenant}`, 'resolved', 'day_emergency: 2.31 USD >= 2.2 USD', 'raised B_day_hard after review']);
+  });
+
   it('keeps the key for the tab: a reload shows the data again without asking', async () => {
     await page.reload();
     await page.waitForFunction(() => document.body.dataset.ready === '1', undefined, { timeout: 30_000 });

@@ -131,6 +131,7 @@
       })
       .then(function (data) {
         render(data);
+        loadIncidents(key, data.tenant);
         status('Tenant ' + data.tenant + (data.run ? ', run ' + data.run : '') + ' as of ' + new Date(data.to).toISOString().replace('T', ' ').slice(0, 19) + ' UTC', false);
         document.body.dataset.ready = '1';
       })
@@ -139,6 +140,46 @@
         document.getElementById('content').hidden = true;
         status(e.message, true);
         document.body.dataset.ready = 'error';
+      });
+  }
+
+  // The tenant's incidents (GET /v1/incidents): opened by an EMERGENCY_STOP, acknowledged, resolved with a
+  // note. A key or server without them shows why instead; the burn figures above stand either way.
+  function loadIncidents(key, tenant) {
+    var body = document.getElementById('incidents');
+    var note = document.getElementById('incidents-note');
+    body.textContent = '';
+    note.hidden = true;
+    document.body.dataset.incidents = '';
+    fetch('/v1/incidents?tenant_id=' + encodeURIComponent(tenant), { headers: { authorization: 'Bearer ' + key } })
+      .then(function (res) {
+        return res.json().then(function (b) {
+          if (!res.ok) throw new Error((b && b.error && b.error.message) || 'HTTP ' + res.status);
+          return b.incidents;
+        });
+      })
+      .then(function (list) {
+        list.forEach(function (i) {
+          var tr = document.createElement('tr');
+          tr.dataset.id = i.id;
+          tr.dataset.status = i.status;
+          [i.opened_at.replace('T', ' ').slice(0, 19), i.scope, i.status, i.reason, i.resolved ? i.resolved.note : ''].forEach(function (v) {
+            var td = document.createElement('td');
+            td.textContent = v;
+            tr.appendChild(td);
+          });
+          body.appendChild(tr);
+        });
+        if (list.length === 0) {
+          note.textContent = 'No incidents in the last 90 days.';
+          note.hidden = false;
+        }
+        document.body.dataset.incidents = '1';
+      })
+      .catch(function (e) {
+        note.textContent = 'Incidents unavailable: ' + e.message;
+        note.hidden = false;
+        document.body.dataset.incidents = 'error';
       });
   }
 

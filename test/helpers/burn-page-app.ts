@@ -1,5 +1,7 @@
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
+import { IncidentLog } from '../../alerts/index.ts';
+import { incidentRoutes } from '../../api/index.ts';
 import { burnPageRoutes, sqlSource } from '../../dashboards/index.ts';
 import { parseBandsConfig } from '../../rules/index.ts';
 import { openStore, type Store } from '../../store/index.ts';
@@ -11,6 +13,8 @@ export interface BurnPageApp {
   api: TestApi;
   store: Store;
   raw: ClickHouseClient;
+  /** Incidents in the store's guardrail log, served at /v1/incidents as `forge start` does. */
+  incidents: IncidentLog;
   tenant: string;
   other: string;
   close(): Promise<void>;
@@ -54,7 +58,8 @@ tenants:
       now: () => ref.api!.clock.now,
     });
   };
-  const api = await makeTestApi({ bands, parts: { plugins: [plugin] } });
+  const incidents = new IncidentLog(store, { now: () => ref.api!.clock.now });
+  const api = await makeTestApi({ bands, parts: { plugins: [plugin, async (app) => app.register(incidentRoutes, { incidents })] } });
   ref.api = api;
   api.clock.now = NOW;
   // The guardrail sees today's task (e4, retried: 1.23 USD >= B_day_soft 1 USD and failure rate 1/1 > 0.2):
@@ -66,6 +71,7 @@ tenants:
     api,
     store,
     raw,
+    incidents,
     tenant,
     other,
     async close() {
