@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startForge, type RunningForge } from '../cli/forge-process.ts';
 import { loadEvalSuite, packAgentDir, REFERENCE_AGENT_DIR, writeZip } from '../eval/index.ts';
 
@@ -108,8 +108,12 @@ describe('POST /v1/eval/runs', () => {
     const events = await forge.store.listEvents({ tenantId: 'lab', runId: 'web-1' }, { from: Date.now() - 3_600_000, to: Date.now() + 60_000 });
     expect(events.length).toBe(3);
 
-    // The run's temporary runner key was revoked when it ended.
-    const kinds = (await forge.store.guardrailEvents({ scope: { tenantId: 'lab' }, from: 0, to: Date.now() + 60_000 })).filter((e) => /temporary/.test(JSON.stringify(e.details)) || /temporary/.test(e.reason)).map((e) => e.kind);
+    // The run's temporary runner key is revoked when it ends (right after its last result is recorded, so
+    // the revocation may land a moment after the run reads as finished).
+    const temporaryKeyEvents = async () =>
+      (await forge.store.guardrailEvents({ scope: { tenantId: 'lab' }, from: 0, to: Date.now() + 60_000 })).filter((e) => /temporary/.test(JSON.stringify(e.details)) || /temporary/.test(e.reason)).map((e) => e.kind);
+    await vi.waitFor(async () => expect((await temporaryKeyEvents()).filter((k) => k === 'key_revoked').length).toBe(1), { timeout: 10_000, interval: 100 });
+    const kinds = await temporaryKeyEvents();
     expect(kinds.filter((k) => k === 'key_created').length).toBe(1);
     expect(kinds.filter((k) => k === 'key_revoked').length).toBe(1);
 
