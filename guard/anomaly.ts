@@ -1,4 +1,5 @@
 import type { CostEvent } from '../store/index.ts';
+import { FifoMap } from './fifo.ts';
 
 /**
  * The normal cost of a task, learned from finalized tasks (F-044): per tenant and task type (and model,
@@ -36,8 +37,9 @@ export class CostBaseline {
   readonly #min: number;
   readonly #factor: number;
   readonly #maxKeys: number;
-  readonly #hist = new Map<string, number[]>();
-  readonly #seen = new Set<string>();
+  /** Oldest key first out (FifoMap: a Map or Set used as a queue rescans its deleted slots). */
+  readonly #hist = new FifoMap<string, number[]>();
+  readonly #seen = new FifoMap<string, true>();
 
   constructor(o: CostBaselineOptions = {}) {
     this.#window = o.window ?? 50;
@@ -53,12 +55,12 @@ export class CostBaseline {
   /** One finalized task. Failed and retried tasks do not teach what normal is; a replayed event id is counted once. */
   observe(ev: Pick<CostEvent, 'eventId' | 'tenantId' | 'taskType' | 'model' | 'status' | 'totalMicros'>): void {
     if (ev.status !== 'success' || this.#seen.has(ev.eventId)) return;
-    this.#seen.add(ev.eventId);
-    if (this.#seen.size > this.#maxKeys * this.#window) this.#seen.delete(this.#seen.values().next().value as string);
+    this.#seen.evict(0, this.#maxKeys * this.#window - 1);
+    this.#seen.set(ev.eventId, true);
     for (const k of [CostBaseline.key(ev.tenantId, ev.taskType), ...(ev.model ? [CostBaseline.key(ev.tenantId, ev.taskType, ev.model)] : [])]) {
       let h = this.#hist.get(k);
       if (!h) {
-        if (this.#hist.size >= this.#maxKeys) this.#hist.delete(this.#hist.keys().next().value as string);
+        this.#hist.evict(0, this.#maxKeys - 1);
         this.#hist.set(k, (h = []));
       }
       h.push(ev.totalMicros);
