@@ -1,5 +1,5 @@
 import type { Thresholds } from './bands.ts';
-import { COMPONENTS, addComponentsInto, addOperationComponents, operationSum, topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
+import { addComponentsInto, addOperationComponents, operationSum, topComponent, zeroComponents, type Component, type ComponentMicros } from './cost-model.ts';
 import type { Micros } from './money.ts';
 import { maxState, stateRank, type ConditionHit, type ConditionId, type ConditionLevel, type DayConditionId, type DayWaiver, type GuardState, type GuardStatus } from './states.ts';
 
@@ -317,11 +317,8 @@ export function conditionsFor(
   const t = totalsOf(spend, now);
   const today = dayOf(now);
   const holds: ConditionHit[] = [];
-  // No closures here: this runs for every scope of every task. The top components are found only for a
-  // condition that holds (most evaluations raise none).
-  const anyDay = t.dayMicros >= b.daySoft || t.dayMicros >= b.dayHard || spend.consecutiveAtCap >= b.k || spend.hardDays.length > 0;
-  const dayTop = anyDay ? topComponent(t.dayComponents) : COMPONENTS[0]!;
-  const weekTop = t.weekMicros >= b.weekSoft || t.weekMicros >= b.weekHard ? topComponent(t.weekComponents) : COMPONENTS[0]!;
+  // No closures here: this runs for every scope of every task. The top component is found where a condition
+  // holds (most evaluations raise none; it is a few compares, compiled from the component list).
   const DAY = 'forge.cost.total.day_usd';
   const WEEK = 'forge.cost.total.week_usd';
   const OP = 'forge.cost.total.op_usd';
@@ -331,18 +328,18 @@ export function conditionsFor(
   let otherHard = false;
 
   // WARNING
-  if (t.dayMicros >= b.daySoft) holds.push(dayHit('day_soft', 'WARNING', DAY, 'usd_micros', t.dayMicros, b.daySoft, dayTop, today));
-  if (t.weekMicros >= b.weekSoft) holds.push(hit('week_soft', 'WARNING', WEEK, 'usd_micros', t.weekMicros, b.weekSoft, weekTop));
+  if (t.dayMicros >= b.daySoft) holds.push(dayHit('day_soft', 'WARNING', DAY, 'usd_micros', t.dayMicros, b.daySoft, topComponent(t.dayComponents), today));
+  if (t.weekMicros >= b.weekSoft) holds.push(hit('week_soft', 'WARNING', WEEK, 'usd_micros', t.weekMicros, b.weekSoft, topComponent(t.weekComponents)));
   if (op && op.totalMicros >= b.unitNearCap) {
     holds.push(hit('unit_near_cap', 'WARNING', OP, 'usd_micros', op.totalMicros, b.unitNearCap, topComponent(op.components)));
   }
   // HARD STOP
   if (t.dayMicros >= b.dayHard) {
-    holds.push(dayHit('day_hard', 'HARD_STOP', DAY, 'usd_micros', t.dayMicros, b.dayHard, dayTop, today));
+    holds.push(dayHit('day_hard', 'HARD_STOP', DAY, 'usd_micros', t.dayMicros, b.dayHard, topComponent(t.dayComponents), today));
     todayHard = true;
   }
   if (t.weekMicros >= b.weekHard) {
-    holds.push(hit('week_hard', 'HARD_STOP', WEEK, 'usd_micros', t.weekMicros, b.weekHard, weekTop));
+    holds.push(hit('week_hard', 'HARD_STOP', WEEK, 'usd_micros', t.weekMicros, b.weekHard, topComponent(t.weekComponents)));
     otherHard = true;
   }
   if (t.runMicros >= b.runCap) {
@@ -350,16 +347,16 @@ export function conditionsFor(
     otherHard = true;
   }
   if (spend.consecutiveAtCap >= b.k) {
-    holds.push(hit('unit_cap_consecutive', 'HARD_STOP', OP, 'count', spend.consecutiveAtCap, b.k, op ? topComponent(op.components) : dayTop));
+    holds.push(hit('unit_cap_consecutive', 'HARD_STOP', OP, 'count', spend.consecutiveAtCap, b.k, op ? topComponent(op.components) : topComponent(t.dayComponents)));
     otherHard = true;
   }
   const rate = t.failedDay / Math.max(t.tasksDay, 1);
   if (rate > 0.2 && t.dayMicros >= b.daySoft) {
-    holds.push(dayHit('failure_burn', 'HARD_STOP', 'forge.tasks.failure_rate', 'ratio', rate, 0.2, dayTop, today));
+    holds.push(dayHit('failure_burn', 'HARD_STOP', 'forge.tasks.failure_rate', 'ratio', rate, 0.2, topComponent(t.dayComponents), today));
     todayHard = true;
   }
   // EMERGENCY STOP
-  if (t.dayMicros >= b.dayEmergency) holds.push(dayHit('day_emergency', 'EMERGENCY_STOP', DAY, 'usd_micros', t.dayMicros, b.dayEmergency, dayTop, today));
+  if (t.dayMicros >= b.dayEmergency) holds.push(dayHit('day_emergency', 'EMERGENCY_STOP', DAY, 'usd_micros', t.dayMicros, b.dayEmergency, topComponent(t.dayComponents), today));
   if (op && op.totalMicros >= b.unitEmergency) {
     holds.push(hit('unit_emergency', 'EMERGENCY_STOP', OP, 'usd_micros', op.totalMicros, b.unitEmergency, topComponent(op.components)));
   }
@@ -379,7 +376,7 @@ export function conditionsFor(
   if (opHard) hardDays = withHardDay(hardDays, opDay);
   // A run of 3 that holds the day just recorded; today's place in one stands all day once recorded.
   if ((opHard && inThreeRun(hardDays, opDay)) || inThreeRun(hardDays, today)) {
-    holds.push(hit('hard_three_days', 'EMERGENCY_STOP', 'forge.stop_condition.hard_stop.count', 'count', 3, 3, dayTop));
+    holds.push(hit('hard_three_days', 'EMERGENCY_STOP', 'forge.stop_condition.hard_stop.count', 'count', 3, 3, topComponent(t.dayComponents)));
   }
 
   if (hardDays !== spend.hardDays) {
