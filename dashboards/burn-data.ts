@@ -85,7 +85,6 @@ export interface BurnData {
 }
 
 const n = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
-const nOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 const usd = microsToUsdNumber;
 
 /**
@@ -110,7 +109,10 @@ export async function burnData(
     runPanel(src, SQL.stopConditions24h, p),
     runPanel(src, SQL.recentStops, p),
   ]);
-  const u = unit[0] ?? {};
+  // The unit-economics trend per day summed over the range: counts exactly, money in integer micros.
+  const operations = unit.reduce((a, d) => a + n(d.operations), 0);
+  const succeeded = unit.reduce((a, d) => a + n(d.succeeded), 0);
+  const totalMicros = unit.reduce((a, d) => a + Math.round(n(d.total_usd) * 1e6), 0);
   const r = runway[0] ?? {};
   const s = stops[0] ?? {};
   const b = opts.bands;
@@ -136,11 +138,11 @@ export async function burnData(
     components: COMPONENT_VIEW.map((c) => ({ key: c.key, label: c.label, colour: c.hex })),
     composition: composition.map((d) => ({ day: String(d.time), ...byComponent((k) => n(d[k])) })),
     unit: {
-      operations: n(u.operations),
-      succeeded: n(u.succeeded),
-      totalUsd: n(u.total_usd),
-      costPerOperationUsd: nOrNull(u.cost_per_operation_usd),
-      costPerSuccessUsd: nOrNull(u.cost_per_success_usd),
+      operations,
+      succeeded,
+      totalUsd: usd(totalMicros),
+      costPerOperationUsd: operations > 0 ? totalMicros / operations / 1e6 : null,
+      costPerSuccessUsd: succeeded > 0 ? totalMicros / succeeded / 1e6 : null,
     },
     runway: {
       runSpendUsd,

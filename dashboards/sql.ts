@@ -39,6 +39,8 @@ export interface PanelQuery {
   format: QueryFormat;
   /** The result columns, in order. */
   columns: readonly string[];
+  /** Columns holding text (labels, states); `time` holds a UTC Date or DateTime; every other column is a number. */
+  text?: readonly string[];
 }
 
 const q = (p: PanelQuery): PanelQuery => p;
@@ -75,21 +77,28 @@ GROUP BY time
 ORDER BY time WITH FILL FROM toDate($__fromTime, 'UTC') TO toDate($__toTime, 'UTC') + 1`,
   }),
 
-  /** Cost per operation and per successful task over the range (all spend counts, failed tasks' too). */
+  /**
+   * Unit economics per UTC day, zero-filled: USD per accepted task (every finalized task, any status) and per
+   * successful task, as forge.cost.usd_per_accepted_task and forge.cost.usd_per_successful_task (a failed
+   * task's spend counts in both). NULL on a day without such tasks.
+   */
   unitEconomics: q({
     id: 'unit_economics',
     title: 'Unit economics',
-    format: 'table',
-    columns: ['operations', 'succeeded', 'total_usd', 'cost_per_operation_usd', 'cost_per_success_usd'],
-    sql: `SELECT count() AS operations,
+    format: 'time_series',
+    columns: ['time', 'operations', 'succeeded', 'total_usd', 'usd_per_accepted_task', 'usd_per_successful_task'],
+    sql: `SELECT toDate(event_time) AS time,
+  count() AS operations,
   countIf(status = 'success') AS succeeded,
   sum(total_micros) / 1e6 AS total_usd,
-  if(operations = 0, NULL, total_usd / operations) AS cost_per_operation_usd,
-  if(succeeded = 0, NULL, total_usd / succeeded) AS cost_per_success_usd
+  if(operations = 0, NULL, total_usd / operations) AS usd_per_accepted_task,
+  if(succeeded = 0, NULL, total_usd / succeeded) AS usd_per_successful_task
 FROM ${EVENTS}
 WHERE ${TENANT_FILTER}
   AND ${RUN_FILTER}
-  AND $__timeFilter(event_time)`,
+  AND $__timeFilter(event_time)
+GROUP BY time
+ORDER BY time WITH FILL FROM toDate($__fromTime, 'UTC') TO toDate($__toTime, 'UTC') + 1`,
   }),
 
   /** Escalations into each stop level in the 24 hours ending at the range end. */
@@ -116,6 +125,7 @@ WHERE ${TENANT_FILTER}
     title: 'Recent stop conditions',
     format: 'table',
     columns: ['time', 'scope', 'previous', 'state', 'reason'],
+    text: ['scope', 'previous', 'state', 'reason'],
     sql: `SELECT at AS time, scope, previous, state, reason
 FROM ${GUARDRAIL}
 WHERE ${TENANT_FILTER}
@@ -199,6 +209,7 @@ function efficiency(key: string, expr: string, title: string): PanelQuery {
     title,
     format: 'table',
     columns: [key, 'operations', 'succeeded', 'success_rate', 'total_usd', 'cost_per_operation_usd', 'cost_per_success_usd'],
+    text: [key],
     sql: `SELECT ${select},
   count() AS operations,
   countIf(status = 'success') AS succeeded,
@@ -222,4 +233,16 @@ WHERE ${TENANT_FILTER}
   AND $__timeFilter(event_time)
 ORDER BY run_id`;
 
+/** The run variable's query as a panel query (the report API serves it to the embedded dashboards). */
+export const RUNS: PanelQuery = { id: 'runs', title: 'Runs', format: 'table', columns: ['run_id'], text: ['run_id'], sql: RUN_VARIABLE_SQL };
+
 export type SqlId = keyof typeof SQL;
+
+/** Every query the report API runs for a dashboard, by id: the panels' and the run variable's. */
+export const PANEL_QUERIES: Readonly<Record<string, PanelQuery>> = Object.fromEntries([...Object.values(SQL), RUNS].map((x) => [x.id, x]));
+
+/** What a result column holds (see PanelQuery.text). */
+export function columnKind(q: PanelQuery, column: string): 'time' | 'text' | 'number' {
+  if (column === 'time') return 'time';
+  return q.text?.includes(column) ? 'text' : 'number';
+}

@@ -86,19 +86,30 @@ describe('daily burn queries', () => {
     close(d10?.rli, 0);
   });
 
-  it('unit economics: per operation and per successful task (failed spend included)', async () => {
-    const [all] = await grafanaRows(SQL.unitEconomics);
-    expect(num(all?.operations)).toBe(4);
-    expect(num(all?.succeeded)).toBe(2);
-    close(all?.total_usd, 8.744567);
-    close(all?.cost_per_operation_usd, 8.744567 / 4);
-    close(all?.cost_per_success_usd, 8.744567 / 2);
-    const [r2] = await grafanaRows(SQL.unitEconomics, { run: 'r2' });
+  it('unit economics per UTC day: USD per accepted task and per successful task (failed spend included), zero-filled', async () => {
+    const rows = await grafanaRows(SQL.unitEconomics);
+    expect(rows).toHaveLength(10);
+    const byDay = Object.fromEntries(rows.map((r) => [String(r.time), r]));
+    // The 2nd: e1 (success, 2.00) and e2 (failed, 2.01).
+    const d2 = byDay['2026-03-02'];
+    expect([num(d2?.operations), num(d2?.succeeded)]).toEqual([2, 1]);
+    close(d2?.total_usd, 4.01);
+    close(d2?.usd_per_accepted_task, 4.01 / 2);
+    close(d2?.usd_per_successful_task, 4.01);
+    // The 5th: e3 once (FINAL), a success.
+    close(byDay['2026-03-05']?.usd_per_accepted_task, 3.5);
+    close(byDay['2026-03-05']?.usd_per_successful_task, 3.5);
+    // The 10th: e4 was retried, so no successful task: no ratio, not a division by zero.
+    close(byDay['2026-03-10']?.usd_per_accepted_task, 1.234567);
+    expect(byDay['2026-03-10']?.usd_per_successful_task).toBeNull();
+    // A day without tasks: zero counts and no ratios.
+    expect([num(byDay['2026-03-01']?.operations), byDay['2026-03-01']?.usd_per_accepted_task, byDay['2026-03-01']?.usd_per_successful_task]).toEqual([0, null, null]);
+    const r2 = (await grafanaRows(SQL.unitEconomics, { run: 'r2' })).find((r) => r.time === '2026-03-02');
     expect(num(r2?.operations)).toBe(1);
-    expect(r2?.cost_per_success_usd).toBeNull();
-    const [none] = await grafanaRows(SQL.unitEconomics, { tenant: freshTenant('empty') });
-    expect(num(none?.operations)).toBe(0);
-    expect(none?.cost_per_operation_usd).toBeNull();
+    close(r2?.usd_per_accepted_task, 2.01);
+    expect(r2?.usd_per_successful_task).toBeNull();
+    const none = await grafanaRows(SQL.unitEconomics, { tenant: freshTenant('empty') });
+    expect(none.every((r) => num(r.operations) === 0 && r.usd_per_accepted_task === null)).toBe(true);
   });
 
   it('stop conditions in the 24 h before the range end: escalations only, the tenant only', async () => {
