@@ -179,6 +179,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // The embedded ledger starts empty: the caps' counters come from the log, so they hold across a restart.
     if (ledger instanceof InProcessLedger) ledger.seed(rebuilt.capCounters);
     await guardrail.drain();
+    // The rebuilt states announce nothing: publish them, so the status panels read a state (global NORMAL on
+    // a fresh start) rather than nothing until the next change.
+    for (const scope of new Set<ScopeKey>(['global', ...guardrail.knownScopes()])) metrics.setState(scope, guardrail.effectiveState(scope));
     // The normal cost per task type (anomaly ceilings), learned from the log's recent successful tasks.
     const baseline = new CostBaseline();
     for (const ev of await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 })) baseline.observe(ev);

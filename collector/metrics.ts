@@ -14,6 +14,7 @@ import {
   type ComponentMicros,
   type Micros,
   type ScopeKey,
+  type GuardState,
   type StateChange,
 } from '../rules/index.ts';
 import { eventComponents, type CostEvent } from '../store/index.ts';
@@ -233,6 +234,11 @@ export class ForgeMetrics {
     this.budget.week_hard.record(microsToUsdNumber(b.weekHard), a);
     this.budget.run_cap.record(microsToUsdNumber(b.runCap), a);
     this.budget.unit_cap.record(microsToUsdNumber(b.unitCap), a);
+  }
+
+  /** The scope's current guardrail state (forge.guardrail.state) without counting an escalation: at start, after the rebuild. */
+  setState(scope: ScopeKey, state: GuardState): void {
+    this.guardState.record(stateRank(state), this.scopeAttrs(scope));
   }
 
   /** A guardrail state change: sets forge.guardrail.state and counts escalations (not de-escalations) by level. */
