@@ -8,6 +8,7 @@ import type { Guardrail } from '../../guard/index.ts';
 import { principalOf, scopeParam } from '../http.ts';
 import { DATE_TIME, RUN_ID, SCOPE, TENANT_ID } from '../schemas.ts';
 import { timeField } from '../time.ts';
+import { reportPanelRoutes } from './report-panels.ts';
 
 const DAY = 86_400_000;
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema };
@@ -163,6 +164,7 @@ export async function reportRoutes(app: FastifyInstance, opts: { store: Store; g
     },
   );
 
+  await reportPanelRoutes(app, { store, now: opts.now });
   await auditRoutes(app, store, opts.now);
 }
 
