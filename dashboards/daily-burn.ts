@@ -5,7 +5,7 @@ import { PanelBuilder as StatPanel } from '@grafana/grafana-foundation-sdk/stat'
 import { PanelBuilder as TablePanel } from '@grafana/grafana-foundation-sdk/table';
 import { PanelBuilder as TimeSeriesPanel } from '@grafana/grafana-foundation-sdk/timeseries';
 import { componentSpec } from '../rules/index.ts';
-import { bandLine, forgeDashboard, lastValue, chTarget, COLOURS, COMPONENT_VIEW, MIXED, CLICKHOUSE, PROMETHEUS, promTarget, STATE_MAPPINGS, thresholds, USD, UTILISATION_THRESHOLDS } from './grafana.ts';
+import { bandLine, forgeDashboard, lastValue, COLOURS, COMPONENT_VIEW, MIXED, PROMETHEUS, promTarget, RENDERINGS, STATE_MAPPINGS, thresholds, USD, UTILISATION_THRESHOLDS, type Rendering } from './grafana.ts';
 import { PROMQL } from './promql.ts';
 import { SQL } from './sql.ts';
 
@@ -14,10 +14,10 @@ export const DAILY_UID = 'forge-daily-burn';
 /**
  * Daily burn: the guardrail status of the tenant's scopes, today's live total against B_day_hard, stop
  * conditions in the last 24 h, daily totals over 30 days with the day bands, composition by component,
- * unit economics, and the latest escalations.
+ * unit economics per day (cost per accepted and per successful task), and the latest escalations.
  */
-export function dailyBurnDashboard(): Dashboard {
-  const b = forgeDashboard({ title: 'Forge / Daily burn', uid: DAILY_UID, description: 'Daily burn of a tenant (or one of its runs) against its day budget bands. Money in USD; days are UTC.', from: 'now-29d/d', refresh: '1m' });
+export function dailyBurnDashboard(r: Rendering = RENDERINGS.production): Dashboard {
+  const b = forgeDashboard({ title: 'Forge / Daily burn', uid: DAILY_UID, description: 'Daily burn of a tenant (or one of its runs) against its day budget bands. Money in USD; days are UTC.', from: 'now-29d/d', refresh: '1m' }, r);
 
   b.withPanel(
     new StatPanel()
@@ -69,8 +69,8 @@ export function dailyBurnDashboard(): Dashboard {
     new StatPanel()
       .title(SQL.stopConditions24h.title)
       .description('Escalations into each stop level in the 24 hours ending at the end of the time range (guardrail_events).')
-      .datasource(CLICKHOUSE)
-      .withTarget(chTarget(SQL.stopConditions24h))
+      .datasource(r.history)
+      .withTarget(r.target(SQL.stopConditions24h))
       .colorMode(BigValueColorMode.Background)
       .graphMode(BigValueGraphMode.None)
       .textMode(BigValueTextMode.ValueAndName)
@@ -88,7 +88,7 @@ export function dailyBurnDashboard(): Dashboard {
       .title('Daily burn (30 days) with B_day_soft and B_day_hard')
       .description('Total cost per UTC day from the event log (each event once), against the tenant\'s day bands from the live metrics.')
       .datasource(MIXED)
-      .withTarget(chTarget(SQL.dailyBurn, 'A'))
+      .withTarget(r.target(SQL.dailyBurn, 'A'))
       .withTarget(promTarget(PROMQL.daySoft, 'B'))
       .withTarget(promTarget(PROMQL.dayHard, 'C'))
       .unit(USD)
@@ -107,8 +107,8 @@ export function dailyBurnDashboard(): Dashboard {
   const composition = new TimeSeriesPanel()
     .title('Cost composition by component')
     .description(`Per UTC day: ${COMPONENT_VIEW.map((c) => componentSpec(c.key).what).join(', ')}.`)
-    .datasource(CLICKHOUSE)
-    .withTarget(chTarget(SQL.composition))
+    .datasource(r.history)
+    .withTarget(r.target(SQL.composition))
     .unit(USD)
     .min(0)
     .drawStyle(GraphDrawStyle.Bars)
@@ -123,20 +123,27 @@ export function dailyBurnDashboard(): Dashboard {
       .span(16)
       .height(9),
   );
+  // Hidden from the lines, kept in the tooltip: what each day's ratios are made of.
+  const tooltipOnly = [{ id: 'custom.hideFrom', value: { viz: true, legend: true, tooltip: false } }];
   b.withPanel(
-    new StatPanel()
+    new TimeSeriesPanel()
       .title(SQL.unitEconomics.title)
-      .description('Total cost over the time range per finalized operation and per successful task (failed tasks\' spend included).')
-      .datasource(CLICKHOUSE)
-      .withTarget(chTarget(SQL.unitEconomics))
-      .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false).fields('/^(cost_per_operation_usd|cost_per_success_usd|operations|succeeded)$/'))
-      .colorMode(BigValueColorMode.None)
-      .graphMode(BigValueGraphMode.None)
-      .textMode(BigValueTextMode.ValueAndName)
-      .overrideByName('cost_per_operation_usd', [{ id: 'displayName', value: 'per operation' }, { id: 'unit', value: USD }, { id: 'decimals', value: 4 }])
-      .overrideByName('cost_per_success_usd', [{ id: 'displayName', value: 'per successful task' }, { id: 'unit', value: USD }, { id: 'decimals', value: 4 }])
-      .overrideByName('operations', [{ id: 'displayName', value: 'operations' }, { id: 'unit', value: 'none' }])
-      .overrideByName('succeeded', [{ id: 'displayName', value: 'succeeded' }, { id: 'unit', value: 'none' }])
+      .description('Per UTC day: total cost per accepted task (every finalized task, any status: forge.cost.usd_per_accepted_task) and per successful task (forge.cost.usd_per_successful_task); a failed task\'s spend counts in both. A gap is a day without such tasks.')
+      .datasource(r.history)
+      .withTarget(r.target(SQL.unitEconomics))
+      .unit(USD)
+      .decimals(4)
+      .min(0)
+      .drawStyle(GraphDrawStyle.Line)
+      .lineWidth(2)
+      .fillOpacity(0)
+      .showPoints(VisibilityMode.Always)
+      .overrideByName('usd_per_accepted_task', [{ id: 'displayName', value: 'per accepted task' }, { id: 'color', value: { mode: 'fixed', fixedColor: 'blue' } }])
+      .overrideByName('usd_per_successful_task', [{ id: 'displayName', value: 'per successful task' }, { id: 'color', value: { mode: 'fixed', fixedColor: 'green' } }])
+      .overrideByName('operations', [{ id: 'displayName', value: 'accepted tasks' }, { id: 'unit', value: 'none' }, { id: 'decimals', value: 0 }, ...tooltipOnly])
+      .overrideByName('succeeded', [{ id: 'displayName', value: 'successful tasks' }, { id: 'unit', value: 'none' }, { id: 'decimals', value: 0 }, ...tooltipOnly])
+      .overrideByName('total_usd', [{ id: 'displayName', value: 'day total' }, { id: 'decimals', value: 2 }, ...tooltipOnly])
+      .legend(new VizLegendOptionsBuilder().displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom).showLegend(true).calcs(['mean', 'lastNotNull']))
       .span(8)
       .height(9),
   );
@@ -145,8 +152,8 @@ export function dailyBurnDashboard(): Dashboard {
     new TablePanel()
       .title(SQL.recentStops.title)
       .description('Escalations (state changes to a higher level) of the tenant\'s scopes in the time range, newest first.')
-      .datasource(CLICKHOUSE)
-      .withTarget(chTarget(SQL.recentStops))
+      .datasource(r.history)
+      .withTarget(r.target(SQL.recentStops))
       .overrideByName('state', [{ id: 'mappings', value: [{ type: 'value', options: { WARNING: { color: COLOURS.soft, text: 'WARNING' }, HARD_STOP: { color: COLOURS.hard, text: 'HARD STOP' }, EMERGENCY_STOP: { color: COLOURS.emergency, text: 'EMERGENCY STOP' } } }] }, { id: 'custom.cellOptions', value: { type: 'color-text' } }])
       .span(24)
       .height(8),

@@ -4,18 +4,18 @@ import { PanelBuilder as GaugePanel } from '@grafana/grafana-foundation-sdk/gaug
 import { PanelBuilder as StatPanel } from '@grafana/grafana-foundation-sdk/stat';
 import { PanelBuilder as TablePanel } from '@grafana/grafana-foundation-sdk/table';
 import { PanelBuilder as TimeSeriesPanel } from '@grafana/grafana-foundation-sdk/timeseries';
-import { bandLine, forgeDashboard, lastValue, chTarget, CLICKHOUSE, COLOURS, MIXED, PROMETHEUS, promTarget, thresholds, USD, UTILISATION_THRESHOLDS } from './grafana.ts';
+import { bandLine, forgeDashboard, lastValue, COLOURS, MIXED, PROMETHEUS, promTarget, RENDERINGS, thresholds, USD, UTILISATION_THRESHOLDS, type Rendering } from './grafana.ts';
 import { PROMQL } from './promql.ts';
 import { SQL, type PanelQuery } from './sql.ts';
 
 export const WEEKLY_UID = 'forge-weekly-burn';
 
-function efficiencyTable(q: PanelQuery, key: string, label: string): TablePanel {
+function efficiencyTable(r: Rendering, q: PanelQuery, key: string, label: string): TablePanel {
   return new TablePanel()
     .title(q.title)
     .description(`Operations, success rate and cost per operation / per successful task by ${label} over the time range.`)
-    .datasource(CLICKHOUSE)
-    .withTarget(chTarget(q))
+    .datasource(r.history)
+    .withTarget(r.target(q))
     .overrideByName(key, [{ id: 'displayName', value: label }])
     .overrideByRegexp('.*_usd$', [{ id: 'unit', value: USD }, { id: 'decimals', value: 4 }])
     .overrideByName('total_usd', [{ id: 'decimals', value: 2 }])
@@ -32,8 +32,8 @@ function efficiencyTable(q: PanelQuery, key: string, label: string): TablePanel 
  * Weekly burn: run budget utilisation and runway (live metrics), the rolling 7-day burn against the week
  * bands with its 7-day moving average, ISO-week totals, and efficiency by task type, model, environment.
  */
-export function weeklyBurnDashboard(): Dashboard {
-  const b = forgeDashboard({ title: 'Forge / Weekly burn', uid: WEEKLY_UID, description: 'Weekly burn of a tenant (or one of its runs) against its week bands and run cap. Money in USD; weeks are rolling 7 UTC days unless marked ISO.', from: 'now-89d/d', refresh: '5m' });
+export function weeklyBurnDashboard(r: Rendering = RENDERINGS.production): Dashboard {
+  const b = forgeDashboard({ title: 'Forge / Weekly burn', uid: WEEKLY_UID, description: 'Weekly burn of a tenant (or one of its runs) against its week bands and run cap. Money in USD; weeks are rolling 7 UTC days unless marked ISO.', from: 'now-89d/d', refresh: '5m' }, r);
 
   b.withPanel(
     new GaugePanel()
@@ -88,7 +88,7 @@ export function weeklyBurnDashboard(): Dashboard {
       .title('Rolling 7-day burn with B_week_soft and B_week_hard')
       .description('For each UTC day: the 7 days ending that day (as the week bands are judged) and the 7-day moving average per day.')
       .datasource(MIXED)
-      .withTarget(chTarget(SQL.rollingWeek, 'A'))
+      .withTarget(r.target(SQL.rollingWeek, 'A'))
       .withTarget(promTarget(PROMQL.weekSoft, 'B'))
       .withTarget(promTarget(PROMQL.weekHard, 'C'))
       .unit(USD)
@@ -109,8 +109,8 @@ export function weeklyBurnDashboard(): Dashboard {
   b.withPanel(
     new TimeSeriesPanel()
       .title('Weekly burn (ISO weeks, Monday UTC)')
-      .datasource(CLICKHOUSE)
-      .withTarget(chTarget(SQL.weeklyBurn))
+      .datasource(r.history)
+      .withTarget(r.target(SQL.weeklyBurn))
       .unit(USD)
       .min(0)
       .drawStyle(GraphDrawStyle.Bars)
@@ -123,8 +123,8 @@ export function weeklyBurnDashboard(): Dashboard {
     new StatPanel()
       .title(SQL.runwayInputs.title)
       .description('From the event log, up to the end of the time range: cumulative spend, the rolling 7 days and its daily average (the runway inputs).')
-      .datasource(CLICKHOUSE)
-      .withTarget(chTarget(SQL.runwayInputs))
+      .datasource(r.history)
+      .withTarget(r.target(SQL.runwayInputs))
       .unit(USD)
       .decimals(2)
       .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false).fields('/_usd$/'))
@@ -138,8 +138,8 @@ export function weeklyBurnDashboard(): Dashboard {
       .height(8),
   );
 
-  b.withPanel(efficiencyTable(SQL.efficiencyByTaskType, 'task_type', 'task type'));
-  b.withPanel(efficiencyTable(SQL.efficiencyByModel, 'model_name', 'model'));
-  b.withPanel(efficiencyTable(SQL.efficiencyByEnvironment, 'environment', 'environment'));
+  b.withPanel(efficiencyTable(r, SQL.efficiencyByTaskType, 'task_type', 'task type'));
+  b.withPanel(efficiencyTable(r, SQL.efficiencyByModel, 'model_name', 'model'));
+  b.withPanel(efficiencyTable(r, SQL.efficiencyByEnvironment, 'environment', 'environment'));
   return b.build();
 }

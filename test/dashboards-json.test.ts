@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { CLICKHOUSE, dailyBurnDashboard, generatedDashboards, PROMETHEUS, PROMQL, SQL, weeklyBurnDashboard } from '../dashboards/index.ts';
+import { CLICKHOUSE, dailyBurnDashboard, generatedDashboards, PROMETHEUS, PROMQL, RENDERINGS, REPORT_API, SQL, weeklyBurnDashboard } from '../dashboards/index.ts';
 
 const root = join(import.meta.dirname, '..');
 
@@ -11,6 +11,7 @@ interface Target {
   datasource?: { type?: string; uid?: string };
   rawSql?: string;
   expr?: string;
+  url?: string;
   format?: number;
   queryType?: string;
   editorType?: string;
@@ -148,5 +149,62 @@ describe('generated dashboards', () => {
     ]);
     const prov = parse(readFileSync(join(root, 'grafana/provisioning/dashboards/forge.yaml'), 'utf8')) as { providers: Array<{ type: string; options: { path: string } }> };
     expect(prov.providers[0]?.type).toBe('file');
+  });
+});
+
+describe('embedded rendering (the report API instead of ClickHouse)', () => {
+  const pairs = (): Array<[Dash, Dash]> => [
+    [dailyBurnDashboard() as unknown as Dash, dailyBurnDashboard(RENDERINGS.embedded) as unknown as Dash],
+    [weeklyBurnDashboard() as unknown as Dash, weeklyBurnDashboard(RENDERINGS.embedded) as unknown as Dash],
+  ];
+
+  it('the same panels, each ClickHouse query becoming the report API\'s panel of the same query; PromQL unchanged', () => {
+    for (const [prod, emb] of pairs()) {
+      expect(emb.uid).toBe(`${prod.uid}-embedded`);
+      expect(emb.panels.map((p) => [p.title, p.type])).toEqual(prod.panels.map((p) => [p.title, p.type]));
+      prod.panels.forEach((p, i) => {
+        const e = emb.panels[i]!;
+        expect(e.datasource?.uid, p.title).toBe(p.datasource?.uid === CLICKHOUSE.uid ? REPORT_API.uid : p.datasource?.uid);
+        expect(e.targets?.length, p.title).toBe(p.targets?.length);
+        p.targets?.forEach((t, j) => {
+          const et = e.targets![j]!;
+          if (t.datasource?.uid === CLICKHOUSE.uid) {
+            const q = Object.values(SQL).find((x) => x.sql === t.rawSql);
+            expect(et.datasource?.uid, p.title).toBe(REPORT_API.uid);
+            expect(et.url, p.title).toBe(`/v1/reports/panels/${q!.id}`);
+          } else {
+            expect(JSON.stringify(et), p.title).toBe(JSON.stringify(t));
+          }
+        });
+      });
+      expect(JSON.stringify(emb)).not.toContain(CLICKHOUSE.uid);
+    }
+  });
+
+  it('unit economics is a daily trend (per accepted and per successful task) in both renderings', () => {
+    for (const d of [dailyBurnDashboard(), dailyBurnDashboard(RENDERINGS.embedded)] as unknown as Dash[]) {
+      const p = d.panels.find((x) => x.title === 'Unit economics');
+      expect(p?.type).toBe('timeseries');
+      expect(JSON.stringify(p)).toContain('usd_per_accepted_task');
+      expect(JSON.stringify(p)).toContain('usd_per_successful_task');
+    }
+    expect(SQL.unitEconomics.format).toBe('time_series');
+    expect(SQL.unitEconomics.columns[0]).toBe('time');
+  });
+
+  it('the embedded provisioning: the report API (key from the environment) and Prometheus, and a provider', () => {
+    const text = readFileSync(join(root, 'grafana/embedded/provisioning/datasources/forge.yaml'), 'utf8');
+    const ds = parse(text) as { datasources: Array<{ uid: string; type: string; url: string; jsonData?: Record<string, unknown>; secureJsonData?: Record<string, string> }> };
+    expect(ds.datasources.map((d) => [d.uid, d.type])).toEqual([
+      [REPORT_API.uid, REPORT_API.type],
+      [PROMETHEUS.uid, PROMETHEUS.type],
+    ]);
+    expect(ds.datasources[0]?.secureJsonData?.bearerToken).toBe('${FORGE_GRAFANA_API_KEY}');
+    expect(ds.datasources[0]?.jsonData?.allowedHosts).toEqual([ds.datasources[0]?.url]);
+    const prov = parse(readFileSync(join(root, 'grafana/embedded/provisioning/dashboards/forge.yaml'), 'utf8')) as { providers: Array<{ type: string }> };
+    expect(prov.providers[0]?.type).toBe('file');
+    // Production's directory (what terraform mounts) holds no embedded dashboard.
+    const prod = generatedDashboards().filter((f) => f.path.startsWith('grafana/dashboards/'));
+    expect(prod.map((f) => JSON.parse(f.text) as Dash).every((d) => !JSON.stringify(d).includes(REPORT_API.uid))).toBe(true);
   });
 });
