@@ -86,7 +86,7 @@ export async function startAlertmanager(config: ConfigText, files: Record<string
  * scrape-only one on top); `files` are written next to it (rule files etc.) and may be referenced by bare
  * name from the config.
  */
-export async function startPrometheusWithRules(config: ConfigText, files: Record<string, string> = {}): Promise<LocalService> {
+export async function startPrometheusWithRules(config: ConfigText, files: Record<string, string> = {}, args: string[] = []): Promise<LocalService> {
   const dir = mkdtempSync(join(tmpdir(), 'forge-prom-'));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
   writeFileSync(join(dir, 'prometheus.yml'), typeof config === 'string' ? config : config(dir));
@@ -98,6 +98,7 @@ export async function startPrometheusWithRules(config: ConfigText, files: Record
       `--storage.tsdb.path=${join(d, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
       '--log.level=warn',
+      ...args,
     ],
     dir,
   );
