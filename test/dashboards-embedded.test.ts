@@ -33,8 +33,8 @@ let otherKey: string;
 let events: CostEvent[];
 let escalations: GuardrailEventRow[];
 const logged: string[] = [];
-const now = Date.now();
-const today = Math.floor(now / DAY) * DAY;
+let now: number;
+let today: number;
 
 interface Target {
   refId: string;
@@ -92,6 +92,10 @@ const ev = (id: string, at: number, run: string, type: string, extra: Record<str
 });
 
 beforeAll(async () => {
+  // Today's events go 60 s back: just after UTC midnight, wait until they fall on the same day.
+  if (Date.now() % DAY < 120_000) await new Promise((r) => setTimeout(r, 120_000 - (Date.now() % DAY)));
+  now = Date.now();
+  today = Math.floor(now / DAY) * DAY;
   dir = mkdtempSync(join(tmpdir(), 'forge-embedded-grafana-'));
   const bands = Object.entries(BANDS).map(([k, v]) => `    ${k}: ${v}`).join('\n');
   writeFileSync(join(dir, 'bands.yaml'), `global:\n  B_day_soft: 1000000\n  B_day_hard: 1000000\n  B_week_soft: 1000000\n  B_week_hard: 1000000\n  B_run_cap: 1000000\n  B_unit_cap: 1000\ntenants:\n  ${TENANT}:\n${bands}\n  other: {}\n`);
@@ -162,7 +166,7 @@ beforeAll(async () => {
       .replace("targets: ['127.0.0.1:9464']", `targets: ['${host(runner.metrics.url!)}']`);
   const rules = (f: string) => readFileSync(join(root, 'alerts/prometheus', f), 'utf8');
   prom = await startPrometheusWithRules(config, { 'forge-key': promKey, 'forge-alerts.rules.yml': rules('forge-alerts.rules.yml'), 'forge-platform.rules.yml': rules('forge-platform.rules.yml') }, [retention!]);
-}, 120_000);
+}, 300_000);
 
 afterAll(async () => {
   await prom?.stop();
