@@ -233,6 +233,17 @@ export class AlertDispatcher {
   }
 
   /**
+   * An execution spike paused a tenant's intake (routes.intake_paused: paged like a hard stop, PagerDuty +
+   * Slack). Once per tenant and UTC day, like every anomaly; the subject is the window's size.
+   */
+  async raiseIntakePause(alert: Omit<AnomalyAlert, 'anomaly' | 'kind'>): Promise<DispatchResult> {
+    const a: AnomalyAlert = { ...alert, kind: 'anomaly', anomaly: 'execution_spike' };
+    const refused = this.#refuse(anomalyAlertSchema, a, 'anomaly');
+    if (refused) return refused;
+    return this.#openOnce(anomalyView({ ...a, at: a.at ?? this.#clock.now() }, this.#config), 'intake_paused');
+  }
+
+  /**
    * Tells a user their spend reached a threshold (routes.user_spend, to the user's email). Once per
    * threshold and period: a destination that already got it, in this process or (with `history`) an
    * earlier one, is skipped. Resolves once delivered or dead-lettered.

@@ -11,7 +11,9 @@ import { embeddedEvalLauncher } from './eval-engine.ts';
 import {
   CostBaseline,
   Guardrail,
+  INTAKE_KINDS,
   InProcessHaltBus,
+  IntakeGate,
   InProcessLedger,
   RedisHaltBus,
   RedisLedger,
@@ -24,7 +26,7 @@ import {
   type HaltBus,
   type LiveLedger,
 } from '../guard/index.ts';
-import { parseBandsConfig, scopesOf, storageDayCost, type BandsBook, type ScopeKey } from '../rules/index.ts';
+import { DAY_MS, parseBandsConfig, scopesOf, storageDayCost, type BandsBook, type ScopeKey } from '../rules/index.ts';
 import { openStore, TenantTable, type Store } from '../store/index.ts';
 
 export interface RunningForge {
@@ -36,6 +38,8 @@ export interface RunningForge {
   config: ForgeConfig;
   /** The halt bus the guardrail publishes state changes on (in-process, or Redis with FORGE_REDIS_URL). */
   bus: HaltBus;
+  /** Tenant intake pauses (execution spikes). */
+  intake: IntakeGate;
   /** Agents uploaded for evaluation, and eval runs with their task results (eval/). */
   agents: AgentStore;
   evalResults: EvalResults;
@@ -179,6 +183,45 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // The embedded ledger starts empty: the caps' counters come from the log, so they hold across a restart.
     if (ledger instanceof InProcessLedger) ledger.seed(rebuilt.capCounters);
     await guardrail.drain();
+    // Tenant intake pauses (execution spikes) on a halt bus of their own (Redis: own key prefix), rebuilt
+    // from guardrail_events and the bus's durable copy; a pause pages on-call (routes.intake_paused).
+    const intakeBus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: `${config.FORGE_REDIS_PREFIX}intake:`, onError: (e) => onError(e, 'intake bus') }) : new InProcessHaltBus();
+    closers.push({ what: 'intake bus', close: () => intakeBus.close() });
+    await intakeBus.ready();
+    const intake = new IntakeGate({
+      bus: intakeBus,
+      audit,
+      now,
+      onError,
+      ...(config.FORGE_SPIKE_DETECTION
+        ? {
+            spike: {
+              factor: config.FORGE_SPIKE_FACTOR,
+              bucketMs: config.FORGE_SPIKE_BUCKET_MS,
+              windowMs: config.FORGE_SPIKE_WINDOW_MS,
+              trailingMs: config.FORGE_SPIKE_TRAILING_MS,
+              minCount: config.FORGE_SPIKE_MIN_COUNT,
+              minTrailing: config.FORGE_SPIKE_MIN_TRAILING,
+              minHistoryMs: config.FORGE_SPIKE_MIN_HISTORY_MS,
+            },
+          }
+        : {}),
+      coolDownMs: config.FORGE_SPIKE_COOLDOWN_MS,
+      onPause: (spike) => {
+        if (alerts) {
+          const detail = `${spike.windowCount} admissions in ${spike.windowMs / 60_000} min against ${spike.expected} expected (${spike.trailingCount} in the trailing ${spike.trailingSpanMs / 60_000} min); intake paused until an operator resumes it`;
+          void alerts.raiseIntakePause({ tenantId: spike.tenantId, subject: `window:${spike.windowMs / 60_000}m`, value: spike.windowCount, threshold: spike.expected * spike.factor, unit: 'count', detail, at: spike.at }).catch((e: unknown) => onError(e, 'alerts'));
+        }
+      },
+    });
+    closers.push({
+      what: 'intake',
+      close: async () => {
+        await intake.drain();
+        intake.close();
+      },
+    });
+    await intake.rebuild(await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now() + DAY_MS, kinds: [...INTAKE_KINDS], limit: 10_000_000 }));
     // The normal cost per task type (anomaly ceilings), learned from the log's recent successful tasks.
     const baseline = new CostBaseline();
     for (const ev of await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 })) baseline.observe(ev);
@@ -252,6 +295,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     const fixedNative = pricing.nativePrice.source === 'fixed' ? pricing.nativePrice.usd : undefined;
     const app = await buildApp({
       guardrail,
+      intake,
       keys,
       now,
       onError,
@@ -309,6 +353,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       setInterval(() => void guardrail.republish().catch(() => undefined), 1000),
       setInterval(() => void rollup().catch((e: unknown) => onError(e, 'hourly recompute')), config.FORGE_ROLLUP_INTERVAL_MS),
       setInterval(() => void guardrail.persistLearned().catch((e: unknown) => onError(e, 'learned estimates')), 60_000),
+      setInterval(() => void intake.coolDown().catch((e: unknown) => onError(e, 'intake cool-down')), 1000),
     ];
     for (const t of timers) t.unref();
     closers.push({ what: 'timers', close: () => timers.forEach((t) => clearInterval(t)) });
@@ -329,6 +374,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       keys,
       config,
       bus,
+      intake,
       agents,
       evalResults,
       pricing,
