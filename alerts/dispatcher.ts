@@ -9,6 +9,7 @@ import { stderrLogger, type AlertLogger, type AlertLogRecord, type AlertLogSink 
 import { Redactor } from './secret.ts';
 import { anomalyAlertSchema, anomalyView, type AnomalyAlert } from './anomaly.ts';
 import { spendAlertSchema, spendView, type SpendAlert } from './spend.ts';
+import { keyHealthSchema, keyHealthView, type KeyHealthNotice } from './key-health.ts';
 import type { AlertHistory } from './store-sink.ts';
 import type { AlertView, EventAction, OperationalAlert } from './types.ts';
 
@@ -251,13 +252,32 @@ export class AlertDispatcher {
   async notifySpend(alert: SpendAlert): Promise<DispatchResult> {
     const refused = this.#refuse(spendAlertSchema, alert, 'spendAlert');
     if (refused) return refused;
-    const view = spendView(alert, this.#config);
+    const to = alert.email === undefined ? undefined : typeof alert.email === 'string' ? [alert.email] : alert.email;
+    return this.#notifyOnce(spendView(alert, this.#config), 'user_spend', alert.windowStart, to);
+  }
+
+  /**
+   * A user's provider key is failing (BYOK, reported at settle): routes.key_health, the user's email and the
+   * team's Slack. Once per key, status and UTC day, across restarts (with `history`).
+   */
+  async raiseKeyHealth(alert: KeyHealthNotice): Promise<DispatchResult> {
+    const refused = this.#refuse(keyHealthSchema, alert, 'keyHealth');
+    if (refused) return refused;
+    const to = alert.email === undefined ? undefined : typeof alert.email === 'string' ? [alert.email] : alert.email;
+    return this.#notifyOnce(keyHealthView(alert, this.#config), 'key_health', Math.floor(alert.at / DAY_MS) * DAY_MS, to);
+  }
+
+  /**
+   * Notifies a route's destinations once per dedup key: one that already got it, in this process or (with
+   * `history`) an earlier one since `since`, is skipped. `to` names email recipients (else the destination's).
+   */
+  #notifyOnce(view: AlertView, route: RouteKey, since: number, to?: readonly string[]): Promise<DispatchResult> {
     return this.#enqueue(view.scope, async () => {
       const key = `${view.dedupKey}|notify`;
       const deliveries = await Promise.all(
-        this.#notifiers('user_spend').map(async (s): Promise<DeliveryOutcome> => {
-          if (!s.has(key) && (await this.#deliveredBefore(view, s, alert.windowStart))) return { status: 'duplicate', destination: s.name };
-          return s.send(this.#note(view, { type: 'new' }, key, 'notify', [alert.email]));
+        this.#notifiers(route).map(async (s): Promise<DeliveryOutcome> => {
+          if (!s.has(key) && (await this.#deliveredBefore(view, s, since))) return { status: 'duplicate', destination: s.name };
+          return s.send(this.#note(view, { type: 'new' }, key, 'notify', s.type === 'email' ? to : undefined));
         }),
       );
       return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;

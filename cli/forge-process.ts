@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { AlertDispatcher, IncidentLog, loadAlertsConfig, monthTrendAnomalies, projectedBreachAnomalies, type AnomalyAlert, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
+import { AlertDispatcher, BillingAlertNotifier, IncidentLog, loadAlertsConfig, monthTrendAnomalies, projectedBreachAnomalies, type AnomalyAlert, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
 import { accountPartsFromConfig, agentRoutes, alertRoutes, anomalyRoutes, billingRoutes, evalRoutes, incidentRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
@@ -26,8 +26,8 @@ import {
   type HaltBus,
   type LiveLedger,
 } from '../guard/index.ts';
-import { DAY_MS, parseBandsConfig, scopesOf, storageDayCost, type BandsBook, type ScopeKey } from '../rules/index.ts';
-import { openStore, TenantTable, type Store } from '../store/index.ts';
+import { DAY_MS, parseBandsConfig, scopesOf, storageDayCost, tenantScope, topComponent, type BandsBook, type ScopeKey } from '../rules/index.ts';
+import { AccountTables, openStore, TenantTable, type Store } from '../store/index.ts';
 
 export interface RunningForge {
   app: FastifyInstance;
@@ -241,6 +241,21 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       }
     };
 
+    // Billing's burn alerts and failing BYOK keys reach the people they concern (their account emails, the
+    // team's Slack), once per threshold and period across restarts (the alert log).
+    const billingAlerts = alerts
+      ? new BillingAlertNotifier({
+          dispatcher: alerts,
+          users: new AccountTables(store.client, store.database),
+          burn: (tenantId) => {
+            const t = guardrail.totals(tenantScope(tenantId));
+            return { weekMicros: t.weekMicros, topComponent: topComponent(t.components) };
+          },
+          log,
+          onError,
+        })
+      : undefined;
+
     // A tenant Forge knows: one with bands of its own, one an admin created (POST /v1/tenants, in the
     // store, seen by every process), or one an API key is bound to.
     const tenants = new TenantRegistry({
@@ -334,7 +349,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
             bands: (scope) => guardrail.bandsFor(scope),
             now,
           }),
-        async (app) => app.register(billingRoutes, { ...billing, now, onError }),
+        async (app) => app.register(billingRoutes, { ...billing, now, onError, ...(billingAlerts ? { onJobAlerts: (e) => void billingAlerts.deliver(e) } : {}) }),
         async (app) => app.register(agentRoutes, { agents }),
         async (app) => app.register(evalRoutes, { results: evalResults, store, startRun: (r) => launcher.start(r) }),
         async (app) => app.register(evalPageRoutes),
