@@ -1,7 +1,7 @@
 import type { Component } from '../rules/index.ts';
 import type { UserRecord } from '../store/index.ts';
 import type { AlertDispatcher } from './dispatcher.ts';
-import type { SpendMetric } from './spend.ts';
+import { spendAlertsOf, spendDedupKey, type SpendMetric } from './spend.ts';
 
 /** A burn alert as billing raises it (billing/limits.ts BurnAlert): a threshold of a limit crossed. */
 export interface BurnNotice {
@@ -46,14 +46,21 @@ export interface BillingAlertNotifierDeps {
  */
 export class BillingAlertNotifier {
   readonly #d: BillingAlertNotifierDeps;
+  /** Monthly-cost thresholds this process handed to the dispatcher (dedup keys): not looked up again per job. */
+  readonly #handed = new Set<string>();
 
   constructor(d: BillingAlertNotifierDeps) {
     this.#d = d;
   }
 
-  /** What one job raised; resolves once delivered or dead-lettered, never rejects. */
-  async deliver(e: { tenantId: string; userId: string; burns: readonly BurnNotice[]; key?: KeyNotice | null; at: number }): Promise<void> {
+  /**
+   * What one job raised; resolves once delivered or dead-lettered, never rejects. `monthCharge` (Pay As You
+   * Go) is the month's charge so far and the monthly cap: its estimate at this pace is measured against the
+   * cap at every threshold reached (derived from totals; each is sent once per month).
+   */
+  async deliver(e: { tenantId: string; userId: string; burns: readonly BurnNotice[]; key?: KeyNotice | null; monthCharge?: { spentMicros: number; capMicros: number }; at: number }): Promise<void> {
     try {
+      if (e.monthCharge) await this.#monthlyCost(e.tenantId, e.monthCharge, e.at);
       if (e.burns.length > 0) {
         const burn = this.#d.burn(e.tenantId);
         for (const b of e.burns) {
@@ -70,6 +77,23 @@ export class BillingAlertNotifier {
       }
     } catch (err) {
       this.#d.onError(err, 'billing alerts');
+    }
+  }
+
+  async #monthlyCost(tenantId: string, charge: { spentMicros: number; capMicros: number }, at: number): Promise<void> {
+    const burn = this.#d.burn(tenantId);
+    const due = spendAlertsOf({ tenantId, executions: 0, executionsLimit: null, monthMicros: charge.spentMicros, monthlyBudgetMicros: charge.capMicros, weekMicros: burn.weekMicros, topComponent: burn.topComponent, now: at }).filter(
+      (a) => !this.#handed.has(spendDedupKey(a)),
+    );
+    if (due.length === 0) return;
+    const to = await this.#recipients(tenantId, undefined, 'estimated monthly cost alert');
+    for (const a of due) {
+      const r = await this.#d.dispatcher.notifySpend({ ...a, ...(to.length > 0 ? { email: to } : {}) });
+      // Handed out for good once every destination has it; a failed delivery is tried again on the next job.
+      if (r.outcome !== 'dispatched' || !r.deliveries.every((d) => d.status === 'delivered' || d.status === 'duplicate')) continue;
+      // Bounded: a process that handed out this many starts over (the dispatcher's own dedup still holds).
+      if (this.#handed.size >= 100_000) this.#handed.clear();
+      this.#handed.add(spendDedupKey(a));
     }
   }
 

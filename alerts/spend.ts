@@ -77,7 +77,8 @@ export function estimatedMonthlyMicros(spentMicros: number, now: number): number
 export interface SpendSnapshot {
   tenantId: string;
   userId?: string;
-  email: string;
+  /** Absent: the route's configured `to`. */
+  email?: string | readonly string[];
   /** Executions this month and the tier's limit (null: unlimited). */
   executions: number;
   executionsLimit: number | null;
@@ -95,7 +96,7 @@ export interface SpendSnapshot {
  */
 export function spendAlertsOf(s: SpendSnapshot, percents: readonly number[] = SPEND_PERCENTS): SpendAlert[] {
   const { start } = monthWindow(s.now);
-  const base = { kind: 'user_spend' as const, tenantId: s.tenantId, ...(s.userId !== undefined ? { userId: s.userId } : {}), email: s.email, windowStart: start, weekMicros: s.weekMicros, topComponent: s.topComponent, at: s.now };
+  const base = { kind: 'user_spend' as const, tenantId: s.tenantId, ...(s.userId !== undefined ? { userId: s.userId } : {}), ...(s.email !== undefined ? { email: s.email } : {}), windowStart: start, weekMicros: s.weekMicros, topComponent: s.topComponent, at: s.now };
   const out: SpendAlert[] = [];
   const add = (metric: SpendMetric, unit: SpendAlert['unit'], value: number, limit: number | null): void => {
     if (limit === null || limit <= 0) return;

@@ -21,8 +21,9 @@ let provider: HttpReceiver;
 const logs: string[] = [];
 const SMTP_PASSWORD = randomBytes(12).toString('hex');
 const VAULT_KEY = randomBytes(32).toString('base64');
-// Frozen at the start: the month and the UTC day of every threshold.
-const NOW = Date.now();
+// Frozen: the month and the UTC day of every threshold. Half of November has passed: the month's estimate
+// at this pace is twice the charge so far.
+const NOW = Date.UTC(2026, 10, 16, 0, 0, 0);
 const clock = { now: NOW };
 const DASH = 'https://grafana.example.test/d/forge-burn?var-scope={scope}';
 
@@ -31,6 +32,7 @@ const BOB = 'b0000000000000000000000b';
 const CARL = 'c0000000000000000000000c';
 const DANA = 'd0000000000000000000000d';
 const GUS = 'e0000000000000000000000e';
+const DORA = 'f0000000000000000000000f';
 
 function user(userId: string, email: string, tenantId: string, emailVerified: boolean): UserRecord {
   return {
@@ -41,7 +43,7 @@ function user(userId: string, email: string, tenantId: string, emailVerified: bo
 function env(): NodeJS.ProcessEnv {
   return {
     FORGE_DATA_DIR: join(dir, 'data'), FORGE_PORT: '0', FORGE_HOST: '127.0.0.1', FORGE_BUDGETS_FILE: join(dir, 'bands.yaml'), FORGE_ALERTS_FILE: join(dir, 'alerts.yaml'),
-    FORGE_PLANS_FILE: join(dir, 'plans.yaml'), FORGE_LOG_LEVEL: 'silent', FORGE_ROLLUP_INTERVAL_MS: '3600000',
+    FORGE_PLANS_FILE: join(dir, 'plans.yaml'), FORGE_USAGE_PRICING_FILE: join(dir, 'usage-pricing.yaml'), FORGE_LOG_LEVEL: 'silent', FORGE_ROLLUP_INTERVAL_MS: '3600000',
     FORGE_VAULT_MASTER_KEY: VAULT_KEY, FORGE_VAULT_MASTER_KEY_ID: 'k1', FORGE_BYOK_OPENAI_BASE_URL: `${provider.url}/v1`,
     SMTP_PASSWORD, T_SLACK: `${slack.url}/services/T000/B000/secretpath`,
   };
@@ -54,9 +56,11 @@ beforeAll(async () => {
   slack = await HttpReceiver.start({ check: ({ json }) => checkSlackMessage(json) });
   provider = await HttpReceiver.start({ ok: { status: 200, body: () => '{"data":[]}', contentType: 'application/json' } });
   dir = mkdtempSync(join(tmpdir(), 'forge-billing-alerts-'));
-  writeFileSync(join(dir, 'bands.yaml'), 'global:\n  B_day_soft: 100000\n  B_day_hard: 100000\n  B_week_soft: 100000\n  B_week_hard: 100000\n  B_run_cap: 1000000\n  B_unit_cap: 1000\ntenants:\n  acme: {}\n  beta: {}\n  gamma: {}\n');
+  writeFileSync(join(dir, 'bands.yaml'), 'global:\n  B_day_soft: 100000\n  B_day_hard: 100000\n  B_week_soft: 100000\n  B_week_hard: 100000\n  B_run_cap: 1000000\n  B_unit_cap: 1000\ntenants:\n  acme: {}\n  beta: {}\n  gamma: {}\n  delta: {}\n');
   // The shipped plans, with a Free tier of 10 executions a month (thresholds at 5, 8 and 10).
   writeFileSync(join(dir, 'plans.yaml'), readFileSync('config/plans.yaml', 'utf8').replace('executionsPerMonth: 100    #', 'executionsPerMonth: 10     #'));
+  // Pay As You Go at the shipped 0.01 USD an execution, with a monthly cap of 0.10 USD.
+  writeFileSync(join(dir, 'usage-pricing.yaml'), readFileSync('config/usage-pricing.yaml', 'utf8').replace('monthlyCapUsd: "50"', 'monthlyCapUsd: "0.1"'));
   writeFileSync(
     join(dir, 'alerts.yaml'),
     [
@@ -78,6 +82,7 @@ beforeAll(async () => {
   await users.putUser(user(CARL, 'carl@acme.test', 'acme', false));
   await users.putUser(user(DANA, 'dana@beta.test', 'beta', true));
   await users.putUser(user(GUS, 'gus@gamma.test', 'gamma', true));
+  await users.putUser(user(DORA, 'dora@delta.test', 'delta', true));
 }, 60_000);
 
 afterAll(async () => {
@@ -212,5 +217,29 @@ describe('billing alerts reach people through the dispatcher', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(smtp.mails).toHaveLength(before + 1);
     expect(slack.requests).toHaveLength(1);
+  }, 60_000);
+
+  it('Pay As You Go: the estimated monthly cost at this pace reaches 50/80/100% of the monthly cap, each once, to the team', async () => {
+    expect((await call('PUT', '/v1/billing/tenants/delta/account', { plan_id: 'payg' })).status).toBe(200);
+    const before = smtp.mails.length;
+    // Each execution is 0.01 USD so far, 0.02 USD at this pace: 50% of 0.10 at the 3rd, 80% at the 4th, 100% at the 5th.
+    await startJob('delta', DORA);
+    await startJob('delta', DORA);
+    for (let n = 3; n <= 5; n++) {
+      await startJob('delta', DORA);
+      await smtp.waitFor(before + n - 2);
+    }
+    await startJob('delta', DORA);
+    await new Promise((r) => setTimeout(r, 300));
+    const got = smtp.mails.slice(before);
+    expect(got.map((m) => m.parsed.subject)).toEqual([
+      expect.stringContaining('50% of your monthly budget (delta)'),
+      expect.stringContaining('80% of your monthly budget (delta)'),
+      expect.stringContaining('100% of your monthly budget (delta)'),
+    ]);
+    for (const m of got) expect(m.envelopeTo).toEqual(['dora@delta.test']);
+    expect(got[0]!.parsed.text).toContain('Current value: $0.06');
+    expect(got[0]!.parsed.text).toContain('Threshold: $0.05 (50% of $0.1)');
+    expect(got[0]!.parsed.text).toContain('estimated monthly cost');
   }, 60_000);
 });

@@ -63,7 +63,7 @@ export function jobRoutes(app: FastifyInstance, ctx: BillingRouteContext): void 
         return { decision: out.decision, reason: out.reason, message: out.message, retry_after_ms: out.retryAfterMs };
       }
       if (out.decision === 'deny') return { decision: out.decision, reason: out.reason, message: out.message, ...(out.resetsAt !== undefined ? { resets_at: iso(out.resetsAt) } : {}) };
-      if (out.alerts.length > 0) ctx.onJobAlerts?.({ tenantId: b.tenant_id, userId: b.user_id, burns: out.alerts, at: now() });
+      if (out.alerts.length > 0 || out.monthCharge) ctx.onJobAlerts?.({ tenantId: b.tenant_id, userId: b.user_id, burns: out.alerts, ...(out.monthCharge ? { monthCharge: out.monthCharge } : {}), at: now() });
       const k = out.key;
       return {
         decision: 'allow', execution_id: out.executionId, plan_id: out.planId, model: { id: out.model.id, provider: out.model.provider, tier: out.model.tier },

@@ -55,7 +55,7 @@ export interface BillingRoutesOptions {
    * What a job raised (burn alerts, a failing key), besides riding in the answer: delivered to the people it
    * concerns (alerts/ BillingAlertNotifier). Must not throw; the answer does not wait for it.
    */
-  onJobAlerts?: (e: { tenantId: string; userId: string; burns: readonly BurnAlert[]; key?: KeyHealthAlert | null; at: number }) => void;
+  onJobAlerts?: (e: { tenantId: string; userId: string; burns: readonly BurnAlert[]; key?: KeyHealthAlert | null; monthCharge?: { spentMicros: number; capMicros: number }; at: number }) => void;
   now?: () => number;
   /** Failures behind a 502/503 answer (Stripe, provider, storage) are reported here too. */
   onError?: (e: unknown, where: string) => void;
