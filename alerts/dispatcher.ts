@@ -244,6 +244,17 @@ export class AlertDispatcher {
     return this.#openOnce(anomalyView({ ...a, at: a.at ?? this.#clock.now() }, this.#config), 'intake_paused');
   }
 
+  /** The tenant's intake was resumed: its open execution-spike pages (opened by this process) are resolved. */
+  async resolveIntakePause(tenantId: string): Promise<DispatchResult> {
+    const scope = `tenant:${tenantId}`;
+    return this.#enqueue(scope, async (): Promise<DispatchResult> => {
+      const open = [...(this.#incidents.get(scope)?.values() ?? [])].filter((i) => i.view.condition.startsWith('anomaly:execution_spike:'));
+      if (open.length === 0) return { outcome: 'ignored', reason: 'nothing_open' };
+      const deliveries = (await Promise.all(open.map((i) => this.#resolveIncident(scope, i)))).flat();
+      return { outcome: 'dispatched', dedupKeys: open.map((i) => i.view.dedupKey), deliveries };
+    });
+  }
+
   /**
    * Tells a user their spend reached a threshold (routes.user_spend, to the user's email). Once per
    * threshold and period: a destination that already got it, in this process or (with `history`) an

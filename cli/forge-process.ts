@@ -213,6 +213,9 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
           void alerts.raiseIntakePause({ tenantId: spike.tenantId, subject: `window:${spike.windowMs / 60_000}m`, value: spike.windowCount, threshold: spike.expected * spike.factor, unit: 'count', detail, at: spike.at }).catch((e: unknown) => onError(e, 'alerts'));
         }
       },
+      onResume: (s) => {
+        if (alerts) void alerts.resolveIntakePause(s.tenantId).catch((e: unknown) => onError(e, 'alerts'));
+      },
     });
     closers.push({
       what: 'intake',

@@ -175,6 +175,8 @@ export interface IntakeGateDeps {
   coolDownMs?: number;
   /** A spike paused a tenant (called once, in the process whose pause the bus took). Must not throw. */
   onPause?: (spike: Spike) => void;
+  /** A tenant's intake was resumed, here or in another process (every process: each closes what it opened). Must not throw. */
+  onResume?: (status: IntakeStatus) => void;
 }
 
 /** guardrail_events kinds of the intake's control state. */
@@ -319,6 +321,13 @@ export class IntakeGate {
     this.#status.set(s.tenantId, s);
     // The burst that paused a tenant is not held against it after the resume (nor counted during the pause).
     if (was?.paused !== s.paused) this.#rate?.reset(s.tenantId);
+    if (was?.paused === true && !s.paused) {
+      try {
+        this.#d.onResume?.(s);
+      } catch (e) {
+        this.#d.onError(e, 'intake resume listener');
+      }
+    }
   }
 
   /**
