@@ -235,6 +235,17 @@ export class IntakeGate {
     const details = { spike: { window_count: spike.windowCount, trailing_count: spike.trailingCount, expected: spike.expected, factor: spike.factor, window_ms: spike.windowMs, trailing_span_ms: spike.trailingSpanMs } };
     const out = await this.#change(spike.tenantId, true, 'forge', reason, details);
     if (out === 'published') {
+      // The anomaly itself, beside the control state (intake_pause): audited like every cost anomaly.
+      const seq = this.status(spike.tenantId).seq;
+      await this.#d.audit({
+        kind: 'anomaly',
+        scope: tenantScope(spike.tenantId),
+        at: spike.at,
+        actor: 'forge',
+        reason: `execution_spike: ${reason}; intake paused`,
+        details: { anomaly: 'execution_spike', subject: `window:${spike.windowMs / 60_000}m`, value: spike.windowCount, threshold: spike.expected * spike.factor, unit: 'count', intake_seq: seq, ...details },
+        eventId: `anomaly:execution_spike:${spike.tenantId}:${seq}`,
+      });
       try {
         this.#d.onPause?.(spike);
       } catch (e) {

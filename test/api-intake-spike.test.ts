@@ -125,6 +125,8 @@ describe('execution spike: intake paused, paged, held across processes and resta
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ scope: 'tenant:acme', actor: 'forge', seq: 1 });
     expect(rows[0]!.details).toMatchObject({ intake: 'paused', spike: { window_count: 25, trailing_count: 56, expected: 5, factor: 5 } });
+    const anomalies = await f.store.guardrailEvents({ scope: { tenantId: 'acme' }, from: 0, to: clock.now + 86_400_000, kinds: ['anomaly'] });
+    expect(anomalies.map((r) => r.details)).toEqual([expect.objectContaining({ anomaly: 'execution_spike', value: 25, threshold: 25, intake_seq: 1 })]);
   }, 60_000);
 
   it('on-call is paged (PagerDuty trigger) and told on Slack', async () => {
