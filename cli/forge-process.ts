@@ -22,6 +22,7 @@ import {
   rebuildControlState,
   recompute,
   spendFromLog,
+  spikeSummary,
   type AuditRecord,
   type HaltBus,
   type LiveLedger,
@@ -208,10 +209,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         : {}),
       coolDownMs: config.FORGE_SPIKE_COOLDOWN_MS,
       onPause: (spike) => {
-        if (alerts) {
-          const detail = `${spike.windowCount} admissions in ${spike.windowMs / 60_000} min against ${spike.expected} expected (${spike.trailingCount} in the trailing ${spike.trailingSpanMs / 60_000} min); intake paused until an operator resumes it`;
-          void alerts.raiseIntakePause({ tenantId: spike.tenantId, subject: `window:${spike.windowMs / 60_000}m`, value: spike.windowCount, threshold: spike.expected * spike.factor, unit: 'count', detail, at: spike.at }).catch((e: unknown) => onError(e, 'alerts'));
-        }
+        const told = spikeSummary(spike);
+        if (alerts) void alerts.raiseIntakePause({ tenantId: spike.tenantId, ...told, detail: `${told.detail}; paused until an operator resumes it`, unit: 'count', at: spike.at }).catch((e: unknown) => onError(e, 'alerts'));
       },
       onResume: (s) => {
         if (alerts) void alerts.resolveIntakePause(s.tenantId).catch((e: unknown) => onError(e, 'alerts'));

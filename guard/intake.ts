@@ -147,6 +147,16 @@ export class ExecutionRate {
   }
 }
 
+/** How a spike is told (audit row, alert): its subject, the window's count against factor x expected, a sentence. */
+export function spikeSummary(s: Spike): { subject: string; value: number; threshold: number; detail: string } {
+  return {
+    subject: `window:${s.windowMs / 60_000}m`,
+    value: s.windowCount,
+    threshold: s.expected * s.factor,
+    detail: `${s.windowCount} admissions in ${s.windowMs / 60_000} min against ${s.expected} expected from the trailing rate (${s.trailingCount} in ${s.trailingSpanMs / 60_000} min; factor ${s.factor})`,
+  };
+}
+
 /** A tenant's intake, as every process sees it. */
 export interface IntakeStatus {
   tenantId: string;
@@ -231,7 +241,8 @@ export class IntakeGate {
   }
 
   async #pauseForSpike(spike: Spike): Promise<void> {
-    const reason = `execution spike: ${spike.windowCount} admissions in ${spike.windowMs / 60_000} min against ${spike.expected} expected from the trailing rate (${spike.trailingCount} in ${spike.trailingSpanMs / 60_000} min; factor ${spike.factor})`;
+    const told = spikeSummary(spike);
+    const reason = `execution spike: ${told.detail}`;
     const details = { spike: { window_count: spike.windowCount, trailing_count: spike.trailingCount, expected: spike.expected, factor: spike.factor, window_ms: spike.windowMs, trailing_span_ms: spike.trailingSpanMs } };
     const out = await this.#change(spike.tenantId, true, 'forge', reason, details);
     if (out === 'published') {
@@ -242,8 +253,8 @@ export class IntakeGate {
         scope: tenantScope(spike.tenantId),
         at: spike.at,
         actor: 'forge',
-        reason: `execution_spike: ${reason}; intake paused`,
-        details: { anomaly: 'execution_spike', subject: `window:${spike.windowMs / 60_000}m`, value: spike.windowCount, threshold: spike.expected * spike.factor, unit: 'count', intake_seq: seq, ...details },
+        reason: `execution_spike: ${told.detail}; intake paused`,
+        details: { anomaly: 'execution_spike', subject: told.subject, value: told.value, threshold: told.threshold, unit: 'count', intake_seq: seq, ...details },
         eventId: `anomaly:execution_spike:${spike.tenantId}:${seq}`,
       });
       try {
