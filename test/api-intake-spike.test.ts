@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startForge, type RunningForge } from '../cli/forge-process.ts';
 import { ExecutionRate } from '../guard/index.ts';
+import { HttpAdmissionClient } from '../runner/index.ts';
 import { bandsYaml, startForgeProcess, type ForgeProcess } from './helpers/forge-process.ts';
 import { checkPagerDutyEvent, checkSlackMessage, HttpReceiver, pagerDutyOk } from './helpers/http-receiver.ts';
 import { freshPrefix, startRedis, waitFor, type RedisServer } from './helpers/redis.ts';
@@ -108,6 +109,11 @@ describe('execution spike: intake paused, paged, held across processes and resta
     expect(answers.slice(21).every((s) => s === 429)).toBe(true);
     expect(refused).toMatchObject({ error: { code: 'FORGE_ERR_INTAKE_PAUSED', field: 'tenant_id' } });
     expect(String((refused!.error as { message: string }).message)).toContain('"acme"');
+    // A runner takes it as a refusal (the task waits), not as a failure of the API.
+    const client = new HttpAdmissionClient({ baseUrl: f.url, apiKey: runner });
+    const d = await client.admit({ tenantId: 'acme', runId: 'r-acme', taskType: 'eval', estimatedCostUsd: '0.01' });
+    expect(d).toMatchObject({ decision: 'deny', state: 'HARD_STOP', scope: 'tenant:acme', retryAfterMs: null });
+    expect(d.decision === 'deny' ? d.reason : '').toContain('paused');
     // Another tenant is not touched.
     const beta = await call(f.url, runner, 'POST', '/v1/admissions', admission('beta'));
     expect(beta.json.decision).toBe('allow');
