@@ -7,7 +7,7 @@ import { Secret } from './secret.ts';
 export const PAGERDUTY_EVENTS_URL = 'https://events.pagerduty.com/v2/enqueue';
 
 /** Route keys: the guardrail states that alert, and the other alert kinds. */
-export const ROUTE_KEYS = ['WARNING', 'HARD_STOP', 'EMERGENCY_STOP', 'hung_task', 'component_failure', 'user_spend', 'anomaly'] as const;
+export const ROUTE_KEYS = ['WARNING', 'HARD_STOP', 'EMERGENCY_STOP', 'hung_task', 'component_failure', 'user_spend', 'anomaly', 'intake_paused', 'key_health'] as const;
 export type RouteKey = (typeof ROUTE_KEYS)[number];
 
 export interface RetryPolicy {
@@ -186,6 +186,10 @@ const rawSchema = z
         component_failure: z.array(destName).default([]),
         user_spend: z.array(destName).default([]),
         anomaly: z.array(destName).default([]),
+        /** An execution spike paused a tenant's intake: on-call acts on it like a hard stop. */
+        intake_paused: z.array(destName).default([]),
+        /** A user's provider key is failing (BYOK): the user's email and the team's Slack. */
+        key_health: z.array(destName).default([]),
       })
       .strict(),
   })

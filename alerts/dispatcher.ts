@@ -9,6 +9,7 @@ import { stderrLogger, type AlertLogger, type AlertLogRecord, type AlertLogSink 
 import { Redactor } from './secret.ts';
 import { anomalyAlertSchema, anomalyView, type AnomalyAlert } from './anomaly.ts';
 import { spendAlertSchema, spendView, type SpendAlert } from './spend.ts';
+import { keyHealthSchema, keyHealthView, type KeyHealthNotice } from './key-health.ts';
 import type { AlertHistory } from './store-sink.ts';
 import type { AlertView, EventAction, OperationalAlert } from './types.ts';
 
@@ -233,6 +234,28 @@ export class AlertDispatcher {
   }
 
   /**
+   * An execution spike paused a tenant's intake (routes.intake_paused: paged like a hard stop, PagerDuty +
+   * Slack). Once per tenant and UTC day, like every anomaly; the subject is the window's size.
+   */
+  async raiseIntakePause(alert: Omit<AnomalyAlert, 'anomaly' | 'kind'>): Promise<DispatchResult> {
+    const a: AnomalyAlert = { ...alert, kind: 'anomaly', anomaly: 'execution_spike' };
+    const refused = this.#refuse(anomalyAlertSchema, a, 'anomaly');
+    if (refused) return refused;
+    return this.#openOnce(anomalyView({ ...a, at: a.at ?? this.#clock.now() }, this.#config), 'intake_paused');
+  }
+
+  /** The tenant's intake was resumed: its open execution-spike pages (opened by this process) are resolved. */
+  async resolveIntakePause(tenantId: string): Promise<DispatchResult> {
+    const scope = `tenant:${tenantId}`;
+    return this.#enqueue(scope, async (): Promise<DispatchResult> => {
+      const open = [...(this.#incidents.get(scope)?.values() ?? [])].filter((i) => i.view.condition.startsWith('anomaly:execution_spike:'));
+      if (open.length === 0) return { outcome: 'ignored', reason: 'nothing_open' };
+      const deliveries = (await Promise.all(open.map((i) => this.#resolveIncident(scope, i)))).flat();
+      return { outcome: 'dispatched', dedupKeys: open.map((i) => i.view.dedupKey), deliveries };
+    });
+  }
+
+  /**
    * Tells a user their spend reached a threshold (routes.user_spend, to the user's email). Once per
    * threshold and period: a destination that already got it, in this process or (with `history`) an
    * earlier one, is skipped. Resolves once delivered or dead-lettered.
@@ -240,13 +263,32 @@ export class AlertDispatcher {
   async notifySpend(alert: SpendAlert): Promise<DispatchResult> {
     const refused = this.#refuse(spendAlertSchema, alert, 'spendAlert');
     if (refused) return refused;
-    const view = spendView(alert, this.#config);
+    const to = alert.email === undefined ? undefined : typeof alert.email === 'string' ? [alert.email] : alert.email;
+    return this.#notifyOnce(spendView(alert, this.#config), 'user_spend', alert.windowStart, to);
+  }
+
+  /**
+   * A user's provider key is failing (BYOK, reported at settle): routes.key_health, the user's email and the
+   * team's Slack. Once per key, status and UTC day, across restarts (with `history`).
+   */
+  async raiseKeyHealth(alert: KeyHealthNotice): Promise<DispatchResult> {
+    const refused = this.#refuse(keyHealthSchema, alert, 'keyHealth');
+    if (refused) return refused;
+    const to = alert.email === undefined ? undefined : typeof alert.email === 'string' ? [alert.email] : alert.email;
+    return this.#notifyOnce(keyHealthView(alert, this.#config), 'key_health', Math.floor(alert.at / DAY_MS) * DAY_MS, to);
+  }
+
+  /**
+   * Notifies a route's destinations once per dedup key: one that already got it, in this process or (with
+   * `history`) an earlier one since `since`, is skipped. `to` names email recipients (else the destination's).
+   */
+  #notifyOnce(view: AlertView, route: RouteKey, since: number, to?: readonly string[]): Promise<DispatchResult> {
     return this.#enqueue(view.scope, async () => {
       const key = `${view.dedupKey}|notify`;
       const deliveries = await Promise.all(
-        this.#notifiers('user_spend').map(async (s): Promise<DeliveryOutcome> => {
-          if (!s.has(key) && (await this.#deliveredBefore(view, s, alert.windowStart))) return { status: 'duplicate', destination: s.name };
-          return s.send(this.#note(view, { type: 'new' }, key, 'notify', [alert.email]));
+        this.#notifiers(route).map(async (s): Promise<DeliveryOutcome> => {
+          if (!s.has(key) && (await this.#deliveredBefore(view, s, since))) return { status: 'duplicate', destination: s.name };
+          return s.send(this.#note(view, { type: 'new' }, key, 'notify', s.type === 'email' ? to : undefined));
         }),
       );
       return { outcome: 'dispatched', dedupKeys: [view.dedupKey], deliveries } as const;

@@ -4,8 +4,11 @@ import type { AlertsConfig } from './config.ts';
 import { link, truncate } from './format.ts';
 import type { AlertView } from './types.ts';
 
-/** The tier's executions of the month, or the estimated monthly cost against the monthly budget. */
-export type SpendMetric = 'executions_month' | 'monthly_cost';
+/**
+ * The tier's executions of the month, the estimated monthly cost against the monthly budget (or cap), or a
+ * user's platform-key LLM spend of the UTC day against the plan's daily cap.
+ */
+export type SpendMetric = 'executions_month' | 'monthly_cost' | 'daily_spend';
 
 /** The percentages of a limit at which a user is told (once each per period). */
 export const SPEND_PERCENTS = [50, 80, 100] as const;
@@ -14,9 +17,10 @@ export const SPEND_PERCENTS = [50, 80, 100] as const;
 export interface SpendAlert {
   kind: 'user_spend';
   tenantId: string;
-  /** The user told (their email is `email`); absent for a tenant-wide limit. */
+  /** The user concerned; absent for a tenant-wide limit. */
   userId?: string;
-  email: string;
+  /** Who is told: one address or several (a team's users); absent: the route's configured `to`. */
+  email?: string | readonly string[];
   metric: SpendMetric;
   /** 50, 80 or 100. */
   percent: number;
@@ -24,7 +28,7 @@ export interface SpendAlert {
   value: number;
   limit: number;
   unit: 'count' | 'usd_micros';
-  /** Start of the period (UTC month, epoch ms): with metric and percent, what makes the alert once-only. */
+  /** Start of the period (UTC month; UTC day for daily_spend), epoch ms: with metric and percent, what makes the alert once-only. */
   windowStart: number;
   /** Trailing 7-day burn, USD micros. */
   weekMicros: number;
@@ -34,12 +38,14 @@ export interface SpendAlert {
   at: number;
 }
 
+const EMAIL = z.string().regex(/^[^\s@<>,;"]{1,64}@[^\s@<>,;"]{1,255}$/, 'is not an email address');
+
 export const spendAlertSchema = z.object({
   kind: z.literal('user_spend'),
   tenantId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
   userId: z.string().regex(/^[A-Za-z0-9._:@-]{1,128}$/).optional(),
-  email: z.string().regex(/^[^\s@<>,;"]{1,64}@[^\s@<>,;"]{1,255}$/, 'is not an email address'),
-  metric: z.enum(['executions_month', 'monthly_cost']),
+  email: z.union([EMAIL, z.array(EMAIL).min(1).max(100)]).optional(),
+  metric: z.enum(['executions_month', 'monthly_cost', 'daily_spend']),
   percent: z.number().int().min(1).max(1000),
   value: z.number().int().nonnegative(),
   limit: z.number().int().positive(),
@@ -71,7 +77,8 @@ export function estimatedMonthlyMicros(spentMicros: number, now: number): number
 export interface SpendSnapshot {
   tenantId: string;
   userId?: string;
-  email: string;
+  /** Absent: the route's configured `to`. */
+  email?: string | readonly string[];
   /** Executions this month and the tier's limit (null: unlimited). */
   executions: number;
   executionsLimit: number | null;
@@ -89,7 +96,7 @@ export interface SpendSnapshot {
  */
 export function spendAlertsOf(s: SpendSnapshot, percents: readonly number[] = SPEND_PERCENTS): SpendAlert[] {
   const { start } = monthWindow(s.now);
-  const base = { kind: 'user_spend' as const, tenantId: s.tenantId, ...(s.userId !== undefined ? { userId: s.userId } : {}), email: s.email, windowStart: start, weekMicros: s.weekMicros, topComponent: s.topComponent, at: s.now };
+  const base = { kind: 'user_spend' as const, tenantId: s.tenantId, ...(s.userId !== undefined ? { userId: s.userId } : {}), ...(s.email !== undefined ? { email: s.email } : {}), windowStart: start, weekMicros: s.weekMicros, topComponent: s.topComponent, at: s.now };
   const out: SpendAlert[] = [];
   const add = (metric: SpendMetric, unit: SpendAlert['unit'], value: number, limit: number | null): void => {
     if (limit === null || limit <= 0) return;
@@ -104,16 +111,21 @@ export function spendAlertsOf(s: SpendSnapshot, percents: readonly number[] = SP
 const METRIC_LABEL: Record<SpendMetric, string> = {
   executions_month: 'executions this month (tier limit)',
   monthly_cost: 'estimated monthly cost (budget)',
+  daily_spend: 'platform-key LLM spend today (daily cap)',
 };
+
+const METRIC_TITLE: Record<SpendMetric, string> = { executions_month: 'monthly executions', monthly_cost: 'monthly budget', daily_spend: 'daily spend cap' };
+
+/** The period's label: the UTC month, or the UTC day of a daily limit. */
+const periodOf = (a: Pick<SpendAlert, 'metric' | 'windowStart'>): string => new Date(a.windowStart).toISOString().slice(0, a.metric === 'daily_spend' ? 10 : 7);
 
 function amount(unit: SpendAlert['unit'], v: number): string {
   return unit === 'usd_micros' ? `$${microsToUsd(v)}` : String(v);
 }
 
-/** Once per tenant, user, metric, percent and month. */
+/** Once per tenant, user, metric, percent and period (month; day for daily_spend). */
 export function spendDedupKey(a: Pick<SpendAlert, 'tenantId' | 'userId' | 'metric' | 'percent' | 'windowStart'>): string {
-  const month = new Date(a.windowStart).toISOString().slice(0, 7);
-  return `forge/tenant:${a.tenantId}/spend:${a.metric}:${a.percent}:${a.userId ?? '-'}/${month}`;
+  return `forge/tenant:${a.tenantId}/spend:${a.metric}:${a.percent}:${a.userId ?? '-'}/${periodOf(a)}`;
 }
 
 /** The view of a spend alert: value, threshold, 7-day burn, top component, a link to the burn page. */
@@ -135,7 +147,7 @@ export function spendView(a: SpendAlert, config: AlertsConfig): AlertView {
     severity: a.percent >= 100 ? 'error' : 'warning',
     dedupKey: spendDedupKey(a),
     at: a.at,
-    title: `Forge: ${a.percent}% of your ${a.metric === 'executions_month' ? 'monthly executions' : 'monthly budget'} (${a.tenantId})`,
+    title: `Forge: ${a.percent}% of your ${METRIC_TITLE[a.metric]} (${a.tenantId})`,
     summary,
     facts: [
       { label: 'Account', value: a.userId ? `${a.tenantId} / ${a.userId}` : a.tenantId },
@@ -144,7 +156,7 @@ export function spendView(a: SpendAlert, config: AlertsConfig): AlertView {
       { label: 'Threshold', value: `${amount(a.unit, threshold)} (${a.percent}% of ${amount(a.unit, a.limit)})` },
       { label: 'Trailing 7-day burn', value: `$${microsToUsd(a.weekMicros)}` },
       { label: 'Top component', value: componentSpec(a.topComponent).label },
-      { label: 'Period', value: new Date(a.windowStart).toISOString().slice(0, 7) },
+      { label: 'Period', value: periodOf(a) },
     ],
     details: { tenant_id: a.tenantId, user_id: a.userId ?? null, metric: a.metric, percent: a.percent, value: a.value, limit: a.limit, unit: a.unit, week_micros: a.weekMicros, top_component: a.topComponent, window_start: a.windowStart, dashboard_url: links.dashboard },
     links,

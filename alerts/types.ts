@@ -21,7 +21,7 @@ export interface ComponentFailureAlert {
 }
 
 export type OperationalAlert = HungTaskAlert | ComponentFailureAlert;
-export type AlertKind = 'guard' | OperationalAlert['kind'] | 'user_spend' | 'anomaly';
+export type AlertKind = 'guard' | OperationalAlert['kind'] | 'user_spend' | 'anomaly' | 'key_health';
 
 export type PagerDutySeverity = 'critical' | 'error' | 'warning' | 'info';
 export type EventAction = 'trigger' | 'acknowledge' | 'resolve' | 'notify';

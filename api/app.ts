@@ -6,7 +6,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { KeyStore, Role } from './auth.ts';
 import type { BoundsOutcome, PlatformMetrics, TaskBounds } from '../collector/index.ts';
-import type { Guardrail } from '../guard/index.ts';
+import type { Guardrail, IntakeGate } from '../guard/index.ts';
 import { httpErrorOf } from '../collector/index.ts';
 import { ApiError } from './errors.ts';
 import { accountPages, type Accounts, type OidcSignIn } from '../accounts/index.ts';
@@ -14,11 +14,14 @@ import { installAuth, installErrorHandler, type SessionAuth, type TenantDirector
 import { accountRoutes, SESSION_COOKIE } from './routes/accounts.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { guardrailRoutes } from './routes/guardrail.ts';
+import { intakeRoutes } from './routes/intake.ts';
 
 export interface AppParts {
   /** Prices a task's bounds (what it can cost at most) for admissions; absent: bounds are refused. */
   priceBounds?: (b: TaskBounds) => BoundsOutcome;
   guardrail: Guardrail;
+  /** Tenant intake pauses (execution spikes): admissions of a paused tenant are refused; absent: never paused. */
+  intake?: IntakeGate;
   keys: KeyStore;
   now: () => number;
   onError: (e: unknown, where: string) => void;
@@ -165,7 +168,8 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
       return text();
     });
   }
-  await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now, ...(p.priceBounds ? { priceBounds: p.priceBounds } : {}) });
+  await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now, ...(p.priceBounds ? { priceBounds: p.priceBounds } : {}), ...(p.intake ? { intake: p.intake } : {}) });
+  if (p.intake) await app.register(intakeRoutes, { intake: p.intake });
   await app.register(adminRoutes, { guardrail: p.guardrail, keys: p.keys, now: p.now });
   if (p.accounts) {
     await app.register(accountRoutes, { accounts: p.accounts.accounts, keys: p.keys, ...(p.accounts.oidc ? { oidc: p.accounts.oidc } : {}), ...(p.accounts.authRateLimit ? { authRateLimit: p.accounts.authRateLimit } : {}), cookieSecure: p.accounts.cookieSecure ?? true });

@@ -47,6 +47,22 @@ const envSchema = z.object({
   /** Event ids each process remembers for exactly-once live totals (the store decides beyond them). */
   FORGE_MAX_TRACKED_EVENTS: int(1_000, 100_000_000).default(1_000_000),
   FORGE_ROLLUP_INTERVAL_MS: int(1_000, 86_400_000).default(3_600_000),
+  /**
+   * Execution spikes: a tenant whose admissions in the last window run at FORGE_SPIKE_FACTOR x its trailing
+   * rate (counted in buckets of FORGE_SPIKE_BUCKET_MS; window and trailing period whole numbers of buckets)
+   * has its intake paused and on-call paged, once the window holds FORGE_SPIKE_MIN_COUNT admissions, the
+   * trailing period FORGE_SPIKE_MIN_TRAILING and the process has watched the tenant FORGE_SPIKE_MIN_HISTORY_MS.
+   */
+  FORGE_SPIKE_DETECTION: bool.default(true),
+  FORGE_SPIKE_FACTOR: int(2, 1000).default(5),
+  FORGE_SPIKE_BUCKET_MS: int(1_000, 3_600_000).default(60_000),
+  FORGE_SPIKE_WINDOW_MS: int(1_000, 86_400_000).default(5 * 60_000),
+  FORGE_SPIKE_TRAILING_MS: int(1_000, 7 * 86_400_000).default(60 * 60_000),
+  FORGE_SPIKE_MIN_COUNT: int(1, 100_000_000).default(50),
+  FORGE_SPIKE_MIN_TRAILING: int(1, 100_000_000).default(10),
+  FORGE_SPIKE_MIN_HISTORY_MS: int(0, 7 * 86_400_000).default(30 * 60_000),
+  /** An automatic pause ends by itself after this long; 0 (the default): only an operator resumes. */
+  FORGE_SPIKE_COOLDOWN_MS: int(0, 7 * 86_400_000).default(0),
   FORGE_FLUSH_INTERVAL_MS: int(10, 60_000).default(200),
   /** /metrics without a key; tenant-labelled series are then left out. Default: a key is needed. */
   FORGE_METRICS_PUBLIC: bool.default(false),
@@ -86,6 +102,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ForgeConfig {
   }
   const d = r.data;
   if (d.FORGE_ACCOUNTS_SECRET_KEY && !d.FORGE_SMTP_URL) throw new ConfigError('FORGE_SMTP_URL: required with FORGE_ACCOUNTS_SECRET_KEY (account email)');
+  for (const v of ['FORGE_SPIKE_WINDOW_MS', 'FORGE_SPIKE_TRAILING_MS'] as const) {
+    if (d[v] % d.FORGE_SPIKE_BUCKET_MS !== 0) throw new ConfigError(`${v}: must be a whole number of FORGE_SPIKE_BUCKET_MS (${d.FORGE_SPIKE_BUCKET_MS} ms)`);
+  }
   if (d.FORGE_OIDC_ISSUER && !d.FORGE_ACCOUNTS_SECRET_KEY) throw new ConfigError('FORGE_ACCOUNTS_SECRET_KEY: required with FORGE_OIDC_ISSUER (single sign-on opens accounts)');
   if (d.FORGE_OIDC_ISSUER && !d.FORGE_OIDC_CLIENT_ID) throw new ConfigError('FORGE_OIDC_CLIENT_ID: required with FORGE_OIDC_ISSUER');
   if (d.FORGE_OIDC_ISSUER && !d.FORGE_OIDC_CLIENT_SECRET) throw new ConfigError('FORGE_OIDC_CLIENT_SECRET: required with FORGE_OIDC_ISSUER');

@@ -18,6 +18,8 @@ export const ERRORS = {
   FORGE_ERR_URI_TOO_LONG: 414,
   FORGE_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   FORGE_ERR_RATE_LIMITED: 429,
+  /** The tenant's intake is paused (an execution spike): new admissions are refused until an operator resumes it. */
+  FORGE_ERR_INTAKE_PAUSED: 429,
   // Accounts (accounts/errors.ts).
   FORGE_ERR_INVALID_CREDENTIALS: 401,
   FORGE_ERR_TWO_FACTOR_INVALID: 401,

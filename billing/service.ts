@@ -63,6 +63,11 @@ export type StartJobOutcome =
       hold: { unit: 'credit' | 'run'; amount: number } | null;
       limit: Extract<LimitDecision, { decision: 'allow' }>;
       alerts: BurnAlert[];
+      /**
+       * Pay As You Go (with its pricing known): the month's charge so far, this execution included (before the
+       * cap), and the monthly cap, USD micros; what the estimated monthly cost alerts are measured on.
+       */
+      monthCharge?: { spentMicros: Micros; capMicros: Micros };
     }
   | { decision: 'throttle'; reason: 'throttled'; retryAfterMs: number; message: string }
   | {
@@ -167,6 +172,8 @@ export class BillingService {
       journal?: UsageJournal;
       /** Where BYOK key reports at settle are kept; absent: they are alerted only. */
       keyHealth?: KeyHealthStore;
+      /** Pay As You Go's rate and monthly cap (usage pricing): a payg job's answer then carries the month's charge. */
+      payAsYouGo?: { perExecutionMicros: Micros; monthlyCapMicros: Micros };
     },
   ) {
     this.journal = deps.journal ?? new MemoryUsageJournal();
@@ -370,7 +377,9 @@ export class BillingService {
       windowStart: monthStartUtc(now),
       now,
     });
-    return { decision: 'allow', executionId: input.executionId, planId: plan.id, model, key, hold, limit, alerts };
+    const payg = plan.id === 'payg' ? this.deps.payAsYouGo : undefined;
+    const monthCharge = payg ? { monthCharge: { spentMicros: (used.count + 1) * payg.perExecutionMicros, capMicros: payg.monthlyCapMicros } } : {};
+    return { decision: 'allow', executionId: input.executionId, planId: plan.id, model, key, hold, limit, alerts, ...monthCharge };
   }
 
   /** Finalizes an execution: deducts its credits (refunding the rest of the hold) and returns spend alerts. */

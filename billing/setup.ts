@@ -108,9 +108,10 @@ export async function billingFromConfig(opts: BillingFromConfigOptions): Promise
   // Producers need not attribute their events to users: per-user daily spend and the throttle clock come from
   // the journal of what billing settled and admitted (in the store: shared by every process, kept across restarts).
   const keyHealth = new ClickHouseKeyHealthStore(client, database);
-  const service = new BillingService({ catalog, accounts, usage, ledger, journal, keyHealth, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
+  const pricing = loadUsagePricing(config.usagePricingFile);
+  const service = new BillingService({ catalog, accounts, usage, ledger, journal, keyHealth, payAsYouGo: pricing.payAsYouGo, ...(gate ? { gate } : {}), ...(vault ? { vault } : {}), perUserFromLog: false });
 
-  const usageBilling = new UsageBilling({ catalog, pricing: loadUsagePricing(config.usagePricingFile), accounts, events: usage, store: new UsageBillingStore(client, database), stripe });
+  const usageBilling = new UsageBilling({ catalog, pricing, accounts, events: usage, store: new UsageBillingStore(client, database), stripe });
   // Daily meter events, and each closed month's invoice lines, reported to Stripe once.
   const reporter = stripe ? new UsageReporter({ stripe, accounts, usage, invoices: usageBilling, onError: opts.onError }) : null;
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { AlertDispatcher, IncidentLog, loadAlertsConfig, monthTrendAnomalies, projectedBreachAnomalies, type AnomalyAlert, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
+import { AlertDispatcher, BillingAlertNotifier, IncidentLog, loadAlertsConfig, monthTrendAnomalies, projectedBreachAnomalies, type AnomalyAlert, storeAlertHistory, storeAlertLogSink } from '../alerts/index.ts';
 import { accountPartsFromConfig, agentRoutes, alertRoutes, anomalyRoutes, billingRoutes, evalRoutes, incidentRoutes, buildApp, ConfigError, KeyStore, loadConfig, reportRoutes, TenantRegistry, tenantRoutes, type ForgeConfig } from '../api/index.ts';
 import { billingFromConfig } from '../billing/index.ts';
 import { collectorRoutes, ForgeMetrics, PlatformMetrics, loadPricing, priceTaskBounds, viemChain, type Pricing } from '../collector/index.ts';
@@ -11,7 +11,9 @@ import { embeddedEvalLauncher } from './eval-engine.ts';
 import {
   CostBaseline,
   Guardrail,
+  INTAKE_KINDS,
   InProcessHaltBus,
+  IntakeGate,
   InProcessLedger,
   RedisHaltBus,
   RedisLedger,
@@ -20,12 +22,13 @@ import {
   rebuildControlState,
   recompute,
   spendFromLog,
+  spikeSummary,
   type AuditRecord,
   type HaltBus,
   type LiveLedger,
 } from '../guard/index.ts';
-import { parseBandsConfig, scopesOf, storageDayCost, type BandsBook, type ScopeKey } from '../rules/index.ts';
-import { openStore, TenantTable, type Store } from '../store/index.ts';
+import { DAY_MS, parseBandsConfig, scopesOf, storageDayCost, tenantScope, topComponent, type BandsBook, type ScopeKey } from '../rules/index.ts';
+import { AccountTables, openStore, TenantTable, type Store } from '../store/index.ts';
 
 export interface RunningForge {
   app: FastifyInstance;
@@ -36,6 +39,8 @@ export interface RunningForge {
   config: ForgeConfig;
   /** The halt bus the guardrail publishes state changes on (in-process, or Redis with FORGE_REDIS_URL). */
   bus: HaltBus;
+  /** Tenant intake pauses (execution spikes). */
+  intake: IntakeGate;
   /** Agents uploaded for evaluation, and eval runs with their task results (eval/). */
   agents: AgentStore;
   evalResults: EvalResults;
@@ -182,6 +187,46 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // The rebuilt states announce nothing: publish them, so the status panels read a state (global NORMAL on
     // a fresh start) rather than nothing until the next change.
     for (const scope of new Set<ScopeKey>(['global', ...guardrail.knownScopes()])) metrics.setState(scope, guardrail.effectiveState(scope));
+    // Tenant intake pauses (execution spikes) on a halt bus of their own (Redis: own key prefix), rebuilt
+    // from guardrail_events and the bus's durable copy; a pause pages on-call (routes.intake_paused).
+    const intakeBus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: `${config.FORGE_REDIS_PREFIX}intake:`, onError: (e) => onError(e, 'intake bus') }) : new InProcessHaltBus();
+    closers.push({ what: 'intake bus', close: () => intakeBus.close() });
+    await intakeBus.ready();
+    const intake = new IntakeGate({
+      bus: intakeBus,
+      audit,
+      now,
+      onError,
+      ...(config.FORGE_SPIKE_DETECTION
+        ? {
+            spike: {
+              factor: config.FORGE_SPIKE_FACTOR,
+              bucketMs: config.FORGE_SPIKE_BUCKET_MS,
+              windowMs: config.FORGE_SPIKE_WINDOW_MS,
+              trailingMs: config.FORGE_SPIKE_TRAILING_MS,
+              minCount: config.FORGE_SPIKE_MIN_COUNT,
+              minTrailing: config.FORGE_SPIKE_MIN_TRAILING,
+              minHistoryMs: config.FORGE_SPIKE_MIN_HISTORY_MS,
+            },
+          }
+        : {}),
+      coolDownMs: config.FORGE_SPIKE_COOLDOWN_MS,
+      onPause: (spike) => {
+        const told = spikeSummary(spike);
+        if (alerts) void alerts.raiseIntakePause({ tenantId: spike.tenantId, ...told, detail: `${told.detail}; paused until an operator resumes it`, unit: 'count', at: spike.at }).catch((e: unknown) => onError(e, 'alerts'));
+      },
+      onResume: (s) => {
+        if (alerts) void alerts.resolveIntakePause(s.tenantId).catch((e: unknown) => onError(e, 'alerts'));
+      },
+    });
+    closers.push({
+      what: 'intake',
+      close: async () => {
+        await intake.drain();
+        intake.close();
+      },
+    });
+    await intake.rebuild(await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now() + DAY_MS, kinds: [...INTAKE_KINDS], limit: 10_000_000 }));
     // The normal cost per task type (anomaly ceilings), learned from the log's recent successful tasks.
     const baseline = new CostBaseline();
     for (const ev of await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 })) baseline.observe(ev);
@@ -200,6 +245,21 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         if (alerts) await alerts.raiseAnomaly(a);
       }
     };
+
+    // Billing's burn alerts and failing BYOK keys reach the people they concern (their account emails, the
+    // team's Slack), once per threshold and period across restarts (the alert log).
+    const billingAlerts = alerts
+      ? new BillingAlertNotifier({
+          dispatcher: alerts,
+          users: new AccountTables(store.client, store.database),
+          burn: (tenantId) => {
+            const t = guardrail.totals(tenantScope(tenantId));
+            return { weekMicros: t.weekMicros, topComponent: topComponent(t.components) };
+          },
+          log,
+          onError,
+        })
+      : undefined;
 
     // A tenant Forge knows: one with bands of its own, one an admin created (POST /v1/tenants, in the
     // store, seen by every process), or one an API key is bound to.
@@ -255,6 +315,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     const fixedNative = pricing.nativePrice.source === 'fixed' ? pricing.nativePrice.usd : undefined;
     const app = await buildApp({
       guardrail,
+      intake,
       keys,
       now,
       onError,
@@ -293,7 +354,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
             bands: (scope) => guardrail.bandsFor(scope),
             now,
           }),
-        async (app) => app.register(billingRoutes, { ...billing, now, onError }),
+        async (app) => app.register(billingRoutes, { ...billing, now, onError, ...(billingAlerts ? { onJobAlerts: (e) => void billingAlerts.deliver(e) } : {}) }),
         async (app) => app.register(agentRoutes, { agents }),
         async (app) => app.register(evalRoutes, { results: evalResults, store, startRun: (r) => launcher.start(r) }),
         async (app) => app.register(evalPageRoutes),
@@ -312,6 +373,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       setInterval(() => void guardrail.republish().catch(() => undefined), 1000),
       setInterval(() => void rollup().catch((e: unknown) => onError(e, 'hourly recompute')), config.FORGE_ROLLUP_INTERVAL_MS),
       setInterval(() => void guardrail.persistLearned().catch((e: unknown) => onError(e, 'learned estimates')), 60_000),
+      setInterval(() => void intake.coolDown().catch((e: unknown) => onError(e, 'intake cool-down')), 1000),
     ];
     for (const t of timers) t.unref();
     closers.push({ what: 'timers', close: () => timers.forEach((t) => clearInterval(t)) });
@@ -332,6 +394,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       keys,
       config,
       bus,
+      intake,
       agents,
       evalResults,
       pricing,

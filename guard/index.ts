@@ -13,3 +13,4 @@ export { Guardrail, usdToMicrosField, type AdmissionDecision, type AuditKind, ty
 export { capCountersFromLog, foldControlEvents, rebuildControlState, recompute, spendFromLog, type LogSource } from './rebuild.ts';
 export { RedisSharedSpend, withoutBatch, type RedisSharedSpendOptions, type ScopeSpendSnapshot, type SeedScope, type SpendItem } from './shared-spend.ts';
 export { CostBaseline, type CostBaselineOptions, type NormalCost } from './anomaly.ts';
+export { ExecutionRate, INTAKE_KINDS, IntakeGate, spikeSummary, type IntakeGateDeps, type IntakeStatus, type Spike, type SpikeOptions } from './intake.ts';

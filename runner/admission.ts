@@ -71,7 +71,14 @@ export class HttpAdmissionClient implements AdmissionClient {
       task_type: req.taskType,
       ...(req.estimatedCostUsd !== undefined ? { estimated_cost_usd: req.estimatedCostUsd } : {}),
     };
-    const res = (await this.post('/v1/admissions', body, signal)) as AllowBody | DenyBody;
+    let res: AllowBody | DenyBody;
+    try {
+      res = (await this.post('/v1/admissions', body, signal)) as AllowBody | DenyBody;
+    } catch (e) {
+      // A paused intake refuses like a halt until an operator resumes it: the task waits, the runner is fine.
+      if ((e as { code?: unknown }).code !== 'FORGE_ERR_INTAKE_PAUSED') throw e;
+      return { decision: 'deny', state: 'HARD_STOP', reason: (e as Error).message, retryAfterMs: null, scope: `tenant:${req.tenantId}` };
+    }
     if (res.decision === 'allow' && typeof res.reservation_id === 'string') {
       const expiresAt = Date.parse(res.expires_at);
       return { decision: 'allow', reservationId: res.reservation_id, expiresAt: Number.isNaN(expiresAt) ? 0 : expiresAt };
@@ -138,6 +145,7 @@ export class HttpAdmissionClient implements AdmissionClient {
     // A refused key is not a passing outage: retrying cannot help.
     if (res.status === 401 || res.status === 403) throw new RunnerError('FORGE_ERR_API_KEY_REFUSED', `${method} ${path}: ${errorMessage(text, res.status)}`);
     if (res.status === 404 && errorCode(text) === 'FORGE_ERR_TENANT_NOT_FOUND') throw new RunnerError('FORGE_ERR_UNKNOWN_TENANT', `${method} ${path}: ${errorMessage(text, res.status)}`);
+    if (res.status === 429 && errorCode(text) === 'FORGE_ERR_INTAKE_PAUSED') throw new RunnerError('FORGE_ERR_INTAKE_PAUSED', `${method} ${path}: ${errorMessage(text, res.status)}`);
     if (res.status !== 200) throw new RunnerError('FORGE_ERR_ADMISSION_PROTOCOL', `${method} ${path}: ${errorMessage(text, res.status)}`);
     try {
       return JSON.parse(text) as unknown;

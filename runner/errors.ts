@@ -11,6 +11,8 @@ export const RUNNER_ERROR_CODES = {
   FORGE_ERR_EVENTS_REJECTED: 'event collector rejected the event',
   FORGE_ERR_API_KEY_REFUSED: 'the API refused the key',
   FORGE_ERR_UNKNOWN_TENANT: 'the API does not know the tenant',
+  /** The tenant's intake is paused (an execution spike): admit() answers it as a deny; other calls throw it. */
+  FORGE_ERR_INTAKE_PAUSED: 'the tenant\'s intake is paused',
   FORGE_ERR_SUITE_CONFIG: 'invalid suite file',
   FORGE_ERR_ALERT_UNAVAILABLE: 'the API did not take the alert',
 } as const;

@@ -122,6 +122,16 @@ export class AccountTables {
     return (await this.#users('user_id = {id:String}', { id: userId }))[0];
   }
 
+  /** A tenant's users (each at its newest version), oldest first, at most `limit` (alerts address a team's users). */
+  async usersOfTenant(tenantId: string, limit = 1000): Promise<UserRecord[]> {
+    const rs = await this.#client.query({
+      query: `SELECT ${USER_COLUMNS} FROM ${this.#db}.users FINAL WHERE tenant_id = {t:String} ORDER BY created_at, user_id LIMIT {n:UInt32}`,
+      query_params: { t: tenantId, n: Math.max(1, Math.min(limit, 100_000)) },
+      format: 'JSONEachRow',
+    });
+    return (await rs.json<Record<string, unknown>>()).map(userOf);
+  }
+
   async userByEmail(email: string): Promise<UserRecord | undefined> {
     return (await this.#users('email = {email:String}', { email }))[0];
   }

@@ -31,8 +31,11 @@ export type GuardrailEventKind =
   /** A cost anomaly (details.anomaly: cost_kill, model_fallback, ...): audited, alerted. */
   | 'anomaly'
   /** An incident's step (details.action: opened, acknowledged, resolved), opened by an EMERGENCY_STOP. */
-  | 'incident';
-export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned', 'account_created', 'email_verified', 'sign_in', 'sign_in_failed', 'sign_out', 'two_factor_change', 'anomaly', 'incident'];
+  | 'incident'
+  /** A tenant's intake paused (an execution spike; seq per tenant, details.spike) or resumed (an operator, a cool-down). */
+  | 'intake_pause'
+  | 'intake_resume';
+export const GUARDRAIL_EVENT_KINDS: readonly GuardrailEventKind[] = ['state_change', 'acknowledgement', 'override', 'budget_change', 'reservation_expired', 'hard_day', 'key_created', 'key_revoked', 'overrun', 'estimate_learned', 'account_created', 'email_verified', 'sign_in', 'sign_in_failed', 'sign_out', 'two_factor_change', 'anomaly', 'incident', 'intake_pause', 'intake_resume'];
 const KINDS: ReadonlySet<string> = new Set<GuardrailEventKind>(GUARDRAIL_EVENT_KINDS);
 
 export interface GuardrailEventInput {

@@ -4,13 +4,13 @@ import { microsToUsd } from '../../rules/index.ts';
 import { requireTenant } from '../auth.ts';
 import { errorBodySchema } from '../errors.ts';
 import type { BoundsOutcome, TaskBounds } from '../../collector/index.ts';
-import { scopesOfReservation, usdToMicrosField, type Guardrail } from '../../guard/index.ts';
+import { scopesOfReservation, usdToMicrosField, type Guardrail, type IntakeGate } from '../../guard/index.ts';
 import { ApiError } from '../errors.ts';
 import { principalOf, scopeParam } from '../http.ts';
 import { DATE_TIME, RUN_ID, SCOPE, TENANT_ID as ID, text, USD } from '../schemas.ts';
 import { timeField } from '../time.ts';
 
-const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 503: errorBodySchema };
+const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema };
 const scopeParams = { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE } } as const;
 
 const band = { type: 'object', properties: { value_usd: { type: 'string' }, limit_usd: { type: 'string' }, used_ratio: { type: ['number', 'null'] } } } as const;
@@ -104,7 +104,10 @@ function toBounds(b: BoundsBody): TaskBounds {
   };
 }
 
-export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: Guardrail; now: () => number; priceBounds?: (b: TaskBounds) => BoundsOutcome }): Promise<void> {
+export async function guardrailRoutes(
+  app: FastifyInstance,
+  opts: { guardrail: Guardrail; now: () => number; priceBounds?: (b: TaskBounds) => BoundsOutcome; intake?: Pick<IntakeGate, 'paused' | 'admitted'> },
+): Promise<void> {
   const g = opts.guardrail;
 
   app.get<{ Params: { scope: string } }>(
@@ -150,6 +153,8 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
     async (req) => {
       const b = req.body;
       requireTenant(principalOf(req), b.tenant_id);
+      const paused = opts.intake?.paused(b.tenant_id);
+      if (paused) throw new ApiError('FORGE_ERR_INTAKE_PAUSED', `the intake of tenant "${b.tenant_id}" is paused since ${new Date(paused.since).toISOString()} (${paused.reason}); tasks in flight go on; an operator resumes it (POST /v1/tenants/${b.tenant_id}/intake/resume)`, 'tenant_id');
       let estimate = b.estimated_cost_usd === undefined ? undefined : usdToMicrosField(b.estimated_cost_usd, 'estimated_cost_usd');
       let source: 'runner' | 'bounds' = 'runner';
       if (b.bounds) {
@@ -163,6 +168,7 @@ export async function guardrailRoutes(app: FastifyInstance, opts: { guardrail: G
       }
       const d = await g.admit({ tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type, ...(estimate !== undefined ? { estimatedMicros: estimate, estimateSource: source } : {}) });
       if (d.decision === 'allow') {
+        opts.intake?.admitted(b.tenant_id);
         return {
           decision: 'allow',
           reservation_id: d.reservationId,

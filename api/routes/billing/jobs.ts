@@ -63,6 +63,7 @@ export function jobRoutes(app: FastifyInstance, ctx: BillingRouteContext): void 
         return { decision: out.decision, reason: out.reason, message: out.message, retry_after_ms: out.retryAfterMs };
       }
       if (out.decision === 'deny') return { decision: out.decision, reason: out.reason, message: out.message, ...(out.resetsAt !== undefined ? { resets_at: iso(out.resetsAt) } : {}) };
+      if (out.alerts.length > 0 || out.monthCharge) ctx.onJobAlerts?.({ tenantId: b.tenant_id, userId: b.user_id, burns: out.alerts, ...(out.monthCharge ? { monthCharge: out.monthCharge } : {}), at: now() });
       const k = out.key;
       return {
         decision: 'allow', execution_id: out.executionId, plan_id: out.planId, model: { id: out.model.id, provider: out.model.provider, tier: out.model.tier },
@@ -108,6 +109,7 @@ export function jobRoutes(app: FastifyInstance, ctx: BillingRouteContext): void 
         ...(b.key_status ? { keyStatus: b.key_status } : {}), ...(b.key_detail ? { keyDetail: b.key_detail } : {}),
       });
       const k = s.keyAlert;
+      if (s.alerts.length > 0 || k) ctx.onJobAlerts?.({ tenantId: tenant, userId: b.user_id, burns: s.alerts, key: k ?? null, at: t });
       return {
         execution_id: req.params.execution_id, charged: s.charged, refunded: s.refunded, shortfall: s.shortfall, alerts: s.alerts.map(alertJson), balance: balanceJson(tenant, await ledger.balance(tenant, t)),
         ...(k ? { key_alert: { provider: k.provider, agent_id: k.agentId, status: k.status, severity: k.severity, message: k.message, dedup_key: k.dedupKey } } : {}),

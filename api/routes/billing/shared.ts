@@ -14,6 +14,7 @@ import {
   type BillingService,
   type BurnAlert,
   type CreditLedgerApi,
+  type KeyHealthAlert,
   type KeyHealthStore,
   type KeyVault,
   type LedgerEntry,
@@ -50,6 +51,11 @@ export interface BillingRoutesOptions {
   usageBilling?: UsageBilling | null;
   /** BYOK key health reported at settle. */
   keyHealth?: KeyHealthStore | null;
+  /**
+   * What a job raised (burn alerts, a failing key), besides riding in the answer: delivered to the people it
+   * concerns (alerts/ BillingAlertNotifier). Must not throw; the answer does not wait for it.
+   */
+  onJobAlerts?: (e: { tenantId: string; userId: string; burns: readonly BurnAlert[]; key?: KeyHealthAlert | null; monthCharge?: { spentMicros: number; capMicros: number }; at: number }) => void;
   now?: () => number;
   /** Failures behind a 502/503 answer (Stripe, provider, storage) are reported here too. */
   onError?: (e: unknown, where: string) => void;
