@@ -89,7 +89,34 @@ export interface Evaluation {
   holds: ConditionHit[];
   /** Set when the guard state changed in this evaluation. */
   change?: { from: GuardState; to: GuardState };
-  totals: SpendTotals;
+  /** Day, week and run totals at the evaluation's time (computed when first read). */
+  readonly totals: SpendTotals;
+}
+
+/**
+ * An evaluation. Its totals (three component breakdowns) are computed only when read: the guard reads
+ * them on a state change, the per-task path usually never. The spend is immutable, so reading them later
+ * gives what reading them at once would have.
+ */
+class Evaluated implements Evaluation {
+  readonly #now: number;
+  #totals: SpendTotals | undefined;
+  readonly change: { from: GuardState; to: GuardState } | undefined;
+
+  constructor(
+    readonly state: ScopeState,
+    readonly holds: ConditionHit[],
+    change: { from: GuardState; to: GuardState } | undefined,
+    now: number,
+  ) {
+    this.#now = now;
+    this.#totals = undefined;
+    this.change = change;
+  }
+
+  get totals(): SpendTotals {
+    return (this.#totals ??= totalsOf(this.state.spend, this.#now));
+  }
 }
 
 export interface SpendTotals {
@@ -273,8 +300,9 @@ function dayHit(
   return { id, level, metric, unit, value, threshold, topComponent: top, day };
 }
 
-/** The hard-day set with `day` added (ascending, no duplicates), not yet bounded. */
-function withHardDay(days: readonly number[], day: number): number[] {
+/** The hard-day set with `day` added (ascending, no duplicates), not yet bounded; `days` itself when it has it. */
+function withHardDay(days: readonly number[], day: number): readonly number[] {
+  if (days.includes(day)) return days;
   const out: number[] = [];
   let placed = false;
   for (const d of days) {
@@ -308,17 +336,57 @@ function inThreeRun(days: readonly number[], day: number): boolean {
  * this evaluation does, except today's day conditions when the operation is late. State carried over
  * from an earlier day (a unit-cap streak, the week, the run) never records a day by itself.
  */
-export function conditionsFor(
-  b: Thresholds,
-  spend: ScopeSpend,
-  now: number,
-  op?: TaskOutcome,
-): { holds: ConditionHit[]; spend: ScopeSpend; totals: SpendTotals } {
-  const t = totalsOf(spend, now);
+export function conditionsFor(b: Thresholds, spend: ScopeSpend, now: number, op?: TaskOutcome): { holds: ConditionHit[]; spend: ScopeSpend } {
+  // This runs for every scope of every task, and most scopes raise nothing. So the day, week and run totals
+  // are first summed as plain numbers (the same sums as totalsOf, no objects), and the component breakdowns
+  // (for the top component of a hit) are built only when a condition holds.
   const today = dayOf(now);
+  let dayMicros = 0;
+  let weekMicros = 0;
+  let storageInRunWindow = 0;
+  let sawToday = false;
+  for (const d of spend.days) {
+    const storage = storageOn(spend, d.day, now);
+    if (d.day > today) continue;
+    storageInRunWindow += storage;
+    if (d.day <= today - 7) continue;
+    const c = d.components;
+    const m = operationSum(c) + c.storage + storage;
+    weekMicros += m;
+    if (d.day === today) {
+      sawToday = true;
+      dayMicros += m;
+    }
+  }
+  if (!sawToday) {
+    const s = storageOn(spend, today, now);
+    dayMicros += s;
+    weekMicros += s;
+    storageInRunWindow += s;
+  }
+  const runMicros = spend.run.totalMicros + storageInRunWindow;
+  const opDay = op ? dayOf(op.at) : today;
+  const quiet =
+    dayMicros < b.daySoft &&
+    dayMicros < b.dayHard &&
+    dayMicros < b.dayEmergency &&
+    weekMicros < b.weekSoft &&
+    weekMicros < b.weekHard &&
+    runMicros < b.runCap &&
+    spend.consecutiveAtCap < b.k &&
+    (op === undefined || (op.totalMicros < b.unitNearCap && op.totalMicros < b.unitEmergency)) &&
+    opDay === today &&
+    !inThreeRun(spend.hardDays, today);
+  // Nothing holds (failure_burn needs the day at soft), no hard day is recorded, the spend stays.
+  if (quiet) return { holds: [], spend };
+  return conditionsHolding(b, spend, now, totalsOf(spend, now), today, opDay, op);
+}
+
+/** conditionsFor once a condition may hold: every condition with its top component, hard days recorded. */
+function conditionsHolding(b: Thresholds, spend: ScopeSpend, now: number, t: SpendTotals, today: number, opDay: number, op: TaskOutcome | undefined): { holds: ConditionHit[]; spend: ScopeSpend } {
   const holds: ConditionHit[] = [];
-  // No closures here: this runs for every scope of every task. The top component is found where a condition
-  // holds (most evaluations raise none; it is a few compares, compiled from the component list).
+  // No closures here: this runs for every scope of every task that is near a band. The top component is found
+  // where a condition holds (a few compares, compiled from the component list).
   const DAY = 'forge.cost.total.day_usd';
   const WEEK = 'forge.cost.total.week_usd';
   const OP = 'forge.cost.total.op_usd';
@@ -362,7 +430,6 @@ export function conditionsFor(
   }
 
   // A late event: its day's conditions, from its day's bucket (none when the day is older than the kept ones).
-  const opDay = op ? dayOf(op.at) : today;
   let opDayHard = todayHard;
   if (opDay !== today) {
     const idx = indexOfDay(spend.days, opDay);
@@ -379,14 +446,15 @@ export function conditionsFor(
     holds.push(hit('hard_three_days', 'EMERGENCY_STOP', 'forge.stop_condition.hard_stop.count', 'count', 3, 3, topComponent(t.dayComponents)));
   }
 
-  if (hardDays !== spend.hardDays) {
+  if (todayHard || opHard) {
+    // Kept within HARD_DAYS_SPAN of the newest (withHardDay gives back the same set when the day was in it).
     const newest = hardDays[hardDays.length - 1]!;
     let from = 0;
     while (hardDays[from]! <= newest - HARD_DAYS_SPAN) from++;
     const bounded = from === 0 ? hardDays : hardDays.slice(from);
-    if (!sameDays(bounded, spend.hardDays)) return { holds, spend: { ...spend, hardDays: bounded }, totals: t };
+    if (bounded !== spend.hardDays && !sameDays(bounded, spend.hardDays)) return { holds, spend: { ...spend, hardDays: bounded } };
   }
-  return { holds, spend, totals: t };
+  return { holds, spend };
 }
 
 function sameDays(a: readonly number[], b: readonly number[]): boolean {
@@ -469,9 +537,14 @@ function latch(guard: GuardStatus, holds: readonly ConditionHit[], now: number):
 /** Evaluates every condition for one finalized task in one scope (a late one included: see conditionsFor). */
 export function evaluateTask(b: Thresholds, s: ScopeState, task: TaskOutcome, now: number): Evaluation {
   const applied = applyTask(s.spend, task, b.unitCap);
-  const { holds, spend, totals } = conditionsFor(b, applied, now, task);
-  const { guard, change } = latch(s.guard, holds, now);
-  return change ? { state: { spend, guard }, holds, change, totals } : { state: { spend, guard }, holds, totals };
+  const { holds, spend } = conditionsFor(b, applied, now, task);
+  // Most tasks: nothing holds on a NORMAL scope with no waiver to expire, so the guard stays as it is.
+  const g = s.guard;
+  if (holds.length === 0 && g.state === 'NORMAL' && g.waived.length === 0 && (g.dayWaivers === undefined || g.dayWaivers.length === 0)) {
+    return new Evaluated({ spend, guard: g }, holds, undefined, now);
+  }
+  const { guard, change } = latch(g, holds, now);
+  return new Evaluated({ spend, guard }, holds, change, now);
 }
 
 /**
@@ -496,16 +569,14 @@ export function evaluateRollup(
   const spend: ScopeSpend = { ...s.spend, days: sorted.slice(0, DAYS_KEPT), run, storageDayMicros };
   const r = conditionsFor(b, spend, now);
   const { guard, change } = latch(s.guard, r.holds, now);
-  const state = { spend: r.spend, guard };
-  return change ? { state, holds: r.holds, change, totals: r.totals } : { state, holds: r.holds, totals: r.totals };
+  return new Evaluated({ spend: r.spend, guard }, r.holds, change, now);
 }
 
 /** Re-evaluates at `now` with no new task (the clock moved: a new day, the week window slid). */
 export function evaluateAt(b: Thresholds, s: ScopeState, now: number): Evaluation {
   const r = conditionsFor(b, s.spend, now);
   const { guard, change } = latch(s.guard, r.holds, now);
-  const state = { spend: r.spend, guard };
-  return change ? { state, holds: r.holds, change, totals: r.totals } : { state, holds: r.holds, totals: r.totals };
+  return new Evaluated({ spend: r.spend, guard }, r.holds, change, now);
 }
 
 export type OperatorOutcome =
