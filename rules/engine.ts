@@ -23,6 +23,28 @@ export function isDayCondition(id: ConditionId): id is DayConditionId {
   return id === 'day_soft' || id === 'day_hard' || id === 'day_emergency' || id === 'failure_burn';
 }
 
+/**
+ * Projected breaches (day_projected, week_projected) are read only once this much of the UTC day has
+ * passed: a burn rate taken from the first minutes of a day fires wildly.
+ */
+export const PROJECTION_FROM_MS = 3_600_000;
+/** The burn rate of a projected breach is the rolling week's: its spend over 6 full days and today so far. */
+const RATE_WINDOW_MS = 6 * DAY_MS;
+
+/**
+ * A total carried forward at a burn rate: `totalMicros` + `spentMicros` x `aheadMs` / `overMs` (the rate
+ * is spentMicros per overMs), rounded down to a whole micro-dollar, exact in integers (BigInt when the
+ * product leaves the doubles' exact range). Times in whole milliseconds, overMs > 0.
+ */
+export function projectedMicros(totalMicros: Micros, spentMicros: Micros, overMs: number, aheadMs: number): Micros {
+  const ahead = Math.floor(aheadMs);
+  const over = Math.ceil(overMs);
+  const product = spentMicros * ahead;
+  // Below 2^53 the product is exact and the division's floor too (quotient x divisor stays below 2^53).
+  if (product <= Number.MAX_SAFE_INTEGER) return totalMicros + Math.floor(product / over);
+  return totalMicros + Number((BigInt(spentMicros) * BigInt(ahead)) / BigInt(over));
+}
+
 /** UTC day number (days since the epoch). */
 export function dayOf(ms: number): number {
   return Math.floor(ms / DAY_MS);
@@ -377,9 +399,79 @@ export function conditionsFor(b: Thresholds, spend: ScopeSpend, now: number, op?
     (op === undefined || (op.totalMicros < b.unitNearCap && op.totalMicros < b.unitEmergency)) &&
     opDay === today &&
     !inThreeRun(spend.hardDays, today);
-  // Nothing holds (failure_burn needs the day at soft), no hard day is recorded, the spend stays.
-  if (quiet) return { holds: [], spend };
+  // No band holds (failure_burn needs the day at soft), no hard day is recorded, the spend stays; only a
+  // projected breach may hold, and it is looked at only after its cheap preconditions.
+  if (quiet) {
+    const holds: ConditionHit[] = [];
+    pushProjections(b, spend, now, today, dayMicros, weekMicros, holds, undefined);
+    return { holds, spend };
+  }
   return conditionsHolding(b, spend, now, totalsOf(spend, now), today, opDay, op);
+}
+
+/**
+ * The projected breaches (WARNING), raised before a band is crossed, from the rolling week's burn rate: its
+ * spend over the time it spans so far (the 6 full days before today and today's elapsed part). A trailing
+ * week, not today's pace alone: a burst in the morning (the day's worked example spends $72 in 8 minutes
+ * after 09:00) would otherwise project a breach that the day's own bands already watch; and nothing is
+ * projected before PROJECTION_FROM_MS of the UTC day has passed.
+ * - day_projected: day total + rate x the time left in the UTC day >= B_day_hard, while the day total is
+ *   under B_day_soft.
+ * - week_projected: while the rolling week is under B_week_soft, the highest it reaches at that rate over
+ *   the next 7 days >= B_week_hard. The rolling week ends with each UTC day, when its oldest day leaves;
+ *   at the end of today + j (j = 0..6) it holds the kept days still inside it, today so far, and the rate
+ *   over the time until then. At a steady rate that is 7 days of it.
+ * The hit's value is the projected total (USD micros), its threshold the hard band. No run variant: the
+ * bands have no run deadline or expected duration (B_run_cap has no time to project over).
+ * `t`: the totals when already built (for the top component); returns them when built here.
+ */
+function pushProjections(
+  b: Thresholds,
+  spend: ScopeSpend,
+  now: number,
+  today: number,
+  dayMicros: Micros,
+  weekMicros: Micros,
+  holds: ConditionHit[],
+  t: SpendTotals | undefined,
+): SpendTotals | undefined {
+  const elapsed = now - today * DAY_MS;
+  if (elapsed < PROJECTION_FROM_MS || weekMicros <= 0) return t;
+  const over = RATE_WINDOW_MS + elapsed;
+  const left = DAY_MS - elapsed;
+  // Preconditions in doubles with a margin far above their rounding; the exact integer figure follows only then.
+  const near = 1 - 1e-9;
+  if (dayMicros < b.daySoft && dayMicros + (weekMicros * left) / over >= b.dayHard * near) {
+    const projected = projectedMicros(dayMicros, weekMicros, over, left);
+    if (projected >= b.dayHard) {
+      t ??= totalsOf(spend, now);
+      holds.push(hit('day_projected', 'WARNING', 'forge.cost.total.day_usd', 'usd_micros', projected, b.dayHard, topComponent(t.dayComponents)));
+    }
+  }
+  // The week's peak is at most the week now plus the rate over 7 days less today's elapsed part.
+  if (weekMicros < b.weekSoft && weekMicros + (weekMicros * (left + RATE_WINDOW_MS)) / over >= b.weekHard * near) {
+    let peak = 0;
+    let dropped = 0;
+    for (let j = 0; j < 7; j++) {
+      // At the end of day today + j the days up to today - 7 + j have left the window.
+      if (j > 0) dropped += dayTotalOn(spend, today - 7 + j, now);
+      const w = projectedMicros(weekMicros - dropped, weekMicros, over, left + j * DAY_MS);
+      if (w > peak) peak = w;
+    }
+    if (peak >= b.weekHard) {
+      t ??= totalsOf(spend, now);
+      holds.push(hit('week_projected', 'WARNING', 'forge.cost.total.week_usd', 'usd_micros', peak, b.weekHard, topComponent(t.weekComponents)));
+    }
+  }
+  return t;
+}
+
+/** A kept day's total as the rolling week counts it (a day with no bucket counts 0 there). */
+function dayTotalOn(spend: ScopeSpend, day: number, now: number): Micros {
+  const idx = indexOfDay(spend.days, day);
+  if (idx < 0) return 0;
+  const c = spend.days[idx]!.components;
+  return operationSum(c) + c.storage + storageOn(spend, day, now);
 }
 
 /** conditionsFor once a condition may hold: every condition with its top component, hard days recorded. */
@@ -398,6 +490,7 @@ function conditionsHolding(b: Thresholds, spend: ScopeSpend, now: number, t: Spe
   // WARNING
   if (t.dayMicros >= b.daySoft) holds.push(dayHit('day_soft', 'WARNING', DAY, 'usd_micros', t.dayMicros, b.daySoft, topComponent(t.dayComponents), today));
   if (t.weekMicros >= b.weekSoft) holds.push(hit('week_soft', 'WARNING', WEEK, 'usd_micros', t.weekMicros, b.weekSoft, topComponent(t.weekComponents)));
+  pushProjections(b, spend, now, today, t.dayMicros, t.weekMicros, holds, t);
   if (op && op.totalMicros >= b.unitNearCap) {
     holds.push(hit('unit_near_cap', 'WARNING', OP, 'usd_micros', op.totalMicros, b.unitNearCap, topComponent(op.components)));
   }
