@@ -17,7 +17,8 @@ const bench: Benchmark = {
   async run(size) {
     const scopes = size === 'full' ? 100_000 : 1_000;
     const iterations = size === 'full' ? 300_000 : 3_000;
-    const t0 = Date.parse('2026-03-02T00:00:00Z');
+    // From 09:00 UTC, so that the projected-breach preconditions (past the first hour of the day) are evaluated too.
+    const t0 = Date.parse('2026-03-02T09:00:00Z');
     const b = thresholdsOf({ daySoft: usdToMicros(800), dayHard: usdToMicros(1000), weekSoft: usdToMicros(4000), weekHard: usdToMicros(5000), runCap: usdToMicros(50000), unitCap: usdToMicros(50), k: 5 });
     const tenants = Math.max(1, Math.floor(scopes / 20));
     const runsPerTenant = Math.floor((scopes - tenants - 1) / tenants);
