@@ -1,18 +1,18 @@
+import { DAY_MS, PROJECTION_FROM_MS, projectedMicros } from '../rules/index.ts';
 import type { AnomalyAlert } from './anomaly.ts';
 
-const DAY_MS = 86_400_000;
-
 /**
- * A projected breach (pure, integers): the day's burn rate so far times the time left in the UTC day,
- * added to the day's total, reaches B_day_hard while the total is still under B_day_soft, so on-call
- * hears before the band is crossed. Not before an hour of the day has passed (no wild early pace).
+ * A projected breach at the day's own pace (pure, integers): the day's burn rate so far times the time left
+ * in the UTC day, added to the day's total, reaches B_day_hard while the total is still under B_day_soft.
+ * Not before an hour of the day has passed (no wild early pace). An anomaly, beside the guardrail's
+ * day_projected WARNING, which projects at the rolling week's rate (steadier, later): the same projection
+ * (rules' projectedMicros), at two rates.
  */
 export function projectedDayBreach(input: { dayMicros: number; daySoftMicros: number; dayHardMicros: number; now: number }): { projectedMicros: number } | undefined {
-  const dayStart = Math.floor(input.now / DAY_MS) * DAY_MS;
-  const elapsed = input.now - dayStart;
-  if (elapsed < 3_600_000 || input.dayMicros >= input.daySoftMicros || input.dayHardMicros <= 0) return undefined;
-  const projectedMicros = Number((BigInt(input.dayMicros) * BigInt(DAY_MS)) / BigInt(elapsed));
-  return projectedMicros >= input.dayHardMicros ? { projectedMicros } : undefined;
+  const elapsed = input.now - Math.floor(input.now / DAY_MS) * DAY_MS;
+  if (elapsed < PROJECTION_FROM_MS || input.dayMicros >= input.daySoftMicros || input.dayHardMicros <= 0) return undefined;
+  const projected = projectedMicros(input.dayMicros, input.dayMicros, elapsed, DAY_MS - elapsed);
+  return projected >= input.dayHardMicros ? { projectedMicros: projected } : undefined;
 }
 
 /** The projected-breach anomalies of tenant scopes from the guard's live totals and bands. */

@@ -165,8 +165,15 @@ export function parseBandsConfig(text: string, file = 'pilot-budgets.yaml'): Ban
 }
 
 export function makeBook(explicit: ReadonlyMap<ScopeKey, Bands>, raw: unknown): BandsBook {
+  // Thresholds are derived once here; forScope runs for every scope of every task, so a run scope finds its
+  // tenant's by the tenant id (no split, no key built).
   const cache = new Map<ScopeKey, Thresholds>();
-  for (const [k, b] of explicit) cache.set(k, thresholdsOf(b));
+  const byTenant = new Map<string, Thresholds>();
+  for (const [k, b] of explicit) {
+    const t = thresholdsOf(b);
+    cache.set(k, t);
+    if (k.startsWith('tenant:')) byTenant.set(k.slice(7), t);
+  }
   const global = cache.get(GLOBAL_SCOPE);
   if (!global) throw new BandsConfigError('(bands)', undefined, 'global', 'is required');
   return {
@@ -175,9 +182,9 @@ export function makeBook(explicit: ReadonlyMap<ScopeKey, Bands>, raw: unknown): 
     forScope(scope: ScopeKey): Thresholds {
       const hit = cache.get(scope);
       if (hit) return hit;
-      if (scope.startsWith('run:')) {
-        const tenant = scope.slice(4).split('/')[0]!;
-        return cache.get(tenantScope(tenant)) ?? global;
+      if (byTenant.size > 0 && scope.startsWith('run:')) {
+        const slash = scope.indexOf('/', 4);
+        return byTenant.get(slash < 0 ? scope.slice(4) : scope.slice(4, slash)) ?? global;
       }
       return global;
     },

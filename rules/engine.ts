@@ -23,6 +23,28 @@ export function isDayCondition(id: ConditionId): id is DayConditionId {
   return id === 'day_soft' || id === 'day_hard' || id === 'day_emergency' || id === 'failure_burn';
 }
 
+/**
+ * Projected breaches (day_projected, week_projected) are read only once this much of the UTC day has
+ * passed: a burn rate taken from the first minutes of a day fires wildly.
+ */
+export const PROJECTION_FROM_MS = 3_600_000;
+/** The burn rate of a projected breach is the rolling week's: its spend over 6 full days and today so far. */
+const RATE_WINDOW_MS = 6 * DAY_MS;
+
+/**
+ * A total carried forward at a burn rate: `totalMicros` + `spentMicros` x `aheadMs` / `overMs` (the rate
+ * is spentMicros per overMs), rounded down to a whole micro-dollar, exact in integers (BigInt when the
+ * product leaves the doubles' exact range). Times in whole milliseconds, overMs > 0.
+ */
+export function projectedMicros(totalMicros: Micros, spentMicros: Micros, overMs: number, aheadMs: number): Micros {
+  const ahead = Math.floor(aheadMs);
+  const over = Math.ceil(overMs);
+  const product = spentMicros * ahead;
+  // Below 2^53 the product is exact and the division's floor too (quotient x divisor stays below 2^53).
+  if (product <= Number.MAX_SAFE_INTEGER) return totalMicros + Math.floor(product / over);
+  return totalMicros + Number((BigInt(spentMicros) * BigInt(ahead)) / BigInt(over));
+}
+
 /** UTC day number (days since the epoch). */
 export function dayOf(ms: number): number {
   return Math.floor(ms / DAY_MS);
@@ -89,7 +111,34 @@ export interface Evaluation {
   holds: ConditionHit[];
   /** Set when the guard state changed in this evaluation. */
   change?: { from: GuardState; to: GuardState };
-  totals: SpendTotals;
+  /** Day, week and run totals at the evaluation's time (computed when first read). */
+  readonly totals: SpendTotals;
+}
+
+/**
+ * An evaluation. Its totals (three component breakdowns) are computed only when read: the guard reads
+ * them on a state change, the per-task path usually never. The spend is immutable, so reading them later
+ * gives what reading them at once would have.
+ */
+class Evaluated implements Evaluation {
+  readonly #now: number;
+  #totals: SpendTotals | undefined;
+  readonly change: { from: GuardState; to: GuardState } | undefined;
+
+  constructor(
+    readonly state: ScopeState,
+    readonly holds: ConditionHit[],
+    change: { from: GuardState; to: GuardState } | undefined,
+    now: number,
+  ) {
+    this.#now = now;
+    this.#totals = undefined;
+    this.change = change;
+  }
+
+  get totals(): SpendTotals {
+    return (this.#totals ??= totalsOf(this.state.spend, this.#now));
+  }
 }
 
 export interface SpendTotals {
@@ -273,8 +322,9 @@ function dayHit(
   return { id, level, metric, unit, value, threshold, topComponent: top, day };
 }
 
-/** The hard-day set with `day` added (ascending, no duplicates), not yet bounded. */
-function withHardDay(days: readonly number[], day: number): number[] {
+/** The hard-day set with `day` added (ascending, no duplicates), not yet bounded; `days` itself when it has it. */
+function withHardDay(days: readonly number[], day: number): readonly number[] {
+  if (days.includes(day)) return days;
   const out: number[] = [];
   let placed = false;
   for (const d of days) {
@@ -308,17 +358,127 @@ function inThreeRun(days: readonly number[], day: number): boolean {
  * this evaluation does, except today's day conditions when the operation is late. State carried over
  * from an earlier day (a unit-cap streak, the week, the run) never records a day by itself.
  */
-export function conditionsFor(
+export function conditionsFor(b: Thresholds, spend: ScopeSpend, now: number, op?: TaskOutcome): { holds: ConditionHit[]; spend: ScopeSpend } {
+  // This runs for every scope of every task, and most scopes raise nothing. So the day, week and run totals
+  // are first summed as plain numbers (the same sums as totalsOf, no objects), and the component breakdowns
+  // (for the top component of a hit) are built only when a condition holds.
+  const today = dayOf(now);
+  let dayMicros = 0;
+  let weekMicros = 0;
+  let storageInRunWindow = 0;
+  let sawToday = false;
+  for (const d of spend.days) {
+    const storage = storageOn(spend, d.day, now);
+    if (d.day > today) continue;
+    storageInRunWindow += storage;
+    if (d.day <= today - 7) continue;
+    const c = d.components;
+    const m = operationSum(c) + c.storage + storage;
+    weekMicros += m;
+    if (d.day === today) {
+      sawToday = true;
+      dayMicros += m;
+    }
+  }
+  if (!sawToday) {
+    const s = storageOn(spend, today, now);
+    dayMicros += s;
+    weekMicros += s;
+    storageInRunWindow += s;
+  }
+  const runMicros = spend.run.totalMicros + storageInRunWindow;
+  const opDay = op ? dayOf(op.at) : today;
+  const quiet =
+    dayMicros < b.daySoft &&
+    dayMicros < b.dayHard &&
+    dayMicros < b.dayEmergency &&
+    weekMicros < b.weekSoft &&
+    weekMicros < b.weekHard &&
+    runMicros < b.runCap &&
+    spend.consecutiveAtCap < b.k &&
+    (op === undefined || (op.totalMicros < b.unitNearCap && op.totalMicros < b.unitEmergency)) &&
+    opDay === today &&
+    !inThreeRun(spend.hardDays, today);
+  // No band holds (failure_burn needs the day at soft), no hard day is recorded, the spend stays; only a
+  // projected breach may hold, and it is looked at only after its cheap preconditions.
+  if (quiet) {
+    const holds: ConditionHit[] = [];
+    pushProjections(b, spend, now, today, dayMicros, weekMicros, holds, undefined);
+    return { holds, spend };
+  }
+  return conditionsHolding(b, spend, now, totalsOf(spend, now), today, opDay, op);
+}
+
+/**
+ * The projected breaches (WARNING), raised before a band is crossed, from the rolling week's burn rate: its
+ * spend over the time it spans so far (the 6 full days before today and today's elapsed part). A trailing
+ * week, not today's pace alone: a burst in the morning (the day's worked example spends $72 in 8 minutes
+ * after 09:00) would otherwise project a breach that the day's own bands already watch; and nothing is
+ * projected before PROJECTION_FROM_MS of the UTC day has passed.
+ * - day_projected: day total + rate x the time left in the UTC day >= B_day_hard, while the day total is
+ *   under B_day_soft.
+ * - week_projected: while the rolling week is under B_week_soft, the highest it reaches at that rate over
+ *   the next 7 days >= B_week_hard. The rolling week ends with each UTC day, when its oldest day leaves;
+ *   at the end of today + j (j = 0..6) it holds the kept days still inside it, today so far, and the rate
+ *   over the time until then. At a steady rate that is 7 days of it.
+ * The hit's value is the projected total (USD micros), its threshold the hard band. No run variant: the
+ * bands have no run deadline or expected duration (B_run_cap has no time to project over).
+ * `t`: the totals when already built (for the top component); returns them when built here.
+ */
+function pushProjections(
   b: Thresholds,
   spend: ScopeSpend,
   now: number,
-  op?: TaskOutcome,
-): { holds: ConditionHit[]; spend: ScopeSpend; totals: SpendTotals } {
-  const t = totalsOf(spend, now);
-  const today = dayOf(now);
+  today: number,
+  dayMicros: Micros,
+  weekMicros: Micros,
+  holds: ConditionHit[],
+  t: SpendTotals | undefined,
+): SpendTotals | undefined {
+  const elapsed = now - today * DAY_MS;
+  if (elapsed < PROJECTION_FROM_MS || weekMicros <= 0) return t;
+  const over = RATE_WINDOW_MS + elapsed;
+  const left = DAY_MS - elapsed;
+  // Preconditions in doubles with a margin far above their rounding; the exact integer figure follows only then.
+  const near = 1 - 1e-9;
+  if (dayMicros < b.daySoft && dayMicros + (weekMicros * left) / over >= b.dayHard * near) {
+    const projected = projectedMicros(dayMicros, weekMicros, over, left);
+    if (projected >= b.dayHard) {
+      t ??= totalsOf(spend, now);
+      holds.push(hit('day_projected', 'WARNING', 'forge.cost.total.day_usd', 'usd_micros', projected, b.dayHard, topComponent(t.dayComponents)));
+    }
+  }
+  // The week's peak is at most the week now plus the rate over 7 days less today's elapsed part.
+  if (weekMicros < b.weekSoft && weekMicros + (weekMicros * (left + RATE_WINDOW_MS)) / over >= b.weekHard * near) {
+    let peak = 0;
+    let dropped = 0;
+    for (let j = 0; j < 7; j++) {
+      // At the end of day today + j the days up to today - 7 + j have left the window.
+      if (j > 0) dropped += dayTotalOn(spend, today - 7 + j, now);
+      const w = projectedMicros(weekMicros - dropped, weekMicros, over, left + j * DAY_MS);
+      if (w > peak) peak = w;
+    }
+    if (peak >= b.weekHard) {
+      t ??= totalsOf(spend, now);
+      holds.push(hit('week_projected', 'WARNING', 'forge.cost.total.week_usd', 'usd_micros', peak, b.weekHard, topComponent(t.weekComponents)));
+    }
+  }
+  return t;
+}
+
+/** A kept day's total as the rolling week counts it (a day with no bucket counts 0 there). */
+function dayTotalOn(spend: ScopeSpend, day: number, now: number): Micros {
+  const idx = indexOfDay(spend.days, day);
+  if (idx < 0) return 0;
+  const c = spend.days[idx]!.components;
+  return operationSum(c) + c.storage + storageOn(spend, day, now);
+}
+
+/** conditionsFor once a condition may hold: every condition with its top component, hard days recorded. */
+function conditionsHolding(b: Thresholds, spend: ScopeSpend, now: number, t: SpendTotals, today: number, opDay: number, op: TaskOutcome | undefined): { holds: ConditionHit[]; spend: ScopeSpend } {
   const holds: ConditionHit[] = [];
-  // No closures here: this runs for every scope of every task. The top component is found where a condition
-  // holds (most evaluations raise none; it is a few compares, compiled from the component list).
+  // No closures here: this runs for every scope of every task that is near a band. The top component is found
+  // where a condition holds (a few compares, compiled from the component list).
   const DAY = 'forge.cost.total.day_usd';
   const WEEK = 'forge.cost.total.week_usd';
   const OP = 'forge.cost.total.op_usd';
@@ -330,6 +490,7 @@ export function conditionsFor(
   // WARNING
   if (t.dayMicros >= b.daySoft) holds.push(dayHit('day_soft', 'WARNING', DAY, 'usd_micros', t.dayMicros, b.daySoft, topComponent(t.dayComponents), today));
   if (t.weekMicros >= b.weekSoft) holds.push(hit('week_soft', 'WARNING', WEEK, 'usd_micros', t.weekMicros, b.weekSoft, topComponent(t.weekComponents)));
+  pushProjections(b, spend, now, today, t.dayMicros, t.weekMicros, holds, t);
   if (op && op.totalMicros >= b.unitNearCap) {
     holds.push(hit('unit_near_cap', 'WARNING', OP, 'usd_micros', op.totalMicros, b.unitNearCap, topComponent(op.components)));
   }
@@ -362,7 +523,6 @@ export function conditionsFor(
   }
 
   // A late event: its day's conditions, from its day's bucket (none when the day is older than the kept ones).
-  const opDay = op ? dayOf(op.at) : today;
   let opDayHard = todayHard;
   if (opDay !== today) {
     const idx = indexOfDay(spend.days, opDay);
@@ -379,14 +539,15 @@ export function conditionsFor(
     holds.push(hit('hard_three_days', 'EMERGENCY_STOP', 'forge.stop_condition.hard_stop.count', 'count', 3, 3, topComponent(t.dayComponents)));
   }
 
-  if (hardDays !== spend.hardDays) {
+  if (todayHard || opHard) {
+    // Kept within HARD_DAYS_SPAN of the newest (withHardDay gives back the same set when the day was in it).
     const newest = hardDays[hardDays.length - 1]!;
     let from = 0;
     while (hardDays[from]! <= newest - HARD_DAYS_SPAN) from++;
     const bounded = from === 0 ? hardDays : hardDays.slice(from);
-    if (!sameDays(bounded, spend.hardDays)) return { holds, spend: { ...spend, hardDays: bounded }, totals: t };
+    if (bounded !== spend.hardDays && !sameDays(bounded, spend.hardDays)) return { holds, spend: { ...spend, hardDays: bounded } };
   }
-  return { holds, spend, totals: t };
+  return { holds, spend };
 }
 
 function sameDays(a: readonly number[], b: readonly number[]): boolean {
@@ -469,9 +630,14 @@ function latch(guard: GuardStatus, holds: readonly ConditionHit[], now: number):
 /** Evaluates every condition for one finalized task in one scope (a late one included: see conditionsFor). */
 export function evaluateTask(b: Thresholds, s: ScopeState, task: TaskOutcome, now: number): Evaluation {
   const applied = applyTask(s.spend, task, b.unitCap);
-  const { holds, spend, totals } = conditionsFor(b, applied, now, task);
-  const { guard, change } = latch(s.guard, holds, now);
-  return change ? { state: { spend, guard }, holds, change, totals } : { state: { spend, guard }, holds, totals };
+  const { holds, spend } = conditionsFor(b, applied, now, task);
+  // Most tasks: nothing holds on a NORMAL scope with no waiver to expire, so the guard stays as it is.
+  const g = s.guard;
+  if (holds.length === 0 && g.state === 'NORMAL' && g.waived.length === 0 && (g.dayWaivers === undefined || g.dayWaivers.length === 0)) {
+    return new Evaluated({ spend, guard: g }, holds, undefined, now);
+  }
+  const { guard, change } = latch(g, holds, now);
+  return new Evaluated({ spend, guard }, holds, change, now);
 }
 
 /**
@@ -496,16 +662,14 @@ export function evaluateRollup(
   const spend: ScopeSpend = { ...s.spend, days: sorted.slice(0, DAYS_KEPT), run, storageDayMicros };
   const r = conditionsFor(b, spend, now);
   const { guard, change } = latch(s.guard, r.holds, now);
-  const state = { spend: r.spend, guard };
-  return change ? { state, holds: r.holds, change, totals: r.totals } : { state, holds: r.holds, totals: r.totals };
+  return new Evaluated({ spend: r.spend, guard }, r.holds, change, now);
 }
 
 /** Re-evaluates at `now` with no new task (the clock moved: a new day, the week window slid). */
 export function evaluateAt(b: Thresholds, s: ScopeState, now: number): Evaluation {
   const r = conditionsFor(b, s.spend, now);
   const { guard, change } = latch(s.guard, r.holds, now);
-  const state = { spend: r.spend, guard };
-  return change ? { state, holds: r.holds, change, totals: r.totals } : { state, holds: r.holds, totals: r.totals };
+  return new Evaluated({ spend: r.spend, guard }, r.holds, change, now);
 }
 
 export type OperatorOutcome =

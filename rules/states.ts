@@ -109,6 +109,8 @@ export type ConditionId =
   | 'day_soft'
   | 'week_soft'
   | 'unit_near_cap'
+  | 'day_projected'
+  | 'week_projected'
   | 'day_hard'
   | 'week_hard'
   | 'run_cap'

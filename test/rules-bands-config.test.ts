@@ -33,6 +33,10 @@ describe('budget bands file', () => {
     expect(book.forScope(runScope('acme', 'r1'))).toMatchObject({ dayHard: usdToMicros(90), runCap: usdToMicros('12.5'), daySoft: usdToMicros(80), k: 5 });
     expect(book.forScope(runScope('acme', 'other')).runCap).toBe(usdToMicros(1000));
     expect(book.forScope(tenantScope('nobody')).dayHard).toBe(usdToMicros(100));
+    // A run of a tenant with no bands of its own takes the global ones; a tenant's id is matched whole.
+    expect(book.forScope(runScope('nobody', 'r1'))).toBe(book.forScope('global'));
+    expect(book.forScope(runScope('acm', 'r1'))).toBe(book.forScope('global'));
+    expect(book.forScope(runScope('acme', 'other'))).toBe(book.forScope(tenantScope('acme')));
     expect(book.forScope('global').dayEmergency).toBe(usdToMicros(110));
   });
   it('derives soft and hard from an approved budget', () => {
