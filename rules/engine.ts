@@ -474,6 +474,15 @@ function dayTotalOn(spend: ScopeSpend, day: number, now: number): Micros {
   return operationSum(c) + c.storage + storageOn(spend, day, now);
 }
 
+/**
+ * conditionsFor without its shortcut for quiet scopes: every condition evaluated from the built totals.
+ * The reference the shortcut must agree with (a property test compares the two); not on the hot path.
+ */
+export function conditionsForFull(b: Thresholds, spend: ScopeSpend, now: number, op?: TaskOutcome): { holds: ConditionHit[]; spend: ScopeSpend } {
+  const today = dayOf(now);
+  return conditionsHolding(b, spend, now, totalsOf(spend, now), today, op ? dayOf(op.at) : today, op);
+}
+
 /** conditionsFor once a condition may hold: every condition with its top component, hard days recorded. */
 function conditionsHolding(b: Thresholds, spend: ScopeSpend, now: number, t: SpendTotals, today: number, opDay: number, op: TaskOutcome | undefined): { holds: ConditionHit[]; spend: ScopeSpend } {
   const holds: ConditionHit[] = [];
