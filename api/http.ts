@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyContextConfig, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SessionUser } from '../accounts/index.ts';
 import { parseScope, type ScopeKey } from '../rules/index.ts';
 import { requireRole, requireTenant, type KeyStore, type Principal, type Role } from './auth.ts';
@@ -84,7 +84,7 @@ export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: Tena
     const csrf = sessions && !SAFE_METHODS.has(req.method) && (req.sessionUser || (cfg?.public && cfg.csrf)) ? sessions.checkCsrf(req) : undefined;
     let pending: Promise<void> | undefined;
     try {
-      pending = csrf ? csrf.then(() => checkTenants(req, tenants)) : checkTenants(req, tenants);
+      pending = csrf ? csrf.then(() => checkTenants(req, cfg, tenants)) : checkTenants(req, cfg, tenants);
     } catch (e) {
       return done(e as Error);
     }
@@ -93,22 +93,64 @@ export function installAuth(app: FastifyInstance, keys: KeyStore, tenants?: Tena
   });
 }
 
-/** The tenants a request names: the caller's own (else 403), and existing (else 404); a promise only when the directory answers with one. */
-function checkTenants(req: FastifyRequest, tenants?: TenantDirectory): Promise<void> | undefined {
-  const cfg = req.routeOptions.config;
-  if (cfg?.public || !req.principal) return undefined;
-  let pending: Promise<void> | undefined;
-  for (const [field, tenantId] of tenantsNamed(req)) {
-    requireTenant(req.principal, tenantId, field);
-    if (!tenants || cfg?.newTenant) continue;
-    const known = tenants.has(tenantId);
-    const check = (has: boolean): void => {
-      if (!has) throw new ApiError('FORGE_ERR_TENANT_NOT_FOUND', `tenant "${tenantId}" does not exist (bands file, or POST /v1/tenants)`, field);
-    };
-    if (typeof known === 'boolean' && !pending) check(known);
-    else pending = (pending ?? Promise.resolve()).then(() => known).then(check);
+/** Where a request may name tenants: path parameters, query string, body (the field is the key's name). */
+const PARAM_KEYS = ['tenant', 'scope'] as const;
+const QUERY_KEYS = ['tenant_id', 'tenant', 'scope'] as const;
+const BODY_KEYS = ['tenant_id'] as const;
+const TENANT_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * The tenants a request names: the caller's own (else 403), and existing (else 404); a promise only when
+ * the directory answers with one. Runs on every request: no lists or closures unless a check waits.
+ */
+function checkTenants(req: FastifyRequest, cfg: FastifyContextConfig | undefined, tenants?: TenantDirectory): Promise<void> | undefined {
+  const p = req.principal;
+  if (cfg?.public || !p) return undefined;
+  const directory = tenants && !cfg?.newTenant ? tenants : undefined;
+  let pending = checkNamedIn(req.params, PARAM_KEYS, p, directory, undefined);
+  pending = checkNamedIn(req.query, QUERY_KEYS, p, directory, pending);
+  if (!Buffer.isBuffer(req.body)) pending = checkNamedIn(req.body, BODY_KEYS, p, directory, pending);
+  return pending;
+}
+
+/** Checks each tenant named under `keys` of one part of the request, in order; returns the checks still waiting. */
+function checkNamedIn(where: unknown, keys: readonly string[], p: Principal, directory: TenantDirectory | undefined, pending: Promise<void> | undefined): Promise<void> | undefined {
+  if (where === null || typeof where !== 'object') return pending;
+  for (const k of keys) {
+    const v = (where as Record<string, unknown>)[k];
+    if (typeof v !== 'string') continue;
+    // Only a well-formed id is looked up; anything else is the route's validation's to refuse.
+    let tenantId: string | undefined;
+    if (k === 'scope') {
+      const s = parseScope(v);
+      if (!s || s.kind === 'global' || s.tenantId === undefined) continue;
+      tenantId = s.tenantId;
+    } else if (TENANT_ID_RE.test(v)) {
+      tenantId = v;
+    } else {
+      continue;
+    }
+    requireTenant(p, tenantId, k);
+    if (directory) pending = checkExists(directory, tenantId, k, pending);
   }
   return pending;
+}
+
+function checkExists(directory: TenantDirectory, tenantId: string, field: string, pending: Promise<void> | undefined): Promise<void> | undefined {
+  const known = directory.has(tenantId);
+  if (typeof known === 'boolean' && !pending) {
+    if (!known) throw tenantNotFound(tenantId, field);
+    return undefined;
+  }
+  return (pending ?? Promise.resolve())
+    .then(() => known)
+    .then((has) => {
+      if (!has) throw tenantNotFound(tenantId, field);
+    });
+}
+
+function tenantNotFound(tenantId: string, field: string): ApiError {
+  return new ApiError('FORGE_ERR_TENANT_NOT_FOUND', `tenant "${tenantId}" does not exist (bands file, or POST /v1/tenants)`, field);
 }
 
 /**
@@ -139,26 +181,6 @@ function authenticate(req: FastifyRequest, keys: KeyStore, sessions?: SessionAut
   return undefined;
 }
 
-/** The tenants a request names, with the field that names each (body, path, query, scope). */
-function tenantsNamed(req: FastifyRequest): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  const pick = (where: unknown, keys: readonly string[], prefix: string): void => {
-    if (where === null || typeof where !== 'object') return;
-    for (const k of keys) {
-      const v = (where as Record<string, unknown>)[k];
-      // Only a well-formed id is looked up; anything else is the route's validation's to refuse.
-      if (typeof v !== 'string' || (k !== 'scope' && !/^[A-Za-z0-9._-]{1,64}$/.test(v))) continue;
-      if (k === 'scope') {
-        const s = parseScope(v);
-        if (s && s.kind !== 'global' && s.tenantId !== undefined) out.push([`${prefix}${k}`, s.tenantId]);
-      } else out.push([`${prefix}${k}`, v]);
-    }
-  };
-  pick(req.params, ['tenant', 'scope'], '');
-  pick(req.query, ['tenant_id', 'tenant', 'scope'], '');
-  if (!Buffer.isBuffer(req.body)) pick(req.body, ['tenant_id'], '');
-  return out;
-}
 /** Parses a scope path parameter and checks the caller may see it. */
 export function scopeParam(req: FastifyRequest, raw: string): ScopeKey {
   const parsed = parseScope(raw);

@@ -108,6 +108,20 @@ export type EstimateSource = 'bounds' | 'runner' | 'runner_learned' | 'learned_p
 /** A task as the live state takes it in: an ingested cost event, or a settle (the amount only). */
 export type LiveTask = Pick<CostEvent, 'eventId' | 'tenantId' | 'runId' | 'taskId' | 'taskType' | 'eventTime' | 'status' | 'totalMicros'> & ComponentMicrosFields;
 
+/** The scopes of a task, each with its caps, as a reservation names them (never changed once built). */
+type ReserveScopes = readonly [{ readonly scope: ScopeKey; readonly caps: ScopeCaps }, { readonly scope: ScopeKey; readonly caps: ScopeCaps }, { readonly scope: ScopeKey; readonly caps: ScopeCaps }];
+
+/** A run admitted recently: its scopes (widest first), their bands as of `bandsEpoch`, its last reservation list. */
+interface AdmittedRun {
+  scopes: readonly [ScopeKey, ScopeKey, ScopeKey];
+  bands: readonly [Thresholds, Thresholds, Thresholds] | undefined;
+  bandsEpoch: number;
+  reserve: ReserveScopes | undefined;
+}
+
+/** Runs whose scopes are kept for admissions, at most (then the entries are built again). */
+const MAX_RUNS = 10_000;
+
 /** Events kept for the shared spend while Redis is away, at most (then the log is their truth at restart). */
 const MAX_PENDING_SHARED = 100_000;
 
@@ -160,7 +174,13 @@ export class Guardrail {
   /** Learned actual/estimate ratios and actual costs per tenant and task type. */
   readonly learned = new LearnedEstimates();
   /** This process's open reservations: what a settle needs to learn from and to flag an overrun. */
-  private readonly openHere = new FifoMap<string, { tenantId: string; taskType: string; runnerMicros?: Micros }>();
+  private readonly openHere = new FifoMap<string, { taskType: string; runnerMicros: Micros | undefined }>();
+  /** Bumped by every change of `budgets`: what was derived from the bands of a scope is derived again. */
+  private budgetsEpoch = 0;
+  /** Runs admitted recently (by tenant and run): their scopes and what a reservation names, built once. */
+  private readonly runs = new Map<string, AdmittedRun>();
+  /** The caps of a scope without waivers, one object per bands (the usual case: shared, not rebuilt). */
+  private readonly plainCaps = new WeakMap<Thresholds, ScopeCaps>();
   private unsubscribe: (() => void) | undefined;
   /** Per scope: bumped when another process's state replaces ours, so what we queued on the old one is dropped. */
   private readonly generation = new Map<ScopeKey, number>();
@@ -214,6 +234,7 @@ export class Guardrail {
     const cur = this.budgets.get(scope);
     if (cur && cur.versions.some((x) => x.version >= v.version)) return false;
     this.budgets.set(scope, { versions: [...(cur?.versions ?? []), v], thresholds: thresholdsOf(v.bands) });
+    this.budgetsEpoch++;
     return true;
   }
 
@@ -508,6 +529,7 @@ export class Guardrail {
       const kept = (this.budgets.get(c.scope)?.versions ?? []).filter((v) => c.control?.budget !== undefined && v.version < c.control.budget.version);
       if (kept.length === 0) this.budgets.delete(c.scope);
       else this.budgets.set(c.scope, { versions: kept, thresholds: thresholdsOf(kept[kept.length - 1]!.bands) });
+      this.budgetsEpoch++;
     }
     if (c.control?.budget) this.putBudget(c.scope, c.control.budget);
     if (guard.acknowledged && !mine?.guard.acknowledged && c.actor) {
@@ -597,11 +619,19 @@ export class Guardrail {
   }
 
   /** Caps for admission: a waived hard condition moves its cap up to the emergency level. */
-  private capsFor(scope: ScopeKey): ScopeCaps {
-    const b = this.bandsFor(scope);
+  private capsFor(scope: ScopeKey, b: Thresholds = this.bandsFor(scope)): ScopeCaps {
     const g = this.scopes.get(scope)?.guard;
+    if (!g || (g.waived.length === 0 && (g.dayWaivers === undefined || g.dayWaivers.length === 0))) {
+      // No waiver: the bands' own caps (the same object for as long as these bands are in force).
+      let caps = this.plainCaps.get(b);
+      if (!caps) {
+        caps = { dayHard: b.dayHard, weekHard: b.weekHard, runCap: b.runCap };
+        this.plainCaps.set(b, caps);
+      }
+      return caps;
+    }
     // The waivers in force now (a day condition's waiver ends with its UTC day).
-    const waived = g ? waivedAt(g, this.d.now()) : [];
+    const waived = waivedAt(g, this.d.now());
     const NO_CAP = Number.MAX_SAFE_INTEGER;
     return {
       dayHard: waived.includes('day_hard') ? b.dayEmergency : b.dayHard,
@@ -620,7 +650,8 @@ export class Guardrail {
     // A reservation holds at least the ledger's unit (one micro-dollar): a smaller estimate holds nothing.
     if (req.estimatedMicros !== undefined && !(req.estimatedMicros >= 1)) throw new GuardError('FORGE_ERR_VALIDATION', 'estimated_cost_usd must be at least 0.000001 USD (one micro-dollar, the ledger\'s unit)', { field: 'estimated_cost_usd' });
     const now = this.d.now();
-    const scopes = scopesOf(req.tenantId, req.runId);
+    const run = this.admittedRun(req.tenantId, req.runId);
+    const scopes = run.scopes;
     const halted = this.haltedDenial(scopes);
     if (halted) return halted;
     let estimateSource: EstimateSource;
@@ -640,7 +671,7 @@ export class Guardrail {
         estimate = q;
         estimateSource = 'learned_p99';
       } else {
-        estimate = this.bandsFor(scopes[2]).unitCap;
+        estimate = this.bandsOfRun(run)[2].unitCap;
         estimateSource = 'unit_cap';
       }
     }
@@ -649,7 +680,7 @@ export class Guardrail {
     try {
       out = await this.d.ledger.reserve({
         reservationId,
-        scopes: scopes.map((scope) => ({ scope, caps: this.capsFor(scope) })),
+        scopes: this.reserveScopes(run),
         amountMicros: Math.max(estimate, 1),
         now,
         ttlMs: this.d.reservationTtlMs,
@@ -664,8 +695,10 @@ export class Guardrail {
     }
     this.ledgerDown = false;
     if (out.ok) {
-      this.rememberOpen(reservationId, { tenantId: req.tenantId, taskType: req.taskType, ...(req.estimatedMicros !== undefined && req.estimateSource !== 'bounds' ? { runnerMicros: req.estimatedMicros } : {}), expiresAt: out.expiresAt });
-      return { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource, ...(learnedFactor !== undefined ? { learnedFactor } : {}) };
+      this.rememberOpen(reservationId, req.taskType, req.estimateSource !== 'bounds' ? req.estimatedMicros : undefined, out.expiresAt);
+      const allow: AdmissionDecision = { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource };
+      if (learnedFactor !== undefined) allow.learnedFactor = learnedFactor;
+      return allow;
     }
     const { spent, reason, retryAfterMs } = refusalOf(out, now);
     return { decision: 'deny', state: spent ? 'HARD_STOP' : this.effectiveState(out.scope), scope: out.scope, reason, retryAfterMs };
@@ -680,11 +713,53 @@ export class Guardrail {
     return undefined;
   }
 
-  private rememberOpen(id: string, x: { tenantId: string; taskType: string; runnerMicros?: Micros; expiresAt: number }): void {
+  private rememberOpen(id: string, taskType: string, runnerMicros: Micros | undefined, expiresAt: number): void {
     // Expired ones are forgotten; past 100,000 (a flood of long reservations) the oldest, which only loses
     // a learning sample.
     this.openHere.evict(this.d.now(), 100_000 - 1);
-    this.openHere.set(id, { tenantId: x.tenantId, taskType: x.taskType, ...(x.runnerMicros !== undefined ? { runnerMicros: x.runnerMicros } : {}) }, x.expiresAt);
+    this.openHere.set(id, { taskType, runnerMicros }, expiresAt);
+  }
+
+  /**
+   * A run's scopes, as one entry per tenant and run admitted recently: an admission names the same few
+   * runs again and again, so their scope keys and the list a reservation names are built once, not per
+   * admission (bounded: past MAX_RUNS the entries are dropped and built again).
+   */
+  private admittedRun(tenantId: string, runId: string): AdmittedRun {
+    const key = `${tenantId}\u0000${runId}`;
+    let run = this.runs.get(key);
+    if (!run) {
+      if (this.runs.size >= MAX_RUNS) this.runs.clear();
+      run = { scopes: scopesOf(tenantId, runId), bands: undefined, bandsEpoch: -1, reserve: undefined };
+      this.runs.set(key, run);
+    }
+    return run;
+  }
+
+  /** The bands of a run's three scopes (as `bandsFor`), kept until a budget changes anywhere. */
+  private bandsOfRun(run: AdmittedRun): readonly [Thresholds, Thresholds, Thresholds] {
+    if (run.bands === undefined || run.bandsEpoch !== this.budgetsEpoch) {
+      run.bands = [this.bandsFor(run.scopes[0]), this.bandsFor(run.scopes[1]), this.bandsFor(run.scopes[2])];
+      run.bandsEpoch = this.budgetsEpoch;
+    }
+    return run.bands;
+  }
+
+  /** What a reservation of the run names: each scope with its caps now (the same list while the caps are). */
+  private reserveScopes(run: AdmittedRun): ReserveScopes {
+    const b = this.bandsOfRun(run);
+    const s = run.scopes;
+    const c0 = this.capsFor(s[0], b[0]);
+    const c1 = this.capsFor(s[1], b[1]);
+    const c2 = this.capsFor(s[2], b[2]);
+    const r = run.reserve;
+    if (r && r[0].caps === c0 && r[1].caps === c1 && r[2].caps === c2) return r;
+    run.reserve = [
+      { scope: s[0], caps: c0 },
+      { scope: s[1], caps: c1 },
+      { scope: s[2], caps: c2 },
+    ];
+    return run.reserve;
   }
 
   /**

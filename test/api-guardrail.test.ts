@@ -129,6 +129,40 @@ describe('admissions: reserve, then settle', () => {
     const p99 = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval' } })).json();
     expect(p99).toMatchObject({ estimate_source: 'learned_p99', estimated_cost_usd: '2' });
   });
+  // A run admitted before keeps its scopes and reservation list between admissions: its caps must still
+  // follow every budget change and every lift at once.
+  it('the caps of a run admitted before follow a budget change at once, both ways', async () => {
+    const k = auth(t.key(['runner'], 'acme'));
+    const admin = auth(t.key(['admin']));
+    const admit = async (usd: string) => (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', estimated_cost_usd: usd } })).json();
+    expect(await admit('40')).toMatchObject({ decision: 'allow' });
+    const tighten = await t.app.inject({ method: 'PUT', url: '/v1/budgets/tenant:acme', headers: admin, payload: { reason: 'tighten', B_day_soft: 30, B_day_hard: 40 } });
+    expect(tighten.statusCode).toBe(200);
+    const denied = await admit('1');
+    expect(denied).toMatchObject({ decision: 'deny', scope: 'tenant:acme' });
+    expect(denied.reason).toMatch(/day hard cap of tenant:acme/);
+    const raise = await t.app.inject({ method: 'PUT', url: '/v1/budgets/tenant:acme', headers: admin, payload: { reason: 'raise', B_day_soft: 150, B_day_hard: 200 } });
+    expect(raise.statusCode).toBe(200);
+    expect(await admit('1')).toMatchObject({ decision: 'allow' });
+  });
+  it('after a lift, a run admitted before is admitted up to the emergency level, not the waived cap', async () => {
+    const k = auth(t.key(['runner'], 'acme'));
+    const admit = async (usd: string) => (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: k, payload: { tenant_id: 'acme', run_id: 'r1', task_type: 'eval', estimated_cost_usd: usd } })).json();
+    const first = await admit('1');
+    expect(first).toMatchObject({ decision: 'allow' });
+    await t.app.inject({ method: 'POST', url: `/v1/admissions/${first.reservation_id}/settle`, headers: k, payload: { actual_cost_usd: '1', event_id: 'lift-e0' } });
+    // Another run of the tenant spends the rest: the tenant stops, the run admitted before does not.
+    void t.guardrail.ingest([costEvent({ tenantId: 'acme', runId: 'r0', totalMicros: usdToMicros(99), eventTime: t.clock.now })]);
+    await t.guardrail.drain();
+    expect(await admit('1')).toMatchObject({ decision: 'deny', state: 'HARD_STOP' });
+    const lift = await t.app.inject({ method: 'POST', url: '/v1/guardrail/tenant:acme/lift', headers: auth(t.key(['oncall'], 'acme')), payload: { reason: 'finance agreed' } });
+    expect(lift.json()).toMatchObject({ waived: ['day_hard'] });
+    // Spent 100 of the tenant's day hard cap of 100 (waived now): its cap is the emergency level, 110.
+    expect(await admit('5')).toMatchObject({ decision: 'allow' });
+    const past = await admit('5');
+    expect(past).toMatchObject({ decision: 'allow' });
+    expect(await admit('1')).toMatchObject({ decision: 'deny' });
+  });
   it('a halted scope denies at once with its state', async () => {
     void t.guardrail.ingest([costEvent({ tenantId: 'acme', totalMicros: usdToMicros(100), eventTime: t.clock.now })]);
     const r = (await t.app.inject({ method: 'POST', url: '/v1/admissions', headers: auth(t.key(['runner'], 'acme')), payload: { tenant_id: 'acme', run_id: 'r2', task_type: 'eval', estimated_cost_usd: 1 } })).json();

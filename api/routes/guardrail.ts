@@ -166,17 +166,18 @@ export async function guardrailRoutes(
         estimate = Math.max(priced.micros, estimate ?? 0);
         source = 'bounds';
       }
-      const d = await g.admit({ tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type, ...(estimate !== undefined ? { estimatedMicros: estimate, estimateSource: source } : {}) });
+      const d = await g.admit(estimate === undefined ? { tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type } : { tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type, estimatedMicros: estimate, estimateSource: source });
       if (d.decision === 'allow') {
         opts.intake?.admitted(b.tenant_id);
+        // Fields left undefined are left out by the response schema's serializer.
         return {
           decision: 'allow',
           reservation_id: d.reservationId,
           expires_at: new Date(d.expiresAt).toISOString(),
           estimated_cost_usd: microsToUsd(d.estimatedMicros),
           estimate_source: d.estimateSource,
-          ...(d.learnedFactor !== undefined ? { learned_factor: d.learnedFactor } : {}),
-          ...(d.unreserved ? { unreserved: true } : {}),
+          learned_factor: d.learnedFactor,
+          unreserved: d.unreserved,
         };
       }
       return denyBody(d);

@@ -11,13 +11,20 @@ interface ScopeCounters {
   run: Micros;
   reserved: Micros;
   open: number;
+  /** The week's spend as last summed, for the day `weekOf` (-1: not summed since the days last changed). */
+  weekOf: number;
+  week: Micros;
 }
 
 interface Reservation {
-  scopes: ScopeKey[];
+  /** Shared by every reservation of the same scopes (see `names`): never changed in place. */
+  scopes: readonly ScopeKey[];
   amountMicros: Micros;
   expiresAt: number;
 }
+
+/** Scope lists kept at most (one per run in flight): past it the list is built again, which is only slower. */
+const MAX_NAME_LISTS = 10_000;
 
 export interface InProcessLedgerOptions {
   /** How long an eventId is remembered for idempotence, ms (default 8 days). */
@@ -41,6 +48,8 @@ export class InProcessLedger implements LiveLedger {
   private readonly reservations = new Map<string, Reservation>();
   /** Open reservation ids by the UTC second they expire in: `expire` looks only at the seconds that passed. */
   private readonly expiring = new Map<number, Set<string>>();
+  /** The scope names of recent reservations, by their last scope: reservations of one run share one list. */
+  private readonly names = new Map<ScopeKey, readonly ScopeKey[]>();
   /** Event ids remembered, each until its forget-after time (clock ms), oldest first. */
   private readonly events = new FifoMap<string, true>();
   private readonly ttl: number;
@@ -62,6 +71,7 @@ export class InProcessLedger implements LiveLedger {
     for (const [scope, c] of counters) {
       const cur = this.counters(scope);
       cur.days = new Map(c.days);
+      cur.weekOf = -1;
       cur.run = c.runMicros;
     }
   }
@@ -69,16 +79,35 @@ export class InProcessLedger implements LiveLedger {
   private counters(scope: ScopeKey): ScopeCounters {
     let c = this.scopes.get(scope);
     if (!c) {
-      c = { days: new Map(), run: 0, reserved: 0, open: 0 };
+      c = { days: new Map(), run: 0, reserved: 0, open: 0, weekOf: -1, week: 0 };
       this.scopes.set(scope, c);
     }
     return c;
   }
 
   private week(c: ScopeCounters, today: number): Micros {
+    if (c.weekOf === today) return c.week;
     let sum = 0;
     for (let d = today - WEEK_DAYS + 1; d <= today; d++) sum += c.days.get(d) ?? 0;
+    c.weekOf = today;
+    c.week = sum;
     return sum;
+  }
+
+  /** The scope names of a reserve's list, as one shared array (reservations of one run name the same). */
+  private namesOf(scopes: ReserveInput['scopes']): readonly ScopeKey[] {
+    const last = scopes[scopes.length - 1]!.scope;
+    const known = this.names.get(last);
+    if (known && known.length === scopes.length) {
+      let same = true;
+      for (let i = 0; i < known.length; i++) if (known[i] !== scopes[i]!.scope) same = false;
+      if (same) return known;
+    }
+    const list: ScopeKey[] = [];
+    for (const { scope } of scopes) list.push(scope);
+    if (this.names.size >= MAX_NAME_LISTS) this.names.clear();
+    this.names.set(last, list);
+    return list;
   }
 
   /** The first scope and cap with no headroom left (used + reserved >= cap), if any. */
@@ -87,13 +116,13 @@ export class InProcessLedger implements LiveLedger {
     for (const { scope, caps } of scopes) {
       const c = this.scopes.get(scope);
       const reserved = c?.reserved ?? 0;
-      const used = { day: c?.days.get(today) ?? 0, week: c ? this.week(c, today) : 0, run: c?.run ?? 0 };
-      const capOf = { day: caps.dayHard, week: caps.weekHard, run: caps.runCap };
-      for (const cap of ['day', 'week', 'run'] as const) {
-        if (used[cap] + reserved >= capOf[cap]) {
-          return { ok: false, scope, cap, usedMicros: used[cap], reservedMicros: reserved, capMicros: capOf[cap] };
-        }
-      }
+      // Day, then week, then run: the first without headroom is the one named.
+      const day = c?.days.get(today) ?? 0;
+      if (day + reserved >= caps.dayHard) return { ok: false, scope, cap: 'day', usedMicros: day, reservedMicros: reserved, capMicros: caps.dayHard };
+      const week = c ? this.week(c, today) : 0;
+      if (week + reserved >= caps.weekHard) return { ok: false, scope, cap: 'week', usedMicros: week, reservedMicros: reserved, capMicros: caps.weekHard };
+      const run = c?.run ?? 0;
+      if (run + reserved >= caps.runCap) return { ok: false, scope, cap: 'run', usedMicros: run, reservedMicros: reserved, capMicros: caps.runCap };
     }
     return undefined;
   }
@@ -111,7 +140,7 @@ export class InProcessLedger implements LiveLedger {
       c.reserved += input.amountMicros;
       c.open += 1;
     }
-    this.reservations.set(input.reservationId, { scopes: input.scopes.map((s) => s.scope), amountMicros: input.amountMicros, expiresAt });
+    this.reservations.set(input.reservationId, { scopes: this.namesOf(input.scopes), amountMicros: input.amountMicros, expiresAt });
     const second = Math.floor(expiresAt / 1000);
     let ids = this.expiring.get(second);
     if (!ids) {
@@ -144,6 +173,7 @@ export class InProcessLedger implements LiveLedger {
     for (const scope of scopes) {
       const c = this.counters(scope);
       c.days.set(day, (c.days.get(day) ?? 0) + amountMicros);
+      c.weekOf = -1;
       c.run += amountMicros;
     }
     return true;
