@@ -115,13 +115,14 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // Closed right before the store: once everything else stopped, the writer's last events are flushed and a
     // snapshot is taken, so the next start reads (almost) nothing of the log.
     const snapshots = new ControlSnapshots(store, { log });
-    const background: { check?: Promise<void> } = {};
+    const background: { check?: Promise<void>; baseline?: Promise<void> } = {};
     closers.push({
       what: 'control snapshot',
       close: async () => {
         await background.check;
+        await background.baseline;
         await store.writer.flush();
-        await snapshots.take(now());
+        await snapshots.take();
       },
     });
     // The log's current spend (held snapshot plus the log since it) once loaded; before that, a full scan.
@@ -216,12 +217,12 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // The embedded ledger starts empty: the caps' counters come from the log, so they hold across a restart.
     if (ledger instanceof InProcessLedger) ledger.seed(rebuilt.capCounters);
     await guardrail.drain();
-    // The normal cost per task type (anomaly ceilings), learned from the log's recent successful tasks.
+    // The normal cost per task type (anomaly ceilings), learned from live events and, in the background once
+    // listening (it reads up to 200,000 events: no part of readiness), from the log's recent successful tasks.
     const baseline = new CostBaseline();
-    for (const ev of await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 })) baseline.observe(ev);
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);
-      await snapshots.take(now());
+      await snapshots.take();
       // A month trending at 2x the average month (from mid-month) and a projected day breach: audited once
       // per subject (month, day), alerted on routes.anomaly.
       const t = now();
@@ -362,8 +363,11 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // authority). Then a fresh snapshot, so the next start reads only what comes after it.
     background.check = (async () => {
       if (loaded.origin === 'snapshot' && (await snapshots.verify()).differing.length > 0) await recompute(guardrail, store, now(), publishTotals);
-      await snapshots.take(now());
+      await snapshots.take();
     })().catch((e: unknown) => onError(e, 'control snapshot (store)'));
+    background.baseline = (async () => {
+      baseline.learnHistory(await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 }));
+    })().catch((e: unknown) => onError(e, 'cost baseline (store)'));
     billing.start({ clock: now });
     let closing: Promise<void> | undefined;
     self.forge = {

@@ -2,7 +2,7 @@ import { DAY_MS, dayFromLabel } from '../rules/index.ts';
 import { addRunDays, type RunDayTotals, type Store, type Watermark } from '../store/index.ts';
 
 /** What the snapshots read and write. */
-export type SnapshotStore = Pick<Store, 'costWatermark' | 'runDayTotalsSince' | 'writeControlSnapshot' | 'latestControlSnapshot'>;
+export type SnapshotStore = Pick<Store, 'costWatermark' | 'runDayTotalsSince' | 'costStreamRows' | 'writeControlSnapshot' | 'latestControlSnapshot'>;
 
 /** Where the start-up spend came from: a snapshot plus the log since it, or the whole log (no valid snapshot). */
 export type SpendOrigin = 'snapshot' | 'log';
@@ -13,6 +13,12 @@ export interface LoadedSpend {
   snapshotId?: string;
   /** Groups read from the log: since the snapshot, or all of them. */
   groupsRead: number;
+  /** Streams read from their beginning although the snapshot had them (their rows up to its watermark changed). */
+  streamsReread: string[];
+}
+
+function addCounts(into: Map<string, number>, counts: ReadonlyMap<string, number>): void {
+  for (const [t, n] of counts) into.set(t, (into.get(t) ?? 0) + n);
 }
 
 /** One group's figures as compared: components, total, counts. */
@@ -36,6 +42,8 @@ export class ControlSnapshots {
   /** Exact totals of the rows up to #watermark. */
   #groups = new Map<string, RunDayTotals>();
   #watermark = new Map<string, number>();
+  /** Per stream, the rows stored up to #watermark as last counted. */
+  #streamRows = new Map<string, number>();
   #origin: SpendOrigin | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -59,20 +67,37 @@ export class ControlSnapshots {
   /**
    * Start-up: the newest snapshot that checks out plus the log since its watermark (each event key once, a
    * replay of a key the snapshot holds not at all); without one, the whole log, key by key. Either way no
-   * FINAL over the table: what is read is the since-part, not the history.
+   * FINAL over the table: what is read is the since-part (and one count of the rows per stream up to the
+   * watermark), not the history. A stream whose rows up to the watermark are no longer the ones the snapshot
+   * counted (a merge collapsed a copy stored twice, a second writer inserted under the watermark) is read
+   * from its beginning instead: its figures in the snapshot may count a key its since-part holds too.
    */
   load(): Promise<LoadedSpend> {
     return this.#serial(async () => {
       const { snapshot, invalid } = await this.#store.latestControlSnapshot();
       for (const i of invalid) this.#log(`forge: control snapshot ${i.id} of ${new Date(i.takenAt).toISOString()} not used: ${i.reason}`);
+      const after = new Map(snapshot?.watermark ?? []);
+      const rows = new Map(snapshot?.streamRows ?? []);
+      const moved: string[] = [];
+      if (snapshot) {
+        const stored = await this.#store.costStreamRows(snapshot.watermark);
+        for (const t of snapshot.watermark.keys()) if ((stored.get(t) ?? 0) !== (snapshot.streamRows.get(t) ?? 0)) moved.push(t);
+        for (const t of moved) {
+          after.delete(t);
+          rows.delete(t);
+        }
+        if (moved.length > 0) this.#log(`forge: control snapshot ${snapshot.id}: the rows up to its watermark changed in ${moved.length} stream(s) (${moved.slice(0, 3).join(', ')}): read from their beginning`);
+      }
       const groups = new Map<string, RunDayTotals>();
-      if (snapshot) addRunDays(groups, snapshot.groups);
-      const since = await this.#store.runDayTotalsSince(snapshot?.watermark ?? new Map());
+      if (snapshot) addRunDays(groups, moved.length === 0 ? snapshot.groups : snapshot.groups.filter((g) => !moved.includes(g.tenantId)));
+      const since = await this.#store.runDayTotalsSince(after);
       addRunDays(groups, since.groups);
+      addCounts(rows, since.streamRows);
       this.#groups = groups;
       this.#watermark = since.watermark;
+      this.#streamRows = rows;
       this.#origin = snapshot ? 'snapshot' : 'log';
-      return { origin: this.#origin, ...(snapshot ? { snapshotId: snapshot.id } : {}), groupsRead: since.groups.length };
+      return { origin: this.#origin, ...(snapshot ? { snapshotId: snapshot.id } : {}), groupsRead: since.groups.length, streamsReread: moved };
     });
   }
 
@@ -115,7 +140,7 @@ export class ControlSnapshots {
         );
       }
       this.#groups = recomputed;
-      // Rows past the loaded watermark that the load read are read again by the next take.
+      this.#streamRows = full.streamRows;
       this.#watermark = new Map(watermark);
       return { checked: recomputed.size, differing };
     });
@@ -123,9 +148,10 @@ export class ControlSnapshots {
 
   /**
    * Writes a snapshot: the held totals advanced by the log from their watermark up to the recorded chain heads
-   * (rows known committed). No-op before `load`.
+   * (rows known committed). No-op before `load`. `takenAt` is wall-clock time (the newest is used; older ones
+   * leave by the table's TTL), not the guard's clock.
    */
-  take(now: number): Promise<{ id: string; groups: number } | undefined> {
+  take(takenAt = Date.now()): Promise<{ id: string; groups: number } | undefined> {
     return this.#serial(async () => {
       if (this.#origin === undefined) return undefined;
       const upTo = await this.#store.costWatermark();
@@ -133,8 +159,9 @@ export class ControlSnapshots {
       for (const [t, s] of this.#watermark) if ((upTo.get(t) ?? 0) < s) upTo.set(t, s);
       const since = await this.#store.runDayTotalsSince(this.#watermark, upTo);
       addRunDays(this.#groups, since.groups);
+      addCounts(this.#streamRows, since.streamRows);
       this.#watermark = since.watermark;
-      const s = await this.#store.writeControlSnapshot({ watermark: this.#watermark, groups: [...this.#groups.values()], takenAt: now });
+      const s = await this.#store.writeControlSnapshot({ watermark: this.#watermark, streamRows: this.#streamRows, groups: [...this.#groups.values()], takenAt });
       return { id: s.id, groups: s.groups.length };
     });
   }

@@ -17,6 +17,12 @@ import { checkTime } from './scope.ts';
  * is past it too, and is recognised by its key (tenant, event_time, event_id: the key FINAL collapses on) among
  * the rows up to the watermark. Each stream has one chain (a second writer on the same stream breaks the chain
  * itself: verify reports duplicate_seq), so several writer processes each advance their own streams' seqs.
+ *
+ * Two things can change a stream's rows up to the watermark after the fact: a background merge collapsing the
+ * older copy of a key stored twice into its newer copy (ReplacingMergeTree keeps the last inserted, so the key
+ * is then seen only past the watermark), and a row inserted under the watermark (a second writer on the
+ * stream). Both change the number of rows stored up to it, which a snapshot records per stream (`streamRows`):
+ * a start counts them again and reads a stream whose count moved from its beginning.
  */
 export type Watermark = ReadonlyMap<string, number>;
 
@@ -26,6 +32,8 @@ export interface ControlSnapshot {
   /** When it was written, epoch ms. */
   takenAt: number;
   watermark: Watermark;
+  /** Per stream, the rows stored up to the watermark (copies of a key each counted). */
+  streamRows: Watermark;
   groups: RunDayTotals[];
 }
 
@@ -35,6 +43,8 @@ export interface LogSince {
   groups: RunDayTotals[];
   /** The watermark these groups and the ones before them cover: per stream, the highest seq read (or the old one). */
   watermark: Map<string, number>;
+  /** Per stream, the rows read (as stored: copies and replays of held keys included). */
+  streamRows: Map<string, number>;
 }
 
 /** A stored snapshot that did not check out (rows missing or changed), newest first. */
@@ -72,9 +82,10 @@ function byGroupKey(a: RunDayTotals, b: RunDayTotals): number {
 }
 
 /** sha256 over the watermark and the groups (sorted), as stored: what a snapshot's header vouches for. */
-export function snapshotChecksum(watermark: Watermark, groups: readonly RunDayTotals[]): string {
+export function snapshotChecksum(watermark: Watermark, streamRows: Watermark, groups: readonly RunDayTotals[]): string {
   const h = createHash('sha256');
   for (const [t, s] of [...watermark].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) h.update(`w\t${t}\t${s}\n`);
+  for (const [t, n] of [...streamRows].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) h.update(`n\t${t}\t${n}\n`);
   for (const g of [...groups].sort(byGroupKey)) h.update(`${groupLine(g)}\n`);
   return h.digest('hex');
 }
@@ -132,9 +143,9 @@ export class ControlSnapshotTable {
         : `(t, et, e) IN (SELECT tenant_id, event_time, event_id FROM ${t}
       WHERE seq <= ${lo} AND (tenant_id, event_time, event_id) IN (SELECT t, et, e FROM since))`;
     const sums = COMPONENTS.map((k) => `sumIf(c_${k}, NOT dup) AS ${k}`).join(', ');
-    const rows = await this.#rows<AggRow & { t: string; r: string; d: string; s: number | string }>(
+    const rows = await this.#rows<AggRow & { t: string; r: string; d: string; s: number | string; n: number | string }>(
       `WITH since AS (
-  SELECT tenant_id AS t, event_time AS et, event_id AS e, any(run_id) AS r, any(status) AS st, ${cols}, any(total_micros) AS tm, max(seq) AS s
+  SELECT tenant_id AS t, event_time AS et, event_id AS e, any(run_id) AS r, any(status) AS st, ${cols}, any(total_micros) AS tm, max(seq) AS s, count() AS n
   FROM ${t}
   WHERE 1 = 1 /* all tenants, explicitly; bounded by the watermark, not by time: a late event is past it */
     AND seq > ${lo}${hi}
@@ -142,28 +153,44 @@ export class ControlSnapshotTable {
 )
 SELECT t, r, toString(toDate(et)) AS d, ${sums}, sumIf(tm, NOT dup) AS total, countIf(NOT dup) AS tasks,
   countIf(NOT dup AND st = 'success') AS succeeded, countIf(NOT dup AND st != 'success') AS failed, countIf(NOT dup AND st = 'retried') AS retried,
-  max(s) AS s
+  max(s) AS s, sum(n) AS n
 FROM (SELECT *, ${dup} AS dup FROM since)
 GROUP BY t, r, d
 SETTINGS optimize_aggregation_in_order = 1`,
       { ...watermarkParams('a', after), ...(upTo ? watermarkParams('u', upTo) : {}) },
     );
     const watermark = new Map(after);
+    const streamRows = new Map<string, number>();
     const groups: RunDayTotals[] = [];
     for (const r of rows) {
       const tenantId = String(r.t);
       const s = Number(r.s);
       if (s > (watermark.get(tenantId) ?? 0)) watermark.set(tenantId, s);
+      streamRows.set(tenantId, (streamRows.get(tenantId) ?? 0) + Number(r.n));
       const totals = toTotals(r);
       // A group of replays only: nothing to add, but its seqs are read.
       if (totals.tasks > 0) groups.push({ tenantId, runId: String(r.r), day: String(r.d), ...totals });
     }
-    return { groups, watermark };
+    return { groups, watermark, streamRows };
+  }
+
+  /** Per stream, the rows stored up to the watermark (copies counted): one narrow scan of (tenant_id, seq), no merge. */
+  async streamRowsUpTo(upTo: Watermark): Promise<Map<string, number>> {
+    checkWatermark(upTo, 'upTo');
+    if (upTo.size === 0) return new Map();
+    const rows = await this.#rows<{ t: string; n: number | string }>(
+      `SELECT tenant_id AS t, count() AS n FROM ${this.#db}.cost_events
+WHERE tenant_id IN {ut:Array(String)} AND seq <= transform(toString(tenant_id), {ut:Array(String)}, {us:Array(UInt64)}, toUInt64(0))
+GROUP BY t`,
+      watermarkParams('u', upTo),
+    );
+    return new Map(rows.map((r) => [String(r.t), Number(r.n)]));
   }
 
   /** Writes a snapshot: its groups first, then the header that vouches for them (count and sha256). */
-  async write(s: { watermark: Watermark; groups: readonly RunDayTotals[]; takenAt: number }): Promise<ControlSnapshot> {
+  async write(s: { watermark: Watermark; streamRows: Watermark; groups: readonly RunDayTotals[]; takenAt: number }): Promise<ControlSnapshot> {
     checkWatermark(s.watermark, 'watermark');
+    checkWatermark(s.streamRows, 'streamRows');
     const takenAt = checkTime(s.takenAt, 'takenAt');
     const id = randomUUID();
     const groups = [...s.groups];
@@ -187,14 +214,14 @@ SETTINGS optimize_aggregation_in_order = 1`,
       }
       await this.#client.insert({
         table: `${this.#db}.control_snapshots`,
-        values: [{ snapshot_id: id, taken_at: takenAt, watermark: Object.fromEntries(s.watermark), groups: groups.length, checksum: snapshotChecksum(s.watermark, groups) }],
+        values: [{ snapshot_id: id, taken_at: takenAt, watermark: Object.fromEntries(s.watermark), stream_rows: Object.fromEntries(s.streamRows), groups: groups.length, checksum: snapshotChecksum(s.watermark, s.streamRows, groups) }],
         format: 'JSONEachRow',
         clickhouse_settings: { insert_deduplication_token: id },
       });
     } catch (e) {
       throw new StoreError(STORE_ERROR_CODES.WRITE_FAILED, `writing a control snapshot failed: ${(e as Error).message}`, { cause: e });
     }
-    return { id, takenAt, watermark: new Map(s.watermark), groups };
+    return { id, takenAt, watermark: new Map(s.watermark), streamRows: new Map(s.streamRows), groups };
   }
 
   /**
@@ -202,8 +229,8 @@ SETTINGS optimize_aggregation_in_order = 1`,
    * `candidates` of the newest; the ones that did not, newest first. Undefined when none does.
    */
   async latest(candidates = 3): Promise<{ snapshot: ControlSnapshot | undefined; invalid: InvalidSnapshot[] }> {
-    const heads = await this.#rows<{ id: string; at: number | string; w: Record<string, number | string>; n: number | string; c: string }>(
-      `SELECT snapshot_id AS id, toUnixTimestamp64Milli(taken_at) AS at, watermark AS w, groups AS n, checksum AS c
+    const heads = await this.#rows<{ id: string; at: number | string; w: Record<string, number | string>; sr: Record<string, number | string>; n: number | string; c: string }>(
+      `SELECT snapshot_id AS id, toUnixTimestamp64Milli(taken_at) AS at, watermark AS w, stream_rows AS sr, groups AS n, checksum AS c
 FROM ${this.#db}.control_snapshots ORDER BY taken_at DESC, snapshot_id LIMIT {k:UInt32}`,
       { k: candidates },
     );
@@ -211,6 +238,7 @@ FROM ${this.#db}.control_snapshots ORDER BY taken_at DESC, snapshot_id LIMIT {k:
     for (const h of heads) {
       const takenAt = Number(h.at);
       const watermark = new Map(Object.entries(h.w).map(([t, s]) => [t, Number(s)]));
+      const streamRows = new Map(Object.entries(h.sr).map(([t, n]) => [t, Number(n)]));
       const rows = await this.#rows<{ t: string; r: string; d: string; c: Record<string, number | string>; total: number | string; tasks: number | string; succeeded: number | string; failed: number | string; retried: number | string }>(
         `SELECT tenant_id AS t, run_id AS r, toString(day) AS d, components AS c, total_micros AS total, tasks, succeeded, failed, retried
 FROM ${this.#db}.control_snapshot_groups WHERE snapshot_id = {id:String}`,
@@ -229,11 +257,11 @@ FROM ${this.#db}.control_snapshot_groups WHERE snapshot_id = {id:String}`,
         invalid.push({ id: h.id, takenAt, reason: `${groups.length} of ${Number(h.n)} groups` });
         continue;
       }
-      if (snapshotChecksum(watermark, groups) !== h.c) {
+      if (snapshotChecksum(watermark, streamRows, groups) !== h.c) {
         invalid.push({ id: h.id, takenAt, reason: 'checksum mismatch: the snapshot was changed' });
         continue;
       }
-      return { snapshot: { id: h.id, takenAt, watermark, groups }, invalid };
+      return { snapshot: { id: h.id, takenAt, watermark, streamRows, groups }, invalid };
     }
     return { snapshot: undefined, invalid };
   }

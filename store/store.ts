@@ -71,8 +71,10 @@ export interface Store extends LogQueries {
    * none that the rows up to `after` hold: what a snapshot at `after` lacks. No FINAL; an empty `after` reads all.
    */
   runDayTotalsSince(after: Watermark, upTo?: Watermark): Promise<LogSince>;
+  /** Per tenant stream of cost_events, the rows stored up to the watermark (copies counted). */
+  costStreamRows(upTo: Watermark): Promise<Map<string, number>>;
   /** Writes a snapshot of the control state's spend (groups, then the header vouching for them). */
-  writeControlSnapshot(s: { watermark: Watermark; groups: readonly RunDayTotals[]; takenAt: number }): Promise<ControlSnapshot>;
+  writeControlSnapshot(s: { watermark: Watermark; streamRows: Watermark; groups: readonly RunDayTotals[]; takenAt: number }): Promise<ControlSnapshot>;
   /** The newest snapshot that checks out (of the newest `candidates`), and those that did not. */
   latestControlSnapshot(candidates?: number): Promise<{ snapshot: ControlSnapshot | undefined; invalid: InvalidSnapshot[] }>;
   appendGuardrailEvents(events: readonly GuardrailEventInput[]): Promise<void>;
@@ -182,7 +184,11 @@ LIMIT {limit:UInt32}`,
     return this.#snapshots.runDayTotalsSince(after, upTo);
   }
 
-  writeControlSnapshot(s: { watermark: Watermark; groups: readonly RunDayTotals[]; takenAt: number }): Promise<ControlSnapshot> {
+  costStreamRows(upTo: Watermark): Promise<Map<string, number>> {
+    return this.#snapshots.streamRowsUpTo(upTo);
+  }
+
+  writeControlSnapshot(s: { watermark: Watermark; streamRows: Watermark; groups: readonly RunDayTotals[]; takenAt: number }): Promise<ControlSnapshot> {
     return this.#snapshots.write(s);
   }
 
