@@ -149,11 +149,13 @@ const LINK_FN = `CREATE FUNCTION IF NOT EXISTS link AS (x) -> lower(concat(leftP
 
 /**
  * Fills an embedded store's log with `n` generated events (4 tenants, runs of `runEvents` events, over the 30
- * days before `now`), in SQL: the restart benchmark's history.
+ * days before `now`), in SQL: the restart benchmark's history. With `from`/`to`, only events n in [from, to)
+ * of that history (each tenant's chain seqs grow with n: a later range is a later insert).
  */
-export async function populateLog(client: ClickHouseClient, db: string, o: { n: number; runEvents: number; now: number }): Promise<void> {
+export async function populateLog(client: ClickHouseClient, db: string, o: { n: number; runEvents: number; now: number; from?: number; to?: number }): Promise<void> {
   await client.command({ query: LINK_FN });
-  await client.command({ query: populateSql(db, '1'), query_params: { n: o.n, now: o.now, span: SPAN_MS, runEvents: o.runEvents, ingestLag: 0 }, clickhouse_settings: { insert_deduplicate: 0 } });
+  const where = `n >= ${Math.trunc(o.from ?? 0)} AND n < ${Math.trunc(o.to ?? o.n)}`;
+  await client.command({ query: populateSql(db, where), query_params: { n: o.n, now: o.now, span: SPAN_MS, runEvents: o.runEvents, ingestLag: 0 }, clickhouse_settings: { insert_deduplicate: 0 } });
 }
 
 /** The store's aggregate (store/queries.ts), for the plain-scan baseline. */

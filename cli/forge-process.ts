@@ -19,13 +19,17 @@ import {
   RedisLedger,
   RedisSharedSpend,
   capCountersFromLog,
+  capCountersOfRows,
+  ControlSnapshots,
   rebuildControlState,
   recompute,
   spendFromLog,
   spikeSummary,
+  spendOfRows,
   type AuditRecord,
   type HaltBus,
   type LiveLedger,
+  type LoadedSpend,
 } from '../guard/index.ts';
 import { DAY_MS, parseBandsConfig, scopesOf, storageDayCost, tenantScope, topComponent, type BandsBook, type ScopeKey } from '../rules/index.ts';
 import { AccountTables, openStore, TenantTable, type Store } from '../store/index.ts';
@@ -46,6 +50,10 @@ export interface RunningForge {
   evalResults: EvalResults;
   /** The price book the collector prices events with. */
   pricing: Pricing;
+  /** How the start-up spend was loaded (a snapshot plus the log since it, or the whole log). */
+  spendLoaded: LoadedSpend;
+  /** Settles once the background check of the loaded spend (and the fresh snapshot after it) is done. */
+  controlCheck: Promise<void>;
   /** Runs the hourly recompute now (tests, operators). */
   rollup(): Promise<void>;
   close(): Promise<void>;
@@ -108,9 +116,29 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       writer: { flushIntervalMs: config.FORGE_FLUSH_INTERVAL_MS },
     } as Parameters<typeof openStore>[0]);
     closers.push({ what: 'store', close: () => store.close() });
+    // The spend the guard rebuilds at start, as snapshots plus the log since them (guard/control-snapshot.ts).
+    // Closed right before the store: once everything else stopped, the writer's last events are flushed and a
+    // snapshot is taken, so the next start reads (almost) nothing of the log.
+    const snapshots = new ControlSnapshots(store, { log });
+    const background: { check?: Promise<void>; baseline?: Promise<void> } = {};
+    closers.push({
+      what: 'control snapshot',
+      close: async () => {
+        await background.check;
+        await background.baseline;
+        await store.writer.flush();
+        await snapshots.take();
+      },
+    });
+    // The log's current spend (held snapshot plus the log since it) once loaded; before that, a full scan.
+    const logRunDays = async (t: number) => (snapshots.origin ? snapshots.runDays(t, { current: true }) : undefined);
 
     const ledger: LiveLedger = config.FORGE_REDIS_URL
-      ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'ledger'), counterSeed: () => capCountersFromLog(store, now()) })
+      ? new RedisLedger({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, commandTimeoutMs: config.FORGE_LEDGER_TIMEOUT_MS, onError: (e) => onError(e, 'ledger'), counterSeed: async () => {
+            const rows = await logRunDays(now());
+            return rows ? capCountersOfRows(rows, now()) : capCountersFromLog(store, now());
+          },
+        })
       : new InProcessLedger({ maxEventIds: config.FORGE_MAX_TRACKED_EVENTS });
     const bus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'halt bus') }) : new InProcessHaltBus();
     // The spend that drives the stop conditions, shared by every API process on the same Redis.
@@ -163,7 +191,15 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       reservationTtlMs: config.FORGE_RESERVATION_TTL_MS,
       maxTrackedEvents: config.FORGE_MAX_TRACKED_EVENTS,
       onLedgerFailure: config.FORGE_ADMISSIONS_ON_LEDGER_FAILURE,
-      ...(sharedSpend ? { sharedSpend, spendSeed: () => spendFromLog(store, now()) } : {}),
+      ...(sharedSpend
+        ? {
+            sharedSpend,
+            spendSeed: async () => {
+              const rows = await logRunDays(now());
+              return rows ? spendOfRows(rows) : spendFromLog(store, now());
+            },
+          }
+        : {}),
     });
     closers.push({
       what: 'guardrail',
@@ -175,9 +211,11 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     for (const [scope, b] of bands.explicit) metrics.setBudgets(scope, b);
 
     // The control state from the two logs (and the bus's durable copy): a restart reaches the state it
-    // had, with every acknowledgement, lift, budget version and hard day, and announces nothing twice.
+    // had, with every acknowledgement, lift, budget version and hard day, and announces nothing twice. The
+    // spend from the newest snapshot plus the log since it: readiness does not wait on the whole history.
     const publishTotals = (scope: ScopeKey): void => metrics.setScopeTotals(scope, guardrail.totals(scope));
-    const rebuilt = await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals });
+    const loaded = await snapshots.load();
+    const rebuilt = await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals, runDays: await snapshots.runDays(now()) });
     // An empty Redis (first start, or restarted without persistence) gets the log's spend before use.
     if (sharedSpend) await sharedSpend.seed(async () => rebuilt.spend);
     if (ledger instanceof RedisLedger) await ledger.ready();
@@ -227,11 +265,12 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       },
     });
     await intake.rebuild(await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now() + DAY_MS, kinds: [...INTAKE_KINDS], limit: 10_000_000 }));
-    // The normal cost per task type (anomaly ceilings), learned from the log's recent successful tasks.
+    // The normal cost per task type (anomaly ceilings), learned from live events and, in the background once
+    // listening (it reads up to 200,000 events: no part of readiness), from the log's recent successful tasks.
     const baseline = new CostBaseline();
-    for (const ev of await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 })) baseline.observe(ev);
     const rollup = async (): Promise<void> => {
       await recompute(guardrail, store, now(), publishTotals);
+      await snapshots.take();
       // A month trending at 2x the average month (from mid-month) and a projected day breach: audited once
       // per subject (month, day), alerted on routes.anomaly.
       const t = now();
@@ -384,6 +423,16 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     closers.push({ what: 'eval runs', close: () => launcher.close() });
 
     const address = await app.listen({ host: config.FORGE_HOST, port: config.FORGE_PORT });
+    // In the background, once listening: a snapshot's figures are checked by a full recompute of the log up to
+    // the loaded watermark; where they differ the live state is re-based on the log (the recompute is the
+    // authority). Then a fresh snapshot, so the next start reads only what comes after it.
+    background.check = (async () => {
+      if (loaded.origin === 'snapshot' && (await snapshots.verify()).differing.length > 0) await recompute(guardrail, store, now(), publishTotals);
+      await snapshots.take();
+    })().catch((e: unknown) => onError(e, 'control snapshot (store)'));
+    background.baseline = (async () => {
+      baseline.learnHistory(await store.listEvents({ allTenants: true }, { from: now() - 30 * 86_400_000, to: now() + 60_000 }, { limit: 200_000 }));
+    })().catch((e: unknown) => onError(e, 'cost baseline (store)'));
     billing.start({ clock: now });
     let closing: Promise<void> | undefined;
     self.forge = {
@@ -398,6 +447,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       agents,
       evalResults,
       pricing,
+      spendLoaded: loaded,
+      controlCheck: background.check,
       rollup,
       close() {
         closing ??= closeAll();

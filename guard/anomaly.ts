@@ -68,6 +68,31 @@ export class CostBaseline {
     }
   }
 
+  /**
+   * Older tasks (oldest first), learned after newer ones were observed (the start-up reads the log's history
+   * in the background while live events already arrive): each key's older totals go before the ones it has,
+   * and its window keeps the newest, as if they had been observed in order.
+   */
+  learnHistory(evs: Iterable<Pick<CostEvent, 'eventId' | 'tenantId' | 'taskType' | 'model' | 'status' | 'totalMicros'>>): void {
+    const older = new Map<string, number[]>();
+    for (const ev of evs) {
+      if (ev.status !== 'success' || this.#seen.has(ev.eventId)) continue;
+      this.#seen.evict(0, this.#maxKeys * this.#window - 1);
+      this.#seen.set(ev.eventId, true);
+      for (const k of [CostBaseline.key(ev.tenantId, ev.taskType), ...(ev.model ? [CostBaseline.key(ev.tenantId, ev.taskType, ev.model)] : [])]) {
+        let h = older.get(k);
+        if (!h) older.set(k, (h = []));
+        h.push(ev.totalMicros);
+        if (h.length > this.#window) h.shift();
+      }
+    }
+    for (const [k, h] of older) {
+      const known = this.#hist.get(k);
+      if (!known) this.#hist.evict(0, this.#maxKeys - 1);
+      this.#hist.set(k, [...h, ...(known ?? [])].slice(-this.#window));
+    }
+  }
+
   /** The normal cost of a task of this type (and model, when its own history is long enough). */
   normal(tenantId: string, taskType: string, unitCapMicros: number, model = ''): NormalCost {
     const byModel = model ? this.#hist.get(CostBaseline.key(tenantId, taskType, model)) : undefined;

@@ -36,7 +36,8 @@ function readRunDays(src: Pick<LogSource, 'runDayTotals'>, now: number): Promise
   return src.runDayTotals({ from: 0, to: now + DAY_MS });
 }
 
-function spendOfRows(rows: readonly RunDayTotals[]): Map<ScopeKey, LogSpend> {
+/** Every scope's spend from the log's per-(tenant, run, UTC day) totals (a snapshot's, or the full scan's). */
+export function spendOfRows(rows: readonly RunDayTotals[]): Map<ScopeKey, LogSpend> {
   const days = new Map<ScopeKey, Map<number, DaySpend>>();
   for (const row of rows) {
     for (const scope of ['global', tenantScope(row.tenantId), runScope(row.tenantId, row.runId)]) {
@@ -67,7 +68,8 @@ export async function capCountersFromLog(src: Pick<LogSource, 'runDayTotals'>, n
   return capCountersOfRows(await readRunDays(src, now), now);
 }
 
-function capCountersOfRows(rows: readonly RunDayTotals[], now: number): Map<ScopeKey, CounterSeed> {
+/** The caps' counters from the log's per-(tenant, run, UTC day) totals. */
+export function capCountersOfRows(rows: readonly RunDayTotals[], now: number): Map<ScopeKey, CounterSeed> {
   const firstDay = Math.floor(now / DAY_MS) - 7;
   const out = new Map<ScopeKey, { days: Map<number, number>; runMicros: number }>();
   for (const row of rows) {
@@ -130,18 +132,26 @@ export function foldControlEvents(rows: readonly GuardrailEventRow[]): Map<Scope
  * Start-up: the control state from guardrail_events (states, acknowledgements, lifts and waivers, budget
  * versions, hard days), the bus's durable copy where it is newer (Redis), the unit-cap streaks and the
  * spend from the event log; then every scope is evaluated once. A restart so reaches the state it had and
- * announces only what is genuinely new (spend that arrived while it was down).
+ * announces only what is genuinely new (spend that arrived while it was down). The spend comes from
+ * `runDays` when given (a snapshot plus the log since it: guard/control-snapshot.ts), else from a full scan.
  */
 export async function rebuildControlState(
   g: Guardrail,
-  deps: { store: LogSource; bus: Pick<HaltBus, 'current' | 'scopes'>; now: number; unitCapOf: (scope: ScopeKey) => { unitCap: number; k: number }; onScope?: (scope: ScopeKey) => void },
+  deps: {
+    store: LogSource;
+    bus: Pick<HaltBus, 'current' | 'scopes'>;
+    now: number;
+    unitCapOf: (scope: ScopeKey) => { unitCap: number; k: number };
+    onScope?: (scope: ScopeKey) => void;
+    runDays?: readonly RunDayTotals[];
+  },
 ): Promise<{ scopes: number; spend: Map<ScopeKey, LogSpend>; capCounters: Map<ScopeKey, CounterSeed> }> {
   const { store, now } = deps;
   // One read of each log: guardrail_events for the control state and the learned ratios, the cost log's
   // per-run-day totals for the guard's spend and the admission ledger's counters.
   const events = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: [...CONTROL_KINDS, 'estimate_learned'], limit: 50_000_000 });
   const folded = foldControlEvents(events.filter((r) => r.kind !== 'estimate_learned'));
-  const runDays = await readRunDays(store, now);
+  const runDays = deps.runDays ?? (await readRunDays(store, now));
   const spend = spendOfRows(runDays);
   const scopes = new Set<ScopeKey>(['global', ...folded.keys(), ...spend.keys(), ...(await deps.bus.scopes())]);
   for (const scope of scopes) {

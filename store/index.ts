@@ -28,6 +28,8 @@ export type {
   UnitEconomics,
   WeekTotals,
 } from './queries.ts';
+export { addRunDays, snapshotChecksum } from './snapshots.ts';
+export type { ControlSnapshot, InvalidSnapshot, LogSince, Watermark } from './snapshots.ts';
 export type { BrokenReason, VerifyOptions, VerifyResult } from './chain.ts';
 export { CHAIN_LOGS } from './heads.ts';
 export type { ChainHead, ChainLog } from './heads.ts';

@@ -175,6 +175,8 @@ ORDER BY version`,
 export const LOG_TABLES = ['cost_events', 'guardrail_events', 'alert_log', 'tenants'] as const;
 /** Append-only tables beside the logs: chain heads and API keys (a change is a new row with a higher version). */
 export const VERSIONED_TABLES = ['chain_heads', 'api_keys', 'users', 'account_tokens'] as const;
+/** Tables derived from the logs and rebuilt from them when lost (snapshots of the control state's spend). */
+export const DERIVED_TABLES = ['control_snapshots', 'control_snapshot_groups'] as const;
 
 /**
  * Roles for production: `forge_writer` may only INSERT into the log tables (and the versioned tables beside
@@ -187,7 +189,7 @@ export function renderRoles(mode: DdlMode, opts: RenderOptions): string[] {
   const db = opts.database;
   const oc = onCluster(opts, mode);
   const grantOc = oc === '' ? '' : ` ${oc}`;
-  const tables = [...LOG_TABLES, ...VERSIONED_TABLES].flatMap((t) => (mode === 'cluster' ? [t, `${t}_local`] : [t]));
+  const tables = [...LOG_TABLES, ...VERSIONED_TABLES, ...DERIVED_TABLES].flatMap((t) => (mode === 'cluster' ? [t, `${t}_local`] : [t]));
   return [
     `CREATE ROLE IF NOT EXISTS forge_writer ${oc}`.trim(),
     `CREATE ROLE IF NOT EXISTS forge_auditor ${oc}`.trim(),

@@ -105,7 +105,7 @@ const HOUR_MS = 3_600_000;
 const AGG = `${COMPONENTS.map((k) => `sum(${componentColumn(k)}) AS ${k}`).join(', ')}, sum(total_micros) AS total, count() AS tasks,
   countIf(status = 'success') AS succeeded, countIf(status != 'success') AS failed, countIf(status = 'retried') AS retried`;
 
-type AggRow = Record<Component | 'total' | 'tasks' | 'succeeded' | 'failed' | 'retried', number | string>;
+export type AggRow = Record<Component | 'total' | 'tasks' | 'succeeded' | 'failed' | 'retried', number | string>;
 
 function num(v: number | string | undefined, what: string): number {
   const n = Number(v ?? 0);
@@ -113,7 +113,7 @@ function num(v: number | string | undefined, what: string): number {
   return n;
 }
 
-function toTotals(r: AggRow | undefined): Totals {
+export function toTotals(r: AggRow | undefined): Totals {
   return {
     components: Object.fromEntries(COMPONENTS.map((k) => [k, num(r?.[k], k)])) as Components,
     totalMicros: num(r?.total, 'total'),

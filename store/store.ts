@@ -17,9 +17,10 @@ import {
   type StopConditionCounts,
 } from './guardrail-log.ts';
 import { applyMigrations, type AppliedMigration } from './migrations.ts';
-import { LogQueries, type TimeRange } from './queries.ts';
+import { LogQueries, type RunDayTotals, type TimeRange } from './queries.ts';
 import { CANONICAL_SELECT, eventValues, INSERT_COLUMNS, linkValues, normaliseRow, rowToEvent } from './rows.ts';
 import { checkTime, scopeSql, type LogScope } from './scope.ts';
+import { ControlSnapshotTable, type ControlSnapshot, type InvalidSnapshot, type LogSince, type Watermark } from './snapshots.ts';
 import { StoreWriter, type BatchWriter, type WriterOptions } from './writer.ts';
 
 export interface StoreOptions extends ConnectionOptions {
@@ -63,6 +64,19 @@ export interface Store extends LogQueries {
   apiKeys(): Promise<ApiKeyRecord[]>;
   /** Changes whenever any API key is created or changed (a cheap check before reloading). */
   apiKeysFingerprint(): Promise<string>;
+  /** The recorded chain heads of cost_events as a watermark (store/snapshots.ts): every row it names is committed. */
+  costWatermark(): Promise<Map<string, number>>;
+  /**
+   * Totals per (tenant, run, UTC day) of the cost_events rows past `after` (at most `upTo`), each event key once,
+   * none that the rows up to `after` hold: what a snapshot at `after` lacks. No FINAL; an empty `after` reads all.
+   */
+  runDayTotalsSince(after: Watermark, upTo?: Watermark): Promise<LogSince>;
+  /** Per tenant stream of cost_events, the rows stored up to the watermark (copies counted). */
+  costStreamRows(upTo: Watermark): Promise<Map<string, number>>;
+  /** Writes a snapshot of the control state's spend (groups, then the header vouching for them). */
+  writeControlSnapshot(s: { watermark: Watermark; streamRows: Watermark; groups: readonly RunDayTotals[]; takenAt: number }): Promise<ControlSnapshot>;
+  /** The newest snapshot that checks out (of the newest `candidates`), and those that did not. */
+  latestControlSnapshot(candidates?: number): Promise<{ snapshot: ControlSnapshot | undefined; invalid: InvalidSnapshot[] }>;
   appendGuardrailEvents(events: readonly GuardrailEventInput[]): Promise<void>;
   guardrailEvents(q: LogQuery & { kinds?: GuardrailEventKind[] }): Promise<GuardrailEventRow[]>;
   stopConditionCounts(sinceMs: number, opts?: { scope?: LogScope; until?: number }): Promise<StopConditionCounts>;
@@ -83,6 +97,7 @@ class ForgeStore extends LogQueries implements Store {
   readonly #client: ClickHouseClient;
   readonly #log: GuardrailLog;
   readonly #keys: ApiKeyTable;
+  readonly #snapshots: ControlSnapshotTable;
   readonly #closeClient: () => Promise<void>;
   #baselineReady = false;
   #closed: Promise<void> | undefined;
@@ -105,6 +120,7 @@ class ForgeStore extends LogQueries implements Store {
     this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts, opened.kind);
     this.#log = new GuardrailLog(opened.client, opened.database);
     this.#keys = new ApiKeyTable(opened.client, opened.database);
+    this.#snapshots = new ControlSnapshotTable(opened.client, opened.database);
   }
 
   async insertRaw(events: readonly CostEvent[]): Promise<void> {
@@ -158,6 +174,26 @@ LIMIT {limit:UInt32}`,
 
   apiKeysFingerprint(): Promise<string> {
     return this.#keys.fingerprint();
+  }
+
+  costWatermark(): Promise<Map<string, number>> {
+    return this.#snapshots.recordedWatermark();
+  }
+
+  runDayTotalsSince(after: Watermark, upTo?: Watermark): Promise<LogSince> {
+    return this.#snapshots.runDayTotalsSince(after, upTo);
+  }
+
+  costStreamRows(upTo: Watermark): Promise<Map<string, number>> {
+    return this.#snapshots.streamRowsUpTo(upTo);
+  }
+
+  writeControlSnapshot(s: { watermark: Watermark; streamRows: Watermark; groups: readonly RunDayTotals[]; takenAt: number }): Promise<ControlSnapshot> {
+    return this.#snapshots.write(s);
+  }
+
+  latestControlSnapshot(candidates?: number): Promise<{ snapshot: ControlSnapshot | undefined; invalid: InvalidSnapshot[] }> {
+    return this.#snapshots.latest(candidates);
   }
 
   appendGuardrailEvents(events: readonly GuardrailEventInput[]): Promise<void> {
