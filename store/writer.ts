@@ -3,7 +3,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { CostEvent } from './cost-event.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { recordHeads, recordedHeads } from './heads.ts';
-import { canonicalFromBody, chainHash, eventValues, GENESIS_HASH, INSERT_COLUMNS, linkTail, SEQ_INDEX } from './rows.ts';
+import { CANONICAL_VERSION, chainHash, eventValues, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, linkTail, SEQ_INDEX } from './rows.ts';
 import { isTransient, sleep } from './retry.ts';
 
 /** What one write() call ended up as, once durable. */
@@ -62,8 +62,49 @@ export interface WriterOptions {
   retryMaxMs?: number;
 }
 
+/**
+ * One event as the writer keeps it from write() to its commit: its key and its values serialised once, in
+ * write() (which runs while the engine works on an earlier flush), around the seq that only the commit
+ * knows. The insert line is `${pre}${seq}${post}` + the links; the canonical bytes hashed are the same
+ * array with the version in front: `${canonicalPre}${seq}${post}]` (store/rows.ts).
+ */
+interface Row {
+  tenant: string;
+  eventId: string;
+  eventTime: number;
+  /** `${tenant}\u0000${eventId}`: what exactly-once is about. */
+  key: string;
+  pre: string;
+  canonicalPre: string;
+  /** The values after seq, without the closing bracket. */
+  post: string;
+}
+
+const TENANT_INDEX = HASHED_COLUMNS.indexOf('tenant_id');
+const EVENT_ID_INDEX = HASHED_COLUMNS.indexOf('event_id');
+const EVENT_TIME_INDEX = HASHED_COLUMNS.indexOf('event_time');
+if (TENANT_INDEX !== 0 || SEQ_INDEX !== 1) throw new Error('the writer cuts the row after tenant_id, seq: the canonical order changed');
+
+function encodeRow(values: unknown[]): Row {
+  const tenant = values[TENANT_INDEX] as string;
+  const eventId = values[EVENT_ID_INDEX] as string;
+  // seq is 0 here, right after the tenant: the body reads ["<tenant>",0,... and is cut around that 0.
+  const body = JSON.stringify(values);
+  const cut = JSON.stringify(tenant).length + 2;
+  const pre = body.slice(0, cut);
+  return {
+    tenant,
+    eventId,
+    eventTime: values[EVENT_TIME_INDEX] as number,
+    key: `${tenant}\u0000${eventId}`,
+    pre,
+    canonicalPre: `[${CANONICAL_VERSION},${pre.slice(1)}`,
+    post: body.slice(cut + 1, -1),
+  };
+}
+
 interface Entry {
-  rows: unknown[][];
+  rows: Row[];
   resolve: (r: WriteReceipt) => void;
   reject: (e: unknown) => void;
 }
@@ -84,6 +125,12 @@ interface Head {
  */
 const CHECK_CHUNK_SERVER = 2000;
 const CHECK_CHUNK_EMBEDDED = 50_000;
+/**
+ * The range check reads the stored rows in the batch's time span when there are at most this many per row
+ * checked (and at least RANGE_CHECK_MIN): reading a row back costs a fraction of looking one up by key.
+ */
+const RANGE_CHECK_FACTOR = 4;
+const RANGE_CHECK_MIN = 2000;
 
 export class StoreWriter implements BatchWriter {
   readonly #client: ClickHouseClient;
@@ -136,9 +183,9 @@ export class StoreWriter implements BatchWriter {
   write(events: readonly CostEvent[]): Promise<WriteReceipt> {
     if (this.#closed) return Promise.reject(new StoreError(STORE_ERROR_CODES.CLOSED, 'the store writer is closed'));
     if (!Array.isArray(events)) return Promise.reject(new StoreError(STORE_ERROR_CODES.INVALID, 'events must be an array', { field: 'events' }));
-    let rows: unknown[][];
+    let rows: Row[];
     try {
-      rows = events.map((e, i) => eventValues(e, `events[${i}]`));
+      rows = events.map((e, i) => encodeRow(eventValues(e, `events[${i}]`)));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -290,7 +337,7 @@ export class StoreWriter implements BatchWriter {
    * reply was lost) nothing is chained or counted twice; and an identical retry carries the same
    * insert_deduplication_token, so an insert that lands late is dropped by the engine.
    */
-  async #commitWithRetry(rows: unknown[][]): Promise<boolean[]> {
+  async #commitWithRetry(rows: Row[]): Promise<boolean[]> {
     // Keys this commit already sent in an insert whose outcome is unknown: found in the log on a retry,
     // they are this write's own rows (stored), not duplicates.
     const attempted = new Set<string>();
@@ -298,7 +345,7 @@ export class StoreWriter implements BatchWriter {
       try {
         return await this.#commitOnce(rows, attempted);
       } catch (e) {
-        for (const r of rows) this.#heads.delete(r[0] as string);
+        for (const r of rows) this.#heads.delete(r.tenant);
         if (attempt >= this.#maxRetries || !isTransient(e)) {
           throw new StoreError(
             STORE_ERROR_CODES.WRITE_FAILED,
@@ -314,32 +361,32 @@ export class StoreWriter implements BatchWriter {
   }
 
   /** Returns, per row, whether it was newly appended (false: a duplicate). */
-  async #commitOnce(rows: unknown[][], attempted: Set<string>): Promise<boolean[]> {
+  async #commitOnce(rows: Row[], attempted: Set<string>): Promise<boolean[]> {
     const fresh = new Array<boolean>(rows.length).fill(true);
     const seen = new Set<string>();
     for (let i = 0; i < rows.length; i++) {
-      const r = rows[i] as unknown[];
-      const k = `${r[0] as string}\u0000${r[2] as string}`;
+      const k = (rows[i] as Row).key;
       if (seen.has(k)) fresh[i] = false;
       else seen.add(k);
     }
     const stored = await this.#existing(rows, fresh);
     // toInsert[i]: fresh and not yet in the log. fresh but not toInsert: landed in an earlier attempt.
     const toInsert = fresh.slice();
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i] as unknown[];
-      const k = `${r[0] as string}\u0000${r[2] as string}`;
-      if (fresh[i] && stored.has(k)) {
-        toInsert[i] = false;
-        if (!attempted.has(k)) fresh[i] = false;
+    if (stored.size > 0) {
+      for (let i = 0; i < rows.length; i++) {
+        const k = (rows[i] as Row).key;
+        if (fresh[i] && stored.has(k)) {
+          toInsert[i] = false;
+          if (!attempted.has(k)) fresh[i] = false;
+        }
       }
     }
     const tenants = new Set<string>();
-    for (let i = 0; i < rows.length; i++) if (toInsert[i]) tenants.add((rows[i] as unknown[])[0] as string);
+    for (let i = 0; i < rows.length; i++) if (toInsert[i]) tenants.add((rows[i] as Row).tenant);
     if (tenants.size === 0) {
       // Everything landed in an earlier attempt, maybe without its heads: record them (from the log) now.
       const landed = new Set<string>();
-      for (let i = 0; i < rows.length; i++) if (fresh[i]) landed.add((rows[i] as unknown[])[0] as string);
+      for (let i = 0; i < rows.length; i++) if (fresh[i]) landed.add((rows[i] as Row).tenant);
       if (landed.size > 0) await recordHeads(this.#client, this.#db, 'cost_events', await this.#loadHeads([...landed]));
       return fresh;
     }
@@ -348,17 +395,15 @@ export class StoreWriter implements BatchWriter {
     const token = createHash('sha256');
     for (let i = 0; i < rows.length; i++) {
       if (!toInsert[i]) continue;
-      const r = rows[i] as unknown[];
-      attempted.add(`${r[0] as string}\u0000${r[2] as string}`);
-      const head = heads.get(r[0] as string) as Head;
-      r[SEQ_INDEX] = head.seq + 1;
-      const body = JSON.stringify(r);
-      const hash = chainHash(head.hash, canonicalFromBody(body));
-      r[SEQ_INDEX] = 0;
+      const r = rows[i] as Row;
+      attempted.add(r.key);
+      const head = heads.get(r.tenant) as Head;
+      const seq = head.seq + 1;
+      const hash = chainHash(head.hash, `${r.canonicalPre}${seq}${r.post}]`);
       // The insert line is the hashed array with the two links appended: the bytes hashed are the bytes sent.
-      lines.push(`${body.slice(0, -1)}${linkTail(head.hash, hash)}`);
+      lines.push(`${r.pre}${seq}${r.post}${linkTail(head.hash, hash)}`);
       token.update(hash);
-      head.seq += 1;
+      head.seq = seq;
       head.hash = hash;
     }
     await this.#client.insert({
@@ -374,30 +419,63 @@ export class StoreWriter implements BatchWriter {
     return fresh;
   }
 
-  /** (tenant, event_id) pairs of these rows already in the log: looked up by the rows' own event times. */
-  async #existing(rows: unknown[][], fresh: boolean[]): Promise<Set<string>> {
-    const found = new Set<string>();
+  /**
+   * (tenant, event_id) pairs of these rows already in the log: a stored row with the tenant and event_id of
+   * one of the rows and an event time among theirs. Usually few stored rows fall in the rows' time span
+   * (events arrive roughly in time order): those are read in one cheap range query and matched here. When
+   * more than a bound do (late events, a replay of old ones), the rows are looked up by their keys instead.
+   */
+  async #existing(rows: Row[], fresh: boolean[]): Promise<Set<string>> {
     const idx: number[] = [];
     for (let i = 0; i < rows.length; i++) if (fresh[i]) idx.push(i);
+    const tenants = new Set<string>();
+    const times = new Set<number>();
+    const ids = new Set<string>();
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const i of idx) {
+      const r = rows[i] as Row;
+      tenants.add(r.tenant);
+      ids.add(r.eventId);
+      times.add(r.eventTime);
+      if (r.eventTime < lo) lo = r.eventTime;
+      if (r.eventTime > hi) hi = r.eventTime;
+    }
+    const found = new Set<string>();
+    if (idx.length === 0) return found;
+    const bound = Math.max(RANGE_CHECK_MIN, RANGE_CHECK_FACTOR * idx.length);
+    const rs = await this.#client.query({
+      query: `SELECT tenant_id, event_id, toUnixTimestamp64Milli(event_time) FROM ${this.#table}
+WHERE tenant_id IN {tenants:Array(String)}
+  AND event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')
+LIMIT {limit:UInt32}`,
+      query_params: { tenants: [...tenants], lo, hi, limit: bound + 1 },
+      format: 'JSONCompactEachRow',
+    });
+    const inSpan = await rs.json<[string, string, number | string]>();
+    if (inSpan.length <= bound) {
+      for (const [t, id, ms] of inSpan) if (ids.has(id) && tenants.has(t) && times.has(Number(ms))) found.add(`${t}\u0000${id}`);
+      return found;
+    }
     for (let off = 0; off < idx.length; off += this.#checkChunk) {
-      const tenants = new Set<string>();
-      const times = new Set<number>();
-      const ids = new Set<string>();
+      const chunkTenants = new Set<string>();
+      const chunkTimes = new Set<number>();
+      const chunkIds = new Set<string>();
       for (const i of idx.slice(off, off + this.#checkChunk)) {
-        const r = rows[i] as unknown[];
-        tenants.add(r[0] as string);
-        ids.add(r[2] as string);
-        times.add(r[9] as number);
+        const r = rows[i] as Row;
+        chunkTenants.add(r.tenant);
+        chunkIds.add(r.eventId);
+        chunkTimes.add(r.eventTime);
       }
-      const rs = await this.#client.query({
+      const ks = await this.#client.query({
         query: `SELECT tenant_id, event_id FROM ${this.#table}
 WHERE tenant_id IN {tenants:Array(String)}
   AND event_time IN {times:Array(DateTime64(3, 'UTC'))}
   AND event_id IN {ids:Array(String)}`,
-        query_params: { tenants: [...tenants], times: [...times], ids: [...ids] },
+        query_params: { tenants: [...chunkTenants], times: [...chunkTimes], ids: [...chunkIds] },
         format: 'JSONCompactEachRow',
       });
-      for (const [t, id] of await rs.json<[string, string]>()) found.add(`${t}\u0000${id}`);
+      for (const [t, id] of await ks.json<[string, string]>()) found.add(`${t}\u0000${id}`);
     }
     return found;
   }
