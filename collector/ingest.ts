@@ -156,7 +156,7 @@ export class Ingestor {
     }));
     if (d.metrics) {
       d.metrics.recordAccepted(events.length);
-      for (const e of fresh) d.metrics.recordEvent(e);
+      if (fresh.length > 0) d.metrics.recordEvents(fresh);
     }
     if (fresh.length > 0 && d.onAccepted) {
       try {
