@@ -130,6 +130,8 @@ const CHECK_CHUNK_EMBEDDED = 50_000;
  * checked (and at least RANGE_CHECK_MIN): reading a row back costs a fraction of looking one up by key.
  */
 const RANGE_CHECK_FACTOR = 4;
+/** Writes larger than this are encoded this many events at a time, yielding to the event loop in between. */
+const ENCODE_SLICE = 1000;
 const RANGE_CHECK_MIN = 2000;
 
 export class StoreWriter implements BatchWriter {
@@ -152,6 +154,8 @@ export class StoreWriter implements BatchWriter {
   #waiters: Waiter[] = [];
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** Settles once the writes being encoded a slice at a time (#writeInSlices) are in the queue. */
+  #encoding: Promise<void> | undefined;
   /** Set by the interval timer, flush() and close(): drain the whole queue, not only full batches. */
   #drain = false;
   #closed = false;
@@ -183,12 +187,46 @@ export class StoreWriter implements BatchWriter {
   write(events: readonly CostEvent[]): Promise<WriteReceipt> {
     if (this.#closed) return Promise.reject(new StoreError(STORE_ERROR_CODES.CLOSED, 'the store writer is closed'));
     if (!Array.isArray(events)) return Promise.reject(new StoreError(STORE_ERROR_CODES.INVALID, 'events must be an array', { field: 'events' }));
+    if (events.length > ENCODE_SLICE || this.#encoding) return this.#writeInSlices(events);
     let rows: Row[];
     try {
       rows = events.map((e, i) => encodeRow(eventValues(e, `events[${i}]`)));
     } catch (e) {
       return Promise.reject(e);
     }
+    return this.#submit(rows);
+  }
+
+  /**
+   * A large write is checked and encoded a slice at a time, letting the event loop run in between: the
+   * flush under way then hands the engine its next statement without waiting for the whole write to be
+   * encoded (the engine would sit idle meanwhile). Writes that come while one is being encoded follow it,
+   * so events still reach the queue in the order they were written.
+   */
+  #writeInSlices(events: readonly CostEvent[]): Promise<WriteReceipt> {
+    const before = this.#encoding;
+    const encoded = (async (): Promise<Row[]> => {
+      if (before) await before;
+      const rows = new Array<Row>(events.length);
+      for (let off = 0; off < events.length; off += ENCODE_SLICE) {
+        if (off > 0) await new Promise((r) => setImmediate(r));
+        const end = Math.min(events.length, off + ENCODE_SLICE);
+        for (let i = off; i < end; i++) rows[i] = encodeRow(eventValues(events[i] as CostEvent, `events[${i}]`));
+      }
+      return rows;
+    })();
+    const settled = encoded.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#encoding = settled;
+    void settled.then(() => {
+      if (this.#encoding === settled) this.#encoding = undefined;
+    });
+    return encoded.then((rows) => this.#submit(rows));
+  }
+
+  #submit(rows: Row[]): Promise<WriteReceipt> {
     if (rows.length === 0) return Promise.resolve({ stored: 0, duplicates: 0, fresh: [] });
     return new Promise<WriteReceipt>((resolve, reject) => {
       const entry: Entry = { rows, resolve, reject };
@@ -223,6 +261,8 @@ export class StoreWriter implements BatchWriter {
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Writes accepted before close and still being encoded are flushed with the rest.
+    while (this.#encoding) await this.#encoding;
     await this.flush();
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;

@@ -33,6 +33,8 @@ export interface InsertProbe {
   failAfter: number;
   /** Fail the next n cost_events inserts with a permanent ClickHouse error. */
   failPermanent: number;
+  /** The SQL of every query (SELECT) run through the transport, in order. */
+  queries: string[];
 }
 
 class NetworkError extends Error {
@@ -52,10 +54,16 @@ function rowCount(values: unknown): number {
  * Use as openStore({ wrapConnection: probe.wrap }).
  */
 export function insertProbe(): InsertProbe & { wrap: (c: Conn) => Conn } {
-  const probe: InsertProbe = { batches: [], maxConcurrent: 0, active: 0, gate: new Gate(), failBefore: 0, failAfter: 0, failPermanent: 0 };
+  const probe: InsertProbe = { batches: [], maxConcurrent: 0, active: 0, gate: new Gate(), failBefore: 0, failAfter: 0, failPermanent: 0, queries: [] };
   const wrap = (c: Conn): Conn =>
     new Proxy(c, {
       get(target, prop) {
+        if (prop === 'query') {
+          return (params: Parameters<Conn['query']>[0]) => {
+            probe.queries.push(params.query);
+            return target.query(params);
+          };
+        }
         if (prop === 'insert') {
           return async (params: InsertParams) => {
             if (!params.query.includes('.cost_events ')) return target.insert(params);
