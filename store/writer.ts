@@ -103,6 +103,31 @@ function encodeRow(values: unknown[]): Row {
   };
 }
 
+/** Per row, false for a repeat of an earlier row's key in the same rows. */
+function firstOccurrences(rows: readonly Row[]): boolean[] {
+  const fresh = new Array<boolean>(rows.length).fill(true);
+  const seen = new Set<string>();
+  for (let i = 0; i < rows.length; i++) {
+    const k = (rows[i] as Row).key;
+    if (seen.has(k)) fresh[i] = false;
+    else seen.add(k);
+  }
+  return fresh;
+}
+
+/** A flush's rows, and once sent ahead (#prefetchNext), its existence check. */
+interface Batch {
+  entries: Entry[];
+  rows: Row[];
+  checked?: Promise<Checked | undefined>;
+}
+
+/** An existence check's answer: which rows are first of their key in the batch, and which keys the log holds. */
+interface Checked {
+  fresh: boolean[];
+  stored: Set<string>;
+}
+
 interface Entry {
   rows: Row[];
   resolve: (r: WriteReceipt) => void;
@@ -154,6 +179,8 @@ export class StoreWriter implements BatchWriter {
   #waiters: Waiter[] = [];
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The batch after the one flushing, taken with its existence check under way (#prefetchNext). */
+  #next: Batch | undefined;
   /** Settles once the writes being encoded a slice at a time (#writeInSlices) are in the queue. */
   #encoding: Promise<void> | undefined;
   /** Set by the interval timer, flush() and close(): drain the whole queue, not only full batches. */
@@ -319,20 +346,12 @@ export class StoreWriter implements BatchWriter {
   }
 
   async #loop(): Promise<void> {
-    while (this.#queue.length > 0 && (this.#drain || this.#queued >= this.#maxBatch)) {
-      const batch: Entry[] = [];
-      let n = 0;
-      while (this.#queue.length > 0 && (n === 0 || n + (this.#queue[0] as Entry).rows.length <= this.#maxBatch)) {
-        const e = this.#queue.shift() as Entry;
-        batch.push(e);
-        n += e.rows.length;
-      }
-      this.#queued -= n;
-      this.#inFlight += n;
+    for (let next = this.#takeBatch(); next; next = this.#next ?? this.#takeBatch()) {
+      this.#next = undefined;
       try {
-        await this.#flushBatch(batch);
+        await this.#flushBatch(next);
       } finally {
-        this.#inFlight -= n;
+        this.#inFlight -= next.rows.length;
         this.#admitWaiters();
       }
     }
@@ -343,11 +362,44 @@ export class StoreWriter implements BatchWriter {
     }
   }
 
-  async #flushBatch(batch: Entry[]): Promise<void> {
-    const rows = batch.flatMap((e) => e.rows);
+  /** The next batch to flush, if the queue holds one that is due: taken off the queue, counted in flight. */
+  #takeBatch(): Batch | undefined {
+    if (this.#queue.length === 0 || !(this.#drain || this.#queued >= this.#maxBatch)) return undefined;
+    const entries: Entry[] = [];
+    let n = 0;
+    while (this.#queue.length > 0 && (n === 0 || n + (this.#queue[0] as Entry).rows.length <= this.#maxBatch)) {
+      const e = this.#queue.shift() as Entry;
+      entries.push(e);
+      n += e.rows.length;
+    }
+    this.#queued -= n;
+    this.#inFlight += n;
+    return { entries, rows: entries.flatMap((e) => e.rows) };
+  }
+
+  /**
+   * Called once a flush's rows are in the log: the next batch (if one is due) is taken now and its existence
+   * check sent to the engine at once, so the engine runs it right behind the head record instead of waiting
+   * for the main thread to resolve this flush's writes first. The check sees this flush's rows (it starts
+   * after their insert returned); a retry of the next batch checks again.
+   */
+  #prefetchNext(): void {
+    if (this.#next) return;
+    const next = this.#takeBatch();
+    if (!next) return;
+    const fresh = firstOccurrences(next.rows);
+    next.checked = this.#existing(next.rows, fresh).then(
+      (stored) => ({ fresh, stored }),
+      () => undefined,
+    );
+    this.#next = next;
+  }
+
+  async #flushBatch(next: Batch): Promise<void> {
+    const { entries: batch, rows } = next;
     let fresh: boolean[];
     try {
-      fresh = await this.#commitWithRetry(rows);
+      fresh = await this.#commitWithRetry(rows, next.checked);
     } catch (e) {
       this.#stats.failedFlushes++;
       const err =
@@ -377,13 +429,13 @@ export class StoreWriter implements BatchWriter {
    * reply was lost) nothing is chained or counted twice; and an identical retry carries the same
    * insert_deduplication_token, so an insert that lands late is dropped by the engine.
    */
-  async #commitWithRetry(rows: Row[]): Promise<boolean[]> {
+  async #commitWithRetry(rows: Row[], checked?: Promise<Checked | undefined>): Promise<boolean[]> {
     // Keys this commit already sent in an insert whose outcome is unknown: found in the log on a retry,
     // they are this write's own rows (stored), not duplicates.
     const attempted = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#commitOnce(rows, attempted);
+        return await this.#commitOnce(rows, attempted, attempt === 0 ? await checked : undefined);
       } catch (e) {
         for (const r of rows) this.#heads.delete(r.tenant);
         if (attempt >= this.#maxRetries || !isTransient(e)) {
@@ -401,15 +453,9 @@ export class StoreWriter implements BatchWriter {
   }
 
   /** Returns, per row, whether it was newly appended (false: a duplicate). */
-  async #commitOnce(rows: Row[], attempted: Set<string>): Promise<boolean[]> {
-    const fresh = new Array<boolean>(rows.length).fill(true);
-    const seen = new Set<string>();
-    for (let i = 0; i < rows.length; i++) {
-      const k = (rows[i] as Row).key;
-      if (seen.has(k)) fresh[i] = false;
-      else seen.add(k);
-    }
-    const stored = await this.#existing(rows, fresh);
+  async #commitOnce(rows: Row[], attempted: Set<string>, checked?: Checked): Promise<boolean[]> {
+    const fresh = checked ? checked.fresh.slice() : firstOccurrences(rows);
+    const stored = checked ? checked.stored : await this.#existing(rows, fresh);
     // toInsert[i]: fresh and not yet in the log. fresh but not toInsert: landed in an earlier attempt.
     const toInsert = fresh.slice();
     if (stored.size > 0) {
@@ -453,6 +499,7 @@ export class StoreWriter implements BatchWriter {
       columns: INSERT_COLUMNS as unknown as [string, ...string[]],
       clickhouse_settings: { insert_deduplication_token: token.digest('hex') },
     });
+    this.#prefetchNext();
     // The durable head record, right after the rows it points at (verify checks the rows reach it).
     await recordHeads(this.#client, this.#db, 'cost_events', heads);
     for (const [t, h] of heads) this.#heads.set(t, h);

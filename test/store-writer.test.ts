@@ -190,6 +190,30 @@ describe('batch writer', () => {
     expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 4005 });
   });
 
+  it('sends the next batch\'s existence check right behind an insert; a batch failing midway leaves the others exactly-once', async () => {
+    const { store, probe } = await open({ flushIntervalMs: 1, maxBatchRows: 10, maxRetries: 1 });
+    const t = freshTenant();
+    const a = events(t, 10);
+    const b = [...events(t, 6, 10), { ...events(t, 1, 16)[0]!, eventId: 'poison' }, ...a.slice(0, 3)];
+    const c = [...events(t, 8, 20), b[0]!, b[1]!];
+    probe.failWhen = (rows) => rows.includes('"poison"');
+    const [ra, rb, rc] = await Promise.allSettled([store.writer.write(a), store.writer.write(b), store.writer.write(c)]);
+    expect(ra).toMatchObject({ status: 'fulfilled', value: { stored: 10, duplicates: 0 } });
+    expect(rb).toMatchObject({ status: 'rejected', reason: { code: 'FORGE_ERR_STORE_WRITE_FAILED' } });
+    // b failed: its events are not in the log, so c's copies of two of them are c's own.
+    expect(rc).toMatchObject({ status: 'fulfilled', value: { stored: 10, duplicates: 0 } });
+    // a's rows went in, then the next batch's check was sent before a's head record.
+    const rowsAt = probe.statements.findIndex((q) => q.startsWith('INSERT INTO') && q.includes('.cost_events '));
+    const headAt = probe.statements.findIndex((q, i) => i > rowsAt && q.startsWith('INSERT INTO') && q.includes('.chain_heads'));
+    expect(rowsAt).toBeGreaterThanOrEqual(0);
+    expect(probe.statements.slice(rowsAt + 1, headAt).some((q) => q.includes('toUnixTimestamp64Milli(event_time) FROM'))).toBe(true);
+    probe.failWhen = undefined;
+    // A replay of b stores what is new to the log: not a's three, not the two c stored meanwhile.
+    expect(await store.writer.write(b)).toMatchObject({ stored: 5, duplicates: 5 });
+    expect(flat(await store.totals({ tenantId: t }, RANGE))).toEqual(expectedOf([...a, ...c, ...b.slice(2, 7)]));
+    expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 25 });
+  });
+
   it('rejects bad writer options by name', async () => {
     await expect(openStore({ dataDir: tmp.dir, writer: { maxBatchRows: 0 } })).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_CONFIG', field: 'maxBatchRows' });
     await expect(openStore({ dataDir: tmp.dir, database: 'bad-name' })).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_CONFIG', field: 'database' });
