@@ -242,8 +242,21 @@ function stripReported(input: unknown): unknown {
 /**
  * Validates one raw event (the JSON object a producer sent, or an OTLP body decoded to plain values).
  * Pure: the clock comes in as `now`. The first problem is reported, naming its field.
+ *
+ * The usual event (plain decimal strings, reported gas or none, task_hours) is checked by fastTaskEvent
+ * below, which accepts exactly what the schema accepts and builds the same values; anything else (and
+ * anything wrong) goes through the schema, so every rejection and its field and reason come from it.
  */
 export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return { ok: false, code: 'FORGE_ERR_VALIDATION', field: '(event)', reason: 'an event must be a JSON object' };
+  }
+  const fast = fastTaskEvent(input as Record<string, unknown>);
+  return fast ? finish(fast, opts) : parseTaskEventWithSchema(input, opts);
+}
+
+/** parseTaskEvent through the schema alone: the definition the fast path is held to (tests compare them). */
+export function parseTaskEventWithSchema(input: unknown, opts: ParseOptions): ParseOutcome {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     return { ok: false, code: 'FORGE_ERR_VALIDATION', field: '(event)', reason: 'an event must be a JSON object' };
   }
@@ -259,7 +272,12 @@ export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome
     const missing = valueAt(input, issue.path) === undefined;
     return { ok: false, code: 'FORGE_ERR_VALIDATION', field: fieldPath(issue.path), reason: missing ? 'is required' : issue.message };
   }
-  const e = r.data;
+  return finish(r.data, opts);
+}
+
+type ParsedEvent = z.output<typeof taskEventSchema>;
+
+function finish(e: ParsedEvent, opts: ParseOptions): ParseOutcome {
   const skew = opts.maxFutureSkewMs ?? 300_000;
   if (e.finalized_at > opts.now + skew) {
     return { ok: false, code: 'FORGE_ERR_VALIDATION', field: 'finalized_at', reason: `is in the future (${new Date(e.finalized_at).toISOString()})` };
@@ -304,6 +322,205 @@ export function parseTaskEvent(input: unknown, opts: ParseOptions): ParseOutcome
       },
     },
   };
+}
+
+/*
+ * The fast path: the schema above, written out for the usual event, ingested a thousand at a time. It
+ * returns what the schema's parse returns, or undefined whenever it is not sure (a value to refuse, a form it
+ * does not handle: tx_hash gas, started_at/ended_at, exponents, surrounding blanks), and the schema decides.
+ */
+const PLAIN = /^\d+(?:\.\d+)?$/;
+const EVENT_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+const TENANT_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+const TASK_ID_RE = /^[A-Za-z0-9._:/-]{1,128}$/;
+const TASK_TYPE_RE = /^[A-Za-z0-9._:/-]{1,64}$/;
+const ENVIRONMENT_RE = /^[A-Za-z0-9._:/@-]{1,128}$/;
+const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+const STATUS_SET: ReadonlySet<unknown> = new Set(['success', 'failed', 'retried']);
+const KEY_SOURCE_SET: ReadonlySet<unknown> = new Set(KEY_SOURCES);
+const METERED_FIELDS: ReadonlyMap<string, string> = new Map(METERED_COMPONENTS.map((m) => [m.metered.field, MAX_METERED.toFixed()]));
+const ATTRIBUTION_FIELDS: ReadonlySet<string> = new Set(['user_id', 'agent_id', 'skill_id']);
+
+/** A plain non-negative decimal (string, or a number printing as one) as decimal.js's toFixed() writes it, at most `max`; else undefined. */
+function fastDecimal(v: unknown, max: string, integer = false): string | undefined {
+  let s: string;
+  if (typeof v === 'string') s = v;
+  else if (typeof v === 'number' && Number.isFinite(v)) s = String(v);
+  else return undefined;
+  if (s.length > 40 || !PLAIN.test(s)) return undefined;
+  const dot = s.indexOf('.');
+  let int = dot < 0 ? s : s.slice(0, dot);
+  let frac = dot < 0 ? '' : s.slice(dot + 1);
+  let i = 0;
+  while (i < int.length - 1 && int.charCodeAt(i) === 48) i++;
+  if (i > 0) int = int.slice(i);
+  let j = frac.length;
+  while (j > 0 && frac.charCodeAt(j - 1) === 48) j--;
+  if (j < frac.length) frac = frac.slice(0, j);
+  if (integer && frac !== '') return undefined;
+  if (int.length > max.length || (int.length === max.length && (int > max || (int === max && frac !== '')))) return undefined;
+  return frac === '' ? int : `${int}.${frac}`;
+}
+
+function fastTimestamp(v: unknown): number | undefined {
+  let ms: number;
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) return undefined;
+    ms = v;
+  } else if (typeof v === 'string') {
+    if (!ISO_RE.test(v)) return undefined;
+    ms = Date.parse(v);
+    if (Number.isNaN(ms)) return undefined;
+  } else return undefined;
+  return ms >= MIN_TIME && ms <= 4102444800000 ? ms : undefined;
+}
+
+function fastTokens(v: unknown): boolean {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= MAX_TOKENS;
+}
+
+function fastLlm(v: unknown): ParsedEvent['llm'] | undefined {
+  if (!Array.isArray(v) || v.length > 64) return undefined;
+  const out: NonNullable<ParsedEvent['llm']> = [];
+  for (const u of v as unknown[]) {
+    if (u === null || typeof u !== 'object' || Array.isArray(u)) return undefined;
+    const r = u as Record<string, unknown>;
+    for (const k in r) {
+      if (!Object.hasOwn(r, k)) continue;
+      if (k !== 'model' && k !== 'input_tokens' && k !== 'output_tokens' && k !== 'cache_read_input_tokens' && k !== 'cache_creation_input_tokens' && k !== 'reasoning_output_tokens') return undefined;
+      if (k !== 'model' && !fastTokens(r[k])) return undefined;
+    }
+    const model = r.model;
+    if (typeof model !== 'string' || model.length < 1 || model.length > 128 || !fastTokens(r.input_tokens) || !fastTokens(r.output_tokens)) return undefined;
+    out.push(r as NonNullable<ParsedEvent['llm']>[number]);
+  }
+  return out;
+}
+
+function fastGas(v: unknown): ParsedEvent['gas'] | undefined {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const g = v as Record<string, unknown>;
+  let gasUsed: string | undefined;
+  let gasPrice: string | undefined;
+  let chainId: number | undefined;
+  for (const k in g) {
+    if (!Object.hasOwn(g, k)) continue;
+    if (k === 'gas_used') gasUsed = fastDecimal(g[k], MAX_GAS_USED.toFixed(), true);
+    else if (k === 'gas_price_gwei') gasPrice = fastDecimal(g[k], MAX_GWEI_TEXT);
+    else if (k === 'chain_id') {
+      const c = g[k];
+      if (typeof c !== 'number' || !Number.isSafeInteger(c) || c <= 0 || c > 2 ** 32) return undefined;
+      chainId = c;
+    } else return undefined;
+  }
+  if (gasUsed === undefined || gasPrice === undefined) return undefined;
+  return chainId === undefined ? { gas_used: gasUsed, gas_price_gwei: gasPrice } : { chain_id: chainId, gas_used: gasUsed, gas_price_gwei: gasPrice };
+}
+
+const SCHEMA_KEYS: ReadonlySet<string> = new Set(Object.keys(taskEventSchema.shape));
+const MAX_USD_TEXT = MAX_USD_INPUT.toFixed();
+const MAX_HOURS_TEXT = MAX_HOURS.toFixed();
+const MAX_GWEI_TEXT = MAX_GWEI.toFixed();
+
+/** The schema's parse of a usual event, or undefined when the schema must decide (exported for its tests). */
+export function fastTaskEvent(input: Record<string, unknown>): ParsedEvent | undefined {
+  const out: Record<string, unknown> = {};
+  for (const k in input) {
+    if (!Object.hasOwn(input, k) || k.startsWith('reported_')) continue;
+    const v = input[k];
+    // The schema reads a key it knows with the value undefined as absent (a required one then fails, below).
+    if (v === undefined) {
+      if (SCHEMA_KEYS.has(k)) continue;
+      return undefined;
+    }
+    switch (k) {
+      case 'event_id':
+      case 'run_id':
+        if (typeof v !== 'string' || !EVENT_ID_RE.test(v)) return undefined;
+        out[k] = v;
+        break;
+      case 'tenant_id':
+        if (typeof v !== 'string' || !TENANT_ID_RE.test(v)) return undefined;
+        out[k] = v;
+        break;
+      case 'task_id':
+        if (typeof v !== 'string' || !TASK_ID_RE.test(v)) return undefined;
+        out[k] = v;
+        break;
+      case 'task_type':
+        if (typeof v !== 'string' || !TASK_TYPE_RE.test(v)) return undefined;
+        out[k] = v;
+        break;
+      case 'environment':
+        if (typeof v !== 'string' || !ENVIRONMENT_RE.test(v)) return undefined;
+        out[k] = v;
+        break;
+      case 'model':
+        if (typeof v !== 'string' || v.length > 128) return undefined;
+        out[k] = v;
+        break;
+      case 'status':
+        if (!STATUS_SET.has(v)) return undefined;
+        out[k] = v;
+        break;
+      case 'key_source':
+        if (!KEY_SOURCE_SET.has(v)) return undefined;
+        out[k] = v;
+        break;
+      case 'finalized_at': {
+        const ms = fastTimestamp(v);
+        if (ms === undefined) return undefined;
+        out[k] = ms;
+        break;
+      }
+      case 'rli_eval_usd':
+      case 'task_hours': {
+        const d = fastDecimal(v, k === 'rli_eval_usd' ? MAX_USD_TEXT : MAX_HOURS_TEXT);
+        if (d === undefined) return undefined;
+        out[k] = d;
+        break;
+      }
+      case 'gas': {
+        const g = fastGas(v);
+        if (g === undefined) return undefined;
+        out[k] = g;
+        break;
+      }
+      case 'llm': {
+        const l = fastLlm(v);
+        if (l === undefined) return undefined;
+        out[k] = l;
+        break;
+      }
+      default: {
+        if (ATTRIBUTION_FIELDS.has(k)) {
+          if (typeof v !== 'string' || !ATTRIBUTION_ID_RE.test(v)) return undefined;
+          out[k] = v;
+          break;
+        }
+        const max = METERED_FIELDS.get(k);
+        const d = max === undefined ? undefined : fastDecimal(v, max);
+        if (d === undefined) return undefined;
+        out[k] = d;
+      }
+    }
+  }
+  // Required: the schema's keys without a default; task_hours stands in for started_at + ended_at here.
+  if (
+    out.event_id === undefined ||
+    out.tenant_id === undefined ||
+    out.run_id === undefined ||
+    out.task_id === undefined ||
+    out.task_type === undefined ||
+    out.environment === undefined ||
+    out.status === undefined ||
+    out.finalized_at === undefined ||
+    out.rli_eval_usd === undefined ||
+    out.task_hours === undefined
+  ) {
+    return undefined;
+  }
+  return out as ParsedEvent;
 }
 
 function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): unknown {

@@ -54,6 +54,9 @@ export interface IngestorDeps {
   pricingConcurrency?: number;
 }
 
+/** Events checked between two turns of the event loop. */
+const YIELD_EVERY = 250;
+
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
@@ -84,7 +87,14 @@ export class Ingestor {
     const firstIndex = new Map<string, number>();
     // One lookup per distinct tenant of the request, not one per event.
     const known = new Map<string, boolean>();
+    let sinceYield = 0;
     for (const item of items) {
+      // A large batch lets the event loop run every few hundred events: the store's flush under way gets its
+      // replies (and hands the engine its next statement) without waiting for this whole batch to be checked.
+      if (++sinceYield > YIELD_EVERY) {
+        sinceYield = 0;
+        await new Promise((r) => setImmediate(r));
+      }
       const at = item.path !== undefined ? { index: item.index, path: item.path } : { index: item.index };
       const p = parseTaskEvent(item.raw, { now, maxFutureSkewMs: d.pricing.limits.maxFutureSkewMs });
       if (!p.ok) {
@@ -156,7 +166,7 @@ export class Ingestor {
     }));
     if (d.metrics) {
       d.metrics.recordAccepted(events.length);
-      for (const e of fresh) d.metrics.recordEvent(e);
+      if (fresh.length > 0) d.metrics.recordEvents(fresh);
     }
     if (fresh.length > 0 && d.onAccepted) {
       try {

@@ -3,6 +3,7 @@ import {
   CostModelError,
   Dec,
   gasCost,
+  isZeroAmount,
   llmCost,
   meteredCost,
   METERED_COMPONENTS,
@@ -91,7 +92,7 @@ function reject(field: string, reason: string): PriceOutcome {
 export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<PriceOutcome> {
   const { pricing } = deps;
   // An LLM call reported as a span runs nowhere Forge prices compute: the reserved environment charges none.
-  const hourUsd = computeHourUsd(pricing, ev.environment) ?? (ev.environment === NO_COMPUTE_ENVIRONMENT && new Dec(ev.taskHours).isZero() ? '0' : undefined);
+  const hourUsd = computeHourUsd(pricing, ev.environment) ?? (ev.environment === NO_COMPUTE_ENVIRONMENT && isZeroAmount(ev.taskHours) ? '0' : undefined);
   if (hourUsd === undefined) return reject('environment', `no compute price configured for environment "${ev.environment}"`);
 
   let gasSource: GasSource = 'none';
@@ -123,7 +124,7 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
     }
   }
 
-  const needsNative = gasUsed !== '0' && !new Dec(gasPriceGwei).isZero();
+  const needsNative = gasUsed !== '0' && !isZeroAmount(gasPriceGwei);
   const nativeUsd = needsNative ? await deps.nativePrice.usd() : '0';
   const expected = deps.expectedTasksDay ?? pricing.storage.expectedTasksDay;
 

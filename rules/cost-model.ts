@@ -163,13 +163,83 @@ function nonNegative(v: DecimalLike | bigint, field: string): Decimal {
   return d;
 }
 
+/*
+ * The exact path. Every input an event carries is a plain decimal (digits, maybe a fraction) and every
+ * equation is products and sums of them: as integers scaled by a power of ten, BigInt computes them
+ * exactly, and rounding to micro-dollars half-even is then one integer division. decimal.js computes the
+ * same numbers to 60 significant digits, so the two agree whenever no intermediate needs more than 60
+ * digits; the exact path checks that (and that the result is a safe integer), and leaves anything else
+ * (exponents, signs, Decimal arguments, errors to report) to the decimal.js code below it, which stays the
+ * definition. Each equation is about ten times cheaper this way, and it runs for every event ingested.
+ */
+
+/** value = int / 10^scale. */
+interface Scaled {
+  int: bigint;
+  scale: number;
+}
+
+const PLAIN_DECIMAL = /^\d+(?:\.\d+)?$/;
+/** Below this an intermediate has at most 60 digits, so decimal.js (precision 60) computed it exactly too. */
+const EXACT_LIMIT = 10n ** 60n;
+const POW10: bigint[] = Array.from({ length: 200 }, (_, i) => 10n ** BigInt(i));
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** Parsed plain decimals: prices repeat on every event; bounded, cleared when full. */
+const scaledMemo = new Map<string, Scaled>();
+
+function scaled(v: DecimalLike | bigint): Scaled | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? { int: BigInt(v), scale: 0 } : undefined;
+  if (typeof v === 'bigint') return v >= 0n ? { int: v, scale: 0 } : undefined;
+  if (typeof v !== 'string') return undefined;
+  let s = scaledMemo.get(v);
+  if (s !== undefined) return s;
+  if (v.length > 100 || !PLAIN_DECIMAL.test(v)) return undefined;
+  const dot = v.indexOf('.');
+  s = dot < 0 ? { int: BigInt(v), scale: 0 } : { int: BigInt(v.slice(0, dot) + v.slice(dot + 1)), scale: v.length - dot - 1 };
+  if (scaledMemo.size >= 4096) scaledMemo.clear();
+  scaledMemo.set(v, s);
+  return s;
+}
+
+function times(a: Scaled, b: Scaled): Scaled | undefined {
+  const int = a.int * b.int;
+  return int < EXACT_LIMIT ? { int, scale: a.scale + b.scale } : undefined;
+}
+
+/** USD (int / 10^scale) to micro-dollars, half-even; undefined when not a safe integer (the decimal path says why). */
+function exactMicros(usd: Scaled | undefined): Micros | undefined {
+  if (usd === undefined || usd.scale >= POW10.length - 6) return undefined;
+  let m: bigint;
+  if (usd.scale <= 6) m = usd.int * (POW10[6 - usd.scale] as bigint);
+  else {
+    const d = POW10[usd.scale - 6] as bigint;
+    m = usd.int / d;
+    const twice = (usd.int - m * d) * 2n;
+    if (twice > d || (twice === d && (m & 1n) === 1n)) m += 1n;
+  }
+  return m <= MAX_SAFE ? Number(m) : undefined;
+}
+
 /** Cost_rli_op = C_rli_eval. */
 export function rliCost(rliEvalUsd: DecimalLike): Micros {
-  return decimalUsdToMicros(nonNegative(rliEvalUsd, 'rliEvalUsd'));
+  return exactMicros(scaled(rliEvalUsd)) ?? decimalUsdToMicros(nonNegative(rliEvalUsd, 'rliEvalUsd'));
 }
 
 /** Cost_gas_op = G_used * P_gas * 1e-9 * P_native_usd (gas units, gwei, USD per native token). */
 export function gasCost(gasUsed: DecimalLike | bigint, gasPriceGwei: DecimalLike, nativeUsd: DecimalLike): Micros {
+  const g0 = scaled(gasUsed);
+  const p0 = scaled(gasPriceGwei);
+  const n0 = scaled(nativeUsd);
+  if (g0 !== undefined && g0.scale === 0 && p0 !== undefined && n0 !== undefined) {
+    const gp = times(g0, p0);
+    const usd = gp && times({ int: gp.int, scale: gp.scale + 9 }, n0);
+    const m = exactMicros(usd);
+    if (m !== undefined) return m;
+  }
+  return gasCostDecimal(gasUsed, gasPriceGwei, nativeUsd);
+}
+
+function gasCostDecimal(gasUsed: DecimalLike | bigint, gasPriceGwei: DecimalLike, nativeUsd: DecimalLike): Micros {
   const g = nonNegative(gasUsed, 'gasUsed');
   if (!g.isInteger()) throw new CostModelError('gasUsed', 'must be a whole number of gas units');
   const usd = g.times(nonNegative(gasPriceGwei, 'gasPriceGwei')).times('1e-9').times(nonNegative(nativeUsd, 'nativeUsd'));
@@ -184,6 +254,10 @@ export function gasCostFromWei(gasUsed: bigint, effectiveGasPriceWei: bigint, na
 
 /** Cost_compute_op = H_task * C_compute_hour. */
 export function computeCost(taskHours: DecimalLike, computeHourUsd: DecimalLike): Micros {
+  const h = scaled(taskHours);
+  const r = scaled(computeHourUsd);
+  const m = h && r && exactMicros(times(h, r));
+  if (m !== undefined) return m;
   return decimalUsdToMicros(nonNegative(taskHours, 'taskHours').times(nonNegative(computeHourUsd, 'computeHourUsd')));
 }
 
@@ -205,6 +279,48 @@ export function storageOpCost(gbStored: DecimalLike, storageGbMonthUsd: DecimalL
 
 /** LLM token cost: sum over models of tokens x USD per million tokens. Unknown models are an error. */
 export function llmCost(usage: readonly LlmUsage[], prices: LlmPriceTable): Micros {
+  return llmCostExact(usage, prices) ?? llmCostDecimal(usage, prices);
+}
+
+/** The exact path of llmCost for well-formed usage (anything to refuse goes to the decimal path, which names it). */
+function llmCostExact(usage: readonly LlmUsage[], prices: LlmPriceTable): Micros | undefined {
+  // Sum of tokens x USD per million tokens, as an integer over 10^scale (scale: the prices' largest).
+  let sum = 0n;
+  let scale = 0;
+  const add = (tokens: number, price: DecimalLike): boolean => {
+    if (tokens === 0) return scaled(price) !== undefined;
+    const p = scaled(price);
+    if (p === undefined) return false;
+    let term = BigInt(tokens) * p.int;
+    if (p.scale > scale) {
+      sum *= POW10[p.scale - scale] as bigint;
+      scale = p.scale;
+    } else term *= POW10[scale - p.scale] as bigint;
+    sum += term;
+    return sum < EXACT_LIMIT && term < EXACT_LIMIT;
+  };
+  for (const u of usage) {
+    const p = Object.hasOwn(prices, u.model) ? prices[u.model] : undefined;
+    if (!p) return undefined;
+    const cacheRead = u.cacheReadTokens ?? 0;
+    const cacheCreation = u.cacheCreationTokens ?? 0;
+    const reasoning = u.reasoningTokens ?? 0;
+    for (const n of [u.inputTokens, u.outputTokens, cacheRead, cacheCreation, reasoning]) if (!Number.isSafeInteger(n) || n < 0) return undefined;
+    if (cacheRead + cacheCreation > u.inputTokens || reasoning > u.outputTokens) return undefined;
+    if (
+      !add(u.inputTokens - cacheRead - cacheCreation, p.inputPerMTokUsd) ||
+      !add(cacheRead, p.cacheReadPerMTokUsd === undefined ? p.inputPerMTokUsd : p.cacheReadPerMTokUsd) ||
+      !add(cacheCreation, p.cacheCreationPerMTokUsd === undefined ? p.inputPerMTokUsd : p.cacheCreationPerMTokUsd) ||
+      !add(u.outputTokens - reasoning, p.outputPerMTokUsd) ||
+      !add(reasoning, p.reasoningPerMTokUsd === undefined ? p.outputPerMTokUsd : p.reasoningPerMTokUsd)
+    ) {
+      return undefined;
+    }
+  }
+  return exactMicros({ int: sum, scale: scale + 6 });
+}
+
+function llmCostDecimal(usage: readonly LlmUsage[], prices: LlmPriceTable): Micros {
   let usd = new Dec(0);
   for (const [i, u] of usage.entries()) {
     const p = prices[u.model];
@@ -234,6 +350,10 @@ export function llmCost(usage: readonly LlmUsage[], prices: LlmPriceTable): Micr
 export function meteredCost(c: Component, quantity: DecimalLike, unitUsd: DecimalLike): Micros {
   const spec = componentSpec(c);
   const field = spec.metered?.field ?? c;
+  const q = scaled(quantity);
+  const u = scaled(unitUsd);
+  const m = q && u && exactMicros(times(q, u));
+  if (m !== undefined) return m;
   return decimalUsdToMicros(nonNegative(quantity, field).times(nonNegative(unitUsd, `${c}.${spec.metered?.price ?? 'price'}`)));
 }
 

@@ -62,6 +62,15 @@ export function microsToUsdNumber(m: Micros): number {
   return m / MICROS_PER_USD;
 }
 
+/** Whether a decimal amount (string or number) is zero; plain decimal strings without decimal.js. */
+export function isZeroAmount(v: string | number): boolean {
+  if (typeof v === 'string') {
+    if (/^0+(\.0+)?$/.test(v)) return true;
+    if (/^\d+(\.\d+)?$/.test(v)) return false;
+  }
+  return new D(v).isZero();
+}
+
 export function toDecimal(v: string | number | Decimal, what: string): Decimal {
   if (typeof v === 'number' && !Number.isFinite(v)) throw new MoneyError(`${what} must be a finite number`);
   if (typeof v === 'string' && !/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(v.trim())) {

@@ -85,10 +85,13 @@ export function microsField(c: Component): `${Component}Micros` {
 }
 
 /** The components of an event, USD micros (absent later components are 0). */
+/** The amount field of each component, in COMPONENTS order (built once: eventComponents runs per event). */
+const MICROS_FIELDS: readonly string[] = COMPONENT_KEYS.map((k) => `${k}Micros`);
+
 export function eventComponents(e: ComponentMicrosFields): ComponentMicros {
   const out = {} as ComponentMicros;
   const rec = e as unknown as Record<string, number | undefined>;
-  for (const k of COMPONENT_KEYS) out[k] = rec[`${k}Micros`] ?? 0;
+  for (let i = 0; i < COMPONENT_KEYS.length; i++) out[COMPONENT_KEYS[i] as Component] = rec[MICROS_FIELDS[i] as string] ?? 0;
   return out;
 }
 

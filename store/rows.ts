@@ -122,120 +122,151 @@ const GAS_SOURCES: ReadonlySet<string> = new Set<GasSource>(['none', 'reported',
 
 /** String.prototype.isWellFormed is ES2024; this is the same test. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Any surrogate at all: most strings have none, and this test is several times cheaper than the one above. */
+const SURROGATE = /[\uD800-\uDFFF]/;
 
 function invalid(field: string, why: string): never {
   throw new StoreError(STORE_ERROR_CODES.INVALID, `${field} ${why}`, { field });
 }
 
-function str(v: unknown, field: string, max = 1024): string {
-  if (typeof v !== 'string') invalid(field, 'must be a string');
-  if (v.length > max) invalid(field, `must be at most ${max} characters`);
-  if (LONE_SURROGATE.test(v)) invalid(field, 'must be well-formed Unicode');
+/*
+ * The checks take the field as the event's path and the field's name, joined only to name a failure: an
+ * event has some thirty fields and is checked on every write.
+ */
+function str(v: unknown, at: string, name: string, max = 1024): string {
+  if (typeof v !== 'string') invalid(`${at}.${name}`, 'must be a string');
+  if (v.length > max) invalid(`${at}.${name}`, `must be at most ${max} characters`);
+  if (SURROGATE.test(v) && LONE_SURROGATE.test(v)) invalid(`${at}.${name}`, 'must be well-formed Unicode');
   return v;
 }
 
-function re(v: unknown, field: string, rx: RegExp, what: string): string {
-  const s = str(v, field);
-  if (!rx.test(s)) invalid(field, `must be ${what}`);
+function re(v: unknown, at: string, name: string, rx: RegExp, what: string): string {
+  const s = str(v, at, name);
+  if (!rx.test(s)) invalid(`${at}.${name}`, `must be ${what}`);
   return s;
 }
 
-function uint(v: unknown, field: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) invalid(field, 'must be a non-negative safe integer');
+function uint(v: unknown, at: string, name: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) invalid(`${at}.${name}`, 'must be a non-negative safe integer');
   return v;
 }
 
-function decimal(v: unknown, field: string): string {
-  const s = str(v, field, 80);
-  if (s !== '' && !DECIMAL_RE.test(s)) invalid(field, 'must be a decimal string (or empty)');
+function decimal(v: unknown, at: string, name: string): string {
+  const s = str(v, at, name, 80);
+  if (s !== '' && !DECIMAL_RE.test(s)) invalid(`${at}.${name}`, 'must be a decimal string (or empty)');
   return s;
 }
 
-function time(v: unknown, field: string): number {
-  const n = uint(v, field);
-  if (n >= MAX_TIME_MS) invalid(field, 'must be epoch milliseconds before year 2300');
+function time(v: unknown, at: string, name: string): number {
+  const n = uint(v, at, name);
+  if (n >= MAX_TIME_MS) invalid(`${at}.${name}`, 'must be epoch milliseconds before year 2300');
   return n;
 }
 
-function gasUsed(v: unknown, field: string): string {
-  const s = str(v, field, 40);
+function gasUsed(v: unknown, at: string, name: string): string {
+  const s = str(v, at, name, 40);
   if (s === '') return '0';
-  if (!UINT_RE.test(s) || BigInt(s) > U64_MAX) invalid(field, 'must be a UInt64 decimal string');
+  // Up to 15 digits the number is exact and far below 2^64: its decimal form without leading zeros.
+  if (s.length <= 15 && UINT_RE.test(s)) return String(Number(s));
+  if (!UINT_RE.test(s) || BigInt(s) > U64_MAX) invalid(`${at}.${name}`, 'must be a UInt64 decimal string');
   return BigInt(s).toString();
 }
+
+/*
+ * The layout of an event's values, worked out once from COMPONENT_SPECS (eventValues runs for every event
+ * written, so it does not filter the specs per call): the components hashed from version 1, and the
+ * values each later version appends (a component's amount, a metered component's quantity, the attribution).
+ */
+const FIRST_COMPONENTS: readonly Component[] = COMPONENT_SPECS.filter((c) => c.since === 1).map((c) => c.key);
+type LaterValue = { kind: 'amount'; key: Component } | { kind: 'quantity'; key: Component } | { kind: 'attribution' };
+const LATER_VALUES: readonly LaterValue[] = Array.from({ length: CANONICAL_VERSION - 1 }, (_, i) => i + 2).flatMap((v): LaterValue[] => [
+  ...COMPONENT_SPECS.filter((c) => c.since === v).flatMap((c): LaterValue[] =>
+    'metered' in c ? [{ kind: 'amount', key: c.key }, { kind: 'quantity', key: c.key }] : [{ kind: 'amount', key: c.key }],
+  ),
+  ...(v === ATTRIBUTION_SINCE ? [{ kind: 'attribution' } as const] : []),
+]);
+const MICROS_NAMES = Object.fromEntries(COMPONENTS.map((k) => [k, `${k}Micros`])) as Record<Component, string>;
+const METERED_KEYS: ReadonlySet<string> = new Set(METERED_COMPONENTS.map((m) => m.key));
+const HAS_OWN = Object.prototype.hasOwnProperty;
 
 /** The hashed values of one event (seq still 0), validated. Throws StoreError INVALID naming the field. */
 export function eventValues(e: CostEvent, at: string): unknown[] {
   if (e === null || typeof e !== 'object') invalid(at, 'must be an object');
   const amounts = eventComponents(e);
   let sum = 0;
-  for (const k of COMPONENTS) sum += uint(amounts[k], `${at}.${k}Micros`);
-  const total = uint(e.totalMicros, `${at}.totalMicros`);
+  for (const k of COMPONENTS) sum += uint(amounts[k], at, MICROS_NAMES[k]);
+  const total = uint(e.totalMicros, at, 'totalMicros');
   if (sum !== total) invalid(`${at}.totalMicros`, 'must equal the sum of the components');
   const metered: unknown = e.metered ?? {};
   if (metered === null || typeof metered !== 'object' || Array.isArray(metered)) invalid(`${at}.metered`, 'must be an object');
-  for (const k of Object.keys(metered)) if (!METERED_COMPONENTS.some((m) => m.key === k)) invalid(`${at}.metered.${k}`, 'is not a metered component');
+  for (const k in metered) if (HAS_OWN.call(metered, k) && !METERED_KEYS.has(k)) invalid(`${at}.metered.${k}`, 'is not a metered component');
   const quantities = metered as Partial<Record<Component, unknown>>;
   if (!STATUSES.has(e.status)) invalid(`${at}.status`, "must be 'success', 'failed' or 'retried'");
   if (!GAS_SOURCES.has(e.gasSource)) invalid(`${at}.gasSource`, `must be one of ${[...GAS_SOURCES].join(', ')}`);
   const tokens: unknown = e.llmTokens ?? [];
   if (!Array.isArray(tokens)) invalid(`${at}.llmTokens`, 'must be an array');
-  const models: string[] = [];
-  const inputs: number[] = [];
-  const outputs: number[] = [];
-  (tokens as LlmTokens[]).forEach((t, i) => {
-    const f = `${at}.llmTokens[${i}]`;
-    if (t === null || typeof t !== 'object') invalid(f, 'must be an object');
-    models.push(str(t.model, `${f}.model`, 256));
-    inputs.push(uint(t.inputTokens, `${f}.inputTokens`));
-    outputs.push(uint(t.outputTokens, `${f}.outputTokens`));
-  });
-  const eventId = str(e.eventId, `${at}.eventId`, 256);
+  const n = tokens.length;
+  const models = new Array<string>(n);
+  const inputs = new Array<number>(n);
+  const outputs = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const t = tokens[i] as LlmTokens;
+    if (t === null || typeof t !== 'object') invalid(`${at}.llmTokens[${i}]`, 'must be an object');
+    // The usual case checked without building the field's name; str and uint name it when one fails.
+    const { model, inputTokens, outputTokens } = t;
+    models[i] = typeof model === 'string' && model.length <= 256 && !SURROGATE.test(model) ? model : str(model, at, `llmTokens[${i}].model`, 256);
+    inputs[i] = Number.isSafeInteger(inputTokens) && inputTokens >= 0 ? inputTokens : uint(inputTokens, at, `llmTokens[${i}].inputTokens`);
+    outputs[i] = Number.isSafeInteger(outputTokens) && outputTokens >= 0 ? outputTokens : uint(outputTokens, at, `llmTokens[${i}].outputTokens`);
+  }
+  const eventId = str(e.eventId, at, 'eventId', 256);
   if (eventId === '') invalid(`${at}.eventId`, 'must not be empty');
   const attribution = attributionValues(e, at);
-  const later = Array.from({ length: CANONICAL_VERSION - 1 }, (_, i) => i + 2).flatMap((v) => [
-    ...COMPONENT_SPECS.filter((c) => c.since === v).flatMap((c) =>
-      'metered' in c ? [amounts[c.key], decimal(quantities[c.key] ?? '', `${at}.metered.${c.key}`)] : [amounts[c.key]],
-    ),
-    ...(v === ATTRIBUTION_SINCE ? attribution : []),
-  ]);
-  return [
-    re(e.tenantId, `${at}.tenantId`, TENANT_RE, '1-64 letters, digits or ._-'),
+  const later: unknown[] = [];
+  for (const l of LATER_VALUES) {
+    if (l.kind === 'amount') later.push(amounts[l.key]);
+    else if (l.kind === 'quantity') later.push(decimal(quantities[l.key] ?? '', at, `metered.${l.key}`));
+    else later.push(...attribution);
+  }
+  const out: unknown[] = [
+    re(e.tenantId, at, 'tenantId', TENANT_RE, '1-64 letters, digits or ._-'),
     0,
     eventId,
-    re(e.runId, `${at}.runId`, RUN_RE, '1-128 letters, digits or ._:-'),
-    str(e.taskId, `${at}.taskId`, 256),
-    str(e.taskType, `${at}.taskType`, 128),
-    str(e.model, `${at}.model`, 256),
-    str(e.environment, `${at}.environment`, 256),
+    re(e.runId, at, 'runId', RUN_RE, '1-128 letters, digits or ._:-'),
+    str(e.taskId, at, 'taskId', 256),
+    str(e.taskType, at, 'taskType', 128),
+    str(e.model, at, 'model', 256),
+    str(e.environment, at, 'environment', 256),
     e.status,
-    time(e.eventTime, `${at}.eventTime`),
-    time(e.ingestTime, `${at}.ingestTime`),
-    ...COMPONENT_SPECS.filter((c) => c.since === 1).map((c) => amounts[c.key]),
+    time(e.eventTime, at, 'eventTime'),
+    time(e.ingestTime, at, 'ingestTime'),
+  ];
+  for (const k of FIRST_COMPONENTS) out.push(amounts[k]);
+  out.push(
     total,
-    gasUsed(e.gasUsed, `${at}.gasUsed`),
-    decimal(e.gasPriceGwei, `${at}.gasPriceGwei`),
-    decimal(e.nativeUsd, `${at}.nativeUsd`),
+    gasUsed(e.gasUsed, at, 'gasUsed'),
+    decimal(e.gasPriceGwei, at, 'gasPriceGwei'),
+    decimal(e.nativeUsd, at, 'nativeUsd'),
     e.gasSource,
-    uint(e.chainId, `${at}.chainId`),
-    str(e.txHash, `${at}.txHash`, 128),
-    decimal(e.taskHours, `${at}.taskHours`),
-    decimal(e.computeHourUsd, `${at}.computeHourUsd`),
-    decimal(e.gbStored, `${at}.gbStored`),
-    decimal(e.storageGbMonthUsd, `${at}.storageGbMonthUsd`),
+    uint(e.chainId, at, 'chainId'),
+    str(e.txHash, at, 'txHash', 128),
+    decimal(e.taskHours, at, 'taskHours'),
+    decimal(e.computeHourUsd, at, 'computeHourUsd'),
+    decimal(e.gbStored, at, 'gbStored'),
+    decimal(e.storageGbMonthUsd, at, 'storageGbMonthUsd'),
     models,
     inputs,
     outputs,
-    ...later,
-  ];
+  );
+  for (const v of later) out.push(v);
+  return out;
 }
 
 /** user_id, agent_id, skill_id, key_source of an event, validated ('' when absent). */
 function attributionValues(e: CostEvent, at: string): string[] {
-  const id = (v: unknown, field: string): string => (v === undefined ? '' : re(v, field, ATTRIBUTION_ID_RE, '1-128 letters, digits or ._:@-'));
-  const keySource = e.keySource === undefined ? '' : str(e.keySource, `${at}.keySource`);
+  const id = (v: unknown, name: string): string => (v === undefined ? '' : re(v, at, name, ATTRIBUTION_ID_RE, '1-128 letters, digits or ._:@-'));
+  const keySource = e.keySource === undefined ? '' : str(e.keySource, at, 'keySource');
   if (keySource !== '' && !(KEY_SOURCES as readonly string[]).includes(keySource)) invalid(`${at}.keySource`, "must be 'platform' or 'byok'");
-  return [id(e.userId, `${at}.userId`), id(e.agentId, `${at}.agentId`), id(e.skillId, `${at}.skillId`), keySource];
+  return [id(e.userId, 'userId'), id(e.agentId, 'agentId'), id(e.skillId, 'skillId'), keySource];
 }
 
 /** Index of seq in the value array. */

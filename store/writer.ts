@@ -3,7 +3,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { CostEvent } from './cost-event.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { recordHeads, recordedHeads } from './heads.ts';
-import { canonicalFromBody, chainHash, eventValues, GENESIS_HASH, INSERT_COLUMNS, linkTail, SEQ_INDEX } from './rows.ts';
+import { CANONICAL_VERSION, chainHash, eventValues, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, linkTail, SEQ_INDEX } from './rows.ts';
 import { isTransient, sleep } from './retry.ts';
 
 /** What one write() call ended up as, once durable. */
@@ -62,8 +62,74 @@ export interface WriterOptions {
   retryMaxMs?: number;
 }
 
+/**
+ * One event as the writer keeps it from write() to its commit: its key and its values serialised once, in
+ * write() (which runs while the engine works on an earlier flush), around the seq that only the commit
+ * knows. The insert line is `${pre}${seq}${post}` + the links; the canonical bytes hashed are the same
+ * array with the version in front: `${canonicalPre}${seq}${post}]` (store/rows.ts).
+ */
+interface Row {
+  tenant: string;
+  eventId: string;
+  eventTime: number;
+  /** `${tenant}\u0000${eventId}`: what exactly-once is about. */
+  key: string;
+  pre: string;
+  canonicalPre: string;
+  /** The values after seq, without the closing bracket. */
+  post: string;
+}
+
+const TENANT_INDEX = HASHED_COLUMNS.indexOf('tenant_id');
+const EVENT_ID_INDEX = HASHED_COLUMNS.indexOf('event_id');
+const EVENT_TIME_INDEX = HASHED_COLUMNS.indexOf('event_time');
+if (TENANT_INDEX !== 0 || SEQ_INDEX !== 1) throw new Error('the writer cuts the row after tenant_id, seq: the canonical order changed');
+
+function encodeRow(values: unknown[]): Row {
+  const tenant = values[TENANT_INDEX] as string;
+  const eventId = values[EVENT_ID_INDEX] as string;
+  // seq is 0 here, right after the tenant: the body reads ["<tenant>",0,... and is cut around that 0.
+  const body = JSON.stringify(values);
+  const cut = JSON.stringify(tenant).length + 2;
+  const pre = body.slice(0, cut);
+  return {
+    tenant,
+    eventId,
+    eventTime: values[EVENT_TIME_INDEX] as number,
+    key: `${tenant}\u0000${eventId}`,
+    pre,
+    canonicalPre: `[${CANONICAL_VERSION},${pre.slice(1)}`,
+    post: body.slice(cut + 1, -1),
+  };
+}
+
+/** Per row, false for a repeat of an earlier row's key in the same rows. */
+function firstOccurrences(rows: readonly Row[]): boolean[] {
+  const fresh = new Array<boolean>(rows.length).fill(true);
+  const seen = new Set<string>();
+  for (let i = 0; i < rows.length; i++) {
+    const k = (rows[i] as Row).key;
+    if (seen.has(k)) fresh[i] = false;
+    else seen.add(k);
+  }
+  return fresh;
+}
+
+/** A flush's rows, and once sent ahead (#prefetchNext), its existence check. */
+interface Batch {
+  entries: Entry[];
+  rows: Row[];
+  checked?: Promise<Checked | undefined>;
+}
+
+/** An existence check's answer: which rows are first of their key in the batch, and which keys the log holds. */
+interface Checked {
+  fresh: boolean[];
+  stored: Set<string>;
+}
+
 interface Entry {
-  rows: unknown[][];
+  rows: Row[];
   resolve: (r: WriteReceipt) => void;
   reject: (e: unknown) => void;
 }
@@ -84,6 +150,14 @@ interface Head {
  */
 const CHECK_CHUNK_SERVER = 2000;
 const CHECK_CHUNK_EMBEDDED = 50_000;
+/**
+ * The range check reads the stored rows in the batch's time span when there are at most this many per row
+ * checked (and at least RANGE_CHECK_MIN): reading a row back costs a fraction of looking one up by key.
+ */
+const RANGE_CHECK_FACTOR = 4;
+/** Writes larger than this are encoded this many events at a time, yielding to the event loop in between. */
+const ENCODE_SLICE = 1000;
+const RANGE_CHECK_MIN = 2000;
 
 export class StoreWriter implements BatchWriter {
   readonly #client: ClickHouseClient;
@@ -105,6 +179,10 @@ export class StoreWriter implements BatchWriter {
   #waiters: Waiter[] = [];
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The batch after the one flushing, taken with its existence check under way (#prefetchNext). */
+  #next: Batch | undefined;
+  /** Settles once the writes being encoded a slice at a time (#writeInSlices) are in the queue. */
+  #encoding: Promise<void> | undefined;
   /** Set by the interval timer, flush() and close(): drain the whole queue, not only full batches. */
   #drain = false;
   #closed = false;
@@ -136,12 +214,46 @@ export class StoreWriter implements BatchWriter {
   write(events: readonly CostEvent[]): Promise<WriteReceipt> {
     if (this.#closed) return Promise.reject(new StoreError(STORE_ERROR_CODES.CLOSED, 'the store writer is closed'));
     if (!Array.isArray(events)) return Promise.reject(new StoreError(STORE_ERROR_CODES.INVALID, 'events must be an array', { field: 'events' }));
-    let rows: unknown[][];
+    if (events.length > ENCODE_SLICE || this.#encoding) return this.#writeInSlices(events);
+    let rows: Row[];
     try {
-      rows = events.map((e, i) => eventValues(e, `events[${i}]`));
+      rows = events.map((e, i) => encodeRow(eventValues(e, `events[${i}]`)));
     } catch (e) {
       return Promise.reject(e);
     }
+    return this.#submit(rows);
+  }
+
+  /**
+   * A large write is checked and encoded a slice at a time, letting the event loop run in between: the
+   * flush under way then hands the engine its next statement without waiting for the whole write to be
+   * encoded (the engine would sit idle meanwhile). Writes that come while one is being encoded follow it,
+   * so events still reach the queue in the order they were written.
+   */
+  #writeInSlices(events: readonly CostEvent[]): Promise<WriteReceipt> {
+    const before = this.#encoding;
+    const encoded = (async (): Promise<Row[]> => {
+      if (before) await before;
+      const rows = new Array<Row>(events.length);
+      for (let off = 0; off < events.length; off += ENCODE_SLICE) {
+        if (off > 0) await new Promise((r) => setImmediate(r));
+        const end = Math.min(events.length, off + ENCODE_SLICE);
+        for (let i = off; i < end; i++) rows[i] = encodeRow(eventValues(events[i] as CostEvent, `events[${i}]`));
+      }
+      return rows;
+    })();
+    const settled = encoded.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#encoding = settled;
+    void settled.then(() => {
+      if (this.#encoding === settled) this.#encoding = undefined;
+    });
+    return encoded.then((rows) => this.#submit(rows));
+  }
+
+  #submit(rows: Row[]): Promise<WriteReceipt> {
     if (rows.length === 0) return Promise.resolve({ stored: 0, duplicates: 0, fresh: [] });
     return new Promise<WriteReceipt>((resolve, reject) => {
       const entry: Entry = { rows, resolve, reject };
@@ -176,6 +288,8 @@ export class StoreWriter implements BatchWriter {
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Writes accepted before close and still being encoded are flushed with the rest.
+    while (this.#encoding) await this.#encoding;
     await this.flush();
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -232,20 +346,12 @@ export class StoreWriter implements BatchWriter {
   }
 
   async #loop(): Promise<void> {
-    while (this.#queue.length > 0 && (this.#drain || this.#queued >= this.#maxBatch)) {
-      const batch: Entry[] = [];
-      let n = 0;
-      while (this.#queue.length > 0 && (n === 0 || n + (this.#queue[0] as Entry).rows.length <= this.#maxBatch)) {
-        const e = this.#queue.shift() as Entry;
-        batch.push(e);
-        n += e.rows.length;
-      }
-      this.#queued -= n;
-      this.#inFlight += n;
+    for (let next = this.#takeBatch(); next; next = this.#next ?? this.#takeBatch()) {
+      this.#next = undefined;
       try {
-        await this.#flushBatch(batch);
+        await this.#flushBatch(next);
       } finally {
-        this.#inFlight -= n;
+        this.#inFlight -= next.rows.length;
         this.#admitWaiters();
       }
     }
@@ -256,11 +362,44 @@ export class StoreWriter implements BatchWriter {
     }
   }
 
-  async #flushBatch(batch: Entry[]): Promise<void> {
-    const rows = batch.flatMap((e) => e.rows);
+  /** The next batch to flush, if the queue holds one that is due: taken off the queue, counted in flight. */
+  #takeBatch(): Batch | undefined {
+    if (this.#queue.length === 0 || !(this.#drain || this.#queued >= this.#maxBatch)) return undefined;
+    const entries: Entry[] = [];
+    let n = 0;
+    while (this.#queue.length > 0 && (n === 0 || n + (this.#queue[0] as Entry).rows.length <= this.#maxBatch)) {
+      const e = this.#queue.shift() as Entry;
+      entries.push(e);
+      n += e.rows.length;
+    }
+    this.#queued -= n;
+    this.#inFlight += n;
+    return { entries, rows: entries.flatMap((e) => e.rows) };
+  }
+
+  /**
+   * Called once a flush's rows are in the log: the next batch (if one is due) is taken now and its existence
+   * check sent to the engine at once, so the engine runs it right behind the head record instead of waiting
+   * for the main thread to resolve this flush's writes first. The check sees this flush's rows (it starts
+   * after their insert returned); a retry of the next batch checks again.
+   */
+  #prefetchNext(): void {
+    if (this.#next) return;
+    const next = this.#takeBatch();
+    if (!next) return;
+    const fresh = firstOccurrences(next.rows);
+    next.checked = this.#existing(next.rows, fresh).then(
+      (stored) => ({ fresh, stored }),
+      () => undefined,
+    );
+    this.#next = next;
+  }
+
+  async #flushBatch(next: Batch): Promise<void> {
+    const { entries: batch, rows } = next;
     let fresh: boolean[];
     try {
-      fresh = await this.#commitWithRetry(rows);
+      fresh = await this.#commitWithRetry(rows, next.checked);
     } catch (e) {
       this.#stats.failedFlushes++;
       const err =
@@ -290,15 +429,15 @@ export class StoreWriter implements BatchWriter {
    * reply was lost) nothing is chained or counted twice; and an identical retry carries the same
    * insert_deduplication_token, so an insert that lands late is dropped by the engine.
    */
-  async #commitWithRetry(rows: unknown[][]): Promise<boolean[]> {
+  async #commitWithRetry(rows: Row[], checked?: Promise<Checked | undefined>): Promise<boolean[]> {
     // Keys this commit already sent in an insert whose outcome is unknown: found in the log on a retry,
     // they are this write's own rows (stored), not duplicates.
     const attempted = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#commitOnce(rows, attempted);
+        return await this.#commitOnce(rows, attempted, attempt === 0 ? await checked : undefined);
       } catch (e) {
-        for (const r of rows) this.#heads.delete(r[0] as string);
+        for (const r of rows) this.#heads.delete(r.tenant);
         if (attempt >= this.#maxRetries || !isTransient(e)) {
           throw new StoreError(
             STORE_ERROR_CODES.WRITE_FAILED,
@@ -314,32 +453,26 @@ export class StoreWriter implements BatchWriter {
   }
 
   /** Returns, per row, whether it was newly appended (false: a duplicate). */
-  async #commitOnce(rows: unknown[][], attempted: Set<string>): Promise<boolean[]> {
-    const fresh = new Array<boolean>(rows.length).fill(true);
-    const seen = new Set<string>();
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i] as unknown[];
-      const k = `${r[0] as string}\u0000${r[2] as string}`;
-      if (seen.has(k)) fresh[i] = false;
-      else seen.add(k);
-    }
-    const stored = await this.#existing(rows, fresh);
+  async #commitOnce(rows: Row[], attempted: Set<string>, checked?: Checked): Promise<boolean[]> {
+    const fresh = checked ? checked.fresh.slice() : firstOccurrences(rows);
+    const stored = checked ? checked.stored : await this.#existing(rows, fresh);
     // toInsert[i]: fresh and not yet in the log. fresh but not toInsert: landed in an earlier attempt.
     const toInsert = fresh.slice();
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i] as unknown[];
-      const k = `${r[0] as string}\u0000${r[2] as string}`;
-      if (fresh[i] && stored.has(k)) {
-        toInsert[i] = false;
-        if (!attempted.has(k)) fresh[i] = false;
+    if (stored.size > 0) {
+      for (let i = 0; i < rows.length; i++) {
+        const k = (rows[i] as Row).key;
+        if (fresh[i] && stored.has(k)) {
+          toInsert[i] = false;
+          if (!attempted.has(k)) fresh[i] = false;
+        }
       }
     }
     const tenants = new Set<string>();
-    for (let i = 0; i < rows.length; i++) if (toInsert[i]) tenants.add((rows[i] as unknown[])[0] as string);
+    for (let i = 0; i < rows.length; i++) if (toInsert[i]) tenants.add((rows[i] as Row).tenant);
     if (tenants.size === 0) {
       // Everything landed in an earlier attempt, maybe without its heads: record them (from the log) now.
       const landed = new Set<string>();
-      for (let i = 0; i < rows.length; i++) if (fresh[i]) landed.add((rows[i] as unknown[])[0] as string);
+      for (let i = 0; i < rows.length; i++) if (fresh[i]) landed.add((rows[i] as Row).tenant);
       if (landed.size > 0) await recordHeads(this.#client, this.#db, 'cost_events', await this.#loadHeads([...landed]));
       return fresh;
     }
@@ -348,17 +481,15 @@ export class StoreWriter implements BatchWriter {
     const token = createHash('sha256');
     for (let i = 0; i < rows.length; i++) {
       if (!toInsert[i]) continue;
-      const r = rows[i] as unknown[];
-      attempted.add(`${r[0] as string}\u0000${r[2] as string}`);
-      const head = heads.get(r[0] as string) as Head;
-      r[SEQ_INDEX] = head.seq + 1;
-      const body = JSON.stringify(r);
-      const hash = chainHash(head.hash, canonicalFromBody(body));
-      r[SEQ_INDEX] = 0;
+      const r = rows[i] as Row;
+      attempted.add(r.key);
+      const head = heads.get(r.tenant) as Head;
+      const seq = head.seq + 1;
+      const hash = chainHash(head.hash, `${r.canonicalPre}${seq}${r.post}]`);
       // The insert line is the hashed array with the two links appended: the bytes hashed are the bytes sent.
-      lines.push(`${body.slice(0, -1)}${linkTail(head.hash, hash)}`);
+      lines.push(`${r.pre}${seq}${r.post}${linkTail(head.hash, hash)}`);
       token.update(hash);
-      head.seq += 1;
+      head.seq = seq;
       head.hash = hash;
     }
     await this.#client.insert({
@@ -368,36 +499,70 @@ export class StoreWriter implements BatchWriter {
       columns: INSERT_COLUMNS as unknown as [string, ...string[]],
       clickhouse_settings: { insert_deduplication_token: token.digest('hex') },
     });
+    this.#prefetchNext();
     // The durable head record, right after the rows it points at (verify checks the rows reach it).
     await recordHeads(this.#client, this.#db, 'cost_events', heads);
     for (const [t, h] of heads) this.#heads.set(t, h);
     return fresh;
   }
 
-  /** (tenant, event_id) pairs of these rows already in the log: looked up by the rows' own event times. */
-  async #existing(rows: unknown[][], fresh: boolean[]): Promise<Set<string>> {
-    const found = new Set<string>();
+  /**
+   * (tenant, event_id) pairs of these rows already in the log: a stored row with the tenant and event_id of
+   * one of the rows and an event time among theirs. Usually few stored rows fall in the rows' time span
+   * (events arrive roughly in time order): those are read in one cheap range query and matched here. When
+   * more than a bound do (late events, a replay of old ones), the rows are looked up by their keys instead.
+   */
+  async #existing(rows: Row[], fresh: boolean[]): Promise<Set<string>> {
     const idx: number[] = [];
     for (let i = 0; i < rows.length; i++) if (fresh[i]) idx.push(i);
+    const tenants = new Set<string>();
+    const times = new Set<number>();
+    const ids = new Set<string>();
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const i of idx) {
+      const r = rows[i] as Row;
+      tenants.add(r.tenant);
+      ids.add(r.eventId);
+      times.add(r.eventTime);
+      if (r.eventTime < lo) lo = r.eventTime;
+      if (r.eventTime > hi) hi = r.eventTime;
+    }
+    const found = new Set<string>();
+    if (idx.length === 0) return found;
+    const bound = Math.max(RANGE_CHECK_MIN, RANGE_CHECK_FACTOR * idx.length);
+    const rs = await this.#client.query({
+      query: `SELECT tenant_id, event_id, toUnixTimestamp64Milli(event_time) FROM ${this.#table}
+WHERE tenant_id IN {tenants:Array(String)}
+  AND event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')
+LIMIT {limit:UInt32}`,
+      query_params: { tenants: [...tenants], lo, hi, limit: bound + 1 },
+      format: 'JSONCompactEachRow',
+    });
+    const inSpan = await rs.json<[string, string, number | string]>();
+    if (inSpan.length <= bound) {
+      for (const [t, id, ms] of inSpan) if (ids.has(id) && tenants.has(t) && times.has(Number(ms))) found.add(`${t}\u0000${id}`);
+      return found;
+    }
     for (let off = 0; off < idx.length; off += this.#checkChunk) {
-      const tenants = new Set<string>();
-      const times = new Set<number>();
-      const ids = new Set<string>();
+      const chunkTenants = new Set<string>();
+      const chunkTimes = new Set<number>();
+      const chunkIds = new Set<string>();
       for (const i of idx.slice(off, off + this.#checkChunk)) {
-        const r = rows[i] as unknown[];
-        tenants.add(r[0] as string);
-        ids.add(r[2] as string);
-        times.add(r[9] as number);
+        const r = rows[i] as Row;
+        chunkTenants.add(r.tenant);
+        chunkIds.add(r.eventId);
+        chunkTimes.add(r.eventTime);
       }
-      const rs = await this.#client.query({
+      const ks = await this.#client.query({
         query: `SELECT tenant_id, event_id FROM ${this.#table}
 WHERE tenant_id IN {tenants:Array(String)}
   AND event_time IN {times:Array(DateTime64(3, 'UTC'))}
   AND event_id IN {ids:Array(String)}`,
-        query_params: { tenants: [...tenants], times: [...times], ids: [...ids] },
+        query_params: { tenants: [...chunkTenants], times: [...chunkTimes], ids: [...chunkIds] },
         format: 'JSONCompactEachRow',
       });
-      for (const [t, id] of await rs.json<[string, string]>()) found.add(`${t}\u0000${id}`);
+      for (const [t, id] of await ks.json<[string, string]>()) found.add(`${t}\u0000${id}`);
     }
     return found;
   }

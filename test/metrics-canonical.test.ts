@@ -46,6 +46,31 @@ describe('canonical metrics', () => {
   });
 });
 
+describe('a batch of accepted events', () => {
+  it('recordEvents renders what recordEvent per event renders (counters added once per tenant)', async () => {
+    const events = [
+      ev('acme', 'success', 3_000_000, 1_000_000),
+      ev('globex', 'failed', 2_000_000, 0),
+      ev('acme', 'retried', 2_500_000, 500_000),
+      ev('acme', 'failed', 1_000_000, 0),
+      ev('globex', 'success', 4_000_000, 4_000_000),
+    ];
+    const one = new ForgeMetrics();
+    const batch = new ForgeMetrics();
+    try {
+      for (const e of events) one.recordEvent(e);
+      batch.recordEvents(events);
+      const text = await batch.render();
+      expect(text).toEqual(await one.render());
+      expect(text).toContain('forge_tasks_evaluated_count{tenant="acme"} 2\n');
+      expect(text).toContain('forge_tasks_evaluated_count{tenant="globex"} 1\n');
+    } finally {
+      await one.shutdown();
+      await batch.shutdown();
+    }
+  });
+});
+
 describe('month trend (pure)', () => {
   it('warns from mid-month when the month at its pace is 2x the average month; not before, not below', async () => {
     const { monthTrend } = await import('../alerts/index.ts');

@@ -146,6 +146,74 @@ describe('batch writer', () => {
     expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 10 });
   });
 
+  it('finds duplicates by reading the stored rows of the batch\'s time span, and by key when that span holds many', async () => {
+    const { store, probe } = await open({ flushIntervalMs: 1 });
+    const keyed = () => probe.queries.filter((q) => q.includes('event_id IN')).length;
+    const t = freshTenant();
+    const stored = events(t, 3000);
+    expect(await store.writer.write(stored)).toMatchObject({ stored: 3000, duplicates: 0 });
+    // A narrow span (a few stored rows in it): read back and matched. Event 100 again, and a new one at its time.
+    const near = [stored[100]!, makeEvent(5000, { tenantId: t, eventTime: T0 + 100_000 })];
+    expect(await store.writer.write(near)).toMatchObject({ stored: 1, duplicates: 1, fresh: [false, true] });
+    expect(keyed()).toBe(0);
+    // A span holding all 3,000 stored rows (more than the range check reads): looked up by key instead.
+    const wide = [stored[0]!, makeEvent(5001, { tenantId: t, eventTime: T0 + 1500 }), stored[2999]!, makeEvent(5002, { tenantId: t, eventTime: T0 + 2_999_000 })];
+    expect(await store.writer.write(wide)).toMatchObject({ stored: 2, duplicates: 2, fresh: [false, true, false, true] });
+    expect(keyed()).toBe(1);
+    // Another tenant's rows in the span are not this tenant's duplicates.
+    const other = freshTenant();
+    expect(await store.writer.write([{ ...stored[5]!, tenantId: other }])).toMatchObject({ stored: 1, duplicates: 0 });
+    expect((await store.totals({ tenantId: t }, { from: T0 - 1, to: T0 + 4_000_000 })).tasks).toBe(3000 + 1 + 2);
+    expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 3003 });
+  });
+
+  it('encodes a large write a slice at a time: later writes keep their place, a bad event stores nothing, close waits for it', async () => {
+    const { store } = await open({ flushIntervalMs: 1 });
+    const t = freshTenant();
+    const large = events(t, 2500);
+    const small = events(t, 5, 2500);
+    const [a, b] = await Promise.all([store.writer.write(large), store.writer.write(small)]);
+    expect(a).toMatchObject({ stored: 2500, duplicates: 0 });
+    expect(b).toMatchObject({ stored: 5, duplicates: 0 });
+    // The chain has them in the order written: every event of the large write before the small one's.
+    const listed = await store.listEvents({ tenantId: t }, RANGE, { limit: 10_000 });
+    const seqOf = new Map(listed.map((e) => [e.eventId, e.seq]));
+    expect(Math.max(...large.map((e) => seqOf.get(e.eventId)!))).toBeLessThan(Math.min(...small.map((e) => seqOf.get(e.eventId)!)));
+    const bad = events(freshTenant(), 2500);
+    bad[1800] = { ...bad[1800]!, tenantId: 'no spaces allowed' };
+    await expect(store.writer.write(bad)).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_INVALID', field: 'events[1800].tenantId' });
+    expect((await store.totals({ tenantId: bad[0]!.tenantId }, RANGE)).tasks).toBe(0);
+    const pending = store.writer.write(events(t, 1500, 3000));
+    await store.writer.close();
+    expect(await pending).toMatchObject({ stored: 1500, duplicates: 0 });
+    await expect(store.writer.write(events(t, 1))).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_CLOSED' });
+    expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 4005 });
+  });
+
+  it('sends the next batch\'s existence check right behind an insert; a batch failing midway leaves the others exactly-once', async () => {
+    const { store, probe } = await open({ flushIntervalMs: 1, maxBatchRows: 10, maxRetries: 1 });
+    const t = freshTenant();
+    const a = events(t, 10);
+    const b = [...events(t, 6, 10), { ...events(t, 1, 16)[0]!, eventId: 'poison' }, ...a.slice(0, 3)];
+    const c = [...events(t, 8, 20), b[0]!, b[1]!];
+    probe.failWhen = (rows) => rows.includes('"poison"');
+    const [ra, rb, rc] = await Promise.allSettled([store.writer.write(a), store.writer.write(b), store.writer.write(c)]);
+    expect(ra).toMatchObject({ status: 'fulfilled', value: { stored: 10, duplicates: 0 } });
+    expect(rb).toMatchObject({ status: 'rejected', reason: { code: 'FORGE_ERR_STORE_WRITE_FAILED' } });
+    // b failed: its events are not in the log, so c's copies of two of them are c's own.
+    expect(rc).toMatchObject({ status: 'fulfilled', value: { stored: 10, duplicates: 0 } });
+    // a's rows went in, then the next batch's check was sent before a's head record.
+    const rowsAt = probe.statements.findIndex((q) => q.startsWith('INSERT INTO') && q.includes('.cost_events '));
+    const headAt = probe.statements.findIndex((q, i) => i > rowsAt && q.startsWith('INSERT INTO') && q.includes('.chain_heads'));
+    expect(rowsAt).toBeGreaterThanOrEqual(0);
+    expect(probe.statements.slice(rowsAt + 1, headAt).some((q) => q.includes('toUnixTimestamp64Milli(event_time) FROM'))).toBe(true);
+    probe.failWhen = undefined;
+    // A replay of b stores what is new to the log: not a's three, not the two c stored meanwhile.
+    expect(await store.writer.write(b)).toMatchObject({ stored: 5, duplicates: 5 });
+    expect(flat(await store.totals({ tenantId: t }, RANGE))).toEqual(expectedOf([...a, ...c, ...b.slice(2, 7)]));
+    expect(await store.verify({ tenantId: t })).toMatchObject({ ok: true, checked: 25 });
+  });
+
   it('rejects bad writer options by name', async () => {
     await expect(openStore({ dataDir: tmp.dir, writer: { maxBatchRows: 0 } })).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_CONFIG', field: 'maxBatchRows' });
     await expect(openStore({ dataDir: tmp.dir, database: 'bad-name' })).rejects.toMatchObject({ code: 'FORGE_ERR_STORE_CONFIG', field: 'database' });

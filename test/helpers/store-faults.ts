@@ -33,6 +33,12 @@ export interface InsertProbe {
   failAfter: number;
   /** Fail the next n cost_events inserts with a permanent ClickHouse error. */
   failPermanent: number;
+  /** The SQL of every query (SELECT) run through the transport, in order. */
+  queries: string[];
+  /** Every statement sent to the transport, in order: the SQL of a query, the INSERT line of an insert. */
+  statements: string[];
+  /** Fail (permanently) every cost_events insert whose rows this matches. */
+  failWhen?: (rows: string) => boolean;
 }
 
 class NetworkError extends Error {
@@ -52,17 +58,26 @@ function rowCount(values: unknown): number {
  * Use as openStore({ wrapConnection: probe.wrap }).
  */
 export function insertProbe(): InsertProbe & { wrap: (c: Conn) => Conn } {
-  const probe: InsertProbe = { batches: [], maxConcurrent: 0, active: 0, gate: new Gate(), failBefore: 0, failAfter: 0, failPermanent: 0 };
+  const probe: InsertProbe = { batches: [], maxConcurrent: 0, active: 0, gate: new Gate(), failBefore: 0, failAfter: 0, failPermanent: 0, queries: [], statements: [] };
   const wrap = (c: Conn): Conn =>
     new Proxy(c, {
       get(target, prop) {
+        if (prop === 'query') {
+          return (params: Parameters<Conn['query']>[0]) => {
+            probe.queries.push(params.query);
+            probe.statements.push(params.query);
+            return target.query(params);
+          };
+        }
         if (prop === 'insert') {
           return async (params: InsertParams) => {
+            probe.statements.push(params.query);
             if (!params.query.includes('.cost_events ')) return target.insert(params);
             probe.active++;
             probe.maxConcurrent = Math.max(probe.maxConcurrent, probe.active);
             try {
               await probe.gate.pass();
+              if (probe.failWhen && typeof params.values === 'string' && probe.failWhen(params.values)) throw new PermanentError('injected permanent failure (matched rows)');
               if (probe.failPermanent > 0) {
                 probe.failPermanent--;
                 throw new PermanentError('injected permanent failure');
