@@ -5,6 +5,17 @@ import { componentColumn } from './rows.ts';
 import { checkTime, scopeSql, type LogScope } from './scope.ts';
 
 /** Cost components, USD micros (one per COMPONENT_SPECS entry). */
+/** Rows of a read query as JSON objects; a failure is a StoreError QUERY (a StoreError passes as it is). */
+export async function queryRows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T[]> {
+  try {
+    const rs = await client.query({ query, query_params: params, format: 'JSONEachRow' });
+    return await rs.json<T>();
+  } catch (e) {
+    if (e instanceof StoreError) throw e;
+    throw new StoreError(STORE_ERROR_CODES.QUERY, `store query failed: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 export type Components = ComponentMicros;
 
 /** Sums over a set of events (each event_id once). Money in USD micros. */
@@ -157,14 +168,8 @@ export class LogQueries {
     this.#table = `${database}.cost_events`;
   }
 
-  async #rows<T>(query: string, params: Record<string, unknown>): Promise<T[]> {
-    try {
-      const rs = await this.#client.query({ query, query_params: params, format: 'JSONEachRow' });
-      return await rs.json<T>();
-    } catch (e) {
-      if (e instanceof StoreError) throw e;
-      throw new StoreError(STORE_ERROR_CODES.QUERY, `store query failed: ${(e as Error).message}`, { cause: e });
-    }
+  #rows<T>(query: string, params: Record<string, unknown>): Promise<T[]> {
+    return queryRows<T>(this.#client, query, params);
   }
 
   /** Grouped aggregate over [from, to). `group` is a fixed SQL expression chosen in this file. */

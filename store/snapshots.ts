@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { addComponentsInto, COMPONENTS } from '../rules/index.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
-import { toTotals, type AggRow, type RunDayTotals } from './queries.ts';
+import { queryRows, toTotals, type AggRow, type RunDayTotals } from './queries.ts';
 import { componentColumn } from './rows.ts';
 import { checkTime } from './scope.ts';
 
@@ -104,14 +104,8 @@ export class ControlSnapshotTable {
     this.#db = database;
   }
 
-  async #rows<T>(query: string, params: Record<string, unknown>): Promise<T[]> {
-    try {
-      const rs = await this.#client.query({ query, query_params: params, format: 'JSONEachRow' });
-      return await rs.json<T>();
-    } catch (e) {
-      if (e instanceof StoreError) throw e;
-      throw new StoreError(STORE_ERROR_CODES.QUERY, `store query failed: ${(e as Error).message}`, { cause: e });
-    }
+  #rows<T>(query: string, params: Record<string, unknown>): Promise<T[]> {
+    return queryRows<T>(this.#client, query, params);
   }
 
   /**
