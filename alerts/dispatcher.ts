@@ -439,6 +439,40 @@ export class AlertDispatcher {
     return [...this.#warnings.values()].map(({ view: _view, ...w }) => ({ ...w }));
   }
 
+  /**
+   * Takes over the pages an earlier life of Forge (or another process) opened for stops that still hold,
+   * so that the lift resolves them: replays the scopes' audited guard changes (transitions, acknowledgements,
+   * lifts; any order) through the same bookkeeping as a live change, sending nothing. A scope this
+   * dispatcher has already seen a newer change of is left as it is.
+   */
+  adoptOpenPages(changes: readonly StateChange[]): void {
+    const byScope = new Map<string, StateChange[]>();
+    for (const c of changes) {
+      const list = byScope.get(c.scope);
+      if (list) list.push(c);
+      else byScope.set(c.scope, [c]);
+    }
+    for (const [scope, list] of byScope) {
+      list.sort((a, b) => a.seq - b.seq);
+      const newest = list[list.length - 1]!;
+      const seen = this.#lastSeq.get(scope);
+      if (seen !== undefined && seen.seq >= newest.seq) continue;
+      const pages = new Map<string, Incident>(this.#incidents.get(scope));
+      for (const change of list) {
+        for (const [key, inc] of pages) if (inc.view.kind === 'guard' && inc.view.state && stateRank(change.state) < stateRank(inc.view.state)) pages.delete(key);
+        if (change.kind === 'acknowledgement') for (const inc of pages.values()) inc.acknowledged = true;
+        if ((change.kind ?? 'transition') === 'transition' && (change.state === 'HARD_STOP' || change.state === 'EMERGENCY_STOP')) {
+          const pd = this.#pagers(change.state);
+          const view = guardView(change, this.#config);
+          if (pd.length > 0 && !pages.has(view.dedupKey)) pages.set(view.dedupKey, { view, destinations: pd.map((d) => d.name), acknowledged: false });
+        }
+      }
+      if (pages.size > 0) this.#incidents.set(scope, pages);
+      else this.#incidents.delete(scope);
+      this.#lastSeq.set(scope, { seq: newest.seq, seenAt: this.#clock.now() });
+    }
+  }
+
   /** Open incidents (pages) per scope: dedup keys. */
   openIncidents(): Array<{ scope: string; dedupKey: string; condition: string; acknowledged: boolean }> {
     return [...this.#incidents].flatMap(([scope, m]) =>

@@ -21,6 +21,7 @@ import {
   capCountersFromLog,
   capCountersOfRows,
   ControlSnapshots,
+  changeOfAuditRow,
   rebuildControlState,
   recompute,
   spendFromLog,
@@ -31,7 +32,7 @@ import {
   type LiveLedger,
   type LoadedSpend,
 } from '../guard/index.ts';
-import { DAY_MS, parseBandsConfig, scopesOf, storageDayCost, tenantScope, topComponent, type BandsBook, type ScopeKey } from '../rules/index.ts';
+import { DAY_MS, parseBandsConfig, scopesOf, stateRank, storageDayCost, tenantScope, topComponent, type BandsBook, type ScopeKey } from '../rules/index.ts';
 import { AccountTables, openStore, TenantTable, type Store } from '../store/index.ts';
 
 export interface RunningForge {
@@ -225,6 +226,15 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // The rebuilt states announce nothing: publish them, so the status panels read a state (global NORMAL on
     // a fresh start) rather than nothing until the next change.
     for (const scope of new Set<ScopeKey>(['global', ...guardrail.knownScopes()])) metrics.setState(scope, guardrail.effectiveState(scope));
+    // Pages an earlier life opened for stops that still hold are taken over (not sent again), so the lift
+    // resolves them: from the audited guard changes of the scopes that are stopped now.
+    if (alerts) {
+      const stopped = new Set([...guardrail.knownScopes()].filter((scope) => stateRank(guardrail.effectiveState(scope)) >= stateRank('HARD_STOP')));
+      if (stopped.size > 0) {
+        const rows = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now() + DAY_MS, kinds: ['state_change', 'acknowledgement', 'override'], limit: 1_000_000 });
+        alerts.adoptOpenPages(rows.filter((r) => stopped.has(r.scope)).map(changeOfAuditRow));
+      }
+    }
     // Tenant intake pauses (execution spikes) on a halt bus of their own (Redis: own key prefix), rebuilt
     // from guardrail_events and the bus's durable copy; a pause pages on-call (routes.intake_paused).
     const intakeBus: HaltBus = config.FORGE_REDIS_URL ? new RedisHaltBus({ url: config.FORGE_REDIS_URL, keyPrefix: `${config.FORGE_REDIS_PREFIX}intake:`, onError: (e) => onError(e, 'intake bus') }) : new InProcessHaltBus();

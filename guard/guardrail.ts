@@ -1,4 +1,5 @@
 import {
+  GUARD_STATES,
   withoutDaily,
   acknowledgeWarning,
   dayLabel,
@@ -32,7 +33,7 @@ import {
   type StateChange,
   type Thresholds,
 } from '../rules/index.ts';
-import { eventComponents, type ComponentMicrosFields, type CostEvent, type GuardrailEventKind } from '../store/index.ts';
+import { eventComponents, type ComponentMicrosFields, type CostEvent, type GuardrailEventKind, type GuardrailEventRow } from '../store/index.ts';
 import { GuardError } from './errors.ts';
 import { LearnedEstimates } from './estimates.ts';
 import { withoutBatch, type RedisSharedSpend, type SeedScope, type SpendItem } from './shared-spend.ts';
@@ -153,6 +154,34 @@ function isWaivedHit(g: GuardStatus, h: ConditionHit): boolean {
 }
 
 const AUDIT_KIND: Record<ChangeKind, AuditKind> = { transition: 'state_change', acknowledgement: 'acknowledgement', lift: 'override', budget: 'budget_change' };
+const CHANGE_KIND: Partial<Record<string, ChangeKind>> = { state_change: 'transition', acknowledgement: 'acknowledgement', override: 'lift', budget_change: 'budget' };
+
+/**
+ * The state change an audited guard row records (the inverse of how a change is audited): its holds and
+ * control state from the details; the 7-day burn is not audited (0). A state that is not a guard state
+ * reads as NORMAL (a previous one as the state).
+ */
+export function changeOfAuditRow(r: GuardrailEventRow): StateChange {
+  const details = (r.details ?? {}) as { holds?: ConditionHit[]; control?: StateChange['control'] };
+  const state = asGuardState(r.state);
+  return {
+    scope: r.scope as ScopeKey,
+    state,
+    previous: asGuardState(r.previous, state),
+    seq: r.seq,
+    at: r.at,
+    reason: r.reason,
+    holds: Array.isArray(details.holds) ? details.holds : [],
+    weekMicros: 0,
+    ...(r.actor !== 'forge' ? { actor: r.actor } : {}),
+    kind: CHANGE_KIND[r.kind] ?? 'transition',
+    ...(details.control ? { control: details.control } : {}),
+  };
+}
+
+function asGuardState(s: string, otherwise: GuardState = 'NORMAL'): GuardState {
+  return (GUARD_STATES as readonly string[]).includes(s) ? (s as GuardState) : otherwise;
+}
 
 /**
  * The guardrail: per-scope rule state in memory, fed by accepted events, re-based hourly on the event

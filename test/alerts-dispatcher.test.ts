@@ -258,6 +258,34 @@ describe('alerts: delivery', () => {
     expect(r.slack.problems()).toEqual([]);
   });
 
+  it("a restarted dispatcher takes over an earlier life's pages from the audited changes, sends nothing, and the lift resolves both", async () => {
+    const r = await rig();
+    const scope = freshTenant();
+    const lifted = freshTenant();
+    // Escalated, then acknowledged (the pages stay open, acknowledged); another scope stopped and lifted since.
+    r.d.adoptOpenPages([
+      change(scope, 'HARD_STOP', 'EMERGENCY_STOP', 2, [DAY_HARD, DAY_EMERGENCY]),
+      change(scope, 'WARNING', 'HARD_STOP', 1, [DAY_HARD]),
+      change(scope, 'EMERGENCY_STOP', 'EMERGENCY_STOP', 3, [DAY_HARD, DAY_EMERGENCY], { kind: 'acknowledgement', actor: 'ann' }),
+      change(lifted, 'WARNING', 'HARD_STOP', 1, [DAY_HARD]),
+      change(lifted, 'HARD_STOP', 'NORMAL', 2, [], { kind: 'lift', actor: 'ann' }),
+    ]);
+    expect(r.pd.requests).toHaveLength(0);
+    expect(r.d.openIncidents().map((i) => [i.scope, i.condition, i.acknowledged]).sort()).toEqual([
+      [scope, 'day_emergency', true],
+      [scope, 'day_hard', true],
+    ]);
+    // A replayed older change is stale; the lift resolves both pages under the keys they were opened with.
+    expect(await r.d.onStateChange(change(scope, 'WARNING', 'HARD_STOP', 1, [DAY_HARD]))).toMatchObject({ outcome: 'ignored' });
+    await r.d.onStateChange(change(scope, 'EMERGENCY_STOP', 'NORMAL', 4, [], { actor: 'oncall@example.com', reason: 'lifted by operator' }));
+    expect(pdBodies(r).map((e) => [e.event_action, e.dedup_key]).sort()).toEqual([
+      ['resolve', `forge/${scope}/day_emergency/${DAY}`],
+      ['resolve', `forge/${scope}/day_hard/${DAY}`],
+    ]);
+    expect(r.d.openIncidents()).toEqual([]);
+    expect(r.pd.problems()).toEqual([]);
+  });
+
   it('a lift that leaves the scope in WARNING counts as acknowledged by the lifter: no warning reminders', async () => {
     const r = await rig();
     const scope = freshTenant();
