@@ -32,7 +32,7 @@ import {
   type LiveLedger,
   type LoadedSpend,
 } from '../guard/index.ts';
-import { DAY_MS, parseBandsConfig, scopesOf, stateRank, storageDayCost, tenantScope, topComponent, type BandsBook, type ScopeKey } from '../rules/index.ts';
+import { parseBandsConfig, scopesOf, stateRank, storageDayCost, tenantScope, topComponent, type BandsBook, type ScopeKey } from '../rules/index.ts';
 import { AccountTables, openStore, TenantTable, type Store } from '../store/index.ts';
 
 export interface RunningForge {
@@ -216,7 +216,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // spend from the newest snapshot plus the log since it: readiness does not wait on the whole history.
     const publishTotals = (scope: ScopeKey): void => metrics.setScopeTotals(scope, guardrail.totals(scope));
     const loaded = await snapshots.load();
-    const rebuilt = await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals, runDays: await snapshots.runDays(now()) });
+    const rebuilt = await rebuildControlState(guardrail, { store, bus, now: now(), unitCapOf: (scope) => guardrail.bandsFor(scope), onScope: publishTotals, runDays: await snapshots.runDays(now()), alsoKinds: INTAKE_KINDS });
     // An empty Redis (first start, or restarted without persistence) gets the log's spend before use.
     if (sharedSpend) await sharedSpend.seed(async () => rebuilt.spend);
     if (ledger instanceof RedisLedger) await ledger.ready();
@@ -227,12 +227,12 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     // a fresh start) rather than nothing until the next change.
     for (const scope of new Set<ScopeKey>(['global', ...guardrail.knownScopes()])) metrics.setState(scope, guardrail.effectiveState(scope));
     // Pages an earlier life opened for stops that still hold are taken over (not sent again), so the lift
-    // resolves them: from the audited guard changes of the scopes that are stopped now.
+    // resolves them: from the audited guard changes of the scopes that are stopped now (read by the rebuild).
     if (alerts) {
       const stopped = new Set([...guardrail.knownScopes()].filter((scope) => stateRank(guardrail.effectiveState(scope)) >= stateRank('HARD_STOP')));
       if (stopped.size > 0) {
-        const rows = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now() + DAY_MS, kinds: ['state_change', 'acknowledgement', 'override'], limit: 1_000_000 });
-        alerts.adoptOpenPages(rows.filter((r) => stopped.has(r.scope)).map(changeOfAuditRow));
+        const guardKinds = new Set<string>(['state_change', 'acknowledgement', 'override']);
+        alerts.adoptOpenPages(rebuilt.events.filter((r) => guardKinds.has(r.kind) && stopped.has(r.scope)).map(changeOfAuditRow));
       }
     }
     // Tenant intake pauses (execution spikes) on a halt bus of their own (Redis: own key prefix), rebuilt
@@ -274,7 +274,7 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         intake.close();
       },
     });
-    await intake.rebuild(await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now() + DAY_MS, kinds: [...INTAKE_KINDS], limit: 10_000_000 }));
+    await intake.rebuild(rebuilt.events);
     // The normal cost per task type (anomaly ceilings), learned from live events and, in the background once
     // listening (it reads up to 200,000 events: no part of readiness), from the log's recent successful tasks.
     const baseline = new CostBaseline();

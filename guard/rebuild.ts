@@ -1,5 +1,5 @@
 import { addOperationComponents, DAY_MS, dayFromLabel, operationSum, withoutDaily, runScope, tenantScope, zeroComponents, type BudgetVersion, type DaySpend, type GuardStatus, type ScopeKey } from '../rules/index.ts';
-import type { GuardrailEventRow, RunDayTotals, Store } from '../store/index.ts';
+import type { GuardrailEventKind, GuardrailEventRow, RunDayTotals, Store } from '../store/index.ts';
 import { guardOfChange, type Guardrail, type LogSpend } from './guardrail.ts';
 import type { HaltBus } from './halt-bus.ts';
 import type { CounterSeed } from './ledger/redis-ledger.ts';
@@ -144,13 +144,15 @@ export async function rebuildControlState(
     unitCapOf: (scope: ScopeKey) => { unitCap: number; k: number };
     onScope?: (scope: ScopeKey) => void;
     runDays?: readonly RunDayTotals[];
+    /** More guardrail_events kinds to read in the same scan, for the caller (returned in `events`). */
+    alsoKinds?: readonly GuardrailEventKind[];
   },
-): Promise<{ scopes: number; spend: Map<ScopeKey, LogSpend>; capCounters: Map<ScopeKey, CounterSeed> }> {
+): Promise<{ scopes: number; spend: Map<ScopeKey, LogSpend>; capCounters: Map<ScopeKey, CounterSeed>; events: readonly GuardrailEventRow[] }> {
   const { store, now } = deps;
-  // One read of each log: guardrail_events for the control state and the learned ratios, the cost log's
-  // per-run-day totals for the guard's spend and the admission ledger's counters.
-  const events = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: [...CONTROL_KINDS, 'estimate_learned'], limit: 50_000_000 });
-  const folded = foldControlEvents(events.filter((r) => r.kind !== 'estimate_learned'));
+  // One read of each log: guardrail_events for the control state, the learned ratios and what the caller
+  // also reads at start, the cost log's per-run-day totals for the guard's spend and the ledger's counters.
+  const events = await store.guardrailEvents({ scope: { allTenants: true }, from: 0, to: now + DAY_MS, kinds: [...CONTROL_KINDS, 'estimate_learned', ...(deps.alsoKinds ?? [])], limit: 50_000_000 });
+  const folded = foldControlEvents(events.filter((r) => (CONTROL_KINDS as readonly string[]).includes(r.kind)));
   const runDays = deps.runDays ?? (await readRunDays(store, now));
   const spend = spendOfRows(runDays);
   const scopes = new Set<ScopeKey>(['global', ...folded.keys(), ...spend.keys(), ...(await deps.bus.scopes())]);
@@ -187,5 +189,5 @@ export async function rebuildControlState(
     if (typeof d.task_type === 'string' && Array.isArray(d.ratios_ppm) && r.tenantId) g.learned.seedRatios(r.tenantId, d.task_type, d.ratios_ppm.map(Number));
   }
   for (const t of await store.taskTypeRecentTotals({ from: now - 8 * DAY_MS, to: now + DAY_MS }, 200)) g.learned.seedCosts(t.tenantId, t.taskType, [...t.totalsMicros].reverse());
-  return { scopes: scopes.size, spend, capCounters: capCountersOfRows(runDays, now) };
+  return { scopes: scopes.size, spend, capCounters: capCountersOfRows(runDays, now), events };
 }

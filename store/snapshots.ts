@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { addComponentsInto, COMPONENTS } from '../rules/index.ts';
+import { COMPONENTS } from '../rules/index.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
-import { queryRows, toTotals, type AggRow, type RunDayTotals } from './queries.ts';
+import { addInto, queryRows, toTotals, type AggRow, type RunDayTotals } from './queries.ts';
 import { componentColumn } from './rows.ts';
 import { checkTime } from './scope.ts';
 
@@ -270,11 +270,6 @@ export function addRunDays(into: Map<string, RunDayTotals>, groups: readonly Run
       into.set(k, { ...g, components: { ...g.components } });
       continue;
     }
-    addComponentsInto(cur.components, g.components);
-    cur.totalMicros += g.totalMicros;
-    cur.tasks += g.tasks;
-    cur.succeeded += g.succeeded;
-    cur.failed += g.failed;
-    cur.retried += g.retried;
+    addInto(cur, g);
   }
 }
