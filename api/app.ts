@@ -20,7 +20,7 @@ export interface AppParts {
   /** Prices a task's bounds (what it can cost at most) for admissions; absent: bounds are refused. */
   priceBounds?: (b: TaskBounds) => BoundsOutcome;
   guardrail: Guardrail;
-  /** Tenant intake pauses (execution spikes): admissions of a paused tenant are refused; absent: never paused. */
+  /** Tenant intake pauses (execution spikes): read and resumed over the API (the guardrail refuses a paused tenant's admissions). */
   intake?: IntakeGate;
   keys: KeyStore;
   now: () => number;
@@ -168,7 +168,7 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
       return text();
     });
   }
-  await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now, ...(p.priceBounds ? { priceBounds: p.priceBounds } : {}), ...(p.intake ? { intake: p.intake } : {}) });
+  await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now, ...(p.priceBounds ? { priceBounds: p.priceBounds } : {}) });
   if (p.intake) await app.register(intakeRoutes, { intake: p.intake });
   await app.register(adminRoutes, { guardrail: p.guardrail, keys: p.keys, now: p.now });
   if (p.accounts) {

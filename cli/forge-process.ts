@@ -275,6 +275,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       },
     });
     await intake.rebuild(rebuilt.events);
+    // Every admission asks it, whoever admits (the API, in-process runners, eval runs started here).
+    guardrail.useIntake(intake);
     // The normal cost per task type (anomaly ceilings), learned from live events and, in the background once
     // listening (it reads up to 200,000 events: no part of readiness), from the log's recent successful tasks.
     const baseline = new CostBaseline();

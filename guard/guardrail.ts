@@ -94,7 +94,16 @@ export interface GuardrailDeps {
 
 export type AdmissionDecision =
   | { decision: 'allow'; reservationId: string; expiresAt: number; estimatedMicros: Micros; estimateSource: EstimateSource; learnedFactor?: number; unreserved?: true }
-  | { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: number | null };
+  | { decision: 'deny'; state: GuardState; scope: ScopeKey; reason: string; retryAfterMs: number | null; intakePaused?: { since: number; reason: string } };
+
+/**
+ * The tenants' intake as admissions see it (guard/intake.ts IntakeGate): a paused tenant's admissions are
+ * refused, for every caller of admit (the API, in-process runners, eval runs); an allowed one is counted.
+ */
+export interface IntakePort {
+  paused(tenantId: string): { since: number; reason: string } | undefined;
+  admitted(tenantId: string): void;
+}
 
 /** What the guard needs of a shared spend (guard/shared-spend.ts). */
 export type SharedSpendPort = Pick<RedisSharedSpend, 'add' | 'read' | 'seed' | 'mark'>;
@@ -195,6 +204,7 @@ function asGuardState(s: string, otherwise: GuardState = 'NORMAL'): GuardState {
 export class Guardrail {
   /** The live ledger failed the last reservation (fail-open reports an outage once). */
   private ledgerDown = false;
+  private intake: IntakePort | undefined;
   private readonly scopes = new Map<ScopeKey, ScopeState>();
   private readonly lastHolds = new Map<ScopeKey, ConditionHit[]>();
   /** Budget versions per scope (oldest first); absent: the bands file's version 1. */
@@ -675,12 +685,28 @@ export class Guardrail {
    * scaled by what this task type's history says of such estimates; else a high quantile of the task
    * type's actual costs; else the unit cap. Never zero.
    */
+  /** The tenants' intake gate (set once it is built, after the control state is rebuilt). */
+  useIntake(gate: IntakePort): void {
+    this.intake = gate;
+  }
+
   async admit(req: { tenantId: string; runId: string; taskType: string; estimatedMicros?: Micros; estimateSource?: 'runner' | 'bounds' }): Promise<AdmissionDecision> {
+    const d = await this.reserveAdmission(req);
+    if (d.decision === 'allow') this.intake?.admitted(req.tenantId);
+    return d;
+  }
+
+  private async reserveAdmission(req: { tenantId: string; runId: string; taskType: string; estimatedMicros?: Micros; estimateSource?: 'runner' | 'bounds' }): Promise<AdmissionDecision> {
     // A reservation holds at least the ledger's unit (one micro-dollar): a smaller estimate holds nothing.
     if (req.estimatedMicros !== undefined && !(req.estimatedMicros >= 1)) throw new GuardError('FORGE_ERR_VALIDATION', 'estimated_cost_usd must be at least 0.000001 USD (one micro-dollar, the ledger\'s unit)', { field: 'estimated_cost_usd' });
     const now = this.d.now();
     const run = this.admittedRun(req.tenantId, req.runId);
     const scopes = run.scopes;
+    const paused = this.intake?.paused(req.tenantId);
+    if (paused) {
+      const scope = scopes[1]!;
+      return { decision: 'deny', state: 'HARD_STOP', scope, reason: `the intake of ${scope} is paused (${paused.reason}); tasks in flight go on; an operator resumes it`, retryAfterMs: null, intakePaused: { since: paused.since, reason: paused.reason } };
+    }
     const halted = this.haltedDenial(scopes);
     if (halted) return halted;
     let estimateSource: EstimateSource;

@@ -9,7 +9,7 @@ export * from './halt-bus.ts';
 export { RedisHaltBus, type RedisHaltBusOptions } from './redis-halt-bus.ts';
 export { DEFAULT_BACKOFF, FastFailConnection, backoffDelay, blockingRedis, quitRedis, redisFailureKind, subscriberRedis, type Backoff, type FastFailOptions, type ScriptDef } from './redis.ts';
 export * from './ledger/index.ts';
-export { changeOfAuditRow, Guardrail, usdToMicrosField, type AdmissionDecision, type AuditKind, type AuditRecord, type GuardrailDeps, type HaltPort, type LogSpend, type SharedSpendPort } from './guardrail.ts';
+export { changeOfAuditRow, Guardrail, usdToMicrosField, type AdmissionDecision, type IntakePort, type AuditKind, type AuditRecord, type GuardrailDeps, type HaltPort, type LogSpend, type SharedSpendPort } from './guardrail.ts';
 export { capCountersFromLog, capCountersOfRows, foldControlEvents, rebuildControlState, recompute, spendFromLog, spendOfRows, type LogSource } from './rebuild.ts';
 export { ControlSnapshots, type LoadedSpend, type SnapshotStore, type SpendOrigin } from './control-snapshot.ts';
 export { RedisSharedSpend, withoutBatch, type RedisSharedSpendOptions, type ScopeSpendSnapshot, type SeedScope, type SpendItem } from './shared-spend.ts';

@@ -2,7 +2,7 @@ import { tenantScope, type ScopeKey, type StateChange } from '../rules/index.ts'
 import type { GuardrailEventRow } from '../store/index.ts';
 import { GuardError, type ErrorHandler } from './errors.ts';
 import { FifoMap } from './fifo.ts';
-import type { AuditRecord } from './guardrail.ts';
+import type { AuditRecord, IntakePort } from './guardrail.ts';
 import type { HaltBus } from './halt-bus.ts';
 
 /**
@@ -200,7 +200,7 @@ const tenantOf = (scope: ScopeKey): string | undefined => (scope.startsWith('ten
  * of two processes pausing at once one wins, the other adopts it) and audited in guardrail_events, from
  * which, with the bus's durable copy, a restart rebuilds the same pauses (`rebuild`).
  */
-export class IntakeGate {
+export class IntakeGate implements IntakePort {
   readonly #d: IntakeGateDeps;
   readonly #status = new Map<string, IntakeStatus>();
   readonly #rate: ExecutionRate | undefined;

@@ -114,6 +114,10 @@ describe('execution spike: intake paused, paged, held across processes and resta
     const d = await client.admit({ tenantId: 'acme', runId: 'r-acme', taskType: 'eval', estimatedCostUsd: '0.01' });
     expect(d).toMatchObject({ decision: 'deny', state: 'HARD_STOP', scope: 'tenant:acme', retryAfterMs: null });
     expect(d.decision === 'deny' ? d.reason : '').toContain('paused');
+    // Admissions that do not come over HTTP (an eval run started in this process, an in-process runner) are
+    // refused as well: the guardrail itself asks the intake.
+    const direct = await f.guardrail.admit({ tenantId: 'acme', runId: 'r-acme', taskType: 'eval', estimatedMicros: 10_000 });
+    expect(direct).toMatchObject({ decision: 'deny', state: 'HARD_STOP', scope: 'tenant:acme', retryAfterMs: null, intakePaused: { reason: expect.any(String) } });
     // Another tenant is not touched.
     const beta = await call(f.url, runner, 'POST', '/v1/admissions', admission('beta'));
     expect(beta.json.decision).toBe('allow');

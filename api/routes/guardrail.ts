@@ -4,7 +4,7 @@ import { microsToUsd } from '../../rules/index.ts';
 import { requireTenant } from '../auth.ts';
 import { errorBodySchema } from '../errors.ts';
 import type { BoundsOutcome, TaskBounds } from '../../collector/index.ts';
-import { scopesOfReservation, usdToMicrosField, type Guardrail, type IntakeGate } from '../../guard/index.ts';
+import { scopesOfReservation, usdToMicrosField, type Guardrail } from '../../guard/index.ts';
 import { ApiError } from '../errors.ts';
 import { principalOf, scopeParam } from '../http.ts';
 import { DATE_TIME, RUN_ID, SCOPE, TENANT_ID as ID, text, USD } from '../schemas.ts';
@@ -106,7 +106,7 @@ function toBounds(b: BoundsBody): TaskBounds {
 
 export async function guardrailRoutes(
   app: FastifyInstance,
-  opts: { guardrail: Guardrail; now: () => number; priceBounds?: (b: TaskBounds) => BoundsOutcome; intake?: Pick<IntakeGate, 'paused' | 'admitted'> },
+  opts: { guardrail: Guardrail; now: () => number; priceBounds?: (b: TaskBounds) => BoundsOutcome },
 ): Promise<void> {
   const g = opts.guardrail;
 
@@ -153,8 +153,6 @@ export async function guardrailRoutes(
     async (req) => {
       const b = req.body;
       requireTenant(principalOf(req), b.tenant_id);
-      const paused = opts.intake?.paused(b.tenant_id);
-      if (paused) throw new ApiError('FORGE_ERR_INTAKE_PAUSED', `the intake of tenant "${b.tenant_id}" is paused since ${new Date(paused.since).toISOString()} (${paused.reason}); tasks in flight go on; an operator resumes it (POST /v1/tenants/${b.tenant_id}/intake/resume)`, 'tenant_id');
       let estimate = b.estimated_cost_usd === undefined ? undefined : usdToMicrosField(b.estimated_cost_usd, 'estimated_cost_usd');
       let source: 'runner' | 'bounds' = 'runner';
       if (b.bounds) {
@@ -167,8 +165,11 @@ export async function guardrailRoutes(
         source = 'bounds';
       }
       const d = await g.admit(estimate === undefined ? { tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type } : { tenantId: b.tenant_id, runId: b.run_id, taskType: b.task_type, estimatedMicros: estimate, estimateSource: source });
+      if (d.decision === 'deny' && d.intakePaused) {
+        const p = d.intakePaused;
+        throw new ApiError('FORGE_ERR_INTAKE_PAUSED', `the intake of tenant "${b.tenant_id}" is paused since ${new Date(p.since).toISOString()} (${p.reason}); tasks in flight go on; an operator resumes it (POST /v1/tenants/${b.tenant_id}/intake/resume)`, 'tenant_id');
+      }
       if (d.decision === 'allow') {
-        opts.intake?.admitted(b.tenant_id);
         // Fields left undefined are left out by the response schema's serializer.
         return {
           decision: 'allow',
