@@ -4,7 +4,7 @@ import { CollectorError, UnavailableError } from './errors.ts';
 import type { ChainReader, NativePriceSource } from './chain.ts';
 import { parseTaskEvent, type Rejection, type TaskEvent } from './event.ts';
 import type { ForgeMetrics } from './metrics.ts';
-import { priceTaskEvent } from './price.ts';
+import { priceReportedGas, priceTaskEvent, type PriceOutcome } from './price.ts';
 import type { Pricing } from './pricing.ts';
 
 /** One item of a request: where it was (batch index / OTLP record path) and its raw event object. */
@@ -121,15 +121,27 @@ export class Ingestor {
     }
 
     const expected = valid.length > 0 ? await d.expectedTasksDay?.() : undefined;
-    const priced = await mapLimit(valid, d.pricingConcurrency ?? 8, ({ ev }) =>
-      priceTaskEvent(ev, {
-        pricing: d.pricing,
-        nativePrice: d.nativePrice,
-        now,
-        ...(d.chain ? { chain: d.chain } : {}),
-        ...(expected !== undefined ? { expectedTasksDay: expected } : {}),
-      }),
-    );
+    const priceDeps = {
+      pricing: d.pricing,
+      nativePrice: d.nativePrice,
+      now,
+      ...(d.chain ? { chain: d.chain } : {}),
+      ...(expected !== undefined ? { expectedTasksDay: expected } : {}),
+    };
+    // The usual events (gas reported, or none) are priced in one pass, the native price read once for the
+    // request (when one needs it); events naming a transaction wait for their chain lookups, a few at a time.
+    const priced = new Array<PriceOutcome>(valid.length);
+    const onChain: number[] = [];
+    let nativeUsd: string | undefined;
+    for (let i = 0; i < valid.length; i++) {
+      const ev = valid[i]!.ev;
+      let r = priceReportedGas(ev, priceDeps, nativeUsd);
+      if (r === undefined && ev.gas.kind !== 'tx') r = priceReportedGas(ev, priceDeps, (nativeUsd = await d.nativePrice.usd()));
+      if (r === undefined) onChain.push(i);
+      else priced[i] = r;
+    }
+    const looked = await mapLimit(onChain, d.pricingConcurrency ?? 8, (i) => priceTaskEvent(valid[i]!.ev, priceDeps));
+    onChain.forEach((i, k) => (priced[i] = looked[k]!));
     const events: CostEvent[] = [];
     const acceptedAt: RawItem[] = [];
     priced.forEach((r, i) => {

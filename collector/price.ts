@@ -84,6 +84,21 @@ function reject(field: string, reason: string): PriceOutcome {
   return { ok: false, code: 'FORGE_ERR_VALIDATION', field, reason };
 }
 
+/** The gas inputs of an event, as reported or read from its transaction's receipt. */
+interface GasInputs {
+  gasSource: GasSource;
+  gasUsed: string;
+  gasPriceGwei: string;
+  chainId: number;
+  txHash: string;
+}
+
+const NO_GAS: GasInputs = { gasSource: 'none', gasUsed: '0', gasPriceGwei: '0', chainId: 0, txHash: '' };
+
+function needsNative(g: GasInputs): boolean {
+  return g.gasUsed !== '0' && !isZeroAmount(g.gasPriceGwei);
+}
+
 /**
  * Prices one validated event with the cost model (rules/cost-model.ts): Forge computes every component
  * from the inputs; nothing the producer computed is used. Chain lookups may throw UnavailableError
@@ -95,19 +110,10 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
   const hourUsd = computeHourUsd(pricing, ev.environment) ?? (ev.environment === NO_COMPUTE_ENVIRONMENT && isZeroAmount(ev.taskHours) ? '0' : undefined);
   if (hourUsd === undefined) return reject('environment', `no compute price configured for environment "${ev.environment}"`);
 
-  let gasSource: GasSource = 'none';
-  let gasUsed = '0';
-  let gasPriceGwei = '0';
-  let chainId = 0;
-  let txHash = '';
+  let g = NO_GAS;
   if (ev.gas.kind === 'reported') {
-    gasSource = 'reported';
-    gasUsed = ev.gas.gasUsed;
-    gasPriceGwei = ev.gas.gasPriceGwei;
-    chainId = ev.gas.chainId;
+    g = { gasSource: 'reported', gasUsed: ev.gas.gasUsed, gasPriceGwei: ev.gas.gasPriceGwei, chainId: ev.gas.chainId, txHash: '' };
   } else if (ev.gas.kind === 'tx') {
-    chainId = ev.gas.chainId;
-    txHash = ev.gas.txHash;
     if (!deps.chain) return reject('gas.tx_hash', 'no chain RPC is configured to read receipts (set FORGE_RPC_URL)');
     const nodeChain = await deps.chain.chainId();
     if (nodeChain !== ev.gas.chainId) return reject('gas.chain_id', `the configured chain is ${nodeChain}, not ${ev.gas.chainId}`);
@@ -116,16 +122,38 @@ export async function priceTaskEvent(ev: TaskEvent, deps: PriceDeps): Promise<Pr
     if (tx.status === 'not_found') {
       return reject('gas.tx_hash', `transaction not found on chain ${nodeChain}${hint ? '' : ' (give gas.from and gas.nonce to record a replaced transaction)'}`);
     }
-    gasSource = tx.status;
-    if (tx.status === 'receipt' || tx.status === 'reverted') {
-      // A reverted transaction still paid for its gas.
-      gasUsed = tx.gasUsed.toString();
-      gasPriceGwei = new Dec(tx.effectiveGasPriceWei.toString()).dividedBy(1e9).toFixed();
-    }
+    // A reverted transaction still paid for its gas.
+    const paid = tx.status === 'receipt' || tx.status === 'reverted';
+    g = {
+      gasSource: tx.status,
+      gasUsed: paid ? tx.gasUsed.toString() : '0',
+      gasPriceGwei: paid ? new Dec(tx.effectiveGasPriceWei.toString()).dividedBy(1e9).toFixed() : '0',
+      chainId: ev.gas.chainId,
+      txHash: ev.gas.txHash,
+    };
   }
+  return priceWith(ev, deps, hourUsd, g, needsNative(g) ? await deps.nativePrice.usd() : '0');
+}
 
-  const needsNative = gasUsed !== '0' && !isZeroAmount(gasPriceGwei);
-  const nativeUsd = needsNative ? await deps.nativePrice.usd() : '0';
+/**
+ * priceTaskEvent without waiting, for an event that names no transaction (gas reported, or none): the
+ * collector prices a batch's usual events in one pass with the native price read once. Undefined when the
+ * event needs a chain lookup, or the native price and `nativeUsd` is not given: priceTaskEvent then.
+ */
+export function priceReportedGas(ev: TaskEvent, deps: PriceDeps, nativeUsd: string | undefined): PriceOutcome | undefined {
+  if (ev.gas.kind === 'tx') return undefined;
+  const g: GasInputs = ev.gas.kind === 'reported' ? { gasSource: 'reported', gasUsed: ev.gas.gasUsed, gasPriceGwei: ev.gas.gasPriceGwei, chainId: ev.gas.chainId, txHash: '' } : NO_GAS;
+  const hourUsd = computeHourUsd(deps.pricing, ev.environment) ?? (ev.environment === NO_COMPUTE_ENVIRONMENT && isZeroAmount(ev.taskHours) ? '0' : undefined);
+  if (hourUsd === undefined) return reject('environment', `no compute price configured for environment "${ev.environment}"`);
+  const native = needsNative(g) ? nativeUsd : '0';
+  if (native === undefined) return undefined;
+  return priceWith(ev, deps, hourUsd, g, native);
+}
+
+/** The cost equations once the gas inputs and the native price are known. */
+function priceWith(ev: TaskEvent, deps: PriceDeps, hourUsd: string, g: GasInputs, nativeUsd: string): PriceOutcome {
+  const { pricing } = deps;
+  const { gasSource, gasUsed, gasPriceGwei, chainId, txHash } = g;
   const expected = deps.expectedTasksDay ?? pricing.storage.expectedTasksDay;
 
   const c = zeroComponents();
