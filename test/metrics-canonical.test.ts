@@ -71,6 +71,36 @@ describe('a batch of accepted events', () => {
   });
 });
 
+describe('per-operation cost histograms', () => {
+  it('count, sum and cumulative buckets by tenant, a value on a bound in its bucket, labels escaped; none on a fresh start; not in public metrics', async () => {
+    const m = new ForgeMetrics();
+    try {
+      expect(await m.render()).not.toContain('forge_cost_total_op_usd');
+      const odd = 'a"b\\c\nd';
+      // Totals of 0.1 (a bucket bound), 0.3 and 2000 USD (above the last bound): the rli part is 0.1 each time.
+      m.recordEvents([ev(odd, 'success', 100_000, 100_000), ev(odd, 'success', 300_000, 100_000), ev('acme', 'success', 2_000_000_000, 100_000)]);
+      const text = await m.render();
+      const label = 'tenant="a\\"b\\\\c\\nd"';
+      expect(text).toContain('# TYPE forge_cost_total_op_usd histogram\n');
+      expect(text).toContain(`forge_cost_total_op_usd_count{${label}} 2\n`);
+      expect(text).toContain(`forge_cost_total_op_usd_sum{${label}} 0.4\n`);
+      expect(text).toContain(`forge_cost_total_op_usd_bucket{${label},le="0.05"} 0\n`);
+      expect(text).toContain(`forge_cost_total_op_usd_bucket{${label},le="0.1"} 1\n`);
+      expect(text).toContain(`forge_cost_total_op_usd_bucket{${label},le="0.25"} 1\n`);
+      expect(text).toContain(`forge_cost_total_op_usd_bucket{${label},le="0.5"} 2\n`);
+      expect(text).toContain(`forge_cost_total_op_usd_bucket{${label},le="+Inf"} 2\n`);
+      expect(text).toContain('forge_cost_total_op_usd_bucket{tenant="acme",le="1000"} 0\n');
+      expect(text).toContain('forge_cost_total_op_usd_bucket{tenant="acme",le="+Inf"} 1\n');
+      expect(text).toContain('forge_cost_rli_op_usd_sum{tenant="acme"} 0.1\n');
+      const pub = await m.render({ tenantSeries: false });
+      expect(pub).toContain('# TYPE forge_cost_total_op_usd histogram\n');
+      expect(pub).not.toContain('forge_cost_total_op_usd_count{');
+    } finally {
+      await m.shutdown();
+    }
+  });
+});
+
 describe('month trend (pure)', () => {
   it('warns from mid-month when the month at its pace is 2x the average month; not before, not below', async () => {
     const { monthTrend } = await import('../alerts/index.ts');
