@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ApiKeyTable, type ApiKeyRecord } from './api-keys.ts';
 import type { CostEvent } from './cost-event.ts';
-import { listHeads, type ChainHead, type ChainLog } from './heads.ts';
-import { verifyChain, type VerifyOptions, type VerifyResult } from './chain.ts';
+import { checkStream, listHeads, type ChainHead, type ChainLog } from './heads.ts';
+import { verifyChain, verifyStreams, type StreamsVerifyResult, type VerifyOptions, type VerifyResult } from './chain.ts';
 import { openClient, type ConnectionOptions } from './client.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import {
@@ -27,6 +27,11 @@ export interface StoreOptions extends ConnectionOptions {
   /** Where background failures (flush loop) are reported. Default: console.error. */
   onError?: (e: unknown) => void;
   writer?: WriterOptions;
+  /**
+   * This process's stream of every tenant's logs (store/heads.ts): its writer slot, asked at each append, so a
+   * slot claimed anew (guard/writer-slot.ts) takes effect at the next one. Default 0: the single writer.
+   */
+  stream?: () => number;
 }
 
 export interface StoredEvent extends CostEvent {
@@ -54,8 +59,10 @@ export interface Store extends LogQueries {
   insertRaw(events: readonly CostEvent[]): Promise<void>;
   /** Stored events of the scope in [from, to), in event_time order (each event_id once). */
   listEvents(scope: LogScope, range: TimeRange, opts?: { limit?: number }): Promise<StoredEvent[]>;
-  /** Walks a tenant's hash chain in one log (default cost_events); reports the first broken link. */
+  /** Walks one stream (default 0) of a tenant's hash chains in one log (default cost_events); reports the first broken link. */
   verify(opts: VerifyOptions): Promise<VerifyResult>;
+  /** Walks every stream of a tenant's log (one per writer process that appended to it), each on its own. */
+  verifyStreams(opts: Omit<VerifyOptions, 'stream'>): Promise<StreamsVerifyResult>;
   /** The recorded chain heads (log, tenant stream, seq, hash), for auditors to anchor elsewhere. */
   chainHeads(opts?: { log?: ChainLog; tenantId?: string }): Promise<ChainHead[]>;
   /** Appends a version of an API key (a new key, or a revocation with a higher version). */
@@ -107,6 +114,7 @@ class ForgeStore extends LogQueries implements Store {
     migrated: AppliedMigration[],
     onError: (e: unknown) => void,
     writerOpts: WriterOptions | undefined,
+    stream: () => number,
   ) {
     super(opened.client, opened.database);
     this.kind = opened.kind;
@@ -117,8 +125,8 @@ class ForgeStore extends LogQueries implements Store {
     this.#client = opened.client;
     this.client = opened.client;
     this.#closeClient = () => opened.close();
-    this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts, opened.kind);
-    this.#log = new GuardrailLog(opened.client, opened.database);
+    this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts, opened.kind, stream);
+    this.#log = new GuardrailLog(opened.client, opened.database, stream);
     this.#keys = new ApiKeyTable(opened.client, opened.database);
     this.#snapshots = new ControlSnapshotTable(opened.client, opened.database);
   }
@@ -158,6 +166,10 @@ LIMIT {limit:UInt32}`,
 
   verify(opts: VerifyOptions): Promise<VerifyResult> {
     return verifyChain(this.#client, this.database, opts);
+  }
+
+  verifyStreams(opts: Omit<VerifyOptions, 'stream'>): Promise<StreamsVerifyResult> {
+    return verifyStreams(this.#client, this.database, opts);
   }
 
   chainHeads(opts?: { log?: ChainLog; tenantId?: string }): Promise<ChainHead[]> {
@@ -241,7 +253,10 @@ export async function openStore(opts: StoreOptions = {}): Promise<Store> {
       ...(opened.cluster ? { cluster: opened.cluster } : {}),
     });
     const onError = opts.onError ?? ((e: unknown) => console.error('[forge store]', e));
-    return new ForgeStore(opened, migrated, onError, opts.writer);
+    const of = opts.stream ?? (() => 0);
+    // A slot out of range is refused at the append, before anything is chained on it.
+    const stream = () => checkStream(of(), 'stream');
+    return new ForgeStore(opened, migrated, onError, opts.writer, stream);
   } catch (e) {
     await opened.close().catch(() => undefined);
     throw e;
