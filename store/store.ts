@@ -18,7 +18,7 @@ import {
 } from './guardrail-log.ts';
 import { applyMigrations, type AppliedMigration } from './migrations.ts';
 import { LogQueries, type RunDayTotals, type TimeRange } from './queries.ts';
-import { CANONICAL_SELECT, eventValues, INSERT_COLUMNS, linkValues, normaliseRow, rowToEvent } from './rows.ts';
+import { CANONICAL_SELECT, eventValues, HASHED_COLUMNS, INSERT_COLUMNS, linkValues, normaliseRow, rowToEvent } from './rows.ts';
 import { checkTime, scopeSql, type LogScope } from './scope.ts';
 import { ControlSnapshotTable, type ControlSnapshot, type InvalidSnapshot, type LogSince, type Watermark } from './snapshots.ts';
 import { StoreWriter, type BatchWriter, type WriterOptions } from './writer.ts';
@@ -36,6 +36,8 @@ export interface StoreOptions extends ConnectionOptions {
 
 export interface StoredEvent extends CostEvent {
   seq: number;
+  /** The writer's stream of the tenant the event is chained in (store/heads.ts): its chain is (tenant, stream), at seq. */
+  stream: number;
 }
 
 /** The event log and its companions. All reads go through LogQueries' rules (tenant filter, time bound, FINAL). */
@@ -153,7 +155,7 @@ class ForgeStore extends LogQueries implements Store {
     const limit = opts.limit ?? 10_000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1_000_000) throw new StoreError(STORE_ERROR_CODES.INVALID, 'limit must be 1..1000000', { field: 'limit' });
     const rs = await this.#client.query({
-      query: `SELECT ${CANONICAL_SELECT} FROM ${this.database}.cost_events FINAL
+      query: `SELECT ${CANONICAL_SELECT}, stream FROM ${this.database}.cost_events FINAL
 WHERE ${s.where}
   AND event_time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND event_time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
 ORDER BY event_time, tenant_id, seq
@@ -161,7 +163,7 @@ LIMIT {limit:UInt32}`,
       query_params: { ...s.params, from: checkTime(range?.from, 'range.from'), to: checkTime(range?.to, 'range.to'), limit },
       format: 'JSONCompactEachRow',
     });
-    return (await rs.json<unknown[]>()).map((r) => rowToEvent(normaliseRow(r)));
+    return (await rs.json<unknown[]>()).map((r) => ({ ...rowToEvent(normaliseRow(r)), stream: Number(r[HASHED_COLUMNS.length]) }));
   }
 
   verify(opts: VerifyOptions): Promise<VerifyResult> {

@@ -122,6 +122,11 @@ describe('hash chains with several writer processes on one tenant', () => {
       expect(await seqsTakenTwice(a.store, log, t)).toBe(0);
     }
     expect(flat(await b.store.totals({ tenantId: t }, RANGE))).toEqual(expectedOf(events(t, 0, 700)));
+    // The audit's listing names each event's chain: (tenant, stream) at seq, each position once.
+    const listed = await a.store.listEvents({ tenantId: t }, RANGE);
+    expect(listed).toHaveLength(700);
+    expect(new Set(listed.map((e) => e.stream))).toEqual(new Set([0, 1]));
+    expect(new Set(listed.map((e) => `${e.stream}/${e.seq}`)).size).toBe(700);
     const heads = await a.store.chainHeads({ log: 'cost_events', tenantId: t });
     expect(heads.map((h) => [h.tenantId, h.stream])).toEqual([
       [t, 0],
