@@ -141,13 +141,13 @@ addCommand((program, out) => {
   const audit = program.command('audit').description('the audit hash chains');
   audit
     .command('head')
-    .description('print every hash chain head (log, tenant, seq, hash), to anchor them outside Forge')
+    .description('print every hash chain head (log, tenant and its writer stream, seq, hash), to anchor them outside Forge')
     .option('--json', 'print one JSON object per line')
     .action(async (o: { json?: boolean }) => {
       const heads = await withStore('read the chain heads', 'check them through its API (GET /v1/audit/verify reports each recorded head)', (store) => store.chainHeads());
       for (const h of heads) {
-        if (o.json) out.log(JSON.stringify({ log: h.log, tenant_id: h.tenantId, seq: h.seq, hash: h.hash, updated_at: new Date(h.updatedAt).toISOString() }));
-        else out.log(`${h.log}\t${h.tenantId === '' ? '*' : h.tenantId}\t${h.seq}\t${h.hash}`);
+        if (o.json) out.log(JSON.stringify({ log: h.log, tenant_id: h.tenantId, stream: h.stream, seq: h.seq, hash: h.hash, updated_at: new Date(h.updatedAt).toISOString() }));
+        else out.log(`${h.log}\t${h.tenantId === '' ? '*' : h.tenantId}${h.stream === 0 ? '' : `/${h.stream}`}\t${h.seq}\t${h.hash}`);
       }
     });
 });

@@ -18,6 +18,7 @@ import {
   RedisHaltBus,
   RedisLedger,
   RedisSharedSpend,
+  RedisWriterSlot,
   capCountersFromLog,
   capCountersOfRows,
   ControlSnapshots,
@@ -109,7 +110,13 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
   const pricing = loadPricing(config.FORGE_PRICING_FILE ?? (existsSync('config/pricing.yaml') ? 'config/pricing.yaml' : undefined), opts.env ?? process.env);
   try {
     if (config.FORGE_CLICKHOUSE_CLUSTER && !config.FORGE_CLICKHOUSE_URL) throw new ConfigError('FORGE_CLICKHOUSE_CLUSTER: needs FORGE_CLICKHOUSE_URL (a cluster is a server deployment)');
+    // Several API processes on one ClickHouse server append each on a stream of its own, a writer slot leased
+    // in Redis (guard/writer-slot.ts), so no two take the same chain seq; one process on its embedded engine
+    // (its data directory is its own) is stream 0. Released after the store's last flush.
+    const slot = config.FORGE_CLICKHOUSE_URL && config.FORGE_REDIS_URL ? await RedisWriterSlot.claim({ url: config.FORGE_REDIS_URL, keyPrefix: config.FORGE_REDIS_PREFIX, onError: (e) => onError(e, 'writer slot') }) : undefined;
+    if (slot) closers.push({ what: 'writer slot', close: () => slot.close() });
     const store = await openStore({
+      ...(slot ? { stream: () => slot.stream } : {}),
       ...(config.FORGE_CLICKHOUSE_URL
         ? { url: config.FORGE_CLICKHOUSE_URL, username: config.FORGE_CLICKHOUSE_USER, password: config.FORGE_CLICKHOUSE_PASSWORD, database: config.FORGE_CLICKHOUSE_DATABASE, cluster: config.FORGE_CLICKHOUSE_CLUSTER }
         : { dataDir: join(config.FORGE_DATA_DIR, 'clickhouse') }),

@@ -1,5 +1,5 @@
 import { DAY_MS, dayFromLabel } from '../rules/index.ts';
-import { addRunDays, type RunDayTotals, type Store, type Watermark } from '../store/index.ts';
+import { addRunDays, parseStreamKey, type RunDayTotals, type Store, type Watermark } from '../store/index.ts';
 
 /** What the snapshots read and write. */
 export type SnapshotStore = Pick<Store, 'costWatermark' | 'runDayTotalsSince' | 'costStreamRows' | 'writeControlSnapshot' | 'latestControlSnapshot'>;
@@ -81,15 +81,20 @@ export class ControlSnapshots {
       const moved: string[] = [];
       if (snapshot) {
         const stored = await this.#store.costStreamRows(snapshot.watermark);
-        for (const t of snapshot.watermark.keys()) if ((stored.get(t) ?? 0) !== (snapshot.streamRows.get(t) ?? 0)) moved.push(t);
-        for (const t of moved) {
-          after.delete(t);
-          rows.delete(t);
+        for (const k of snapshot.watermark.keys()) if ((stored.get(k) ?? 0) !== (snapshot.streamRows.get(k) ?? 0)) moved.push(k);
+        // The groups are per tenant, over all its streams: a tenant with a stream moved is read whole again.
+        const tenants = new Set(moved.map((k) => parseStreamKey(k).tenantId));
+        for (const k of [...after.keys()]) {
+          if (!tenants.has(parseStreamKey(k).tenantId)) continue;
+          if (!moved.includes(k)) moved.push(k);
+          after.delete(k);
+          rows.delete(k);
         }
         if (moved.length > 0) this.#log(`forge: control snapshot ${snapshot.id}: the rows up to its watermark changed in ${moved.length} stream(s) (${moved.slice(0, 3).join(', ')}): read from their beginning`);
       }
+      const movedTenants = new Set(moved.map((k) => parseStreamKey(k).tenantId));
       const groups = new Map<string, RunDayTotals>();
-      if (snapshot) addRunDays(groups, moved.length === 0 ? snapshot.groups : snapshot.groups.filter((g) => !moved.includes(g.tenantId)));
+      if (snapshot) addRunDays(groups, moved.length === 0 ? snapshot.groups : snapshot.groups.filter((g) => !movedTenants.has(g.tenantId)));
       const since = await this.#store.runDayTotalsSince(after);
       addRunDays(groups, since.groups);
       addCounts(rows, since.streamRows);

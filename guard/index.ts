@@ -12,6 +12,7 @@ export * from './ledger/index.ts';
 export { changeOfAuditRow, Guardrail, usdToMicrosField, type AdmissionDecision, type IntakePort, type AuditKind, type AuditRecord, type GuardrailDeps, type HaltPort, type LogSpend, type SharedSpendPort } from './guardrail.ts';
 export { capCountersFromLog, capCountersOfRows, foldControlEvents, rebuildControlState, recompute, spendFromLog, spendOfRows, type LogSource } from './rebuild.ts';
 export { ControlSnapshots, type LoadedSpend, type SnapshotStore, type SpendOrigin } from './control-snapshot.ts';
+export { RedisWriterSlot, type WriterSlotOptions } from './writer-slot.ts';
 export { RedisSharedSpend, withoutBatch, type RedisSharedSpendOptions, type ScopeSpendSnapshot, type SeedScope, type SpendItem } from './shared-spend.ts';
 export { CostBaseline, type CostBaselineOptions, type NormalCost } from './anomaly.ts';
 export { ExecutionRate, INTAKE_KINDS, IntakeGate, spikeSummary, type IntakeGateDeps, type IntakeStatus, type Spike, type SpikeOptions } from './intake.ts';

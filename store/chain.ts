@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { GUARDRAIL_CANONICAL_SELECT, GUARDRAIL_HASHED_COLUMNS, guardrailCanonicalBytes, normaliseGuardrailRow } from './guardrail-log.ts';
-import { checkChainLog, recordedHeads, type ChainLog, type Head } from './heads.ts';
+import { checkChainLog, checkStream, listHeads, recordedHeads, type ChainLog, type Head } from './heads.ts';
 import { CANONICAL_SELECT, canonicalBytes, chainHash, GENESIS_HASH, HASHED_COLUMNS, normaliseRow, VERSION_SELECT } from './rows.ts';
 import { checkTime } from './scope.ts';
 
@@ -10,6 +10,8 @@ export interface VerifyOptions {
   tenantId: string;
   /** Which log's chain (default 'cost_events'). */
   log?: ChainLog;
+  /** The tenant's stream (a writer's, store/heads.ts; default 0, the single writer's and the rows before streams). */
+  stream?: number;
   /** First seq to check (default 1). The link into it is checked against row fromSeq-1. */
   fromSeq?: number;
   /** Last seq to check (default: the stream's head). */
@@ -52,6 +54,7 @@ export type VerifyResult =
       ok: true;
       log: ChainLog;
       tenantId: string;
+      stream: number;
       checked: number;
       fromSeq: number;
       toSeq: number;
@@ -70,6 +73,7 @@ export type VerifyResult =
       ok: false;
       log: ChainLog;
       tenantId: string;
+      stream: number;
       checked: number;
       /** The first broken link: the row where the chain stops holding. */
       broken: { seq: number; eventId: string; reason: BrokenReason; message: string; expected?: string; actual?: string };
@@ -133,21 +137,26 @@ export async function verifyChain(client: ClickHouseClient, database: string, op
   if (typeof tenantId !== 'string' || !(TENANT_RE.test(tenantId) || (log === 'guardrail_events' && tenantId === ''))) {
     throw new StoreError(STORE_ERROR_CODES.INVALID, `tenantId must be 1-64 letters, digits or ._-${log === 'guardrail_events' ? " (or '' for the global stream)" : ''}`, { field: 'tenantId' });
   }
+  const stream = checkStream(opts.stream ?? 0);
+  // Every read of the log is of this stream: its rows are the chain.
+  const inStream = `tenant_id = {tenant:String} AND stream = {stream:UInt16}`;
   const pageSize = opts.pageSize ?? 20_000;
   const q = async <T>(query: string, params: Record<string, unknown>): Promise<T[]> =>
-    (await client.query({ query, query_params: params, format: 'JSONCompactEachRow' })).json<T>();
+    (await client.query({ query, query_params: { stream, ...params }, format: 'JSONCompactEachRow' })).json<T>();
   const fail = (checked: number, b: { seq: number; eventId: string; reason: BrokenReason; expected?: string; actual?: string }, legacy?: number): VerifyResult => ({
     ok: false,
     log,
     tenantId,
+    stream,
     checked,
     broken: { ...b, message: MESSAGES[b.reason] },
     ...(legacy === undefined ? {} : { legacy }),
   });
 
   let legacy: number | undefined;
-  if (log === 'guardrail_events') {
-    const [r] = await q<[number | string]>(`SELECT count() FROM ${table} WHERE tenant_id = {tenant:String} AND chain_seq = 0`, { tenant: tenantId });
+  // Rows before the chain were written before streams too: stream 0's legacy prefix.
+  if (log === 'guardrail_events' && stream === 0) {
+    const [r] = await q<[number | string]>(`SELECT count() FROM ${table} WHERE ${inStream} AND chain_seq = 0`, { tenant: tenantId });
     legacy = Number(r?.[0] ?? 0);
   }
   const withLegacy = legacy === undefined ? {} : { legacy };
@@ -160,14 +169,14 @@ export async function verifyChain(client: ClickHouseClient, database: string, op
     const to = checkTime(opts.to ?? Number.MAX_SAFE_INTEGER, 'to');
     const [r] = await q<[number | string, number | string, number | string]>(
       `SELECT min(${S}), max(${S}), count() FROM ${table}
-WHERE tenant_id = {tenant:String}${spec.chained}
+WHERE ${inStream}${spec.chained}
   AND ${spec.timeCol} >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ${spec.timeCol} < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`,
       { tenant: tenantId, from, to: Math.min(to, 10_413_791_999_999) },
     );
     if (!r || Number(r[2]) === 0) {
-      if (!toEnd) return { ok: true, log, tenantId, checked: 0, fromSeq, toSeq: fromSeq - 1, headHash: GENESIS_HASH, ...withLegacy };
+      if (!toEnd) return { ok: true, log, tenantId, stream, checked: 0, fromSeq, toSeq: fromSeq - 1, headHash: GENESIS_HASH, ...withLegacy };
       // Nothing in the range, but the walk was to run to the end: check from the end.
-      const [m] = await q<[number | string]>(`SELECT max(${S}) FROM ${table} WHERE tenant_id = {tenant:String}`, { tenant: tenantId });
+      const [m] = await q<[number | string]>(`SELECT max(${S}) FROM ${table} WHERE ${inStream}`, { tenant: tenantId });
       fromSeq = Number(m?.[0] ?? 0) + 1;
     } else {
       fromSeq = Math.max(fromSeq, Number(r[0]));
@@ -176,14 +185,14 @@ WHERE tenant_id = {tenant:String}${spec.chained}
   }
   if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new StoreError(STORE_ERROR_CODES.INVALID, 'fromSeq must be >= 1', { field: 'fromSeq' });
   if (toSeq === undefined || (toEnd && opts.from !== undefined)) {
-    const [r] = await q<[number | string]>(`SELECT max(${S}) FROM ${table} WHERE tenant_id = {tenant:String}`, { tenant: tenantId });
+    const [r] = await q<[number | string]>(`SELECT max(${S}) FROM ${table} WHERE ${inStream}`, { tenant: tenantId });
     toSeq = Number(r?.[0] ?? 0);
   }
-  const head = toEnd ? ((await recordedHeads(client, database, log, [tenantId])).get(tenantId) ?? null) : undefined;
+  const head = toEnd ? ((await recordedHeads(client, database, log, [tenantId], stream)).get(tenantId) ?? null) : undefined;
 
   let prevHash = GENESIS_HASH;
   if (fromSeq > 1) {
-    const rows = await q<[string]>(`SELECT hash FROM ${table} WHERE tenant_id = {tenant:String} AND ${S} = {seq:UInt64}`, {
+    const rows = await q<[string]>(`SELECT hash FROM ${table} WHERE ${inStream} AND ${S} = {seq:UInt64}`, {
       tenant: tenantId,
       seq: fromSeq - 1,
     });
@@ -199,7 +208,7 @@ WHERE tenant_id = {tenant:String}${spec.chained}
     const hi = Math.min(toSeq, lo + pageSize - 1);
     const page = await q<unknown[]>(
       `SELECT ${spec.select}, prev_hash, hash${spec.extra ? `, ${spec.extra}` : ''} FROM ${table}
-WHERE tenant_id = {tenant:String} AND ${S} >= {lo:UInt64} AND ${S} <= {hi:UInt64}
+WHERE ${inStream} AND ${S} >= {lo:UInt64} AND ${S} <= {hi:UInt64}
 ORDER BY ${S}, ${spec.timeCol}, event_id`,
       { tenant: tenantId, lo, hi },
     );
@@ -221,7 +230,7 @@ ORDER BY ${S}, ${spec.timeCol}, event_id`,
     }
   }
   if (expected <= toSeq) return fail(checked, { seq: expected, eventId: '', reason: 'seq_gap' }, legacy);
-  if (head === undefined) return { ok: true, log, tenantId, checked, fromSeq, toSeq, headHash: prevHash, ...withLegacy };
+  if (head === undefined) return { ok: true, log, tenantId, stream, checked, fromSeq, toSeq, headHash: prevHash, ...withLegacy };
 
   if (head !== null) {
     if (head.seq > toSeq) return fail(checked, { seq: toSeq + 1, eventId: '', reason: 'head_not_reached', expected: `seq ${head.seq} ${head.hash}`, actual: `rows end at seq ${toSeq}` }, legacy);
@@ -232,12 +241,43 @@ ORDER BY ${S}, ${spec.timeCol}, event_id`,
   if (log === 'guardrail_events' && toSeq > 0 && (legacy ?? 0) > 0) {
     // Legacy rows predate the chain; one recorded after the chain began was written around it.
     const stray = await q<[string, number | string]>(
-      `SELECT event_id, seq FROM ${table} WHERE tenant_id = {tenant:String} AND chain_seq = 0
-  AND recorded_at >= (SELECT min(recorded_at) FROM ${table} WHERE tenant_id = {tenant:String} AND chain_seq > 0)
+      `SELECT event_id, seq FROM ${table} WHERE ${inStream} AND chain_seq = 0
+  AND recorded_at >= (SELECT min(recorded_at) FROM ${table} WHERE ${inStream} AND chain_seq > 0)
 ORDER BY recorded_at LIMIT 1`,
       { tenant: tenantId },
     );
     if (stray[0]) return fail(checked, { seq: 0, eventId: stray[0][0], reason: 'unchained_row' }, legacy);
   }
-  return { ok: true, log, tenantId, checked, fromSeq, toSeq, headHash: prevHash, recordedHead: head, pastHead: Math.max(0, toSeq - (head?.seq ?? 0)), ...withLegacy };
+  return { ok: true, log, tenantId, stream, checked, fromSeq, toSeq, headHash: prevHash, recordedHead: head, pastHead: Math.max(0, toSeq - (head?.seq ?? 0)), ...withLegacy };
+}
+
+/** Every stream of a tenant's log, verified each on its own (store/heads.ts: one chain per writer's stream). */
+export interface StreamsVerifyResult {
+  /** Every stream verified. */
+  ok: boolean;
+  log: ChainLog;
+  tenantId: string;
+  /** Rows checked over all streams. */
+  checked: number;
+  /** Per stream, in stream order (stream 0 always: the single writer's, and the rows before streams). */
+  streams: VerifyResult[];
+}
+
+/**
+ * Walks every stream of the tenant's log: the streams holding rows and the streams with a recorded head (whose
+ * rows may all have been removed), each against its own head. Options as verifyChain's, for every stream.
+ */
+export async function verifyStreams(client: ClickHouseClient, database: string, opts: Omit<VerifyOptions, 'stream'>): Promise<StreamsVerifyResult> {
+  const log = checkChainLog(opts.log ?? 'cost_events');
+  const rs = await client.query({
+    query: `SELECT DISTINCT stream FROM ${database}.${SPECS[log].table} WHERE tenant_id = {tenant:String}`,
+    query_params: { tenant: typeof opts.tenantId === 'string' ? opts.tenantId : '' },
+    format: 'JSONCompactEachRow',
+  });
+  const streams = new Set<number>([0]);
+  for (const [s] of await rs.json<[number | string]>()) streams.add(Number(s));
+  if (typeof opts.tenantId === 'string') for (const h of await listHeads(client, database, { log, tenantId: opts.tenantId })) if (h.tenantId === opts.tenantId) streams.add(h.stream);
+  const results: VerifyResult[] = [];
+  for (const stream of [...streams].sort((a, b) => a - b)) results.push(await verifyChain(client, database, { ...opts, log, stream }));
+  return { ok: results.every((r) => r.ok), log, tenantId: opts.tenantId, checked: results.reduce((n, r) => n + r.checked, 0), streams: results };
 }

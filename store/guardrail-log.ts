@@ -190,16 +190,20 @@ export class GuardrailLog {
   readonly #db: string;
   /** Per tenant stream: the end of the queue of appends advancing its chain (one at a time per stream). */
   readonly #tails = new Map<string, Promise<void>>();
+  /** This process's stream of every tenant (its writer slot, store/heads.ts), asked at each append. */
+  readonly #stream: () => number;
 
-  constructor(client: ClickHouseClient, database: string) {
+  constructor(client: ClickHouseClient, database: string, stream: () => number = () => 0) {
     this.#client = client;
     this.#db = database;
+    this.#stream = stream;
   }
 
   /**
    * Validates all rows first (nothing stored on a bad one), then chains and appends them in one insert.
    * A row whose (tenant stream, event_id) is already stored, or earlier in the same call, is skipped: never
-   * chained twice. Appends touching the same stream run one after the other within this process.
+   * chained twice. Appends touching the same tenant run one after the other within this process, on the
+   * process's own stream of it: another process appends on another stream (store/heads.ts).
    */
   async appendGuardrailEvents(events: readonly GuardrailEventInput[], now = Date.now()): Promise<void> {
     const rows = events.map((e, i) => {
@@ -258,40 +262,41 @@ export class GuardrailLog {
       return true;
     });
     if (fresh.length === 0) return;
-    const heads = await this.#heads([...new Set(fresh.map((r) => String(r.tenant_id)))]);
+    const stream = this.#stream();
+    const heads = await this.#heads([...new Set(fresh.map((r) => String(r.tenant_id)))], stream);
     const lines = fresh.map((r) => {
       const head = heads.get(String(r.tenant_id)) as Head;
       const chained: Record<string, string | number> = { ...r, chain_seq: head.seq + 1 };
       const values = GUARDRAIL_HASHED_COLUMNS.map((c) => chained[c]);
       const hash = chainHash(head.hash, guardrailCanonicalBytes(values));
-      const line = { ...chained, prev_hash: head.hash, hash };
+      const line = { ...chained, prev_hash: head.hash, hash, stream };
       head.seq += 1;
       head.hash = hash;
       return line;
     });
     // An explicit token per content: the embedded connection keeps settings of earlier statements (the
     // writer's insert_deduplication_token), which would otherwise drop this block as a "duplicate".
-    await this.#client.insert({ table, values: lines, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: blockToken(lines.map((r) => r.hash)) } });
-    await recordHeads(this.#client, this.#db, 'guardrail_events', heads);
+    await this.#client.insert({ table, values: lines, format: 'JSONEachRow', clickhouse_settings: { insert_deduplication_token: `${blockToken(lines.map((r) => r.hash))}:${stream}` } });
+    await recordHeads(this.#client, this.#db, 'guardrail_events', heads, stream);
   }
 
   /**
-   * The chain heads of these streams, read from the store on every append rather than cached: several
-   * processes (API processes, the CLI) append to the same streams, and guardrail events are few. The head is
+   * The chain heads of these tenants' streams `stream`, read from the store on every append rather than cached
+   * (guardrail events are few; a process on a slot another held before continues its stream). The head is
    * the newer of the log's highest chained row and the recorded head: rows past the recorded head (a writer
    * stopped before recording it) are continued, and a recorded head beyond the rows (newest rows removed) is
    * continued too, so the gap stays visible to verify.
    */
-  async #heads(tenants: string[]): Promise<Map<string, Head>> {
+  async #heads(tenants: string[], stream: number): Promise<Map<string, Head>> {
     const rs = await this.#client.query({
       query: `SELECT tenant_id, max(chain_seq) AS s, argMax(hash, chain_seq) AS h FROM ${this.#db}.guardrail_events
-WHERE tenant_id IN {tenants:Array(String)} AND chain_seq > 0 GROUP BY tenant_id`,
-      query_params: { tenants },
+WHERE tenant_id IN {tenants:Array(String)} AND stream = {stream:UInt16} AND chain_seq > 0 GROUP BY tenant_id`,
+      query_params: { tenants, stream },
       format: 'JSONCompactEachRow',
     });
     const inLog = new Map<string, Head>();
     for (const [t, s, h] of await rs.json<[string, number | string, string]>()) inLog.set(t, { seq: Number(s), hash: h });
-    const recorded = await recordedHeads(this.#client, this.#db, 'guardrail_events', tenants);
+    const recorded = await recordedHeads(this.#client, this.#db, 'guardrail_events', tenants, stream);
     const out = new Map<string, Head>();
     for (const t of tenants) {
       const a = inLog.get(t);

@@ -30,8 +30,8 @@ export type {
 } from './queries.ts';
 export { addRunDays, snapshotChecksum } from './snapshots.ts';
 export type { ControlSnapshot, InvalidSnapshot, LogSince, Watermark } from './snapshots.ts';
-export type { BrokenReason, VerifyOptions, VerifyResult } from './chain.ts';
-export { CHAIN_LOGS } from './heads.ts';
+export type { BrokenReason, StreamsVerifyResult, VerifyOptions, VerifyResult } from './chain.ts';
+export { CHAIN_LOGS, MAX_STREAM, parseStreamKey, streamKey } from './heads.ts';
 export type { ChainHead, ChainLog } from './heads.ts';
 export type { ApiKeyRecord } from './api-keys.ts';
 export type {

@@ -370,7 +370,7 @@ export function linkValues(prevHash: string, hash: string): unknown[] {
   return [prevHash, hash, CANONICAL_VERSION];
 }
 
-/** The tail of an insert line after the hashed values: the links and the version. */
-export function linkTail(prevHash: string, hash: string): string {
-  return `,"${prevHash}","${hash}",${CANONICAL_VERSION}]`;
+/** The tail of an insert line after the hashed values: the links, the version and the writer's stream (INSERT_COLUMNS, stream). */
+export function linkTail(prevHash: string, hash: string, stream: number): string {
+  return `,"${prevHash}","${hash}",${CANONICAL_VERSION},${stream}]`;
 }

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { COMPONENTS } from '../rules/index.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
+import { parseStreamKey, STREAM_KEY_SQL } from './heads.ts';
 import { addInto, queryRows, toTotals, type AggRow, type RunDayTotals } from './queries.ts';
 import { componentColumn } from './rows.ts';
 import { checkTime } from './scope.ts';
@@ -15,8 +16,9 @@ import { checkTime } from './scope.ts';
  * committed before it, whatever its event time. A late event (an old finalized_at) inserted after a snapshot is
  * therefore past the watermark and counted once, by the read since it; a replay of an event the snapshot holds
  * is past it too, and is recognised by its key (tenant, event_time, event_id: the key FINAL collapses on) among
- * the rows up to the watermark. Each stream has one chain (a second writer on the same stream breaks the chain
- * itself: verify reports duplicate_seq), so several writer processes each advance their own streams' seqs.
+ * the rows up to the watermark. Each stream has one chain and one writer: every writer process appends on a
+ * stream of its own of each tenant (store/heads.ts; keyed here by the stream key), so several writer processes
+ * each advance their own streams' seqs, and a stream's seq is visible only once every lower one of it is.
  *
  * Two things can change a stream's rows up to the watermark after the fact: a background merge collapsing the
  * older copy of a key stored twice into its newer copy (ReplacingMergeTree keeps the last inserted, so the key
@@ -61,7 +63,7 @@ function watermarkParams(prefix: string, w: Watermark): Record<string, unknown> 
 
 function checkWatermark(w: Watermark, field: string): void {
   for (const [t, s] of w) {
-    if (typeof t !== 'string' || !Number.isSafeInteger(s) || s < 0) throw new StoreError(STORE_ERROR_CODES.INVALID, `${field} must map tenant ids to seqs (non-negative integers)`, { field });
+    if (typeof t !== 'string' || !Number.isSafeInteger(s) || s < 0) throw new StoreError(STORE_ERROR_CODES.INVALID, `${field} must map stream keys to seqs (non-negative integers)`, { field });
   }
 }
 
@@ -127,8 +129,27 @@ export class ControlSnapshotTable {
     checkWatermark(after, 'after');
     if (upTo) checkWatermark(upTo, 'upTo');
     const t = `${this.#db}.cost_events`;
-    const lo = `transform(toString(tenant_id), {at:Array(String)}, {as:Array(UInt64)}, toUInt64(0))`;
-    const hi = upTo ? `\n    AND seq <= transform(toString(tenant_id), {ut:Array(String)}, {us:Array(UInt64)}, toUInt64(0))` : '';
+    const lo = `transform(${STREAM_KEY_SQL}, {at:Array(String)}, {as:Array(UInt64)}, toUInt64(0))`;
+    const hi = `transform(${STREAM_KEY_SQL}, {ut:Array(String)}, {us:Array(UInt64)}, toUInt64(0))`;
+    // First how far each stream reaches past `after` (and its rows read): the totals are then read up to
+    // exactly there, so a row committed between the two reads is left to the next read since, not half-read.
+    const reach = await this.#rows<{ k: string; s: number | string; n: number | string }>(
+      `SELECT ${STREAM_KEY_SQL} AS k, max(seq) AS s, count() AS n FROM ${t}
+WHERE 1 = 1 /* all tenants, explicitly; bounded by the watermark, not by time */
+  AND seq > ${lo}${upTo ? `\n  AND seq <= ${hi}` : ''}
+GROUP BY k`,
+      { ...watermarkParams('a', after), ...(upTo ? watermarkParams('u', upTo) : {}) },
+    );
+    const watermark = new Map(after);
+    const streamRows = new Map<string, number>();
+    for (const r of reach) {
+      const k = String(r.k);
+      if (Number(r.s) > (watermark.get(k) ?? 0)) watermark.set(k, Number(r.s));
+      streamRows.set(k, Number(r.n));
+    }
+    const groups: RunDayTotals[] = [];
+    if (reach.length === 0) return { groups, watermark, streamRows };
+    const read = new Map(reach.map((r) => [String(r.k), Number(r.s)]));
     const cols = COMPONENTS.map((k) => `any(${componentColumn(k)}) AS c_${k}`).join(', ');
     // A key the rows up to `after` hold: only looked up for the keys read here (the sorting key's index).
     const dup =
@@ -137,30 +158,24 @@ export class ControlSnapshotTable {
         : `(t, et, e) IN (SELECT tenant_id, event_time, event_id FROM ${t}
       WHERE seq <= ${lo} AND (tenant_id, event_time, event_id) IN (SELECT t, et, e FROM since))`;
     const sums = COMPONENTS.map((k) => `sumIf(c_${k}, NOT dup) AS ${k}`).join(', ');
-    const rows = await this.#rows<AggRow & { t: string; r: string; d: string; s: number | string; n: number | string }>(
+    const rows = await this.#rows<AggRow & { t: string; r: string; d: string }>(
       `WITH since AS (
-  SELECT tenant_id AS t, event_time AS et, event_id AS e, any(run_id) AS r, any(status) AS st, ${cols}, any(total_micros) AS tm, max(seq) AS s, count() AS n
+  SELECT tenant_id AS t, event_time AS et, event_id AS e, any(run_id) AS r, any(status) AS st, ${cols}, any(total_micros) AS tm
   FROM ${t}
   WHERE 1 = 1 /* all tenants, explicitly; bounded by the watermark, not by time: a late event is past it */
-    AND seq > ${lo}${hi}
+    AND seq > ${lo}
+    AND seq <= ${hi}
   GROUP BY t, et, e
 )
 SELECT t, r, toString(toDate(et)) AS d, ${sums}, sumIf(tm, NOT dup) AS total, countIf(NOT dup) AS tasks,
-  countIf(NOT dup AND st = 'success') AS succeeded, countIf(NOT dup AND st != 'success') AS failed, countIf(NOT dup AND st = 'retried') AS retried,
-  max(s) AS s, sum(n) AS n
+  countIf(NOT dup AND st = 'success') AS succeeded, countIf(NOT dup AND st != 'success') AS failed, countIf(NOT dup AND st = 'retried') AS retried
 FROM (SELECT *, ${dup} AS dup FROM since)
 GROUP BY t, r, d
 SETTINGS optimize_aggregation_in_order = 1`,
-      { ...watermarkParams('a', after), ...(upTo ? watermarkParams('u', upTo) : {}) },
+      { ...watermarkParams('a', after), ...watermarkParams('u', read) },
     );
-    const watermark = new Map(after);
-    const streamRows = new Map<string, number>();
-    const groups: RunDayTotals[] = [];
     for (const r of rows) {
       const tenantId = String(r.t);
-      const s = Number(r.s);
-      if (s > (watermark.get(tenantId) ?? 0)) watermark.set(tenantId, s);
-      streamRows.set(tenantId, (streamRows.get(tenantId) ?? 0) + Number(r.n));
       const totals = toTotals(r);
       // A group of replays only: nothing to add, but its seqs are read.
       if (totals.tasks > 0) groups.push({ tenantId, runId: String(r.r), day: String(r.d), ...totals });
@@ -168,15 +183,15 @@ SETTINGS optimize_aggregation_in_order = 1`,
     return { groups, watermark, streamRows };
   }
 
-  /** Per stream, the rows stored up to the watermark (copies counted): one narrow scan of (tenant_id, seq), no merge. */
+  /** Per stream, the rows stored up to the watermark (copies counted): one narrow scan of (tenant_id, stream, seq), no merge. */
   async streamRowsUpTo(upTo: Watermark): Promise<Map<string, number>> {
     checkWatermark(upTo, 'upTo');
     if (upTo.size === 0) return new Map();
     const rows = await this.#rows<{ t: string; n: number | string }>(
-      `SELECT tenant_id AS t, count() AS n FROM ${this.#db}.cost_events
-WHERE tenant_id IN {ut:Array(String)} AND seq <= transform(toString(tenant_id), {ut:Array(String)}, {us:Array(UInt64)}, toUInt64(0))
+      `SELECT ${STREAM_KEY_SQL} AS t, count() AS n FROM ${this.#db}.cost_events
+WHERE tenant_id IN {tenants:Array(String)} AND seq <= transform(${STREAM_KEY_SQL}, {ut:Array(String)}, {us:Array(UInt64)}, toUInt64(0))
 GROUP BY t`,
-      watermarkParams('u', upTo),
+      { ...watermarkParams('u', upTo), tenants: [...new Set([...upTo.keys()].map((k) => parseStreamKey(k).tenantId))] },
     );
     return new Map(rows.map((r) => [String(r.t), Number(r.n)]));
   }

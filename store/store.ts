@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ApiKeyTable, type ApiKeyRecord } from './api-keys.ts';
 import type { CostEvent } from './cost-event.ts';
-import { listHeads, type ChainHead, type ChainLog } from './heads.ts';
-import { verifyChain, type VerifyOptions, type VerifyResult } from './chain.ts';
+import { checkStream, listHeads, type ChainHead, type ChainLog } from './heads.ts';
+import { verifyChain, verifyStreams, type StreamsVerifyResult, type VerifyOptions, type VerifyResult } from './chain.ts';
 import { openClient, type ConnectionOptions } from './client.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import {
@@ -18,7 +18,7 @@ import {
 } from './guardrail-log.ts';
 import { applyMigrations, type AppliedMigration } from './migrations.ts';
 import { LogQueries, type RunDayTotals, type TimeRange } from './queries.ts';
-import { CANONICAL_SELECT, eventValues, INSERT_COLUMNS, linkValues, normaliseRow, rowToEvent } from './rows.ts';
+import { CANONICAL_SELECT, eventValues, HASHED_COLUMNS, INSERT_COLUMNS, linkValues, normaliseRow, rowToEvent } from './rows.ts';
 import { checkTime, scopeSql, type LogScope } from './scope.ts';
 import { ControlSnapshotTable, type ControlSnapshot, type InvalidSnapshot, type LogSince, type Watermark } from './snapshots.ts';
 import { StoreWriter, type BatchWriter, type WriterOptions } from './writer.ts';
@@ -27,10 +27,17 @@ export interface StoreOptions extends ConnectionOptions {
   /** Where background failures (flush loop) are reported. Default: console.error. */
   onError?: (e: unknown) => void;
   writer?: WriterOptions;
+  /**
+   * This process's stream of every tenant's logs (store/heads.ts): its writer slot, asked at each append, so a
+   * slot claimed anew (guard/writer-slot.ts) takes effect at the next one. Default 0: the single writer.
+   */
+  stream?: () => number;
 }
 
 export interface StoredEvent extends CostEvent {
   seq: number;
+  /** The writer's stream of the tenant the event is chained in (store/heads.ts): its chain is (tenant, stream), at seq. */
+  stream: number;
 }
 
 /** The event log and its companions. All reads go through LogQueries' rules (tenant filter, time bound, FINAL). */
@@ -54,8 +61,10 @@ export interface Store extends LogQueries {
   insertRaw(events: readonly CostEvent[]): Promise<void>;
   /** Stored events of the scope in [from, to), in event_time order (each event_id once). */
   listEvents(scope: LogScope, range: TimeRange, opts?: { limit?: number }): Promise<StoredEvent[]>;
-  /** Walks a tenant's hash chain in one log (default cost_events); reports the first broken link. */
+  /** Walks one stream (default 0) of a tenant's hash chains in one log (default cost_events); reports the first broken link. */
   verify(opts: VerifyOptions): Promise<VerifyResult>;
+  /** Walks every stream of a tenant's log (one per writer process that appended to it), each on its own. */
+  verifyStreams(opts: Omit<VerifyOptions, 'stream'>): Promise<StreamsVerifyResult>;
   /** The recorded chain heads (log, tenant stream, seq, hash), for auditors to anchor elsewhere. */
   chainHeads(opts?: { log?: ChainLog; tenantId?: string }): Promise<ChainHead[]>;
   /** Appends a version of an API key (a new key, or a revocation with a higher version). */
@@ -107,6 +116,7 @@ class ForgeStore extends LogQueries implements Store {
     migrated: AppliedMigration[],
     onError: (e: unknown) => void,
     writerOpts: WriterOptions | undefined,
+    stream: () => number,
   ) {
     super(opened.client, opened.database);
     this.kind = opened.kind;
@@ -117,8 +127,8 @@ class ForgeStore extends LogQueries implements Store {
     this.#client = opened.client;
     this.client = opened.client;
     this.#closeClient = () => opened.close();
-    this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts, opened.kind);
-    this.#log = new GuardrailLog(opened.client, opened.database);
+    this.writer = new StoreWriter(opened.client, opened.database, onError, writerOpts, opened.kind, stream);
+    this.#log = new GuardrailLog(opened.client, opened.database, stream);
     this.#keys = new ApiKeyTable(opened.client, opened.database);
     this.#snapshots = new ControlSnapshotTable(opened.client, opened.database);
   }
@@ -145,7 +155,7 @@ class ForgeStore extends LogQueries implements Store {
     const limit = opts.limit ?? 10_000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1_000_000) throw new StoreError(STORE_ERROR_CODES.INVALID, 'limit must be 1..1000000', { field: 'limit' });
     const rs = await this.#client.query({
-      query: `SELECT ${CANONICAL_SELECT} FROM ${this.database}.cost_events FINAL
+      query: `SELECT ${CANONICAL_SELECT}, stream FROM ${this.database}.cost_events FINAL
 WHERE ${s.where}
   AND event_time >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND event_time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
 ORDER BY event_time, tenant_id, seq
@@ -153,11 +163,15 @@ LIMIT {limit:UInt32}`,
       query_params: { ...s.params, from: checkTime(range?.from, 'range.from'), to: checkTime(range?.to, 'range.to'), limit },
       format: 'JSONCompactEachRow',
     });
-    return (await rs.json<unknown[]>()).map((r) => rowToEvent(normaliseRow(r)));
+    return (await rs.json<unknown[]>()).map((r) => ({ ...rowToEvent(normaliseRow(r)), stream: Number(r[HASHED_COLUMNS.length]) }));
   }
 
   verify(opts: VerifyOptions): Promise<VerifyResult> {
     return verifyChain(this.#client, this.database, opts);
+  }
+
+  verifyStreams(opts: Omit<VerifyOptions, 'stream'>): Promise<StreamsVerifyResult> {
+    return verifyStreams(this.#client, this.database, opts);
   }
 
   chainHeads(opts?: { log?: ChainLog; tenantId?: string }): Promise<ChainHead[]> {
@@ -241,7 +255,10 @@ export async function openStore(opts: StoreOptions = {}): Promise<Store> {
       ...(opened.cluster ? { cluster: opened.cluster } : {}),
     });
     const onError = opts.onError ?? ((e: unknown) => console.error('[forge store]', e));
-    return new ForgeStore(opened, migrated, onError, opts.writer);
+    const of = opts.stream ?? (() => 0);
+    // A slot out of range is refused at the append, before anything is chained on it.
+    const stream = () => checkStream(of(), 'stream');
+    return new ForgeStore(opened, migrated, onError, opts.writer, stream);
   } catch (e) {
     await opened.close().catch(() => undefined);
     throw e;

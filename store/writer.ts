@@ -80,6 +80,8 @@ interface Row {
   post: string;
 }
 
+/** The insert's columns: the row's, then the writer's stream (store/heads.ts), which is not hashed. */
+const WRITE_COLUMNS = [...INSERT_COLUMNS, 'stream'] as unknown as [string, ...string[]];
 const TENANT_INDEX = HASHED_COLUMNS.indexOf('tenant_id');
 const EVENT_ID_INDEX = HASHED_COLUMNS.indexOf('event_id');
 const EVENT_TIME_INDEX = HASHED_COLUMNS.indexOf('event_time');
@@ -186,8 +188,12 @@ export class StoreWriter implements BatchWriter {
   /** Set by the interval timer, flush() and close(): drain the whole queue, not only full batches. */
   #drain = false;
   #closed = false;
-  /** Chain head per tenant stream as last committed by this writer; dropped after a failure (re-read). */
+  /** Chain head per tenant on #headsStream as last committed by this writer; dropped after a failure (re-read). */
   readonly #heads = new Map<string, Head>();
+  /** This process's stream of every tenant (its writer slot, store/heads.ts), asked at each commit. */
+  readonly #stream: () => number;
+  /** The stream #heads are of: when the slot changes (a lease lost and claimed anew) they are read again. */
+  #headsStream = -1;
   readonly #stats = { flushes: 0, retries: 0, stored: 0, duplicates: 0, failedFlushes: 0 };
 
   constructor(
@@ -196,8 +202,10 @@ export class StoreWriter implements BatchWriter {
     onError: (e: unknown) => void,
     opts: WriterOptions = {},
     transport: 'embedded' | 'server' = 'server',
+    stream: () => number = () => 0,
   ) {
     this.#client = client;
+    this.#stream = stream;
     this.#checkChunk = transport === 'embedded' ? CHECK_CHUNK_EMBEDDED : CHECK_CHUNK_SERVER;
     this.#db = database;
     this.#table = `${database}.cost_events`;
@@ -454,6 +462,11 @@ export class StoreWriter implements BatchWriter {
 
   /** Returns, per row, whether it was newly appended (false: a duplicate). */
   async #commitOnce(rows: Row[], attempted: Set<string>, checked?: Checked): Promise<boolean[]> {
+    const stream = this.#stream();
+    if (stream !== this.#headsStream) {
+      this.#heads.clear();
+      this.#headsStream = stream;
+    }
     const fresh = checked ? checked.fresh.slice() : firstOccurrences(rows);
     const stored = checked ? checked.stored : await this.#existing(rows, fresh);
     // toInsert[i]: fresh and not yet in the log. fresh but not toInsert: landed in an earlier attempt.
@@ -473,10 +486,10 @@ export class StoreWriter implements BatchWriter {
       // Everything landed in an earlier attempt, maybe without its heads: record them (from the log) now.
       const landed = new Set<string>();
       for (let i = 0; i < rows.length; i++) if (fresh[i]) landed.add((rows[i] as Row).tenant);
-      if (landed.size > 0) await recordHeads(this.#client, this.#db, 'cost_events', await this.#loadHeads([...landed]));
+      if (landed.size > 0) await recordHeads(this.#client, this.#db, 'cost_events', await this.#loadHeads([...landed], stream), stream);
       return fresh;
     }
-    const heads = await this.#loadHeads([...tenants]);
+    const heads = await this.#loadHeads([...tenants], stream);
     const lines: string[] = [];
     const token = createHash('sha256');
     for (let i = 0; i < rows.length; i++) {
@@ -487,7 +500,7 @@ export class StoreWriter implements BatchWriter {
       const seq = head.seq + 1;
       const hash = chainHash(head.hash, `${r.canonicalPre}${seq}${r.post}]`);
       // The insert line is the hashed array with the two links appended: the bytes hashed are the bytes sent.
-      lines.push(`${r.pre}${seq}${r.post}${linkTail(head.hash, hash)}`);
+      lines.push(`${r.pre}${seq}${r.post}${linkTail(head.hash, hash, stream)}`);
       token.update(hash);
       head.seq = seq;
       head.hash = hash;
@@ -496,12 +509,13 @@ export class StoreWriter implements BatchWriter {
       table: this.#table,
       values: lines,
       format: 'JSONCompactEachRow',
-      columns: INSERT_COLUMNS as unknown as [string, ...string[]],
-      clickhouse_settings: { insert_deduplication_token: token.digest('hex') },
+      columns: WRITE_COLUMNS,
+      // The stream is in the token: another stream's rows of the same hashes (its own chain) are not a repeat.
+      clickhouse_settings: { insert_deduplication_token: `${token.digest('hex')}:${stream}` },
     });
     this.#prefetchNext();
     // The durable head record, right after the rows it points at (verify checks the rows reach it).
-    await recordHeads(this.#client, this.#db, 'cost_events', heads);
+    await recordHeads(this.#client, this.#db, 'cost_events', heads, stream);
     for (const [t, h] of heads) this.#heads.set(t, h);
     return fresh;
   }
@@ -567,8 +581,8 @@ WHERE tenant_id IN {tenants:Array(String)}
     return found;
   }
 
-  /** Chain heads, copied (the caller advances them and they are kept only after a successful insert). */
-  async #loadHeads(tenants: string[]): Promise<Map<string, Head>> {
+  /** Chain heads of the tenants' streams `stream`, copied (the caller advances them and they are kept only after a successful insert). */
+  async #loadHeads(tenants: string[], stream: number): Promise<Map<string, Head>> {
     const out = new Map<string, Head>();
     const missing: string[] = [];
     for (const t of tenants) {
@@ -579,14 +593,14 @@ WHERE tenant_id IN {tenants:Array(String)}
     if (missing.length === 0) return out;
     // The chain head is the stream's highest seq: the one query on the log bounded by seq, not by time.
     const rs = await this.#client.query({
-      query: `SELECT tenant_id, max(seq) AS seq FROM ${this.#table} WHERE tenant_id IN {tenants:Array(String)} GROUP BY tenant_id`,
-      query_params: { tenants: missing },
+      query: `SELECT tenant_id, max(seq) AS seq FROM ${this.#table} WHERE tenant_id IN {tenants:Array(String)} AND stream = {stream:UInt16} GROUP BY tenant_id`,
+      query_params: { tenants: missing, stream },
       format: 'JSONCompactEachRow',
     });
     const maxSeq = new Map<string, number>();
     for (const [t, s] of await rs.json<[string, number | string]>()) maxSeq.set(t, Number(s));
     // A recorded head beyond the rows (the newest rows were removed) is continued, so the gap stays visible.
-    const recorded = await recordedHeads(this.#client, this.#db, 'cost_events', missing);
+    const recorded = await recordedHeads(this.#client, this.#db, 'cost_events', missing, stream);
     for (const t of missing) {
       const seq = maxSeq.get(t) ?? 0;
       const r = recorded.get(t);
@@ -599,12 +613,12 @@ WHERE tenant_id IN {tenants:Array(String)}
         continue;
       }
       const hr = await this.#client.query({
-        query: `SELECT hash FROM ${this.#table} WHERE tenant_id = {tenant:String} AND seq = {seq:UInt64} LIMIT 1`,
-        query_params: { tenant: t, seq },
+        query: `SELECT hash FROM ${this.#table} WHERE tenant_id = {tenant:String} AND stream = {stream:UInt16} AND seq = {seq:UInt64} LIMIT 1`,
+        query_params: { tenant: t, stream, seq },
         format: 'JSONCompactEachRow',
       });
       const row = (await hr.json<[string]>())[0];
-      if (!row) throw new StoreError(STORE_ERROR_CODES.QUERY, `chain head of tenant ${t} (seq ${seq}) not found`);
+      if (!row) throw new StoreError(STORE_ERROR_CODES.QUERY, `chain head of tenant ${t} (stream ${stream}, seq ${seq}) not found`);
       out.set(t, { seq, hash: row[0] });
     }
     return out;

@@ -122,7 +122,8 @@ describe('audit', () => {
     expect(r.statusCode).toBe(200);
     expect(r.json().events.map((e: { eventId: string }) => e.eventId)).toEqual(['e1', 'e2', 'e4']);
     const v = await forge.app.inject({ method: 'GET', url: '/v1/audit/verify?tenant_id=demo', headers: auth(finance) });
-    expect(v.json()).toMatchObject({ ok: true, tenant_id: 'demo', logs: { cost_events: { ok: true, checked: 4, recordedHead: { seq: 4 } }, guardrail_events: { ok: true, log: 'guardrail_events' } } });
+    // One stream per writer process: a single process writes stream 0.
+    expect(v.json()).toMatchObject({ ok: true, tenant_id: 'demo', logs: { cost_events: { ok: true, checked: 4, streams: [{ ok: true, stream: 0, checked: 4, recordedHead: { seq: 4 } }] }, guardrail_events: { ok: true, log: 'guardrail_events' } } });
     expect(v.json().logs.guardrail_events.checked).toBeGreaterThan(0);
     // The global guardrail stream needs a key for every tenant.
     expect((await forge.app.inject({ method: 'GET', url: '/v1/audit/verify', headers: auth(finance) })).statusCode).toBe(403);

@@ -33,6 +33,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       '0016_users',
       '0017_account_tokens',
       '0018_control_snapshots',
+      '0020_chain_streams',
     ]);
     // A file creates one table per `-- @table` directive (0015 creates two).
     const tablesIn = (version: number): number => (loadMigrations().find((x) => x.version === version)!.text.match(/^--\s*@table /gm) ?? []).length;
@@ -114,7 +115,8 @@ describe('migrations render for a single node and for a cluster from the same fi
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
     // 0010 (attribution columns) adds two: the local and the Distributed table.
     // 0018 (control snapshots) creates two tables: four statements.
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 2 * 13 + 4 + 2 + roles().length);
+    // 0020 (chain streams) adds a column to two tables: four statements.
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 2 * 13 + 4 + 2 + 4 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }

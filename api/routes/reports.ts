@@ -1,7 +1,7 @@
 import type {} from '@fastify/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { COMPONENTS, microsToUsd, type ScopeKey } from '../../rules/index.ts';
-import { focusCsv, focusRows, logScopeOf, type BreakdownRow, type ChainLog, type LogScope, type Store, type Totals, type VerifyResult } from '../../store/index.ts';
+import { focusCsv, focusRows, logScopeOf, type BreakdownRow, type ChainLog, type LogScope, type Store, type Totals, type StreamsVerifyResult } from '../../store/index.ts';
 import { requireTenant } from '../auth.ts';
 import { ApiError, errorBodySchema } from '../errors.ts';
 import type { Guardrail } from '../../guard/index.ts';
@@ -208,7 +208,7 @@ async function auditRoutes(app: FastifyInstance, store: Store, now: () => number
       config: { roles: ['auditor'] },
       schema: {
         tags: ['audit'],
-        summary: 'Walk the tenant\'s hash chains (cost_events and guardrail_events; without tenant_id the global guardrail stream) to their recorded heads; report the first broken link per log',
+        summary: 'Walk the tenant\'s hash chains (cost_events and guardrail_events; without tenant_id the global guardrail stream) to their recorded heads; report the first broken link per stream of each log (one stream per writer process)',
         querystring: { type: 'object', additionalProperties: false, properties: { tenant_id: TENANT_ID, from: DATE_TIME, to: DATE_TIME } },
         response: errors,
       },
@@ -222,9 +222,10 @@ async function auditRoutes(app: FastifyInstance, store: Store, now: () => number
       const to = req.query.to ? timeField(req.query.to, 'to', t) : undefined;
       if (from !== undefined && to !== undefined && from >= to) throw new ApiError('FORGE_ERR_VALIDATION', 'from must be before to', 'from');
       const range = { ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) };
-      const logs: Partial<Record<ChainLog, VerifyResult>> = {};
-      if (tenantId !== undefined) logs.cost_events = await store.verify({ log: 'cost_events', tenantId, ...range });
-      logs.guardrail_events = await store.verify({ log: 'guardrail_events', tenantId: tenantId ?? '', ...range });
+      // Each log holds one chain per writer process's stream of the tenant: every stream is walked.
+      const logs: Partial<Record<ChainLog, StreamsVerifyResult>> = {};
+      if (tenantId !== undefined) logs.cost_events = await store.verifyStreams({ log: 'cost_events', tenantId, ...range });
+      logs.guardrail_events = await store.verifyStreams({ log: 'guardrail_events', tenantId: tenantId ?? '', ...range });
       return { ok: Object.values(logs).every((v) => v.ok), tenant_id: tenantId ?? null, logs };
     },
   );
