@@ -282,8 +282,8 @@ export class ScopeTable {
           // The oldest day leaves the window: it has finished, its storage is now part of the run.
           const storageDay = f[o + H_STORAGE_DAY]!;
           if (storageDay !== 0) {
-            f[o + RUN_C + STORAGE_SLOT] += storageDay;
-            f[o + H_RUN_TOTAL] += storageDay;
+            f[o + RUN_C + STORAGE_SLOT] = f[o + RUN_C + STORAGE_SLOT]! + storageDay;
+            f[o + H_RUN_TOTAL] = f[o + H_RUN_TOTAL]! + storageDay;
           }
           n--;
         }
@@ -298,13 +298,13 @@ export class ScopeTable {
     const ops = operationSum(c);
     if (at >= 0) {
       addOperationComponentsAt(f, at + D_C, c);
-      f[at + D_OPS] += ops;
-      f[at + D_TASKS] += 1;
-      if (t.failed) f[at + D_FAILED] += 1;
+      f[at + D_OPS] = f[at + D_OPS]! + ops;
+      f[at + D_TASKS] = f[at + D_TASKS]! + 1;
+      if (t.failed) f[at + D_FAILED] = f[at + D_FAILED]! + 1;
     }
     addOperationComponentsAt(f, o + RUN_C, c);
-    f[o + H_RUN_TOTAL] += ops;
-    f[o + H_RUN_TASKS] += 1;
+    f[o + H_RUN_TOTAL] = f[o + H_RUN_TOTAL]! + ops;
+    f[o + H_RUN_TASKS] = f[o + H_RUN_TASKS]! + 1;
     f[o + H_STREAK] = t.totalMicros >= unitCap ? f[o + H_STREAK]! + 1 : 0;
   }
 }
