@@ -15,7 +15,7 @@ export const DAYS_KEPT = 8;
  * How far back hard-stop days and day waivers are kept: the newest day and the 7 before it. Three
  * consecutive days need only 3, but a late event may fill a gap up to a week back.
  */
-const HARD_DAYS_SPAN = 8;
+export const HARD_DAYS_SPAN = 8;
 
 /** Conditions that read one UTC day's totals. Their waiver covers that day only. */
 

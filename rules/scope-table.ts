@@ -1,8 +1,8 @@
 import type { Thresholds } from './bands.ts';
 import { addOperationComponentsAt, COMPONENTS, componentsAt, operationSum, operationSumAt, setComponentsAt, STORAGE_SLOT } from './cost-model.ts';
-import { bandsQuiet, DAYS_KEPT, dayOf, emptyScope, evaluateApplied, inThreeRun, projectionMayHold, storageBurnt, type DaySpend, type Evaluation, type ScopeSpend, type ScopeState, type TaskOutcome } from './engine.ts';
+import { bandsQuiet, conditionsFor, DAYS_KEPT, dayOf, emptyScope, evaluateApplied, HARD_DAYS_SPAN, inThreeRun, projectionMayHold, storageBurnt, type DaySpend, type Evaluation, type ScopeSpend, type ScopeState, type TaskOutcome } from './engine.ts';
 import type { Micros } from './money.ts';
-import type { ConditionHit, GuardStatus, ScopeKey } from './states.ts';
+import { stateRank, type ConditionHit, type GuardStatus, type ScopeKey } from './states.ts';
 
 /*
  * Every scope's rule state in one place, laid out for the per-task path. With 100,000 scopes a task's
@@ -18,12 +18,17 @@ import type { ConditionHit, GuardStatus, ScopeKey } from './states.ts';
  *
  * Layout of a scope's stretch (all numbers are exact integers: micros, counts, day numbers):
  *   header: the number of day buckets, Cost_storage_day, the unit-cap streak, the run's total and tasks,
- *           whether the guard is plain (NORMAL, no waiver), whether the last holds were not empty, how many
- *           hard days there are;
+ *           the guard's latch (see latchOf), whether the last holds were not empty, how many hard days
+ *           there are;
  *   the run's components;
  *   DAYS_KEPT day buckets, most recent first, as ScopeSpend.days: day, ops total, tasks, failed, components.
  * The guard status, the hard days and the last holds stay objects, in arrays by scope number: they change
  * rarely and are read by the per-task path only when the header says there is something to read.
+ *
+ * A scope already stopped (the global scope once a day's band is crossed) has conditions holding on every
+ * task, but mostly they can neither raise its guard nor record a hard day: then the task changes the spend
+ * alone, and the conditions (the last holds, which only an announcement reads) are built when first read,
+ * from the same spend (anything that replaces the spend builds them first).
  */
 
 const NC = COMPONENTS.length;
@@ -32,7 +37,7 @@ const H_STORAGE_DAY = 1;
 const H_STREAK = 2;
 const H_RUN_TOTAL = 3;
 const H_RUN_TASKS = 4;
-const H_PLAIN_GUARD = 5;
+const H_LATCH = 5;
 const H_HOLDS = 6;
 const H_HARD_DAYS = 7;
 const RUN_C = 8;
@@ -48,8 +53,21 @@ const STRIDE = DAY0 + DAYS_KEPT * DAY_STRIDE;
 const NO_HOLDS: ConditionHit[] = [];
 const NO_DAYS: readonly number[] = [];
 
-function plainGuard(g: GuardStatus): boolean {
-  return g.state === 'NORMAL' && g.waived.length === 0 && (g.dayWaivers === undefined || g.dayWaivers.length === 0);
+/**
+ * What the per-task path may assume of a guard: 0 nothing (a waiver to expire, or an acknowledged WARNING
+ * that clears once nothing holds); else the state's rank + 1, no waiver (1: NORMAL, 4: EMERGENCY_STOP).
+ */
+function latchOf(g: GuardStatus): number {
+  if (g.waived.length > 0 || (g.dayWaivers !== undefined && g.dayWaivers.length > 0)) return 0;
+  if (g.state === 'WARNING' && g.acknowledged) return 0;
+  return stateRank(g.state) + 1;
+}
+
+/** An evaluation whose conditions are built when read: its bands, time and task. */
+interface PendingHolds {
+  b: Thresholds;
+  now: number;
+  task: TaskOutcome;
 }
 
 /** An evaluation that may have changed more than the spend: the engine's, and the hard days before it. */
@@ -66,6 +84,7 @@ export class ScopeTable {
   readonly #guards: GuardStatus[] = [];
   readonly #hardDays: (readonly number[])[] = [];
   readonly #holds: ConditionHit[][] = [];
+  readonly #pending: (PendingHolds | undefined)[] = [];
 
   constructor(capacity = 1024) {
     this.#capacity = Math.max(1, capacity);
@@ -119,7 +138,17 @@ export class ScopeTable {
   /** The conditions the scope's last evaluation found holding (empty before any). */
   holds(key: ScopeKey): ConditionHit[] {
     const i = this.#index.get(key);
-    return i === undefined ? NO_HOLDS : this.#holds[i]!;
+    if (i === undefined) return NO_HOLDS;
+    this.#settle(i);
+    return this.#holds[i]!;
+  }
+
+  /** Builds the conditions of an evaluation that left them to be read (the spend is still the one it made). */
+  #settle(i: number): void {
+    const p = this.#pending[i];
+    if (p === undefined) return;
+    this.#pending[i] = undefined;
+    this.#holds[i] = conditionsFor(p.b, this.#spendAt(i), p.now, p.task).holds;
   }
 
   /** Replaces a scope's state (added when absent); `holds`: of the evaluation that made it, when there was one. */
@@ -133,13 +162,13 @@ export class ScopeTable {
   /** Replaces a scope's guard status alone. */
   setGuard(i: number, g: GuardStatus): void {
     this.#guards[i] = g;
-    this.#f[i * STRIDE + H_PLAIN_GUARD] = plainGuard(g) ? 1 : 0;
+    this.#f[i * STRIDE + H_LATCH] = latchOf(g);
   }
 
   /**
-   * evaluateTask for scope `i`, the task added in place. Undefined when nothing holds and nothing but the
-   * spend changed (the guard stays, no hard day, the last holds are none): nothing allocated. Otherwise the
-   * engine's evaluation, already written back.
+   * evaluateTask for scope `i`, the task added in place. Undefined when nothing changed but the spend and
+   * the last holds (the guard stays, no hard day is recorded): when nothing holds, or a stopped scope's
+   * conditions cannot raise it (read them with `holds`). Otherwise the engine's evaluation, written back.
    */
   evaluateTask(i: number, b: Thresholds, task: TaskOutcome, now: number): TableEvaluation | undefined {
     const f = this.#f;
@@ -153,6 +182,8 @@ export class ScopeTable {
     let weekMicros = 0;
     let storageInRunWindow = 0;
     let sawToday = false;
+    let tasksDay = 0;
+    let failedDay = 0;
     for (let j = 0; j < n; j++) {
       const d = o + DAY0 + j * DAY_STRIDE;
       const day = f[d + D_DAY]!;
@@ -165,6 +196,8 @@ export class ScopeTable {
       if (day === today) {
         sawToday = true;
         dayMicros += m;
+        tasksDay = f[d + D_TASKS]!;
+        failedDay = f[d + D_FAILED]!;
       }
     }
     if (!sawToday) {
@@ -174,15 +207,25 @@ export class ScopeTable {
       storageInRunWindow += s;
     }
     const runMicros = f[o + H_RUN_TOTAL]! + storageInRunWindow;
-    if (
-      f[o + H_PLAIN_GUARD] === 1 &&
-      bandsQuiet(b, dayMicros, weekMicros, runMicros, f[o + H_STREAK]!, task) &&
-      dayOf(task.at) === today &&
-      (f[o + H_HARD_DAYS] === 0 || !inThreeRun(this.#hardDays[i]!, today)) &&
-      !projectionMayHold(b, now, dayMicros, weekMicros)
-    ) {
-      if (f[o + H_HOLDS] !== 0) this.#setHolds(i, NO_HOLDS);
-      return undefined;
+    const latch = f[o + H_LATCH]!;
+    const streak = f[o + H_STREAK]!;
+    if (latch !== 0 && dayOf(task.at) === today) {
+      if (
+        latch === 1 &&
+        bandsQuiet(b, dayMicros, weekMicros, runMicros, streak, task) &&
+        (f[o + H_HARD_DAYS] === 0 || !inThreeRun(this.#hardDays[i]!, today)) &&
+        !projectionMayHold(b, now, dayMicros, weekMicros)
+      ) {
+        if (f[o + H_HOLDS] !== 0) this.#setHolds(i, NO_HOLDS);
+        return undefined;
+      }
+      if (latch >= 2 && this.#latched(i, b, task, today, latch, dayMicros, weekMicros, runMicros, streak, tasksDay, failedDay)) {
+        // The conditions hold as the engine would find them from this spend: built when read.
+        this.#holds[i] = NO_HOLDS;
+        this.#pending[i] = { b, now, task };
+        f[o + H_HOLDS] = 1;
+        return undefined;
+      }
     }
     const hardDaysBefore = this.#hardDays[i]!;
     const evaluation = evaluateApplied(b, { spend: this.#spendAt(i), guard: this.#guards[i]! }, task, now);
@@ -197,7 +240,28 @@ export class ScopeTable {
     return { evaluation, hardDaysBefore };
   }
 
+  /**
+   * Whether a task on a stopped (or unacknowledged WARNING) scope with no waiver leaves its guard and hard
+   * days as they are: no condition of a higher level than its state holds (conditionsHolding's levels, from
+   * the same figures), and any hard-stop condition that holds is on a day the scope has recorded already
+   * (today, in a set already within HARD_DAYS_SPAN). The task is not late (its day is today).
+   */
+  #latched(i: number, b: Thresholds, task: TaskOutcome, today: number, latch: number, dayMicros: Micros, weekMicros: Micros, runMicros: Micros, streak: number, tasksDay: number, failedDay: number): boolean {
+    const hardDays = this.#hardDays[i]!;
+    const todayHard = dayMicros >= b.dayHard || (failedDay / Math.max(tasksDay, 1) > 0.2 && dayMicros >= b.daySoft);
+    const otherHard = weekMicros >= b.weekHard || runMicros >= b.runCap || streak >= b.k;
+    if (todayHard || otherHard) {
+      const n = hardDays.length;
+      if (n === 0 || !hardDays.includes(today) || hardDays[0]! <= hardDays[n - 1]! - HARD_DAYS_SPAN) return false;
+      if (latch < 3) return false;
+    }
+    if (latch >= 4) return true;
+    // Below EMERGENCY_STOP: no emergency condition may hold.
+    return dayMicros < b.dayEmergency && task.totalMicros < b.unitEmergency && !inThreeRun(hardDays, today);
+  }
+
   #setHolds(i: number, holds: ConditionHit[]): void {
+    this.#pending[i] = undefined;
     this.#holds[i] = holds;
     this.#f[i * STRIDE + H_HOLDS] = holds.length > 0 ? 1 : 0;
   }
@@ -215,11 +279,13 @@ export class ScopeTable {
     this.#guards.push(s.guard);
     this.#hardDays.push(NO_DAYS);
     this.#holds.push(NO_HOLDS);
+    this.#pending.push(undefined);
     this.#write(i, s);
     return i;
   }
 
   #write(i: number, s: ScopeState): void {
+    this.#settle(i);
     const f = this.#f;
     const o = i * STRIDE;
     const sp = s.spend;

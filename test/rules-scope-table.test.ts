@@ -19,7 +19,7 @@ import {
 // engine's own path only when something may hold. Whatever the spend, the bands, the time, late events,
 // operator decisions in between and how many scopes share the table, it must reach exactly the state the
 // immutable engine reaches, with the same conditions and the same changes; and say "nothing" only when the
-// engine finds nothing holding and nothing but the spend changed.
+// engine changes nothing but the spend and the conditions holding (those are built when read).
 
 const DAY0 = Date.parse('2026-03-02T00:00:00Z');
 const KINDS = ['rli', 'gas', 'llm', 'compute', 'bandwidth'] as const;
@@ -81,7 +81,7 @@ describe('the scope table', () => {
               const r = evaluateTask(bands[k]!, before, op, now);
               const t = table.evaluateTask(table.indexOf(keys[k]!), bands[k]!, op, now);
               if (t === undefined) {
-                expect(r.holds).toEqual([]);
+                // Nothing holds, or nothing that raises the guard or records a day (the holds are compared below).
                 expect(r.change).toBeUndefined();
                 expect(r.state.guard).toBe(before.guard);
                 expect(r.state.spend.hardDays).toEqual(before.spend.hardDays);
@@ -131,6 +131,24 @@ describe('the scope table', () => {
     expect(t?.evaluation.holds).toEqual(r.holds);
     expect(table.get('run:t/r')).toEqual(r.state);
     expect(table.guard('run:t/r')?.state).toBe('EMERGENCY_STOP');
+  });
+
+  it('a WARNING scope whose day is already a hard day still escalates when a hard-stop condition holds', () => {
+    const b = thresholdsOf({ daySoft: 80_000_000, dayHard: 100_000_000, weekSoft: 400_000_000, weekHard: 500_000_000, runCap: 1_000_000_000, unitCap: 200_000_000, k: 3 });
+    const now = DAY0 + 10 * 3_600_000;
+    const today = Math.floor(now / DAY_MS);
+    const s = emptyScope(DAY0);
+    // As a restart may seed it: a WARNING with no waiver, today recorded hard already.
+    const warned: ScopeState = { guard: { ...s.guard, state: 'WARNING', seq: 1 }, spend: { ...s.spend, hardDays: [today] } };
+    const op: TaskOutcome = { at: now, totalMicros: 100_000_000, failed: false, components: { ...zeroComponents(), rli: 100_000_000 } };
+    const table = new ScopeTable();
+    table.set('tenant:w', warned);
+    const t = table.evaluateTask(table.indexOf('tenant:w'), b, op, now);
+    const r = evaluateTask(b, warned, op, now);
+    expect(r.change).toEqual({ from: 'WARNING', to: 'HARD_STOP' });
+    expect(t?.evaluation.change).toEqual(r.change);
+    expect(table.get('tenant:w')).toEqual(r.state);
+    expect(table.holds('tenant:w')).toEqual(r.holds);
   });
 
   it('a quiet task allocates no evaluation; a task crossing a band comes back with it and leaves the other scopes alone', () => {
