@@ -4,13 +4,12 @@ import {
   acknowledgeWarning,
   dayLabel,
   dayOf,
-  emptyScope,
   evaluateAt,
   evaluateRollup,
-  evaluateTask,
   isHalted,
   liftStop,
   microsToUsd,
+  ScopeTable,
   scopesOf,
   thresholdsOf,
   totalsOf,
@@ -205,8 +204,11 @@ export class Guardrail {
   /** The live ledger failed the last reservation (fail-open reports an outage once). */
   private ledgerDown = false;
   private intake: IntakePort | undefined;
-  private readonly scopes = new Map<ScopeKey, ScopeState>();
-  private readonly lastHolds = new Map<ScopeKey, ConditionHit[]>();
+  /**
+   * Every scope's rule state (spend, guard, hard days, the last evaluation's holds) in the rules' flat
+   * layout: a task adds to it in place and allocates nothing when no condition can hold.
+   */
+  private readonly scopes = new ScopeTable();
   /** Budget versions per scope (oldest first); absent: the bands file's version 1. */
   private readonly budgets = new Map<ScopeKey, { versions: BudgetVersion[]; thresholds: Thresholds }>();
   private readonly seen = new FifoMap<string, true>();
@@ -291,7 +293,7 @@ export class Guardrail {
       const s = this.stateOf(scope);
       const next: ScopeState = { ...s, guard: { ...s.guard, seq: s.guard.seq + 1 } };
       this.scopes.set(scope, next);
-      const out = await this.announce(scope, 'budget', s.guard.state, this.lastHolds.get(scope) ?? [], 0, reason, actor);
+      const out = await this.announce(scope, 'budget', s.guard.state, this.scopes.holds(scope), 0, reason, actor);
       if (out === 'published' || out === 'failed' || attempt >= 4) {
         this.apply(scope, evaluateAt(thresholdsOf(bands), this.stateOf(scope), this.d.now()), 'budget change');
         return v;
@@ -299,13 +301,15 @@ export class Guardrail {
     }
   }
 
+  /** A copy of the scope's state (added empty when absent). */
   private stateOf(scope: ScopeKey): ScopeState {
-    let s = this.scopes.get(scope);
-    if (!s) {
-      s = emptyScope(this.d.now(), this.d.storageDayMicros?.(scope) ?? 0);
-      this.scopes.set(scope, s);
-    }
-    return s;
+    return this.scopes.stateAt(this.scopeNumber(scope));
+  }
+
+  /** The scope's number in the table (added empty when absent). */
+  private scopeNumber(scope: ScopeKey): number {
+    const i = this.scopes.indexOf(scope);
+    return i >= 0 ? i : this.scopes.ensure(scope, this.d.now(), this.d.storageDayMicros?.(scope) ?? 0);
   }
 
   /**
@@ -409,8 +413,13 @@ export class Guardrail {
         components: eventComponents(ev),
       };
       const scopes = scopesOf(ev.tenantId, ev.runId);
+      const at = Math.max(now, ev.eventTime);
       for (const scope of scopes) {
-        this.apply(scope, evaluateTask(this.bandsFor(scope), this.stateOf(scope), task, Math.max(now, ev.eventTime)), `task ${ev.taskId} finalized`);
+        // In place; an evaluation comes back only when a condition holds or the guard changed.
+        const r = this.scopes.evaluateTask(this.scopeNumber(scope), this.bandsFor(scope), task, at);
+        if (r === undefined) continue;
+        this.recordHardDays(scope, r.hardDaysBefore, r.evaluation.state.spend.hardDays);
+        if (r.evaluation.change) void this.announce(scope, 'transition', r.evaluation.change.from, r.evaluation.holds, r.evaluation.totals.weekMicros, `task ${ev.taskId} finalized`);
       }
       this.learned.noteCost(ev.tenantId, ev.taskType, ev.totalMicros);
       this.enqueue(async () => {
@@ -425,9 +434,8 @@ export class Guardrail {
   }
 
   private apply(scope: ScopeKey, r: Evaluation, reason: string): void {
-    const before = this.scopes.get(scope)?.spend.hardDays ?? [];
-    this.scopes.set(scope, r.state);
-    this.lastHolds.set(scope, r.holds);
+    const before = this.scopes.hardDays(scope);
+    this.scopes.set(scope, r.state, r.holds);
     this.recordHardDays(scope, before, r.state.spend.hardDays);
     if (r.change) void this.announce(scope, 'transition', r.change.from, r.holds, r.totals.weekMicros, reason);
   }
@@ -534,13 +542,13 @@ export class Guardrail {
   async republish(): Promise<void> {
     if (this.d.sharedSpend && this.pendingShared.length > 0) await this.flushPendingShared(this.d.sharedSpend);
     for (const scope of [...this.unpublished]) {
-      const s = this.scopes.get(scope);
-      if (!s) {
+      const g = this.scopes.guard(scope);
+      if (!g) {
         this.unpublished.delete(scope);
         continue;
       }
       const budget = this.ownBudget(scope);
-      const change: StateChange = { scope, state: s.guard.state, previous: s.guard.state, seq: s.guard.seq, at: s.guard.since, reason: 'published again after the bus was unreachable', holds: this.lastHolds.get(scope) ?? [], weekMicros: 0, kind: 'transition', control: { guard: s.guard, ...(budget ? { budget } : {}) } };
+      const change: StateChange = { scope, state: g.state, previous: g.state, seq: g.seq, at: g.since, reason: 'published again after the bus was unreachable', holds: this.scopes.holds(scope), weekMicros: 0, kind: 'transition', control: { guard: g, ...(budget ? { budget } : {}) } };
       const outcome = await this.d.bus.publish(change); // throws while the bus is still away: tried again
       this.unpublished.delete(scope);
       if (outcome === 'stale') {
@@ -557,11 +565,10 @@ export class Guardrail {
    * replaces ours whatever its seq, and what we had queued on the old base is superseded.
    */
   adopt(c: StateChange, force: boolean): void {
-    const mine = this.scopes.get(c.scope);
-    if (!force && mine && c.seq <= mine.guard.seq) return;
+    const mine = this.scopes.guard(c.scope);
+    if (!force && mine && c.seq <= mine.seq) return;
     const guard = guardOfChange(c);
-    const spend = mine?.spend ?? emptyScope(this.d.now(), this.d.storageDayMicros?.(c.scope) ?? 0).spend;
-    this.scopes.set(c.scope, { spend, guard });
+    this.scopes.setGuard(this.scopeNumber(c.scope), guard);
     if (force) {
       this.generation.set(c.scope, (this.generation.get(c.scope) ?? 0) + 1);
       // Every change carries the newest budget version: the bus's state says which one is in force.
@@ -571,7 +578,7 @@ export class Guardrail {
       this.budgetsEpoch++;
     }
     if (c.control?.budget) this.putBudget(c.scope, c.control.budget);
-    if (guard.acknowledged && !mine?.guard.acknowledged && c.actor) {
+    if (guard.acknowledged && !mine?.acknowledged && c.actor) {
       try {
         this.d.onAcknowledge?.(c.scope, c.actor);
       } catch (e) {
@@ -596,7 +603,7 @@ export class Guardrail {
 
   /** The state of a scope (shared: the newest any process published, adopted here). */
   effectiveState(scope: ScopeKey): GuardState {
-    return this.scopes.get(scope)?.guard.state ?? 'NORMAL';
+    return this.scopes.guard(scope)?.state ?? 'NORMAL';
   }
 
   /** Guardrail view of a scope, from memory (plus the ledger's open reservations). */
@@ -659,7 +666,7 @@ export class Guardrail {
 
   /** Caps for admission: a waived hard condition moves its cap up to the emergency level. */
   private capsFor(scope: ScopeKey, b: Thresholds = this.bandsFor(scope)): ScopeCaps {
-    const g = this.scopes.get(scope)?.guard;
+    const g = this.scopes.guard(scope);
     if (!g || (g.waived.length === 0 && (g.dayWaivers === undefined || g.dayWaivers.length === 0))) {
       // No waiver: the bands' own caps (the same object for as long as these bands are in force).
       let caps = this.plainCaps.get(b);
@@ -937,7 +944,7 @@ export class Guardrail {
       // Every acknowledgement is a published change (seq + 1), so other processes and a restart keep it.
       const next: ScopeState = r.change ? r.state : { ...r.state, guard: { ...r.state.guard, seq: r.state.guard.seq + 1 } };
       this.scopes.set(scope, next);
-      const out = await this.announce(scope, 'acknowledgement', s.guard.state, this.lastHolds.get(scope) ?? [], 0, `acknowledged by ${actor}: ${reason}`, actor);
+      const out = await this.announce(scope, 'acknowledgement', s.guard.state, this.scopes.holds(scope), 0, `acknowledged by ${actor}: ${reason}`, actor);
       if (out === 'published' || out === 'failed' || attempt >= 4) {
         try {
           this.d.onAcknowledge?.(scope, actor);
@@ -995,7 +1002,7 @@ export class Guardrail {
   }
 
   knownScopes(): ScopeKey[] {
-    return [...this.scopes.keys()];
+    return this.scopes.keys();
   }
 }
 

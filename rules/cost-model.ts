@@ -433,3 +433,32 @@ export const topComponent: (c: ComponentMicros) => Component = compiled(
     .map((k) => `if (c.${k} > v) { best = ${JSON.stringify(k)}; v = c.${k}; }`)
     .join(' ')} return best;`,
 );
+
+/*
+ * The same arithmetic over a flat layout (rules/scope-table.ts): a breakdown stored as consecutive numbers
+ * of a Float64Array in COMPONENTS order, from offset `at`.
+ */
+const slot = (k: Component): number => COMPONENTS.indexOf(k);
+
+/** The breakdown stored at `at` (a new object). */
+export const componentsAt: (f: Float64Array, at: number) => ComponentMicros = compiled(['f', 'at'], `return ${literal((k) => `f[at + ${slot(k)}]`)};`);
+
+/** Stores `c` at `at`. */
+export const setComponentsAt: (f: Float64Array, at: number, c: ComponentMicros) => void = compiled(
+  ['f', 'at', 'c'],
+  COMPONENTS.map((k) => `f[at + ${slot(k)}] = c.${k};`).join(' '),
+);
+
+/** addOperationComponents in place: the per-operation components of `c` added at `at`, daily burns kept. */
+export const addOperationComponentsAt: (f: Float64Array, at: number, c: ComponentMicros) => void = compiled(
+  ['f', 'at', 'c'],
+  COMPONENTS.filter(isOperation)
+    .map((k) => `f[at + ${slot(k)}] += c.${k};`)
+    .join(' '),
+);
+
+/** operationSum of the breakdown stored at `at` (the same additions in the same order). */
+export const operationSumAt: (f: Float64Array, at: number) => Micros = compiled(['f', 'at'], `return 0 + ${OPERATION_COMPONENTS.map((k) => `f[at + ${slot(k)}]`).join(' + ')};`);
+
+/** Where the daily burn (storage) sits in a stored breakdown. */
+export const STORAGE_SLOT: number = slot('storage');

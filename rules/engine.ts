@@ -10,12 +10,12 @@ import { maxState, stateRank, type ConditionHit, type ConditionId, type Conditio
 
 export const DAY_MS = 86_400_000;
 /** Day buckets kept per scope: today and the 6 days before make the rolling week; one more for rollover. */
-const DAYS_KEPT = 8;
+export const DAYS_KEPT = 8;
 /**
  * How far back hard-stop days and day waivers are kept: the newest day and the 7 before it. Three
  * consecutive days need only 3, but a late event may fill a gap up to a week back.
  */
-const HARD_DAYS_SPAN = 8;
+export const HARD_DAYS_SPAN = 8;
 
 /** Conditions that read one UTC day's totals. Their waiver covers that day only. */
 
@@ -166,11 +166,16 @@ function opsOf(c: ComponentMicros): Micros {
 
 /** Storage burnt on a day: all of Cost_storage_day for a finished day, pro rata for the current one. */
 function storageOn(spend: ScopeSpend, day: number, now: number): Micros {
-  if (spend.storageDayMicros === 0) return 0;
+  return storageBurnt(spend.storageDayMicros, day, now);
+}
+
+/** Of a Cost_storage_day (USD micros), what is burnt on `day` as of `now`: all of it once the day has finished. */
+export function storageBurnt(storageDayMicros: Micros, day: number, now: number): Micros {
+  if (storageDayMicros === 0) return 0;
   const today = dayOf(now);
-  if (day < today) return spend.storageDayMicros;
+  if (day < today) return storageDayMicros;
   if (day > today) return 0;
-  return Math.floor((spend.storageDayMicros * (now - today * DAY_MS)) / DAY_MS);
+  return Math.floor((storageDayMicros * (now - today * DAY_MS)) / DAY_MS);
 }
 
 /**
@@ -339,7 +344,7 @@ function withHardDay(days: readonly number[], day: number): readonly number[] {
 }
 
 /** Whether `day` is one of 3 consecutive days in the (ascending) set. */
-function inThreeRun(days: readonly number[], day: number): boolean {
+export function inThreeRun(days: readonly number[], day: number): boolean {
   if (!days.includes(day)) return false;
   const before = days.includes(day - 1);
   const after = days.includes(day + 1);
@@ -388,17 +393,7 @@ export function conditionsFor(b: Thresholds, spend: ScopeSpend, now: number, op?
   }
   const runMicros = spend.run.totalMicros + storageInRunWindow;
   const opDay = op ? dayOf(op.at) : today;
-  const quiet =
-    dayMicros < b.daySoft &&
-    dayMicros < b.dayHard &&
-    dayMicros < b.dayEmergency &&
-    weekMicros < b.weekSoft &&
-    weekMicros < b.weekHard &&
-    runMicros < b.runCap &&
-    spend.consecutiveAtCap < b.k &&
-    (op === undefined || (op.totalMicros < b.unitNearCap && op.totalMicros < b.unitEmergency)) &&
-    opDay === today &&
-    !inThreeRun(spend.hardDays, today);
+  const quiet = bandsQuiet(b, dayMicros, weekMicros, runMicros, spend.consecutiveAtCap, op) && opDay === today && !inThreeRun(spend.hardDays, today);
   // No band holds (failure_burn needs the day at soft), no hard day is recorded, the spend stays; only a
   // projected breach may hold, and it is looked at only after its cheap preconditions.
   if (quiet) {
@@ -407,6 +402,48 @@ export function conditionsFor(b: Thresholds, spend: ScopeSpend, now: number, op?
     return { holds, spend };
   }
   return conditionsHolding(b, spend, now, totalsOf(spend, now), today, opDay, op);
+}
+
+/**
+ * Whether no band holds at these totals (and the operation's own figures): the day, week and run under all
+ * of their bands, the unit streak under K, the operation under the unit's near and emergency caps. Then
+ * no condition holds but a projected breach (see projectionMayHold) or one of a late event's own day.
+ */
+export function bandsQuiet(b: Thresholds, dayMicros: Micros, weekMicros: Micros, runMicros: Micros, consecutiveAtCap: number, op: TaskOutcome | undefined): boolean {
+  return (
+    dayMicros < b.daySoft &&
+    dayMicros < b.dayHard &&
+    dayMicros < b.dayEmergency &&
+    weekMicros < b.weekSoft &&
+    weekMicros < b.weekHard &&
+    runMicros < b.runCap &&
+    consecutiveAtCap < b.k &&
+    (op === undefined || (op.totalMicros < b.unitNearCap && op.totalMicros < b.unitEmergency))
+  );
+}
+
+/** Preconditions of the projected breaches in doubles, with a margin far above their rounding (see pushProjections). */
+const NEAR = 1 - 1e-9;
+
+function dayProjectionNear(b: Thresholds, dayMicros: Micros, weekMicros: Micros, over: number, left: number): boolean {
+  return dayMicros < b.daySoft && dayMicros + (weekMicros * left) / over >= b.dayHard * NEAR;
+}
+
+/** The week's peak is at most the week now plus the rate over 7 days less today's elapsed part. */
+function weekProjectionNear(b: Thresholds, weekMicros: Micros, over: number, left: number): boolean {
+  return weekMicros < b.weekSoft && weekMicros + (weekMicros * (left + RATE_WINDOW_MS)) / over >= b.weekHard * NEAR;
+}
+
+/**
+ * Whether a projected breach may hold at these totals: false when pushProjections would raise nothing
+ * (before PROJECTION_FROM_MS of the day, no spend in the week, or the cheap preconditions not met).
+ */
+export function projectionMayHold(b: Thresholds, now: number, dayMicros: Micros, weekMicros: Micros): boolean {
+  const elapsed = now - dayOf(now) * DAY_MS;
+  if (elapsed < PROJECTION_FROM_MS || weekMicros <= 0) return false;
+  const over = RATE_WINDOW_MS + elapsed;
+  const left = DAY_MS - elapsed;
+  return dayProjectionNear(b, dayMicros, weekMicros, over, left) || weekProjectionNear(b, weekMicros, over, left);
 }
 
 /**
@@ -440,16 +477,14 @@ function pushProjections(
   const over = RATE_WINDOW_MS + elapsed;
   const left = DAY_MS - elapsed;
   // Preconditions in doubles with a margin far above their rounding; the exact integer figure follows only then.
-  const near = 1 - 1e-9;
-  if (dayMicros < b.daySoft && dayMicros + (weekMicros * left) / over >= b.dayHard * near) {
+  if (dayProjectionNear(b, dayMicros, weekMicros, over, left)) {
     const projected = projectedMicros(dayMicros, weekMicros, over, left);
     if (projected >= b.dayHard) {
       t ??= totalsOf(spend, now);
       holds.push(hit('day_projected', 'WARNING', 'forge.cost.total.day_usd', 'usd_micros', projected, b.dayHard, topComponent(t.dayComponents)));
     }
   }
-  // The week's peak is at most the week now plus the rate over 7 days less today's elapsed part.
-  if (weekMicros < b.weekSoft && weekMicros + (weekMicros * (left + RATE_WINDOW_MS)) / over >= b.weekHard * near) {
+  if (weekProjectionNear(b, weekMicros, over, left)) {
     let peak = 0;
     let dropped = 0;
     for (let j = 0; j < 7; j++) {
@@ -638,8 +673,15 @@ function latch(guard: GuardStatus, holds: readonly ConditionHit[], now: number):
 
 /** Evaluates every condition for one finalized task in one scope (a late one included: see conditionsFor). */
 export function evaluateTask(b: Thresholds, s: ScopeState, task: TaskOutcome, now: number): Evaluation {
-  const applied = applyTask(s.spend, task, b.unitCap);
-  const { holds, spend } = conditionsFor(b, applied, now, task);
+  return evaluateApplied(b, { spend: applyTask(s.spend, task, b.unitCap), guard: s.guard }, task, now);
+}
+
+/**
+ * evaluateTask once the task is in the spend already (`s.spend` is applyTask's result): for a caller that
+ * keeps the spend in its own layout and adds the task there (rules/scope-table.ts).
+ */
+export function evaluateApplied(b: Thresholds, s: ScopeState, task: TaskOutcome, now: number): Evaluation {
+  const { holds, spend } = conditionsFor(b, s.spend, now, task);
   // Most tasks: nothing holds on a NORMAL scope with no waiver to expire, so the guard stays as it is.
   const g = s.guard;
   if (holds.length === 0 && g.state === 'NORMAL' && g.waived.length === 0 && (g.dayWaivers === undefined || g.dayWaivers.length === 0)) {
