@@ -1,0 +1,150 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyPluginAsync } from 'fastify';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startForge, type RunningForge } from '../cli/forge-process.ts';
+import { checkPagerDutyEvent, checkSlackMessage, HttpReceiver, pagerDutyOk } from './helpers/http-receiver.ts';
+import { waitFor } from './helpers/redis.ts';
+
+// The pages that are not a budget stop's: an execution spike's intake pause, a hung task, a failing
+// component. Each is paged in one life of Forge; Forge is redeployed; the resolution in the next life (the
+// resume, the task's end, the restart itself for a component of the gone process) resolves the same
+// PagerDuty incident, under the key it was opened with, and nothing is triggered again. Embedded default.
+const ROUTING_KEY = 'R0UT1NGKEYopsrestart01234567890a';
+const root = mkdtempSync(join(tmpdir(), 'forge-ops-restart-'));
+const open: RunningForge[] = [];
+let slack: HttpReceiver;
+let pd: HttpReceiver;
+
+beforeAll(async () => {
+  slack = await HttpReceiver.start({ check: ({ json }) => checkSlackMessage(json) });
+  pd = await HttpReceiver.start({ check: ({ json }) => checkPagerDutyEvent(json, ROUTING_KEY), ok: pagerDutyOk });
+  writeFileSync(join(root, 'bands.yaml'), 'global:\n  B_day_soft: 100000\n  B_day_hard: 100000\n  B_week_soft: 100000\n  B_week_hard: 100000\n  B_run_cap: 100000\n  B_unit_cap: 1000\ntenants:\n  acme:\n    B_unit_cap: 100\n');
+  writeFileSync(
+    join(root, 'alerts.yaml'),
+    `links:\n  dashboardUrl: http://grafana.test/d/burn?scope={scope}\n  acknowledgeUrl: http://forge.test/v1/guardrail/{scope}/acknowledge\ndelivery:\n  maxAttempts: 3\n  initialBackoffMs: 10\n  maxBackoffMs: 50\n  timeoutMs: 2000\ndestinations:\n  slack:\n    type: slack\n    webhookUrl: \${T_SLACK}\n  pd:\n    type: pagerduty\n    routingKey: \${T_PD_KEY}\n    url: \${T_PD_URL}\nroutes:\n  intake_paused: [pd, slack]\n  hung_task: [pd, slack]\n  component_failure: [pd]\n`,
+  );
+});
+
+afterEach(async () => {
+  for (const f of open.splice(0)) await f.close();
+});
+
+afterAll(async () => {
+  await slack?.close();
+  await pd?.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** A fresh data directory per test: each test's first life starts empty. */
+function lives(name: string, opts: { now?: () => number; plugins?: FastifyPluginAsync[] } = {}): () => Promise<RunningForge> {
+  const data = join(root, name);
+  return async () => {
+    for (const f of open.splice(0)) await f.close();
+    const f = await startForge({
+      env: {
+        FORGE_DATA_DIR: data, FORGE_PORT: '0', FORGE_BUDGETS_FILE: join(root, 'bands.yaml'), FORGE_ALERTS_FILE: join(root, 'alerts.yaml'), FORGE_LOG_LEVEL: 'silent',
+        FORGE_SPIKE_FACTOR: '5', FORGE_SPIKE_MIN_COUNT: '20', FORGE_SPIKE_MIN_TRAILING: '10', FORGE_SPIKE_MIN_HISTORY_MS: '1800000',
+        T_SLACK: `${slack.url}/services/T000/B000/secretpath`, T_PD_KEY: ROUTING_KEY, T_PD_URL: `${pd.url}/v2/enqueue`,
+      },
+      log: () => undefined,
+      ...opts,
+    });
+    open.push(f);
+    return f;
+  };
+}
+
+type PdEvent = { event_action: string; dedup_key: string };
+const pdEvents = (keyPart: string): PdEvent[] => pd.requests.map((r) => r.json as PdEvent).filter((e) => e.dedup_key.includes(keyPart));
+const actions = (keyPart: string, action: string): string[] => pdEvents(keyPart).filter((e) => e.event_action === action).map((e) => e.dedup_key);
+
+function caller(forge: () => RunningForge) {
+  return (key: string, method: 'GET' | 'POST', url: string, payload?: unknown) =>
+    forge().app.inject({ method, url, headers: { authorization: `Bearer ${key}` }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+}
+
+describe('operational pages opened before a restart', () => {
+  it("an execution spike's intake pause: the resume after the restart resolves its page", async () => {
+    // The process clock two hours back, so the steady hour and the burst end before the real now.
+    const clock = { now: Math.floor((Date.now() - 2 * 3_600_000) / 60_000) * 60_000 };
+    const start = lives('intake', { now: () => clock.now });
+    let forge = await start();
+    const call = caller(() => forge);
+    const runner = (await forge.keys.create({ name: 'runner', roles: ['runner'], tenantId: 'acme' })).key;
+    const oncall = (await forge.keys.create({ name: 'ann', roles: ['oncall'], tenantId: 'acme' })).key;
+    const admit = () => call(runner, 'POST', '/v1/admissions', { tenant_id: 'acme', run_id: 'r-acme', task_type: 'eval', estimated_cost_usd: '0.01' });
+    // One admission a minute for an hour (the trailing rate), then a burst: the 21st of it is the spike.
+    const t0 = clock.now;
+    for (let m = 0; m < 60; m++) {
+      clock.now = t0 + m * 60_000 + 1000;
+      expect((await admit()).statusCode).toBe(200);
+    }
+    clock.now = t0 + 60 * 60_000 + 1000;
+    for (let i = 0; i < 21; i++) await admit();
+    expect((await admit()).statusCode).toBe(429);
+    await waitFor('the pause is paged', () => Promise.resolve(actions('tenant:acme/anomaly:execution_spike:', 'trigger').length > 0));
+    const [key] = actions('tenant:acme/anomaly:execution_spike:', 'trigger');
+    await forge.intake.drain();
+
+    // Redeployed while paused: still paused, nothing paged again; on-call resumes in the new life.
+    forge = await start();
+    expect((await admit()).statusCode).toBe(429);
+    const resumed = await call(oncall, 'POST', '/v1/tenants/acme/intake/resume', { reason: 'the burst was a planned backfill' });
+    expect(resumed.statusCode, resumed.body).toBe(200);
+    await waitFor('the page is resolved', () => Promise.resolve(actions('tenant:acme/anomaly:execution_spike:', 'resolve').length > 0));
+    expect(actions('tenant:acme/anomaly:execution_spike:', 'resolve')).toEqual([key]);
+    expect(actions('tenant:acme/anomaly:execution_spike:', 'trigger')).toEqual([key]);
+    expect(pd.problems()).toEqual([]);
+  }, 60_000);
+
+  it("a hung task: reported again after the restart sends nothing; the task's final event resolves its page", async () => {
+    const start = lives('hung');
+    let forge = await start();
+    const call = caller(() => forge);
+    const runner = (await forge.keys.create({ name: 'runner', roles: ['runner'], tenantId: 'acme' })).key;
+    const hung = { tenant_id: 'acme', run_id: 'r-hang', task_id: 'hangs-1', silent_for_ms: 90_000 };
+    const reported = await call(runner, 'POST', '/v1/alerts/hung-tasks', hung);
+    expect(reported.json()).toMatchObject({ outcome: 'dispatched', delivered: 2 });
+    const [key] = actions('run:acme/r-hang/hung_task:hangs-1/', 'trigger');
+    expect(key).toBeDefined();
+    const slackBefore = slack.requests.length;
+
+    forge = await start();
+    // The runner's retry of the report (or a second runner's) after the redeploy: the page is already open.
+    expect((await call(runner, 'POST', '/v1/alerts/hung-tasks', hung)).json()).toMatchObject({ outcome: 'dispatched', delivered: 0 });
+    // The killed task's final cost event: the task ended, its page is resolved.
+    const ev = { event_id: 'hangs-1-final', tenant_id: 'acme', run_id: 'r-hang', task_id: 'hangs-1', task_type: 'eval', environment: 'cpu-standard', status: 'failed', finalized_at: new Date().toISOString(), rli_eval_usd: '0.5', task_hours: '0' };
+    expect((await call(runner, 'POST', '/v1/events', ev)).statusCode).toBe(200);
+    await waitFor('the page is resolved', () => Promise.resolve(actions('run:acme/r-hang/hung_task:hangs-1/', 'resolve').length > 0));
+    expect(actions('run:acme/r-hang/hung_task:hangs-1/', 'resolve')).toEqual([key]);
+    expect(actions('run:acme/r-hang/hung_task:hangs-1/', 'trigger')).toEqual([key]);
+    expect(slack.requests.length).toBe(slackBefore);
+    expect(pd.problems()).toEqual([]);
+  }, 60_000);
+
+  it("a failing component: the restart resolves the gone process's page once the new one serves", async () => {
+    // A route that fails unexpectedly (500): the API pages on-call as a failing component.
+    const failing: FastifyPluginAsync = async (app) => {
+      app.get('/v1/test/failing', { config: { roles: ['oncall'] } }, () => Promise.reject(new Error('disk on fire')));
+    };
+    const start = lives('component', { plugins: [failing] });
+    let forge = await start();
+    const call = caller(() => forge);
+    const oncall = (await forge.keys.create({ name: 'ann', roles: ['oncall'], tenantId: null })).key;
+    expect((await call(oncall, 'GET', '/v1/test/failing')).statusCode).toBe(500);
+    await waitFor('the failure is paged', () => Promise.resolve(actions('global/component_failure:api/', 'trigger').length > 0));
+    const [key] = actions('global/component_failure:api/', 'trigger');
+
+    forge = await start();
+    await waitFor('the page is resolved', () => Promise.resolve(actions('global/component_failure:api/', 'resolve').length > 0));
+    expect(actions('global/component_failure:api/', 'resolve')).toEqual([key]);
+    expect(actions('global/component_failure:api/', 'trigger')).toEqual([key]);
+    // A failure of the new life pages again, under the same key (a new incident, PagerDuty side).
+    expect((await call(oncall, 'GET', '/v1/test/failing')).statusCode).toBe(500);
+    await waitFor('the new failure is paged', () => Promise.resolve(actions('global/component_failure:api/', 'trigger').length > 1));
+    expect(actions('global/component_failure:api/', 'trigger')).toEqual([key, key]);
+    expect(pd.problems()).toEqual([]);
+  }, 60_000);
+});
