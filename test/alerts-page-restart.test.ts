@@ -25,7 +25,7 @@ beforeAll(async () => {
   writeFileSync(
     join(dir, 'bands.yaml'),
     'global:\n  B_day_soft: 100000\n  B_day_hard: 100000\n  B_week_soft: 100000\n  B_week_hard: 100000\n  B_run_cap: 100000\n  B_unit_cap: 1000\n' +
-      'tenants:\n  acme:\n    B_day_soft: 8\n    B_day_hard: 10\n    B_week_soft: 4000\n    B_week_hard: 5000\n    B_run_cap: 10000\n    B_unit_cap: 100\n  ops:\n    B_unit_cap: 100\n',
+      'tenants:\n  acme:\n    B_day_soft: 8\n    B_day_hard: 10\n    B_week_soft: 4000\n    B_week_hard: 5000\n    B_run_cap: 10000\n    B_unit_cap: 100\n  ops:\n    B_unit_cap: 100\n  spiky:\n    B_unit_cap: 100\n',
   );
   writeFileSync(
     join(dir, 'alerts.yaml'),
@@ -43,17 +43,22 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The next life of Forge on the data directory `data` (each test its own), the last one closed first. */
-async function start(data = 'data', opts: { now?: () => number; plugins?: FastifyPluginAsync[] } = {}): Promise<RunningForge> {
+/**
+ * The next life of Forge on the data directory `data` (each test its own), the last one closed first;
+ * `alerting: false` starts one without an alerts file (it pages nobody and resolves nothing).
+ */
+async function start(data = 'data', opts: { now?: () => number; plugins?: FastifyPluginAsync[]; alerting?: boolean } = {}): Promise<RunningForge> {
   for (const f of open.splice(0)) await f.close();
+  const { alerting = true, ...rest } = opts;
   const f = await startForge({
     env: {
-      FORGE_DATA_DIR: join(dir, data), FORGE_PORT: '0', FORGE_BUDGETS_FILE: join(dir, 'bands.yaml'), FORGE_ALERTS_FILE: join(dir, 'alerts.yaml'), FORGE_LOG_LEVEL: 'silent',
+      FORGE_DATA_DIR: join(dir, data), FORGE_PORT: '0', FORGE_BUDGETS_FILE: join(dir, 'bands.yaml'), FORGE_LOG_LEVEL: 'silent',
+      ...(alerting ? { FORGE_ALERTS_FILE: join(dir, 'alerts.yaml') } : {}),
       FORGE_SPIKE_FACTOR: '5', FORGE_SPIKE_MIN_COUNT: '20', FORGE_SPIKE_MIN_TRAILING: '10', FORGE_SPIKE_MIN_HISTORY_MS: '1800000',
       T_SLACK: `${slack.url}/services/T000/B000/secretpath`, T_PD_KEY: ROUTING_KEY, T_PD_URL: `${pd.url}/v2/enqueue`,
     },
     log: () => undefined,
-    ...opts,
+    ...rest,
   });
   open.push(f);
   return f;
@@ -106,31 +111,41 @@ describe('a page opened before a restart', () => {
 
 // Waits are long (30 s): a real process on the embedded store, on a machine that may be busy.
 describe('an operational page opened before a restart', () => {
-  it("an execution spike's intake pause: the resume after the restart resolves its page", async () => {
-    // The process clock two hours back, so the steady hour and the burst end before the real now.
-    const clock = { now: Math.floor((Date.now() - 2 * 3_600_000) / 60_000) * 60_000 };
-    const next = () => start('intake', { now: () => clock.now });
-    let forge = await next();
+  /**
+   * A tenant's first life: an hour of one admission a minute (the trailing rate), then a burst whose 21st
+   * admission is the spike; the pause is paged. The process clock runs two hours back, so all of it ends
+   * before the real now. Returns the page's dedup key and the keys.
+   */
+  async function pausedBySpike(tenant: string, next: () => Promise<RunningForge>, clock: { now: number }) {
+    const forge = await next();
     const call = caller(() => forge);
-    const runner = (await forge.keys.create({ name: 'runner', roles: ['runner'], tenantId: 'ops' })).key;
-    const oncall = (await forge.keys.create({ name: 'ann', roles: ['oncall'], tenantId: 'ops' })).key;
-    const admit = () => call(runner, 'POST', '/v1/admissions', { tenant_id: 'ops', run_id: 'r-ops', task_type: 'eval', estimated_cost_usd: '0.01' });
-    // One admission a minute for an hour (the trailing rate), then a burst: the 21st of it is the spike.
+    const runner = (await forge.keys.create({ name: 'runner', roles: ['runner'], tenantId: tenant })).key;
+    const oncall = (await forge.keys.create({ name: 'ann', roles: ['oncall'], tenantId: tenant })).key;
     const t0 = clock.now;
     for (let m = 0; m < 60; m++) {
       clock.now = t0 + m * 60_000 + 1000;
-      expect((await admit()).statusCode).toBe(200);
+      expect((await admission(call, runner, tenant)).statusCode).toBe(200);
     }
     clock.now = t0 + 60 * 60_000 + 1000;
-    for (let i = 0; i < 21; i++) await admit();
-    expect((await admit()).statusCode).toBe(429);
-    await waitFor('the pause is paged', () => Promise.resolve(actions('tenant:ops/anomaly:execution_spike:', 'trigger').length > 0), 30_000);
-    const [key] = actions('tenant:ops/anomaly:execution_spike:', 'trigger');
+    for (let i = 0; i < 21; i++) await admission(call, runner, tenant);
+    expect((await admission(call, runner, tenant)).statusCode).toBe(429);
+    await waitFor('the pause is paged', () => Promise.resolve(actions(`tenant:${tenant}/anomaly:execution_spike:`, 'trigger').length > 0), 30_000);
     await forge.intake.drain();
+    return { key: actions(`tenant:${tenant}/anomaly:execution_spike:`, 'trigger')[0]!, runner, oncall };
+  }
+  const admission = (call: ReturnType<typeof caller>, runner: string, tenant: string) =>
+    call(runner, 'POST', '/v1/admissions', { tenant_id: tenant, run_id: `r-${tenant}`, task_type: 'eval', estimated_cost_usd: '0.01' });
+  const twoHoursBack = () => ({ now: Math.floor((Date.now() - 2 * 3_600_000) / 60_000) * 60_000 });
+
+  it("an execution spike's intake pause: the resume after the restart resolves its page", async () => {
+    const clock = twoHoursBack();
+    const next = () => start('intake', { now: () => clock.now });
+    const { key, runner, oncall } = await pausedBySpike('ops', next, clock);
 
     // Redeployed while paused: still paused, nothing paged again; on-call resumes in the new life.
-    forge = await next();
-    expect((await admit()).statusCode).toBe(429);
+    const forge = await next();
+    const call = caller(() => forge);
+    expect((await admission(call, runner, 'ops')).statusCode).toBe(429);
     const resumed = await call(oncall, 'POST', '/v1/tenants/ops/intake/resume', { reason: 'the burst was a planned backfill' });
     expect(resumed.statusCode, resumed.body).toBe(200);
     await waitFor('the page is resolved', () => Promise.resolve(actions('tenant:ops/anomaly:execution_spike:', 'resolve').length > 0), 30_000);
@@ -138,6 +153,22 @@ describe('an operational page opened before a restart', () => {
     expect(actions('tenant:ops/anomaly:execution_spike:', 'trigger')).toEqual([key]);
     expect(pd.problems()).toEqual([]);
   }, 60_000);
+
+  it('a pause resumed while no process held its page (a Forge without alerting took the resume): the next start resolves it', async () => {
+    const clock = twoHoursBack();
+    const { key, oncall } = await pausedBySpike('spiky', () => start('intake-unheld', { now: () => clock.now }), clock);
+    const quiet = await start('intake-unheld', { now: () => clock.now, alerting: false });
+    expect((await caller(() => quiet)(oncall, 'POST', '/v1/tenants/spiky/intake/resume', { reason: 'resumed by the night shift' })).statusCode).toBe(200);
+    await quiet.intake.drain();
+    expect(actions('tenant:spiky/anomaly:execution_spike:', 'resolve')).toEqual([]);
+
+    // The next life with alerting: the page it takes over is of a condition that no longer holds.
+    await start('intake-unheld', { now: () => clock.now });
+    await waitFor('the page is resolved', () => Promise.resolve(actions('tenant:spiky/anomaly:execution_spike:', 'resolve').length > 0), 30_000);
+    expect(actions('tenant:spiky/anomaly:execution_spike:', 'resolve')).toEqual([key]);
+    expect(actions('tenant:spiky/anomaly:execution_spike:', 'trigger')).toEqual([key]);
+    expect(pd.problems()).toEqual([]);
+  }, 90_000);
 
   it("a hung task: reported again after the restart sends nothing; the task's final event resolves its page", async () => {
     const next = () => start('hung');
