@@ -479,42 +479,46 @@ export class AlertDispatcher {
 
   /**
    * Takes over the operational pages an earlier life of Forge opened and did not resolve (a hung task, a
-   * failing component, an execution spike's intake pause), from the alert log's delivered records (oldest
-   * first; what each destination took), sending nothing: the later resolution (the task's end, the resume,
-   * a recovery) resolves them under the keys they were opened with, and a repeated report is not sent
-   * again. Pages older than two days are not taken over (tick() drops such pages too). A page this
-   * dispatcher already holds is left as it is.
+   * failing component, an execution spike's intake pause), from the alert log (oldest first; what each
+   * destination took), sending nothing: the later resolution (the task's end, the resume, a recovery)
+   * resolves them under the keys they were opened with, and a repeated report is not sent again. A trigger
+   * whose delivery was cut short (the process stopped mid-attempt, attempts ran out) may still have reached
+   * PagerDuty: its page is taken over too (resolving an incident PagerDuty never opened is harmless), but
+   * not counted as sent, so a repeated report triggers it again. Pages older than two days are not taken
+   * over (tick() drops such pages too). A page this dispatcher already holds is left as it is.
    */
   adoptLoggedPages(rows: readonly LoggedAlert[]): void {
     const since = this.loggedPagesWindow().from;
-    const pages = new Map<string, Incident & { at: number }>();
+    const pages = new Map<string, Incident>();
     for (const r of [...rows].sort((a, b) => a.at - b.at)) {
       const d = (r.details ?? {}) as { kind?: string; condition?: string; eventAction?: string; destination?: string };
       const condition = d.condition ?? '';
       const kind = d.kind === 'hung_task' || d.kind === 'component_failure' || (d.kind === 'anomaly' && condition.startsWith('anomaly:execution_spike:')) ? d.kind : undefined;
       const s = d.destination === undefined ? undefined : this.#senders.get(d.destination);
-      if (kind === undefined || !s || r.outcome !== 'delivered' || r.at < since || this.#incidents.get(r.scope)?.has(r.dedupKey)) continue;
+      // A rate-limited alert never left.
+      if (kind === undefined || !s || r.outcome === 'rate_limited' || r.at < since || this.#incidents.get(r.scope)?.has(r.dedupKey)) continue;
+      const delivered = r.outcome === 'delivered';
       if (!s.pages) {
-        s.remember(`${r.dedupKey}|notify`, r.at);
+        if (delivered) s.remember(`${r.dedupKey}|notify`, r.at);
         continue;
       }
       const key = `${r.scope}\n${r.dedupKey}`;
       let page = pages.get(key);
       if (d.eventAction === 'trigger') {
         const view: AlertView = { kind, scope: r.scope, condition, severity: r.severity as AlertView['severity'], dedupKey: r.dedupKey, at: r.at, title: r.message, summary: r.message, facts: [], details: {}, links: { dashboard: link(this.#config.links.dashboardUrl, r.scope), acknowledge: link(this.#config.links.acknowledgeUrl, r.scope) } };
-        if (!page) pages.set(key, (page = { view, destinations: [], acknowledged: false, at: r.at }));
+        if (!page) pages.set(key, (page = { view, destinations: [], acknowledged: false }));
         if (!page.destinations.includes(s.name)) page.destinations.push(s.name);
-        s.remember(`${r.dedupKey}|trigger`, r.at);
-      } else if (page && d.eventAction === 'acknowledge') {
+        if (delivered) s.remember(`${r.dedupKey}|trigger`, r.at);
+      } else if (page && delivered && d.eventAction === 'acknowledge') {
         page.acknowledged = true;
         s.remember(`${r.dedupKey}|acknowledge`, r.at);
-      } else if (page && d.eventAction === 'resolve') {
+      } else if (page && delivered && d.eventAction === 'resolve') {
         page.destinations = page.destinations.filter((n) => n !== s.name);
         s.forget(`${r.dedupKey}|trigger`);
         s.forget(`${r.dedupKey}|acknowledge`);
       }
     }
-    for (const { at: _at, ...page } of pages.values()) {
+    for (const page of pages.values()) {
       if (page.destinations.length === 0) continue;
       let m = this.#incidents.get(page.view.scope);
       if (!m) this.#incidents.set(page.view.scope, (m = new Map()));

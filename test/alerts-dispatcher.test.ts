@@ -479,6 +479,10 @@ describe('alerts: other kinds, bad input, secrets', () => {
     await before.d.acknowledge('global', 'ann');
     await before.d.whenIdle();
     await before.d.resolveAlert({ kind: 'component_failure', component: 'store' });
+    // A failing API whose page never got through (PagerDuty answered 500 to every attempt): taken over
+    // (it may have reached PagerDuty) but not counted as sent.
+    before.pd.failNext(3);
+    await before.d.raise({ kind: 'component_failure', component: 'api', error: 'handler threw' });
     const logged = before.sink.records.map((rec) => ({ ...alertLogRow(rec), dedupKey: rec.dedupKey }));
     // The old page's records are stamped three days back, as its life would have.
     for (const r of logged) if (r.dedupKey.includes('old-task')) r.at = T0 - 3 * 86_400_000;
@@ -487,18 +491,24 @@ describe('alerts: other kinds, bad input, secrets', () => {
     after.clock.t = before.clock.t;
     after.d.adoptLoggedPages(logged);
     expect(after.d.openIncidents().map((i) => [i.dedupKey, i.acknowledged]).sort()).toEqual([
+      [`forge/global/component_failure:api/${DAY}`, false],
       [`forge/global/component_failure:collector/${DAY}`, true],
       [`forge/run:${tenant}/run-1/hung_task:task-9/${DAY}`, false],
     ]);
+    // The API fails again: its page is sent (PagerDuty may never have had it), under the same key.
+    expect(await after.d.raise({ kind: 'component_failure', component: 'api', error: 'handler threw' })).toMatchObject({ deliveries: [{ status: 'delivered' }] });
     // A repeated report of the same hung task is not sent again (neither paged nor told on Slack).
     expect(await after.d.raise(hung)).toMatchObject({ outcome: 'dispatched', deliveries: [{ status: 'duplicate' }, { status: 'duplicate' }] });
     // The task's end and the collector's recovery resolve the pages under the keys they were opened with.
     after.d.tasksEnded([{ tenantId: tenant, runId: 'run-1', taskId: 'task-9' }, { tenantId: tenant, runId: 'run-1', taskId: 'never-hung' }]);
     await after.d.resolveAlert({ kind: 'component_failure', component: 'collector' });
+    await after.d.resolveAlert({ kind: 'component_failure', component: 'api' });
     await after.d.whenIdle();
     expect(pdBodies(after).map((e) => [e.event_action, e.dedup_key]).sort()).toEqual([
+      ['resolve', `forge/global/component_failure:api/${DAY}`],
       ['resolve', `forge/global/component_failure:collector/${DAY}`],
       ['resolve', `forge/run:${tenant}/run-1/hung_task:task-9/${DAY}`],
+      ['trigger', `forge/global/component_failure:api/${DAY}`],
     ]);
     expect(after.slack.requests).toHaveLength(0);
     expect(after.d.openIncidents()).toEqual([]);

@@ -70,6 +70,15 @@ const pdEvents = (keyPart: string): PdEvent[] => pd.requests.map((r) => r.json a
 /** The dedup keys of those events with `action` (trigger, resolve), in the order received. */
 const actions = (keyPart: string, action: string): string[] => pdEvents(keyPart).filter((e) => e.event_action === action).map((e) => e.dedup_key);
 
+/** The page opened under `key` is resolved, once, under that key; and it was triggered once in all. */
+async function resolvedOnce(keyPart: string, key: string | undefined): Promise<void> {
+  expect(key).toBeDefined();
+  await waitFor('the page is resolved', () => Promise.resolve(actions(keyPart, 'resolve').length > 0), 30_000);
+  expect(actions(keyPart, 'resolve')).toEqual([key]);
+  expect(actions(keyPart, 'trigger')).toEqual([key]);
+  expect(pd.problems()).toEqual([]);
+}
+
 /** Calls the current life's app with an API key. */
 function caller(forge: () => RunningForge) {
   return (key: string, method: 'GET' | 'POST', url: string, payload?: unknown) =>
@@ -148,10 +157,7 @@ describe('an operational page opened before a restart', () => {
     expect((await admission(call, runner, 'ops')).statusCode).toBe(429);
     const resumed = await call(oncall, 'POST', '/v1/tenants/ops/intake/resume', { reason: 'the burst was a planned backfill' });
     expect(resumed.statusCode, resumed.body).toBe(200);
-    await waitFor('the page is resolved', () => Promise.resolve(actions('tenant:ops/anomaly:execution_spike:', 'resolve').length > 0), 30_000);
-    expect(actions('tenant:ops/anomaly:execution_spike:', 'resolve')).toEqual([key]);
-    expect(actions('tenant:ops/anomaly:execution_spike:', 'trigger')).toEqual([key]);
-    expect(pd.problems()).toEqual([]);
+    await resolvedOnce('tenant:ops/anomaly:execution_spike:', key);
   }, 60_000);
 
   it('a pause resumed while no process held its page (a Forge without alerting took the resume): the next start resolves it', async () => {
@@ -164,10 +170,7 @@ describe('an operational page opened before a restart', () => {
 
     // The next life with alerting: the page it takes over is of a condition that no longer holds.
     await start('intake-unheld', { now: () => clock.now });
-    await waitFor('the page is resolved', () => Promise.resolve(actions('tenant:spiky/anomaly:execution_spike:', 'resolve').length > 0), 30_000);
-    expect(actions('tenant:spiky/anomaly:execution_spike:', 'resolve')).toEqual([key]);
-    expect(actions('tenant:spiky/anomaly:execution_spike:', 'trigger')).toEqual([key]);
-    expect(pd.problems()).toEqual([]);
+    await resolvedOnce('tenant:spiky/anomaly:execution_spike:', key);
   }, 90_000);
 
   it("a hung task: reported again after the restart sends nothing; the task's final event resolves its page", async () => {
@@ -188,11 +191,8 @@ describe('an operational page opened before a restart', () => {
     // The killed task's final cost event: the task ended, its page is resolved.
     const ev = { event_id: 'hangs-1-final', tenant_id: 'ops', run_id: 'r-hang', task_id: 'hangs-1', task_type: 'eval', environment: 'cpu-standard', status: 'failed', finalized_at: new Date().toISOString(), rli_eval_usd: '0.5', task_hours: '0' };
     expect((await call(runner, 'POST', '/v1/events', ev)).statusCode).toBe(200);
-    await waitFor('the page is resolved', () => Promise.resolve(actions('run:ops/r-hang/hung_task:hangs-1/', 'resolve').length > 0), 30_000);
-    expect(actions('run:ops/r-hang/hung_task:hangs-1/', 'resolve')).toEqual([key]);
-    expect(actions('run:ops/r-hang/hung_task:hangs-1/', 'trigger')).toEqual([key]);
+    await resolvedOnce('run:ops/r-hang/hung_task:hangs-1/', key);
     expect(slack.requests.length).toBe(slackBefore);
-    expect(pd.problems()).toEqual([]);
   }, 60_000);
 
   it("a failing component: the restart resolves the gone process's page once the new one serves", async () => {
@@ -209,9 +209,7 @@ describe('an operational page opened before a restart', () => {
     const [key] = actions('global/component_failure:api/', 'trigger');
 
     forge = await next();
-    await waitFor('the page is resolved', () => Promise.resolve(actions('global/component_failure:api/', 'resolve').length > 0), 30_000);
-    expect(actions('global/component_failure:api/', 'resolve')).toEqual([key]);
-    expect(actions('global/component_failure:api/', 'trigger')).toEqual([key]);
+    await resolvedOnce('global/component_failure:api/', key);
     // A failure of the new life pages again, under the same key (a new incident, PagerDuty side).
     expect((await call(oncall, 'GET', '/v1/test/failing')).statusCode).toBe(500);
     await waitFor('the new failure is paged', () => Promise.resolve(actions('global/component_failure:api/', 'trigger').length > 1), 30_000);
