@@ -1,9 +1,10 @@
 /**
  * The flow of ../shared/ARCHITECTURE.md as a check (`npm run deps`, part of `npm test`): lower parts never
  * import higher ones, peers stay independent, and a part is entered only through its index.ts.
- *   rules <- store <- collector <- guard <- (alerts, billing, runner, eval, dashboards, accounts) <- api <- cli
+ *   ui <- rules <- store <- collector <- guard <- (alerts, billing, runner, eval, dashboards, accounts) <- api <- cli
+ * (ui: the web pages' shared stylesheet; the API serves it.)
  */
-const LAYERS = [['rules'], ['store'], ['collector'], ['guard'], ['alerts', 'billing', 'runner', 'eval', 'dashboards', 'accounts'], ['api'], ['cli']];
+const LAYERS = [['ui'], ['rules'], ['store'], ['collector'], ['guard'], ['alerts', 'billing', 'runner', 'eval', 'dashboards', 'accounts'], ['api'], ['cli']];
 const PARTS = LAYERS.flat();
 
 const forbidden = [];

@@ -20,6 +20,7 @@ RUN groupadd --system --gid 10001 forge && useradd --system --uid 10001 --gid fo
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
+COPY ui ./ui
 COPY rules ./rules
 COPY store ./store
 COPY collector ./collector
@@ -27,7 +28,9 @@ COPY guard ./guard
 COPY alerts ./alerts
 COPY billing ./billing
 COPY runner ./runner
+COPY eval ./eval
 COPY dashboards ./dashboards
+COPY accounts ./accounts
 COPY api ./api
 COPY cli ./cli
 COPY config ./config

@@ -79,6 +79,11 @@ export class DestinationSender {
     return this.#delivered.has(idempotencyKey);
   }
 
+  /** Marks a key delivered by an earlier life of Forge (the alert log), at `at` (epoch ms): not sent again. */
+  remember(idempotencyKey: string, at: number): void {
+    this.#delivered.set(idempotencyKey, at);
+  }
+
   /** Allows a key to be sent again (an incident was resolved; a new breach is a new incident). */
   forget(idempotencyKey: string): void {
     this.#delivered.delete(idempotencyKey);

@@ -4,12 +4,13 @@ import { systemClock, systemTimers, type Clock, type Timers } from './clock.ts';
 import type { AlertsConfig, RouteKey } from './config.ts';
 import { DestinationSender, type DeliveryOutcome, type OutboundMessage } from './delivery.ts';
 import { ALERTS_ERROR_CODES, AlertsError, AlertsInputError } from './errors.ts';
-import { componentFailureView, guardView, hungTaskView, type SlackVariant } from './format.ts';
+import { componentFailureView, guardView, hungTaskView, link, type SlackVariant } from './format.ts';
 import { stderrLogger, type AlertLogger, type AlertLogRecord, type AlertLogSink } from './log-sink.ts';
 import { Redactor } from './secret.ts';
 import { anomalyAlertSchema, anomalyView, type AnomalyAlert } from './anomaly.ts';
 import { spendAlertSchema, spendView, type SpendAlert } from './spend.ts';
 import { keyHealthSchema, keyHealthView, type KeyHealthNotice } from './key-health.ts';
+import type { AlertRow } from '../store/index.ts';
 import type { AlertHistory } from './store-sink.ts';
 import type { AlertView, EventAction, OperationalAlert } from './types.ts';
 
@@ -38,6 +39,9 @@ export type DispatchResult =
 export type AckResult =
   | { acknowledged: true; scope: string; actor: string; at: number; dedupKeys: string[] }
   | { acknowledged: false; scope: string; reason: 'nothing_to_acknowledge' | 'already_acknowledged'; by?: string };
+
+/** A record of the alert log (the store's alert_log rows), as adoptLoggedPages reads it. */
+export type LoggedAlert = Pick<AlertRow, 'at' | 'scope' | 'dedupKey' | 'severity' | 'outcome' | 'message'> & { details?: unknown };
 
 /** An unacknowledged-or-acknowledged warning of one scope. */
 export interface OpenWarning {
@@ -470,6 +474,74 @@ export class AlertDispatcher {
       if (pages.size > 0) this.#incidents.set(scope, pages);
       else this.#incidents.delete(scope);
       this.#lastSeq.set(scope, { seq: newest.seq, seenAt: this.#clock.now() });
+    }
+  }
+
+  /**
+   * Takes over the operational pages an earlier life of Forge opened and did not resolve (a hung task, a
+   * failing component, an execution spike's intake pause), from the alert log (oldest first; what each
+   * destination took), sending nothing: the later resolution (the task's end, the resume, a recovery)
+   * resolves them under the keys they were opened with, and a repeated report is not sent again. A trigger
+   * whose delivery was cut short (the process stopped mid-attempt, attempts ran out) may still have reached
+   * PagerDuty: its page is taken over too (resolving an incident PagerDuty never opened is harmless), but
+   * not counted as sent, so a repeated report triggers it again. Pages older than two days are not taken
+   * over (tick() drops such pages too). A page this dispatcher already holds is left as it is.
+   */
+  adoptLoggedPages(rows: readonly LoggedAlert[]): void {
+    const since = this.loggedPagesWindow().from;
+    const pages = new Map<string, Incident>();
+    for (const r of [...rows].sort((a, b) => a.at - b.at)) {
+      const d = (r.details ?? {}) as { kind?: string; condition?: string; eventAction?: string; destination?: string };
+      const condition = d.condition ?? '';
+      const kind = d.kind === 'hung_task' || d.kind === 'component_failure' || (d.kind === 'anomaly' && condition.startsWith('anomaly:execution_spike:')) ? d.kind : undefined;
+      const s = d.destination === undefined ? undefined : this.#senders.get(d.destination);
+      // A rate-limited alert never left.
+      if (kind === undefined || !s || r.outcome === 'rate_limited' || r.at < since || this.#incidents.get(r.scope)?.has(r.dedupKey)) continue;
+      const delivered = r.outcome === 'delivered';
+      if (!s.pages) {
+        if (delivered) s.remember(`${r.dedupKey}|notify`, r.at);
+        continue;
+      }
+      const key = `${r.scope}\n${r.dedupKey}`;
+      let page = pages.get(key);
+      if (d.eventAction === 'trigger') {
+        const view: AlertView = { kind, scope: r.scope, condition, severity: r.severity as AlertView['severity'], dedupKey: r.dedupKey, at: r.at, title: r.message, summary: r.message, facts: [], details: {}, links: { dashboard: link(this.#config.links.dashboardUrl, r.scope), acknowledge: link(this.#config.links.acknowledgeUrl, r.scope) } };
+        if (!page) pages.set(key, (page = { view, destinations: [], acknowledged: false }));
+        if (!page.destinations.includes(s.name)) page.destinations.push(s.name);
+        if (delivered) s.remember(`${r.dedupKey}|trigger`, r.at);
+      } else if (page && delivered && d.eventAction === 'acknowledge') {
+        page.acknowledged = true;
+        s.remember(`${r.dedupKey}|acknowledge`, r.at);
+      } else if (page && delivered && d.eventAction === 'resolve') {
+        page.destinations = page.destinations.filter((n) => n !== s.name);
+        s.forget(`${r.dedupKey}|trigger`);
+        s.forget(`${r.dedupKey}|acknowledge`);
+      }
+    }
+    for (const page of pages.values()) {
+      if (page.destinations.length === 0) continue;
+      let m = this.#incidents.get(page.view.scope);
+      if (!m) this.#incidents.set(page.view.scope, (m = new Map()));
+      m.set(page.view.dedupKey, page);
+    }
+  }
+
+  /** The span of the alert log adoptLoggedPages takes pages from: epoch ms on this dispatcher's clock, which stamps the log. */
+  loggedPagesWindow(): { from: number; to: number } {
+    const now = this.#clock.now();
+    return { from: now - 2 * DAY_MS, to: now + 60_000 };
+  }
+
+  /**
+   * Tasks whose final cost events were accepted: their hung-task pages (the task ended, its kill is
+   * done) are resolved. A map lookup per task; nothing is queued for a task without an open page.
+   */
+  tasksEnded(tasks: Iterable<{ tenantId: string; runId?: string | undefined; taskId: string }>): void {
+    for (const t of tasks) {
+      if (t.runId === undefined) continue;
+      const open = this.#incidents.get(`run:${t.tenantId}/${t.runId}`);
+      if (!open || ![...open.values()].some((i) => i.view.condition === `hung_task:${t.taskId}`)) continue;
+      this.#track(this.resolveAlert({ kind: 'hung_task', tenantId: t.tenantId, runId: t.runId, taskId: t.taskId }));
     }
   }
 

@@ -4,12 +4,12 @@
  * The Alertmanager path (Prometheus rules + Alertmanager config) lives in alerts/prometheus/.
  */
 export { AlertDispatcher } from './dispatcher.ts';
-export type { AlertDispatcherOptions, AckResult, DispatchResult, OpenWarning } from './dispatcher.ts';
+export type { AlertDispatcherOptions, AckResult, DispatchResult, LoggedAlert, OpenWarning } from './dispatcher.ts';
 export { loadAlertsConfig, parseAlertsConfig, PAGERDUTY_EVENTS_URL } from './config.ts';
 export type { AlertsConfig, DestinationConfig, Env, RateLimit, RetryPolicy, RouteKey } from './config.ts';
 export type { DeliveryOutcome } from './delivery.ts';
 export { MemoryAlertLogSink, stderrLogger } from './log-sink.ts';
-export { storeAlertHistory, storeAlertLogSink } from './store-sink.ts';
+export { alertLogRow, storeAlertHistory, storeAlertLogSink } from './store-sink.ts';
 export type { AlertHistory, AlertLogStore, AlertReadStore } from './store-sink.ts';
 export { estimatedMonthlyMicros, monthTrend, monthWindow, SPEND_PERCENTS, spendAlertsOf, spendDedupKey } from './spend.ts';
 export { monthTrendAnomalies } from './month-trend.ts';

@@ -10,6 +10,7 @@ import type { Guardrail, IntakeGate } from '../guard/index.ts';
 import { httpErrorOf } from '../collector/index.ts';
 import { ApiError } from './errors.ts';
 import { accountPages, type Accounts, type OidcSignIn } from '../accounts/index.ts';
+import { uiRoutes } from '../ui/index.ts';
 import { installAuth, installErrorHandler, type SessionAuth, type TenantDirectory } from './http.ts';
 import { accountRoutes, SESSION_COOKIE } from './routes/accounts.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -168,6 +169,8 @@ export async function buildApp(p: AppParts): Promise<FastifyInstance> {
       return text();
     });
   }
+  // The stylesheet every web page links (the burn, billing, eval and account pages).
+  await app.register(uiRoutes);
   await app.register(guardrailRoutes, { guardrail: p.guardrail, now: p.now, ...(p.priceBounds ? { priceBounds: p.priceBounds } : {}) });
   if (p.intake) await app.register(intakeRoutes, { intake: p.intake });
   await app.register(adminRoutes, { guardrail: p.guardrail, keys: p.keys, now: p.now });

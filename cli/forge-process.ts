@@ -282,6 +282,17 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
       },
     });
     await intake.rebuild(rebuilt.events);
+    // The operational pages an earlier life opened and did not resolve (hung tasks, failing components,
+    // intake pauses) are taken over from the alert log, so their resolution here uses the keys they were
+    // opened with and a repeated report sends nothing. Conditions are re-evaluated now: a pause resumed
+    // meanwhile is resolved at once; a component page once this process listens (see below).
+    const earlierComponentPages: string[] = [];
+    if (alerts) {
+      alerts.adoptLoggedPages(await store.alerts({ scope: { allTenants: true }, ...alerts.loggedPagesWindow(), limit: 100_000 }));
+      const spikePaged = new Set(alerts.openIncidents().filter((p) => p.condition.startsWith('anomaly:execution_spike:') && p.scope.startsWith('tenant:')).map((p) => p.scope.slice(7)));
+      for (const tenantId of spikePaged) if (!intake.paused(tenantId)) await alerts.resolveIntakePause(tenantId);
+      earlierComponentPages.push(...alerts.openIncidents().filter((i) => i.condition.startsWith('component_failure:')).map((i) => i.condition.slice('component_failure:'.length)));
+    }
     // Every admission asks it, whoever admits (the API, in-process runners, eval runs started here).
     guardrail.useIntake(intake);
     // The normal cost per task type (anomaly ceilings), learned from live events and, in the background once
@@ -355,6 +366,8 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
         canWriteTenant: (req, tenantId) => req.principal?.tenantId === null || req.principal?.tenantId === tenantId,
         onAccepted: async (events) => {
           await guardrail.ingest(events);
+          // A task's final event ends its hung-task page (the kill is done).
+          alerts?.tasksEnded(events);
           for (const ev of events) baseline.observe(ev);
           // Once per scope the batch touched: only the totals after the whole batch matter.
           for (const scope of new Set(events.flatMap((ev) => scopesOf(ev.tenantId, ev.runId)))) metrics.setScopeTotals(scope, guardrail.totals(scope));
@@ -442,6 +455,10 @@ export async function startForge(opts: StartOptions = {}): Promise<RunningForge>
     closers.push({ what: 'eval runs', close: () => launcher.close() });
 
     const address = await app.listen({ host: config.FORGE_HOST, port: config.FORGE_PORT });
+    // A component page of an earlier life is about a process that is gone: this one opened the store,
+    // rebuilt from it and listens, so it is resolved (a failure that recurs pages again under the same key).
+    // With Redis, other processes may still be failing under the same key: their pages are kept.
+    if (alerts && !config.FORGE_REDIS_URL) for (const component of new Set(earlierComponentPages)) await alerts.resolveAlert({ kind: 'component_failure', component });
     // In the background, once listening: a snapshot's figures are checked by a full recompute of the log up to
     // the loaded watermark; where they differ the live state is re-based on the log (the recompute is the
     // authority). Then a fresh snapshot, so the next start reads only what comes after it.

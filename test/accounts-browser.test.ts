@@ -9,6 +9,7 @@ import { agentRoutes, evalRoutes } from '../api/index.ts';
 import { evalPageRoutes } from '../eval/index.ts';
 import { AgentStore, EvalEngine, EvalResults, EvalRunLauncher, EvalSuiteRegistry, loadEvalSuite, LocalProcessExecutor, packAgentDir, REFERENCE_AGENT_DIR } from '../eval/index.ts';
 import { freePort, makeAccountsApp, type AccountsApp } from './helpers/accounts-app.ts';
+import { computedStyle, SHARED_STYLE } from './helpers/chromium.ts';
 import { startOidcProvider } from './helpers/oidc-provider.ts';
 
 // The account pages in a real browser (Debian's chromium, headless) against the whole app on the embedded
@@ -96,6 +97,10 @@ describe('accounts in chromium', () => {
 
     await page.goto(`${t.base}/account/signup`);
     await state(page, 'ready');
+    // Styled by the shared sheet and the account page's own rules (a narrow column of forms).
+    expect(await computedStyle(page, 'body', Object.keys(SHARED_STYLE.body))).toEqual(SHARED_STYLE.body);
+    expect(await computedStyle(page, '#signup h2', Object.keys(SHARED_STYLE.sectionH2))).toEqual(SHARED_STYLE.sectionH2);
+    expect(await computedStyle(page, 'main', ['max-width', 'display'])).toEqual({ 'max-width': '820px', display: 'grid' });
     await page.fill('#signup-email', email);
     await page.fill('#signup-password', password);
     await page.fill('#signup-tenant', tenant);

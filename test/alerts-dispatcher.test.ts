@@ -3,6 +3,7 @@ import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   AlertDispatcher,
+  alertLogRow,
   MemoryAlertLogSink,
   parseAlertsConfig,
   type AlertLogger,
@@ -461,6 +462,57 @@ describe('alerts: other kinds, bad input, secrets', () => {
     expect((pdBodies(r)[0]!.payload as { summary: string }).summary).toContain('clickhouse insert timed out');
     expect(r.pd.problems()).toEqual([]);
     expect(r.slack.problems()).toEqual([]);
+  });
+
+  it("a restarted dispatcher takes over an earlier life's open operational pages from the alert log, sends nothing, and resolves them by their keys", async () => {
+    const routes = { hung_task: ['pd', 'slack'], component_failure: ['pd'] };
+    const before = await rig({ routes });
+    const tenant = `t-${randomUUID().slice(0, 8)}`;
+    const hung = { kind: 'hung_task' as const, tenantId: tenant, runId: 'run-1', taskId: 'task-9', silentForMs: 900_000 };
+    // Paged in the earlier life: a hung task, a failing collector (acknowledged), a failing store (resolved);
+    // a hung task of three days ago is past the window.
+    await before.d.raise({ ...hung, taskId: 'old-task', at: T0 - 3 * 86_400_000 });
+    before.clock.advance(1000);
+    await before.d.raise(hung);
+    await before.d.raise({ kind: 'component_failure', component: 'collector', error: 'insert timed out' });
+    await before.d.raise({ kind: 'component_failure', component: 'store', error: 'disk full' });
+    await before.d.acknowledge('global', 'ann');
+    await before.d.whenIdle();
+    await before.d.resolveAlert({ kind: 'component_failure', component: 'store' });
+    // A failing API whose page never got through (PagerDuty answered 500 to every attempt): taken over
+    // (it may have reached PagerDuty) but not counted as sent.
+    before.pd.failNext(3);
+    await before.d.raise({ kind: 'component_failure', component: 'api', error: 'handler threw' });
+    const logged = before.sink.records.map((rec) => ({ ...alertLogRow(rec), dedupKey: rec.dedupKey }));
+    // The old page's records are stamped three days back, as its life would have.
+    for (const r of logged) if (r.dedupKey.includes('old-task')) r.at = T0 - 3 * 86_400_000;
+
+    const after = await rig({ routes });
+    after.clock.t = before.clock.t;
+    after.d.adoptLoggedPages(logged);
+    expect(after.d.openIncidents().map((i) => [i.dedupKey, i.acknowledged]).sort()).toEqual([
+      [`forge/global/component_failure:api/${DAY}`, false],
+      [`forge/global/component_failure:collector/${DAY}`, true],
+      [`forge/run:${tenant}/run-1/hung_task:task-9/${DAY}`, false],
+    ]);
+    // The API fails again: its page is sent (PagerDuty may never have had it), under the same key.
+    expect(await after.d.raise({ kind: 'component_failure', component: 'api', error: 'handler threw' })).toMatchObject({ deliveries: [{ status: 'delivered' }] });
+    // A repeated report of the same hung task is not sent again (neither paged nor told on Slack).
+    expect(await after.d.raise(hung)).toMatchObject({ outcome: 'dispatched', deliveries: [{ status: 'duplicate' }, { status: 'duplicate' }] });
+    // The task's end and the collector's recovery resolve the pages under the keys they were opened with.
+    after.d.tasksEnded([{ tenantId: tenant, runId: 'run-1', taskId: 'task-9' }, { tenantId: tenant, runId: 'run-1', taskId: 'never-hung' }]);
+    await after.d.resolveAlert({ kind: 'component_failure', component: 'collector' });
+    await after.d.resolveAlert({ kind: 'component_failure', component: 'api' });
+    await after.d.whenIdle();
+    expect(pdBodies(after).map((e) => [e.event_action, e.dedup_key]).sort()).toEqual([
+      ['resolve', `forge/global/component_failure:api/${DAY}`],
+      ['resolve', `forge/global/component_failure:collector/${DAY}`],
+      ['resolve', `forge/run:${tenant}/run-1/hung_task:task-9/${DAY}`],
+      ['trigger', `forge/global/component_failure:api/${DAY}`],
+    ]);
+    expect(after.slack.requests).toHaveLength(0);
+    expect(after.d.openIncidents()).toEqual([]);
+    expect(after.pd.problems()).toEqual([]);
   });
 
   it('bad input names the field, reaches onError and sends nothing', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium } from './helpers/chromium.ts';
+import { computedStyle, launchChromium, SHARED_STYLE } from './helpers/chromium.ts';
 import { billingRoutes } from '../api/routes/billing.ts';
 import { billingFromConfig, type BillingParts } from '../billing/index.ts';
 import { billingPageRoutes } from '../dashboards/index.ts';
@@ -102,6 +102,11 @@ describe('billing page in chromium', () => {
       ['agent-b', '1', '50,000', '0', '0'],
     ]);
     expect(errors).toEqual([]);
+    // Styled by the shared sheet: the grid of panels, right-aligned number columns.
+    expect(await computedStyle(page, 'body', Object.keys(SHARED_STYLE.body))).toEqual(SHARED_STYLE.body);
+    expect(await computedStyle(page, 'section h2', Object.keys(SHARED_STYLE.sectionH2))).toEqual(SHARED_STYLE.sectionH2);
+    expect(await computedStyle(page, 'main', ['display'])).toEqual({ display: 'grid' });
+    expect(await computedStyle(page, '#by-model tbody td.num', ['text-align'])).toEqual({ 'text-align': 'right' });
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'billing-page.png'), fullPage: true });
   });

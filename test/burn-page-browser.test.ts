@@ -6,7 +6,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BurnData } from '../dashboards/index.ts';
 import { makeBurnPageApp, type BurnPageApp } from './helpers/burn-page-app.ts';
-import { launchChromium } from './helpers/chromium.ts';
+import { computedStyle, launchChromium, SHARED_STYLE } from './helpers/chromium.ts';
 
 // The burn page in a real browser (Debian's chromium, headless): it loads with the seeded history, draws
 // its charts, and shows the numbers the API returns. A screenshot goes to test-artifacts/.
@@ -108,6 +108,15 @@ describe('burn page in chromium', () => {
     // And they are the hand-checked ones (helpers/burn-seed.ts), not just self-consistent.
     expect(await textOf('total-30d-usd')).toBe('$17.74');
     expect(await textOf('stops-hard')).toBe('1');
+    // Styled by the shared sheet (the grid of panels) and the page's own rules (chart height, state colours).
+    expect(await computedStyle(page, 'body', Object.keys(SHARED_STYLE.body))).toEqual(SHARED_STYLE.body);
+    expect(await computedStyle(page, 'section h2', Object.keys(SHARED_STYLE.sectionH2))).toEqual(SHARED_STYLE.sectionH2);
+    expect(await computedStyle(page, 'main', ['display'])).toEqual({ display: 'grid' });
+    expect(await computedStyle(page, '.chart', ['height'])).toEqual({ height: '300px' });
+    const colour: Record<string, string> = { NORMAL: 'rgb(46, 125, 50)', WARNING: 'rgb(239, 108, 0)', HARD_STOP: 'rgb(198, 40, 40)', EMERGENCY_STOP: 'rgb(106, 27, 154)' };
+    const painted = await page.locator('#states .state').evaluateAll((els) => els.map((e) => [(e as HTMLElement).dataset.state, getComputedStyle(e).backgroundColor]));
+    expect(painted.length).toBeGreaterThan(0);
+    expect(painted).toEqual(painted.map(([state]) => [state, colour[state!]]));
 
     mkdirSync(ARTIFACTS, { recursive: true });
     const shot = join(ARTIFACTS, 'burn-page.png');

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedEvalEngine } from '../cli/eval-engine.ts';
 import { startForge, type RunningForge } from '../cli/forge-process.ts';
 import { loadEvalSuite, packAgentDir, REFERENCE_AGENT_DIR, writeZip } from '../eval/index.ts';
-import { launchChromium } from './helpers/chromium.ts';
+import { computedStyle, launchChromium, SHARED_STYLE } from './helpers/chromium.ts';
 
 // The eval leaderboard and run view in a real browser (Debian's chromium, headless) over an embedded Forge
 // with two runs: the reference agent on five healthcare tasks (published) and a crashing agent (private).
@@ -68,6 +68,11 @@ describe('eval pages in the browser', () => {
     expect(await page.locator('#board tbody tr').nth(0).getAttribute('data-run')).toBe('ref-run');
     const crash = await cells('#board tbody tr[data-run="crash-run"]');
     expect(crash.slice(1, 7)).toEqual(['crashing-agent', 'crash-run', '0.0%', '0/5', '0.000', '–']);
+    // Styled by the shared sheet and the eval pages' own (panels stacked with a margin, cells top-aligned).
+    expect(await computedStyle(page, 'body', Object.keys(SHARED_STYLE.body))).toEqual(SHARED_STYLE.body);
+    expect(await computedStyle(page, 'section h2', Object.keys(SHARED_STYLE.sectionH2))).toEqual(SHARED_STYLE.sectionH2);
+    expect(await computedStyle(page, 'section', ['margin-bottom'])).toEqual({ 'margin-bottom': '16px' });
+    expect(await computedStyle(page, '#board tbody td.num', ['text-align', 'vertical-align'])).toEqual({ 'text-align': 'right', 'vertical-align': 'top' });
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'eval-leaderboard.png'), fullPage: true });
   });

@@ -30,7 +30,7 @@
       cells(item).forEach(function (c, i) {
         var td = document.createElement('td');
         td.textContent = c;
-        if (i > 0) td.className = 'n';
+        if (i > 0) td.className = 'num';
         tr.append(td);
       });
       body.append(tr);

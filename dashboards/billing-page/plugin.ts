@@ -5,7 +5,7 @@ import type { FastifyPluginAsync } from 'fastify';
 
 /**
  * The built-in billing page: `GET /billing` (public: it asks for an API key and keeps it in sessionStorage)
- * and its script. It reads only the billing API (usage, the month's draft invoice with its per-model,
+ * and its script; it is styled by the shared /ui/forge.css alone (the API serves it). It reads only the billing API (usage, the month's draft invoice with its per-model,
  * per-agent and per-day detail, the last months' invoices), whose routes check role and tenant.
  */
 const here = dirname(fileURLToPath(import.meta.url));

@@ -8,7 +8,8 @@ import { COMPONENTS } from '../../rules/index.ts';
 
 /**
  * The built-in burn page: `GET /` (the page, public: it asks for an API key and keeps it in
- * sessionStorage), its script and chart.js, and `GET /v1/burn/data` (the JSON it draws; finance role,
+ * sessionStorage; styled by the shared /ui/forge.css, which the API serves, and rules of its own), its
+ * script and chart.js, and `GET /v1/burn/data` (the JSON it draws; finance role,
  * tenant-bound keys see only their tenant). The numbers come from the dashboards' own SQL, run on the
  * store's engine with bound parameters.
  *

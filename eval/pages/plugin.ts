@@ -6,8 +6,9 @@ import type { FastifyPluginAsync } from 'fastify';
 /**
  * The eval pages: `/eval` (a suite's leaderboard: the public board of published runs, or with an API key the
  * tenant's own) and `/eval/run` (one run's tasks: status, score, rubric breakdown, logs, errors, cost
- * components, duration). Static HTML and one script; the data comes from the /v1 eval routes, which check
- * keys, roles and tenants. The key is kept in sessionStorage (the burn page's, so one entry serves both).
+ * components, duration). Static HTML, one script and the pages' own styles (after the shared
+ * /ui/forge.css, which the API serves); the data comes from the /v1 eval routes, which check keys, roles
+ * and tenants. The key is kept in sessionStorage (the burn page's, so one entry serves both).
  */
 const here = dirname(fileURLToPath(import.meta.url));
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
