@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync } from 'fastify';
+import { pageCsp } from '../ui/index.ts';
 
 /** The account pages: signup, verify, sign-in (with the second factor and SSO), and the account itself. */
 export interface AccountPagesOptions {
@@ -10,7 +11,7 @@ export interface AccountPagesOptions {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const CSP = pageCsp({ forms: true });
 
 /**
  * Static pages, public (they hold no data): every /account path serves the same page, whose script talks to

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync } from 'fastify';
+import { pageCsp } from '../../ui/index.ts';
 
 /**
  * The built-in billing page: `GET /billing` (public: it asks for an API key and keeps it in sessionStorage)
@@ -9,7 +10,7 @@ import type { FastifyPluginAsync } from 'fastify';
  * per-agent and per-day detail, the last months' invoices), whose routes check role and tenant.
  */
 const here = dirname(fileURLToPath(import.meta.url));
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+const CSP = pageCsp();
 
 export const billingPageRoutes: FastifyPluginAsync = async (app) => {
   const page = readFileSync(join(here, 'index.html'), 'utf8');

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { burnData, RUN_RE, TENANT_RE, type BandsMicros, type SqlSource } from '../burn-data.ts';
 import { COMPONENTS } from '../../rules/index.ts';
+import { pageCsp } from '../../ui/index.ts';
 
 /**
  * The built-in burn page: `GET /` (the page, public: it asks for an API key and keeps it in
@@ -36,7 +37,7 @@ interface PrincipalLike {
 const here = dirname(fileURLToPath(import.meta.url));
 const chartJsPath = join(dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.umd.js');
 
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+const CSP = pageCsp();
 
 const errorBody = {
   type: 'object',

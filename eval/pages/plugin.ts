@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync } from 'fastify';
+import { pageCsp } from '../../ui/index.ts';
 
 /**
  * The eval pages: `/eval` (a suite's leaderboard: the public board of published runs, or with an API key the
@@ -11,7 +12,7 @@ import type { FastifyPluginAsync } from 'fastify';
  * and tenants. The key is kept in sessionStorage (the burn page's, so one entry serves both).
  */
 const here = dirname(fileURLToPath(import.meta.url));
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+const CSP = pageCsp();
 
 export const evalPageRoutes: FastifyPluginAsync = async (app) => {
   const board = readFileSync(join(here, 'leaderboard.html'), 'utf8');
