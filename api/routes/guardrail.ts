@@ -8,7 +8,7 @@ import { scopesOfReservation, usdToMicrosField, type Guardrail } from '../../gua
 import { ApiError } from '../errors.ts';
 import { principalOf, scopeParam } from '../http.ts';
 import { DATE_TIME, RUN_ID, SCOPE, TENANT_ID as ID, text, USD } from '../schemas.ts';
-import { timeField } from '../time.ts';
+import { isoOf, timeField } from '../time.ts';
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema };
 const scopeParams = { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE } } as const;
@@ -174,7 +174,7 @@ export async function guardrailRoutes(
         return {
           decision: 'allow',
           reservation_id: d.reservationId,
-          expires_at: new Date(d.expiresAt).toISOString(),
+          expires_at: isoOf(d.expiresAt),
           estimated_cost_usd: microsToUsd(d.estimatedMicros),
           estimate_source: d.estimateSource,
           learned_factor: d.learnedFactor,
