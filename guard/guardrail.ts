@@ -729,13 +729,10 @@ export class Guardrail {
     const serial = lastReservationSerial();
     let out: Awaited<ReturnType<LiveLedger['reserve']>>;
     try {
-      out = await this.d.ledger.reserve({
-        reservationId,
-        scopes: this.reserveScopes(run),
-        amountMicros: Math.max(estimate, 1),
-        now,
-        ttlMs: this.d.reservationTtlMs,
-      });
+      const input = { reservationId, scopes: this.reserveScopes(run), amountMicros: Math.max(estimate, 1), now, ttlMs: this.d.reservationTtlMs };
+      // A ledger in this process answers at once: no promise to wait for on the hot path.
+      const ledger = this.d.ledger;
+      out = ledger.reserveNow ? ledger.reserveNow(input) : await ledger.reserve(input);
     } catch (e) {
       if (this.d.onLedgerFailure !== 'open' || !isLedgerUnavailable(e)) throw e;
       // Fail open (configured): no reservation is held; the task's event still counts when it arrives.

@@ -143,6 +143,10 @@ export class InProcessLedger implements LiveLedger {
   }
 
   async reserve(input: ReserveInput): Promise<ReserveOutcome> {
+    return this.reserveNow(input);
+  }
+
+  reserveNow(input: ReserveInput): ReserveOutcome {
     this.assertOpen();
     checkReserve(input);
     const existing = this.reservations.get(input.reservationId);
