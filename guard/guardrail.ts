@@ -744,8 +744,8 @@ export class Guardrail {
     }
     this.ledgerDown = false;
     if (out.ok) {
-      // Expired ones are overwritten in turn; past 100,000 (a flood of long reservations) the oldest,
-      // which only loses a learning sample.
+      // The newest 100,000 are kept (a slot is written again 100,000 admissions later): past that, a
+      // settle only loses its learning sample.
       this.openHere.set(reservationId, serial, req.taskType, req.estimateSource !== 'bounds' ? req.estimatedMicros : undefined);
       this.intake?.admitted(req.tenantId);
       const allow: AdmissionDecision = { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource };
