@@ -25,12 +25,32 @@ export class LearnedEstimates {
   private readonly costs = new Map<string, number[]>();
   /** Keys whose ratios changed since the last `takeChanged()`. */
   private readonly changed = new Set<string>();
+  /**
+   * The quantile of each key's samples as last computed (ratios: the factor; costs: the cost), dropped when
+   * its samples change: every admission asks, and each answer is a copy and a sort of up to 200 samples.
+   */
+  private readonly quantiles = new Map<Map<string, number[]>, Map<string, number>>();
+
+  /** The `q` quantile of `m`'s samples under `key` (computed once per change of them); undefined with none. */
+  private quantileOf(m: Map<string, number[]>, key: string, q: number): number | undefined {
+    const arr = m.get(key);
+    if (!arr || arr.length === 0) return undefined;
+    let known = this.quantiles.get(m);
+    if (!known) this.quantiles.set(m, (known = new Map()));
+    let v = known.get(key);
+    if (v === undefined) {
+      v = quantile([...arr].sort((a, b) => a - b), q);
+      known.set(key, v);
+    }
+    return v;
+  }
 
   static key(tenantId: string, taskType: string): string {
     return `${tenantId}\u0000${taskType}`;
   }
 
   private push(m: Map<string, number[]>, key: string, v: number): void {
+    this.quantiles.get(m)?.delete(key);
     let arr = m.get(key);
     if (!arr) m.set(key, (arr = []));
     arr.push(v);
@@ -52,9 +72,9 @@ export class LearnedEstimates {
 
   /** The factor (>= 1, in ppm) a runner's estimate is scaled by; undefined before enough history. */
   factorPpm(tenantId: string, taskType: string): number | undefined {
-    const arr = this.ratios.get(LearnedEstimates.key(tenantId, taskType));
-    if (!arr || arr.length < MIN_RATIO_SAMPLES) return undefined;
-    return Math.max(PPM, quantile([...arr].sort((a, b) => a - b), RATIO_QUANTILE));
+    const key = LearnedEstimates.key(tenantId, taskType);
+    if ((this.ratios.get(key)?.length ?? 0) < MIN_RATIO_SAMPLES) return undefined;
+    return Math.max(PPM, this.quantileOf(this.ratios, key, RATIO_QUANTILE)!);
   }
 
   /** A runner's estimate scaled by the learned factor (rounded up to a whole micro-dollar). */
@@ -66,9 +86,7 @@ export class LearnedEstimates {
 
   /** A high quantile of the task type's actual costs; undefined with no history. */
   costQuantile(tenantId: string, taskType: string): Micros | undefined {
-    const arr = this.costs.get(LearnedEstimates.key(tenantId, taskType));
-    if (!arr || arr.length === 0) return undefined;
-    return quantile([...arr].sort((a, b) => a - b), COST_QUANTILE);
+    return this.quantileOf(this.costs, LearnedEstimates.key(tenantId, taskType), COST_QUANTILE);
   }
 
   /** The ratios changed since the last call, to persist. */
@@ -84,10 +102,12 @@ export class LearnedEstimates {
 
   /** Start-up: ratios from the last persisted snapshot, costs from the event log. */
   seedRatios(tenantId: string, taskType: string, ratiosPpm: readonly number[]): void {
+    this.quantiles.get(this.ratios)?.delete(LearnedEstimates.key(tenantId, taskType));
     this.ratios.set(LearnedEstimates.key(tenantId, taskType), ratiosPpm.filter((r) => Number.isSafeInteger(r) && r >= 0).slice(-MAX_SAMPLES));
   }
 
   seedCosts(tenantId: string, taskType: string, costsMicros: readonly number[]): void {
+    this.quantiles.get(this.costs)?.delete(LearnedEstimates.key(tenantId, taskType));
     this.costs.set(LearnedEstimates.key(tenantId, taskType), costsMicros.slice(-MAX_SAMPLES));
   }
 }
