@@ -158,8 +158,10 @@ function tenantNotFound(tenantId: string, field: string): ApiError {
  * its API key, synchronously, or from its web UI session cookie (the promise that sets it).
  */
 function authenticate(req: FastifyRequest, keys: KeyStore, sessions?: SessionAuth): Promise<void> | undefined {
-  const cfg = req.routeOptions.config;
-  if (cfg?.public || !req.routeOptions.url) return undefined;
+  // routeOptions is a getter that builds a new object on every read: read once.
+  const route = req.routeOptions;
+  const cfg = route.config;
+  if (cfg?.public || !route.url) return undefined;
   const h = req.headers.authorization;
   const presented = h?.startsWith('Bearer ') ? h.slice(7).trim() : (req.headers['x-api-key'] as string | undefined);
   const cookie = sessions && !presented ? (req as FastifyRequest & { cookies?: Record<string, string | undefined> }).cookies?.[sessions.cookie] : undefined;

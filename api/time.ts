@@ -15,3 +15,18 @@ export function timeField(raw: string, field: string, now: number, futureMs = DA
   if (t > now + futureMs) throw new ApiError('FORGE_ERR_VALIDATION', `${field} must not be later than ${new Date(now + futureMs).toISOString()}`, field);
   return t;
 }
+
+let lastIsoMs = NaN;
+let lastIso = '';
+
+/**
+ * Epoch ms as ISO 8601, remembering the last one: admissions answer their expiry on every request, and at
+ * thousands a second most share the millisecond of the one before.
+ */
+export function isoOf(ms: number): string {
+  if (ms !== lastIsoMs) {
+    lastIso = new Date(ms).toISOString();
+    lastIsoMs = ms;
+  }
+  return lastIso;
+}

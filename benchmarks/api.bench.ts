@@ -73,6 +73,11 @@ function targetsOf(hello: Server, forge: Server) {
   } as const;
 }
 
+/** A target sent as a runner's cycle: the request, then `path` (with the reservation id) and a settle body. */
+function cycleOf<T extends { url: string }>(t: T, path: string): T & { then: { path: string; body: string } } {
+  return { ...t, then: { path, body: JSON.stringify({ actual_cost_usd: '0.000001', event_id: 'bench-{n}' }) } };
+}
+
 /**
  * HTTP throughput and latency of the guardrail read and of admissions, against fastify hello-world routes
  * served and measured the same way: each server in its own process pinned to one core, the load generator
@@ -111,6 +116,27 @@ const bench: Benchmark = {
       rows.push({ metric: 'GET /v1/guardrail throughput', value: rps(runs.g), unit: 'req/s', baselineLabel: 'fastify hello-world', baseline: rps(runs.h), ratio: ratioOf(runs.g, runs.h), target: '>= 0.7 of hello-world', ...(note ? { note } : {}) });
       rows.push({ metric: 'POST /v1/admissions throughput', value: rps(runs.a), unit: 'req/s', baselineLabel: 'fastify hello-world', baseline: rps(runs.h), ratio: ratioOf(runs.a, runs.h), ...(note ? { note } : {}) });
       rows.push({ metric: 'POST /v1/admissions throughput (vs a POST hello-world)', value: rps(runs.a), unit: 'req/s', baselineLabel: 'fastify hello-world POST, same JSON body', baseline: rps(runs.hp), ratio: ratioOf(runs.a, runs.hp), target: '>= 0.8 of a hello-world POST', ...(note ? { note } : {}) });
+      // A runner's cycle, on fresh servers: each admission's reservation settled at once on the same
+      // connection (admit, then settle, as a runner does), against the hello-world POST sent twice the same
+      // way. The peak rounds above never settle (up to a million reservations open at the 60 s TTL); here
+      // the ledger holds only the reservations in flight.
+      await stop(hello.child);
+      await stop(forge.child);
+      hello = await startServer('hello');
+      forge = await startServer('forge');
+      targets = targetsOf(hello, forge);
+      const cycles = { a: cycleOf(targets.admissions, '/v1/admissions/{id}/settle'), hp: cycleOf(targets.helloPost, '/hello') };
+      for (const t of [cycles.a, cycles.hp]) await load({ ...t, mode: 'cycle', seconds: 1, connections: 50 });
+      const cycleRuns: Record<'a' | 'hp', LoadResult[]> = { a: [], hp: [] };
+      const cycleRounds = size === 'full' ? 3 : 1;
+      const cycleSeconds = size === 'full' ? 2 : 1;
+      for (let i = 0; i < cycleRounds; i++) {
+        cycleRuns.a.push(await load({ ...cycles.a, mode: 'cycle', seconds: cycleSeconds, connections: 50 }));
+        cycleRuns.hp.push(await load({ ...cycles.hp, mode: 'cycle', seconds: cycleSeconds, connections: 50 }));
+      }
+      for (const x of cycleRuns.a) if (x.non2xx > 0) throw new Error(`${x.non2xx} non-2xx responses in the admit-and-settle cycle`);
+      const [ca, chp] = [pooled(cycleRuns.a), pooled(cycleRuns.hp)];
+      rows.push({ metric: 'POST /v1/admissions, each settled at once (admit + settle requests, half of them admissions)', value: rps(cycleRuns.a), unit: 'req/s', baselineLabel: 'fastify hello-world POST, sent twice the same way', baseline: rps(cycleRuns.hp), ratio: ratioOf(cycleRuns.a, cycleRuns.hp), ...(cycleRounds > 1 ? { note: `median of ${cycleRounds} alternating rounds` } : {}) });
       // Latency below saturation: each server at a quarter and at half of its own peak, evenly spaced. On
       // fresh servers: the peak rounds never settle an admission, and the million reservations they leave
       // open (60 s TTL) would put their collection pauses into these figures; real runners settle.
@@ -144,6 +170,7 @@ const bench: Benchmark = {
         rows,
         notes: [
           `${method} Throughput: autocannon, 50 connections, as fast as the server answers, ${seconds} s per server in all after 1 s of warm-up per route. Latency: requests at a fixed rate, evenly spaced (request i due at i / rate), over at most 10 keep-alive connections, each latency from when the request was due (waiting for a free connection counts), at 25% and 50% of each server's own peak, on fresh servers warmed for 1 s (the peak rounds leave up to a million never-settled reservations open); fractional ms.`,
+          `Admit and settle (a runner's cycle), on fresh servers: ${cycleRounds} round(s) of ${cycleSeconds} s per server, alternating, 50 connections, each connection sending an admission and then the settle of the reservation it got (actual 0.000001 USD, a unique event id), against the hello-world POST sent twice the same way; per round, Forge / hello: ${cycleRuns.a.map((x, i) => (x.rps / cycleRuns.hp[i]!.rps).toFixed(2)).join(', ')}; admissions ${Math.round(rps(cycleRuns.a) / 2).toLocaleString('en-US')} per second; server CPU per request ${fmt(cpuOf(ca).perRequestUs, 1)} µs (hello POST ${fmt(cpuOf(chp).perRequestUs, 1)} µs), share of its core ${share(ca)} (hello ${share(chp)}).`,
           `Peak throughput: ${rounds} round(s) of ${perRound} s per server, alternating; per round, admissions / hello POST: ${runs.a.map((x, i) => (x.rps / runs.hp[i]!.rps).toFixed(2)).join(', ')}. Server CPU (from /proc/PID/stat, 10 ms ticks) as a share of its core at peak: hello ${share(h)}, hello POST ${share(hp)}, guardrail ${share(g)}, admissions ${share(a)} (near 100%: the server, not the load generator, set the peak; less: the core was shared with other work). Server CPU per request at peak: hello POST ${fmt(cpuOf(hp).perRequestUs, 1)} µs, admissions ${fmt(cpuOf(a).perRequestUs, 1)} µs. p50 / p99 at peak (50 connections, medians of the rounds): hello ${fmt(h.p50)} / ${fmt(h.p99)} ms, hello POST ${fmt(hp.p50)} / ${fmt(hp.p99)} ms, guardrail ${fmt(g.p50)} / ${fmt(g.p99)} ms, admissions ${fmt(a.p50)} / ${fmt(a.p99)} ms. ${paced.join('; ')}.`,
         ],
       };

@@ -39,8 +39,9 @@ import { withoutBatch, type RedisSharedSpend, type SeedScope, type SpendItem } f
 import type { HaltBus } from './halt-bus.ts';
 import { isLedgerUnavailable } from './ledger/errors.ts';
 import { FifoMap } from './fifo.ts';
+import { OpenReservations } from './open-reservations.ts';
 import { refusalOf } from './ledger/refusal.ts';
-import { reservationIdFor, scopesOfReservation } from './ledger/reservation-id.ts';
+import { lastReservationSerial, reservationIdFor, scopesOfReservation } from './ledger/reservation-id.ts';
 import type { LiveLedger, ScopeCaps } from './ledger/types.ts';
 
 /** What the guardrail needs of the halt bus. */
@@ -215,7 +216,7 @@ export class Guardrail {
   /** Learned actual/estimate ratios and actual costs per tenant and task type. */
   readonly learned = new LearnedEstimates();
   /** This process's open reservations: what a settle needs to learn from and to flag an overrun. */
-  private readonly openHere = new FifoMap<string, { taskType: string; runnerMicros: Micros | undefined }>();
+  private readonly openHere = new OpenReservations(100_000);
   /** Bumped by every change of `budgets`: what was derived from the bands of a scope is derived again. */
   private budgetsEpoch = 0;
   /** Runs admitted recently (by tenant and run): their scopes and what a reservation names, built once. */
@@ -671,7 +672,7 @@ export class Guardrail {
       // No waiver: the bands' own caps (the same object for as long as these bands are in force).
       let caps = this.plainCaps.get(b);
       if (!caps) {
-        caps = { dayHard: b.dayHard, weekHard: b.weekHard, runCap: b.runCap };
+        caps = Object.freeze({ dayHard: b.dayHard, weekHard: b.weekHard, runCap: b.runCap });
         this.plainCaps.set(b, caps);
       }
       return caps;
@@ -679,11 +680,11 @@ export class Guardrail {
     // The waivers in force now (a day condition's waiver ends with its UTC day).
     const waived = waivedAt(g, this.d.now());
     const NO_CAP = Number.MAX_SAFE_INTEGER;
-    return {
+    return Object.freeze({
       dayHard: waived.includes('day_hard') ? b.dayEmergency : b.dayHard,
       weekHard: waived.includes('week_hard') ? NO_CAP : b.weekHard,
       runCap: waived.includes('run_cap') ? NO_CAP : b.runCap,
-    };
+    });
   }
 
   /**
@@ -698,12 +699,6 @@ export class Guardrail {
   }
 
   async admit(req: { tenantId: string; runId: string; taskType: string; estimatedMicros?: Micros; estimateSource?: 'runner' | 'bounds' }): Promise<AdmissionDecision> {
-    const d = await this.reserveAdmission(req);
-    if (d.decision === 'allow') this.intake?.admitted(req.tenantId);
-    return d;
-  }
-
-  private async reserveAdmission(req: { tenantId: string; runId: string; taskType: string; estimatedMicros?: Micros; estimateSource?: 'runner' | 'bounds' }): Promise<AdmissionDecision> {
     // A reservation holds at least the ledger's unit (one micro-dollar): a smaller estimate holds nothing.
     if (req.estimatedMicros !== undefined && !(req.estimatedMicros >= 1)) throw new GuardError('FORGE_ERR_VALIDATION', 'estimated_cost_usd must be at least 0.000001 USD (one micro-dollar, the ledger\'s unit)', { field: 'estimated_cost_usd' });
     const now = this.d.now();
@@ -738,26 +733,28 @@ export class Guardrail {
       }
     }
     const reservationId = reservationIdFor(req.tenantId, req.runId);
+    const serial = lastReservationSerial();
     let out: Awaited<ReturnType<LiveLedger['reserve']>>;
     try {
-      out = await this.d.ledger.reserve({
-        reservationId,
-        scopes: this.reserveScopes(run),
-        amountMicros: Math.max(estimate, 1),
-        now,
-        ttlMs: this.d.reservationTtlMs,
-      });
+      const input = { reservationId, scopes: this.reserveScopes(run), amountMicros: Math.max(estimate, 1), now, ttlMs: this.d.reservationTtlMs };
+      // A ledger in this process answers at once: no promise to wait for on the hot path.
+      const ledger = this.d.ledger;
+      out = ledger.reserveNow ? ledger.reserveNow(input) : await ledger.reserve(input);
     } catch (e) {
       if (this.d.onLedgerFailure !== 'open' || !isLedgerUnavailable(e)) throw e;
       // Fail open (configured): no reservation is held; the task's event still counts when it arrives.
       // Reported once per outage, not once per admission.
       if (!this.ledgerDown) this.d.onError(e, `admissions allowed unreserved from now until the ledger answers again (FORGE_ADMISSIONS_ON_LEDGER_FAILURE=open); first: ${scopes[2]}`);
       this.ledgerDown = true;
+      this.intake?.admitted(req.tenantId);
       return { decision: 'allow', reservationId, expiresAt: now + this.d.reservationTtlMs, estimatedMicros: estimate, estimateSource, unreserved: true };
     }
     this.ledgerDown = false;
     if (out.ok) {
-      this.rememberOpen(reservationId, req.taskType, req.estimateSource !== 'bounds' ? req.estimatedMicros : undefined, out.expiresAt);
+      // The newest 100,000 are kept (a slot is written again 100,000 admissions later): past that, a
+      // settle only loses its learning sample.
+      this.openHere.set(reservationId, serial, req.taskType, req.estimateSource !== 'bounds' ? req.estimatedMicros : undefined);
+      this.intake?.admitted(req.tenantId);
       const allow: AdmissionDecision = { decision: 'allow', reservationId, expiresAt: out.expiresAt, estimatedMicros: estimate, estimateSource };
       if (learnedFactor !== undefined) allow.learnedFactor = learnedFactor;
       return allow;
@@ -773,13 +770,6 @@ export class Guardrail {
       if (isHalted(st)) return { decision: 'deny', state: st, scope, reason: `${scope} is in ${st}; an operator must lift it`, retryAfterMs: null };
     }
     return undefined;
-  }
-
-  private rememberOpen(id: string, taskType: string, runnerMicros: Micros | undefined, expiresAt: number): void {
-    // Expired ones are forgotten; past 100,000 (a flood of long reservations) the oldest, which only loses
-    // a learning sample.
-    this.openHere.evict(this.d.now(), 100_000 - 1);
-    this.openHere.set(id, { taskType, runnerMicros }, expiresAt);
   }
 
   /**
@@ -816,11 +806,8 @@ export class Guardrail {
     const c2 = this.capsFor(s[2], b[2]);
     const r = run.reserve;
     if (r && r[0].caps === c0 && r[1].caps === c1 && r[2].caps === c2) return r;
-    run.reserve = [
-      { scope: s[0], caps: c0 },
-      { scope: s[1], caps: c1 },
-      { scope: s[2], caps: c2 },
-    ];
+    // Frozen all the way down: the ledger checks a list once, not on every admission that names it.
+    run.reserve = Object.freeze([Object.freeze({ scope: s[0], caps: c0 }), Object.freeze({ scope: s[1], caps: c1 }), Object.freeze({ scope: s[2], caps: c2 })] as const);
     return run.reserve;
   }
 
@@ -855,8 +842,7 @@ export class Guardrail {
     if (!who) throw new GuardError('FORGE_ERR_NOT_FOUND', 'reservation not found', { field: 'id' });
     const scopes = scopesOf(who.tenantId, who.runId);
     const r = await this.d.ledger.settleDetailed(reservationId, { ...actual, scopes });
-    const mine = this.openHere.get(reservationId);
-    this.openHere.delete(reservationId);
+    const mine = this.openHere.take(reservationId);
     const overrun = r.status === 'settled' && actual.amountMicros > r.reservedMicros;
     if (mine?.runnerMicros !== undefined && r.status === 'settled') this.learned.noteRatio(who.tenantId, mine.taskType, mine.runnerMicros, actual.amountMicros);
     if (overrun) {

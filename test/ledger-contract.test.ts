@@ -138,6 +138,38 @@ function ledgerContract(name: string, factory: () => Promise<LedgerWorld>): void
       expect((await w.b.snapshot(scopes[1], base)).dayMicros).toBe(2);
     });
 
+    it('of many reservations due in one second, the settled are never expired and the rest expire exactly once', async () => {
+      const { scopes } = fresh();
+      const base = NOW - 1_100 * DAY_MS;
+      const caps = scopes.slice(1).map((scope) => ({ scope, caps: OPEN }));
+      const ids: string[] = [];
+      // 300 due within one second; 250 of them settled (in an order other than they were made), 50 left open.
+      for (let i = 0; i < 300; i++) {
+        const id = `${scopes[2]}-m${i}`;
+        ids.push(id);
+        await w.a.reserve({ reservationId: id, scopes: caps, amountMicros: 2, now: base + i, ttlMs: 100 });
+      }
+      const settled = ids.filter((_, i) => i % 6 !== 5).reverse();
+      for (const id of settled) expect(await (id.length % 2 ? w.a : w.b).settle(id, { eventId: `${id}-ev`, amountMicros: 1, eventTime: base, scopes: [scopes[2]] })).toBe('settled');
+      expect(await w.b.snapshot(scopes[1], base)).toMatchObject({ reservedMicros: 100, openReservations: 50 });
+      const [ea, eb] = await Promise.all([w.a.expire(base + 999), w.b.expire(base + 999)]);
+      const got = [...ea, ...eb].filter((e) => e.reservationId.startsWith(`${scopes[2]}-m`)).map((e) => e.reservationId);
+      expect(got.sort()).toEqual(ids.filter((_, i) => i % 6 === 5).sort());
+      expect(await w.a.expire(base + 999)).toEqual([]);
+      expect(await w.a.snapshot(scopes[2], base)).toMatchObject({ reservedMicros: 0, openReservations: 0, dayMicros: 250 });
+    });
+
+    it('checks a frozen scope list like any other', async () => {
+      const { scopes } = fresh();
+      const bad = Object.freeze([Object.freeze({ scope: 'tenants:x', caps: Object.freeze({ ...OPEN }) })]);
+      await expect(w.a.reserve({ reservationId: `${scopes[2]}-f1`, scopes: bad, amountMicros: 1, now: NOW, ttlMs: 10 })).rejects.toMatchObject({ field: 'scopes[0].scope' });
+      const good = Object.freeze([Object.freeze({ scope: scopes[2], caps: Object.freeze({ ...OPEN }) })]);
+      expect(await w.a.reserve({ reservationId: `${scopes[2]}-f2`, scopes: good, amountMicros: 1, now: NOW, ttlMs: 10 })).toMatchObject({ ok: true });
+      // Checked once, then remembered: the same list again is still taken, and a bad amount still refused.
+      expect(await w.a.reserve({ reservationId: `${scopes[2]}-f3`, scopes: good, amountMicros: 1, now: NOW, ttlMs: 10 })).toMatchObject({ ok: true });
+      await expect(w.a.reserve({ reservationId: `${scopes[2]}-f4`, scopes: good, amountMicros: 0, now: NOW, ttlMs: 10 })).rejects.toMatchObject({ field: 'amountMicros' });
+    });
+
     it('rejects bad input naming the field, and stores nothing', async () => {
       const { scopes } = fresh();
       const caps = [{ scope: scopes[1], caps: OPEN }];

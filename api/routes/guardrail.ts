@@ -8,7 +8,7 @@ import { scopesOfReservation, usdToMicrosField, type Guardrail } from '../../gua
 import { ApiError } from '../errors.ts';
 import { principalOf, scopeParam } from '../http.ts';
 import { DATE_TIME, RUN_ID, SCOPE, TENANT_ID as ID, text, USD } from '../schemas.ts';
-import { timeField } from '../time.ts';
+import { isoOf, timeField } from '../time.ts';
 
 const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema, 429: errorBodySchema, 503: errorBodySchema };
 const scopeParams = { type: 'object', additionalProperties: false, required: ['scope'], properties: { scope: SCOPE } } as const;
@@ -80,6 +80,24 @@ const DENY_PROPERTIES = {
   retry_after_ms: { type: ['integer', 'null'] },
 } as const;
 
+/**
+ * A one-entry memo of a conversion: a runner's admissions repeat the same amounts (its estimate, in and
+ * out), and each conversion is a regular expression and a few strings. A conversion that throws is not kept.
+ */
+function lastOf<A, R>(convert: (a: A) => R): (a: A) => R {
+  let has = false;
+  let key: A | undefined;
+  let value: R | undefined;
+  return (a) => {
+    if (!has || a !== key) {
+      value = convert(a);
+      key = a;
+      has = true;
+    }
+    return value as R;
+  };
+}
+
 function denyBody(d: { state: string; scope: string; reason: string; retryAfterMs: number | null }) {
   return { decision: 'deny' as const, state: d.state, scope: d.scope, reason: d.reason, retry_after_ms: d.retryAfterMs };
 }
@@ -109,6 +127,8 @@ export async function guardrailRoutes(
   opts: { guardrail: Guardrail; now: () => number; priceBounds?: (b: TaskBounds) => BoundsOutcome },
 ): Promise<void> {
   const g = opts.guardrail;
+  const estimateMicros = lastOf((v: string | number) => usdToMicrosField(v, 'estimated_cost_usd'));
+  const usdText = lastOf(microsToUsd);
 
   app.get<{ Params: { scope: string } }>(
     '/v1/guardrail/:scope',
@@ -153,7 +173,7 @@ export async function guardrailRoutes(
     async (req) => {
       const b = req.body;
       requireTenant(principalOf(req), b.tenant_id);
-      let estimate = b.estimated_cost_usd === undefined ? undefined : usdToMicrosField(b.estimated_cost_usd, 'estimated_cost_usd');
+      let estimate = b.estimated_cost_usd === undefined ? undefined : estimateMicros(b.estimated_cost_usd);
       let source: 'runner' | 'bounds' = 'runner';
       if (b.bounds) {
         // What the task can cost at most, priced from the price book: reserved in full (a term that cannot
@@ -174,8 +194,8 @@ export async function guardrailRoutes(
         return {
           decision: 'allow',
           reservation_id: d.reservationId,
-          expires_at: new Date(d.expiresAt).toISOString(),
-          estimated_cost_usd: microsToUsd(d.estimatedMicros),
+          expires_at: isoOf(d.expiresAt),
+          estimated_cost_usd: usdText(d.estimatedMicros),
           estimate_source: d.estimateSource,
           learned_factor: d.learnedFactor,
           unreserved: d.unreserved,

@@ -4,6 +4,10 @@
 // CPU time over the measured window (from /proc, when the server's pid is given).
 //
 //   peak:  autocannon, as fast as the server answers, from `connections` connections (closed loop);
+//   cycle: as fast as the server answers, from `connections` keep-alive connections (closed loop), each
+//          sending the request and then a second one built from its answer (`then`: a runner's admission,
+//          then the settle of the reservation it got), and so on (a client of its own: autocannon's
+//          per-answer hooks cost more than the server's work, so it, not the server, set the rate);
 //   paced: requests sent at a fixed rate, evenly spaced (open loop: request i is due at i / rate), over at
 //          most `connections` keep-alive connections; a request's latency runs from when it was due, so
 //          time spent waiting for a free connection counts (no coordinated omission).
@@ -12,7 +16,7 @@ import { connect, type Socket } from 'node:net';
 import autocannon from 'autocannon';
 
 export interface LoadSpec {
-  mode: 'peak' | 'paced';
+  mode: 'peak' | 'paced' | 'cycle';
   url: string;
   method: 'GET' | 'POST';
   headers: Record<string, string>;
@@ -23,6 +27,12 @@ export interface LoadSpec {
   rate?: number;
   /** The server's pid: its CPU time over the measured window is reported. */
   serverPid?: number;
+  /**
+   * Cycle only: after each request, a second one on the same connection, to `path` with `{id}` replaced by
+   * the first answer's `reservation_id` (when it has one) and `body` with `{n}` replaced by a number unique
+   * to this load generator (an event id). Both requests count in the rate.
+   */
+  then?: { path: string; body: string };
 }
 
 export interface LoadResult {
@@ -170,7 +180,85 @@ async function paced(s: LoadSpec): Promise<LoadResult> {
   return { rps: (done * 1000) / windowMs, total: done, p50: percentile(times, 50), p99: percentile(times, 99), non2xx, windowMs, ...(c0 !== undefined && c1 !== undefined ? { serverCpuMs: c1 - c0 } : {}) };
 }
 
+/** Reads whole responses off a connection's buffer (fastify answers with a content-length): status and body. */
+function takeResponses(c: { buf: Buffer }, onResponse: (status: number, body: Buffer) => void): void {
+  for (;;) {
+    const end = c.buf.indexOf(HEAD_END);
+    if (end < 0) return;
+    const headText = c.buf.subarray(0, end).toString('latin1');
+    const m = /\r\ncontent-length: *(\d+)/i.exec(headText);
+    const len = m ? Number(m[1]) : 0;
+    if (c.buf.length < end + 4 + len) return;
+    const body = c.buf.subarray(end + 4, end + 4 + len);
+    c.buf = c.buf.subarray(end + 4 + len);
+    onResponse(Number(headText.slice(9, 12)), body);
+  }
+}
+
+interface CycleConn {
+  socket: Socket;
+  buf: Buffer;
+  /** The request in flight is the second of its cycle. */
+  second: boolean;
+  /** When the request in flight was sent (performance.now() ms). */
+  sent: number;
+}
+
+/** A runner's cycle, closed loop: the request, then `then` built from its answer, on each connection, for `seconds`. */
+async function cycle(s: LoadSpec): Promise<LoadResult> {
+  const then = s.then!;
+  const u = new URL(s.url);
+  const headerLines = [`host: ${u.host}`, ...Object.entries(s.headers).map(([k, v]) => `${k}: ${v}`)];
+  const requestOf = (method: string, path: string, body: string): Buffer => Buffer.from([`${method} ${path} HTTP/1.1`, ...headerLines, `content-length: ${Buffer.byteLength(body)}`, '', body].join('\r\n'));
+  const first = requestOf(s.method, `${u.pathname}${u.search}`, s.body ?? '');
+  const tag = `${process.pid}-${Date.now()}`;
+  let n = 0;
+  const times: number[] = [];
+  let non2xx = 0;
+  let done = 0;
+  let running = true;
+  const conns = await Promise.all(
+    Array.from({ length: Math.max(1, s.connections) }, () => new Promise<CycleConn>((resolve, reject) => {
+      const socket = connect({ host: u.hostname, port: Number(u.port), noDelay: true });
+      const c: CycleConn = { socket, buf: Buffer.alloc(0), second: false, sent: 0 };
+      socket.once('connect', () => resolve(c));
+      socket.once('error', reject);
+      socket.on('data', (d: Buffer) => {
+        c.buf = c.buf.length === 0 ? d : Buffer.concat([c.buf, d]);
+        takeResponses(c, (status, body) => {
+          if (!running) return;
+          times.push(performance.now() - c.sent);
+          if (status >= 200 && status < 300) done++;
+          else non2xx++;
+          c.sent = performance.now();
+          if (c.second) {
+            c.second = false;
+            socket.write(first);
+          } else {
+            const id = (JSON.parse(body.toString('utf8')) as { reservation_id?: string }).reservation_id ?? '';
+            c.second = true;
+            socket.write(requestOf('POST', then.path.replace('{id}', encodeURIComponent(id)), then.body.replace('{n}', `${tag}-${n++}`)));
+          }
+        });
+      });
+    })),
+  );
+  const c0 = cpuMs(s.serverPid);
+  const t0 = performance.now();
+  for (const c of conns) {
+    c.sent = performance.now();
+    c.socket.write(first);
+  }
+  await new Promise((r) => setTimeout(r, s.seconds * 1000));
+  running = false;
+  const windowMs = performance.now() - t0;
+  const c1 = cpuMs(s.serverPid);
+  for (const c of conns) c.socket.destroy();
+  times.sort((a, b) => a - b);
+  return { rps: (done * 1000) / windowMs, total: done, p50: percentile(times, 50), p99: percentile(times, 99), non2xx, windowMs, ...(c0 !== undefined && c1 !== undefined ? { serverCpuMs: c1 - c0 } : {}) };
+}
+
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
-const out = await (spec.mode === 'paced' ? paced(spec) : peak(spec));
+const out = await (spec.mode === 'paced' ? paced(spec) : spec.mode === 'cycle' ? cycle(spec) : peak(spec));
 process.stdout.write(JSON.stringify(out) + '\n');
 process.exit(0);

@@ -17,10 +17,20 @@ interface ScopeCounters {
 }
 
 interface Reservation {
+  id: string;
   /** Shared by every reservation of the same scopes (see `names`): never changed in place. */
   scopes: readonly ScopeKey[];
   amountMicros: Micros;
   expiresAt: number;
+  /** False once released (settled or expired): its entry in `expiring` is then skipped, and compacted away. */
+  open: boolean;
+}
+
+/** The reservations that expire in one UTC second, in the order they were made; released ones are skipped. */
+interface ExpiryBucket {
+  list: Reservation[];
+  /** How many of `list` are released: past half of it, they are filtered out. */
+  released: number;
 }
 
 /** Scope lists kept at most (one per run in flight): past it the list is built again, which is only slower. */
@@ -46,8 +56,13 @@ export interface InProcessLedgerOptions {
 export class InProcessLedger implements LiveLedger {
   private readonly scopes = new Map<ScopeKey, ScopeCounters>();
   private readonly reservations = new Map<string, Reservation>();
-  /** Open reservation ids by the UTC second they expire in: `expire` looks only at the seconds that passed. */
-  private readonly expiring = new Map<number, Set<string>>();
+  /**
+   * Open reservations by the UTC second they expire in: `expire` looks only at the seconds that passed. A
+   * list per second, not a set: an admission appends (no hashing), a release only marks the reservation
+   * and counts it, and a list more than half released is compacted, so it holds at most about twice the
+   * open ones.
+   */
+  private readonly expiring = new Map<number, ExpiryBucket>();
   /** The scope names of recent reservations, by their last scope: reservations of one run share one list. */
   private readonly names = new Map<ScopeKey, readonly ScopeKey[]>();
   /** Event ids remembered, each until its forget-after time (clock ms), oldest first. */
@@ -128,6 +143,10 @@ export class InProcessLedger implements LiveLedger {
   }
 
   async reserve(input: ReserveInput): Promise<ReserveOutcome> {
+    return this.reserveNow(input);
+  }
+
+  reserveNow(input: ReserveInput): ReserveOutcome {
     this.assertOpen();
     checkReserve(input);
     const existing = this.reservations.get(input.reservationId);
@@ -140,27 +159,35 @@ export class InProcessLedger implements LiveLedger {
       c.reserved += input.amountMicros;
       c.open += 1;
     }
-    this.reservations.set(input.reservationId, { scopes: this.namesOf(input.scopes), amountMicros: input.amountMicros, expiresAt });
+    const r: Reservation = { id: input.reservationId, scopes: this.namesOf(input.scopes), amountMicros: input.amountMicros, expiresAt, open: true };
+    this.reservations.set(r.id, r);
     const second = Math.floor(expiresAt / 1000);
-    let ids = this.expiring.get(second);
-    if (!ids) {
-      ids = new Set();
-      this.expiring.set(second, ids);
+    let bucket = this.expiring.get(second);
+    if (!bucket) {
+      bucket = { list: [], released: 0 };
+      this.expiring.set(second, bucket);
     }
-    ids.add(input.reservationId);
-    return { ok: true, reservationId: input.reservationId, expiresAt };
+    bucket.list.push(r);
+    return { ok: true, reservationId: r.id, expiresAt };
   }
 
-  private release(id: string, r: Reservation): void {
+  private release(r: Reservation): void {
     for (const scope of r.scopes) {
       const c = this.counters(scope);
       c.reserved -= r.amountMicros;
       c.open -= 1;
     }
-    this.reservations.delete(id);
+    this.reservations.delete(r.id);
+    r.open = false;
     const second = Math.floor(r.expiresAt / 1000);
-    const ids = this.expiring.get(second);
-    if (ids?.delete(id) && ids.size === 0) this.expiring.delete(second);
+    const bucket = this.expiring.get(second);
+    if (!bucket) return;
+    bucket.released++;
+    if (bucket.released === bucket.list.length) this.expiring.delete(second);
+    else if (bucket.released > 64 && bucket.released * 2 > bucket.list.length) {
+      bucket.list = bucket.list.filter((x) => x.open);
+      bucket.released = 0;
+    }
   }
 
   private addSpend(eventId: string, scopes: readonly ScopeKey[], amountMicros: Micros, eventTime: number): boolean {
@@ -194,7 +221,7 @@ export class InProcessLedger implements LiveLedger {
     checkId(reservationId, 'reservationId');
     checkSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
     const r = this.reservations.get(reservationId);
-    if (r) this.release(reservationId, r);
+    if (r) this.release(r);
     this.addSpend(actual.eventId, actual.scopes, actual.amountMicros, actual.eventTime);
     return r ? { status: 'settled', reservedMicros: r.amountMicros } : { status: 'unknown', reservedMicros: 0 };
   }
@@ -221,17 +248,14 @@ export class InProcessLedger implements LiveLedger {
     this.assertOpen();
     const out: ExpiredReservation[] = [];
     // Only the seconds that have begun (a few dozen buckets for a TTL of a minute), not every open reservation.
-    const due: Array<[string, Reservation]> = [];
-    for (const [second, ids] of this.expiring) {
+    const due: Reservation[] = [];
+    for (const [second, bucket] of this.expiring) {
       if (second * 1000 > now) continue;
-      for (const id of ids) {
-        const r = this.reservations.get(id);
-        if (r && r.expiresAt <= now) due.push([id, r]);
-      }
+      for (const r of bucket.list) if (r.open && r.expiresAt <= now) due.push(r);
     }
-    for (const [id, r] of due) {
-      this.release(id, r);
-      out.push({ reservationId: id, scopes: [...r.scopes], amountMicros: r.amountMicros, expiresAt: r.expiresAt });
+    for (const r of due) {
+      this.release(r);
+      out.push({ reservationId: r.id, scopes: [...r.scopes], amountMicros: r.amountMicros, expiresAt: r.expiresAt });
     }
     return out.sort((a, b) => a.expiresAt - b.expiresAt);
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 
 // A reservation id carries its tenant and run, so any API process (or a runner on the same Redis) can
 // settle it: `rsv_<base64url of [tenant, run]>.<unique part>`. The unique part is a per-process random
-// prefix and a counter (admissions are a hot path: no random bytes per call).
+// prefix and a counter, the id's serial (admissions are a hot path: no random bytes per call).
 const ID_PREFIX = randomBytes(9).toString('base64url');
 let idCounter = 0;
 
@@ -18,6 +18,20 @@ export function reservationIdFor(tenantId: string, runId: string): string {
     heads.set(key, head);
   }
   return head + (idCounter++).toString(36);
+}
+
+/** The serial of the id `reservationIdFor` made last in this process. */
+export function lastReservationSerial(): number {
+  return idCounter - 1;
+}
+
+/** The serial of an id this process made; undefined for another process's id (or anything else). */
+export function reservationSerialOf(id: string): number | undefined {
+  const dot = id.lastIndexOf('.');
+  if (dot < 0 || !id.startsWith(ID_PREFIX, dot + 1)) return undefined;
+  const tail = id.slice(dot + 1 + ID_PREFIX.length);
+  if (!/^[0-9a-z]{1,11}$/.test(tail)) return undefined;
+  return parseInt(tail, 36);
 }
 
 /** The tenant and run a reservation id names; undefined for anything that is not one. */

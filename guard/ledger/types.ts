@@ -62,6 +62,8 @@ export interface ExpiredReservation {
 
 export interface LiveLedger {
   reserve(input: ReserveInput): Promise<ReserveOutcome>;
+  /** As reserve, answered at once, without a promise: a ledger in this process (admissions' hot path). */
+  reserveNow?(input: ReserveInput): ReserveOutcome;
   /**
    * Releases the reservation and records the actual spend (at eventTime) once per eventId.
    * Returns 'settled', 'unknown' (no such open reservation: expired or settled before; the spend is
