@@ -137,8 +137,10 @@ function rowIdentity(r: Row): string {
 
 /**
  * Per row, when it is refused, the event time its id is held under: a first occurrence the log holds as
- * another event, or a repeat in the batch that is another event than its first occurrence, or repeats one
- * the log refuses. Repeats are rare: their identities are worked out only for them.
+ * another event, or a repeat in the batch that is another event than its first occurrence. A repeat of a
+ * refused first occurrence is refused unless it has the stored event's time (then it is taken for that
+ * event: a duplicate, compared by time only; two writes with one id meet in a batch only when flushed
+ * together). Repeats are rare: their identities are worked out only for them.
  */
 function conflictsOf(rows: readonly Row[], fresh: readonly boolean[], logged: ReadonlyMap<string, number>): Array<number | undefined> {
   const out = new Array<number | undefined>(rows.length);
@@ -147,7 +149,7 @@ function conflictsOf(rows: readonly Row[], fresh: readonly boolean[], logged: Re
     const r = rows[i] as Row;
     const t = logged.get(r.key);
     if (t !== undefined) {
-      out[i] = t;
+      if (fresh[i] || r.eventTime !== t) out[i] = t;
       continue;
     }
     if (fresh[i]) continue;
