@@ -633,19 +633,17 @@ export class StoreWriter implements BatchWriter {
     for (let i = 0; i < rows.length; i++) {
       if (!fresh[i]) continue;
       const r = rows[i] as Row;
-      lines.push(`[${JSON.stringify(r.tenant)},${JSON.stringify(r.eventId)},${r.eventTime}]`);
+      // r.pre is `["<tenant>",`.
+      lines.push(`${r.pre}${JSON.stringify(r.eventId)},${r.eventTime}]`);
     }
-    // Every insert names its own token (the embedded connection keeps settings of earlier statements): the
-    // content's, so a retry of a landed insert is dropped.
-    const token = createHash('sha256');
-    for (const l of lines) token.update(l).update('\n');
+    // No deduplication token: the table keeps no insert deduplication window (a retried insert that landed
+    // adds copies, which collapse), so a token left by an earlier statement on the connection is inert too.
     return this.#client
       .insert({
         table: this.#idTable,
         values: lines,
         format: 'JSONCompactEachRow',
         columns: ['tenant_id', 'event_id', 'event_time'],
-        clickhouse_settings: { insert_deduplication_token: `ids-${token.digest('hex')}` },
       })
       .then(
         () => undefined,

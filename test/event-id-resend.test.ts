@@ -51,7 +51,7 @@ function event(id: string, at: number, usd = '5') {
 
 type Forge = RunningForge & { admin: string };
 
-async function post(f: Forge, payload: unknown) {
+async function post(f: Forge, payload: object) {
   const r = await f.app.inject({ method: 'POST', url: '/v1/events', headers: { authorization: `Bearer ${f.admin}` }, payload });
   await f.guardrail.drain();
   return r;
@@ -91,7 +91,7 @@ describe('a resent event id', () => {
       expect(r.json().error.message).toMatch(/e-3.*already accepted for another event/);
     }
     // An identical resend: a duplicate, accepted.
-    const same = await post(f, first[3]);
+    const same = await post(f, first[3]!);
     expect(same.statusCode, same.body).toBe(200);
     expect(same.json()).toMatchObject({ accepted: [{ event_id: 'e-3', duplicate: true }] });
     expect(await picture(f)).toEqual(before);

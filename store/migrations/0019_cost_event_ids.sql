@@ -4,7 +4,8 @@
 -- holds under another event time (store/writer.ts). It writes a batch's ids before its rows, so an id here
 -- whose row is not in the log is a write that failed midway: the writer takes the log as the truth and reads
 -- an id's row there before refusing anything. event_time is in the key, so such a leftover never replaces the
--- entry of the row that is in the log. Derived from cost_events (the backfill below rebuilds it).
+-- entry of the row that is in the log. No insert deduplication window: a repeated insert only adds copies, which
+-- collapse on merge and are read as one. Derived from cost_events (the backfill below rebuilds it).
 -- @table cost_event_ids shard_key=cityHash64(tenant_id)
 CREATE TABLE IF NOT EXISTS {{table}} {{on_cluster}}
 (
@@ -14,7 +15,7 @@ CREATE TABLE IF NOT EXISTS {{table}} {{on_cluster}}
 )
 ENGINE = ReplacingMergeTree()
 ORDER BY (tenant_id, event_id, event_time)
-SETTINGS {{dedup_window}} = 10000;
+SETTINGS {{dedup_window}} = 0;
 -- The ids of the rows stored before this table existed (once, when the migration is applied; a repeat adds
 -- copies that collapse on merge).
 -- @backfill
