@@ -12,6 +12,11 @@ export const ERRORS = {
   FORGE_ERR_TENANT_NOT_FOUND: 404,
   FORGE_ERR_METHOD_NOT_ALLOWED: 405,
   FORGE_ERR_CONFLICT: 409,
+  /**
+   * An ingested event whose event_id the tenant already used for another event (another event time or body):
+   * refused, nothing of it stored; a resend of the same event is a duplicate instead (collector/ingest.ts).
+   */
+  FORGE_ERR_EVENT_ID_CONFLICT: 409,
   FORGE_ERR_PAYLOAD_TOO_LARGE: 413,
   /** An agent upload that is unsafe or unusable (eval/agents.ts): path escape, symlink, no manifest, bad archive. */
   FORGE_ERR_AGENT_REJECTED: 422,

@@ -47,7 +47,7 @@ export type GasInput =
 
 /** Why one event was refused: `field` is the snake_case path inside the event ("gas.tx_hash", "llm[0].model"). */
 export interface Rejection {
-  code: 'FORGE_ERR_VALIDATION' | 'FORGE_ERR_FORBIDDEN_TENANT';
+  code: 'FORGE_ERR_VALIDATION' | 'FORGE_ERR_FORBIDDEN_TENANT' | 'FORGE_ERR_EVENT_ID_CONFLICT';
   field: string;
   reason: string;
 }

@@ -72,7 +72,10 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => 
 
 /**
  * The collector's pipeline, independent of HTTP: validate -> authorize -> price -> durable write ->
- * metrics + onAccepted. Rejected items are never written. If pricing or the write fails for a reason that
+ * metrics + onAccepted. Rejected items are never written. An event whose event_id its tenant already used for
+ * another event (another event time or body) is refused by the store's write (FORGE_ERR_EVENT_ID_CONFLICT,
+ * field event_id) and the rest of the request stands, as with an invalid event; a resend of the same event
+ * is accepted as a duplicate. If pricing or the write fails for a reason that
  * is not the event's fault (chain, price feed, store), the whole call throws an UnavailableError and
  * nothing of it counts as accepted; the producer retries with the same event ids.
  */
@@ -155,10 +158,27 @@ export class Ingestor {
     for (const r of rejected) d.metrics?.recordRejected(r.code);
 
     let stored: readonly boolean[] = [];
+    const conflicting = new Set<number>();
     if (events.length > 0) {
       const t0 = performance.now();
       try {
-        stored = (await d.sink.write(events)).fresh; // durable from here on
+        const receipt = await d.sink.write(events); // durable from here on
+        stored = receipt.fresh;
+        // An id the tenant used for another event: refused like an invalid event, the rest of the request stands.
+        for (const c of receipt.conflicts ?? []) {
+          const item = acceptedAt[c.index]!;
+          const e = events[c.index]!;
+          conflicting.add(c.index);
+          rejected.push({
+            ...(item.path !== undefined ? { index: item.index, path: item.path } : { index: item.index }),
+            code: 'FORGE_ERR_EVENT_ID_CONFLICT',
+            field: 'event_id',
+            reason:
+              `event_id "${e.eventId}" was already accepted for another event (stored with event time ${new Date(c.storedEventTime).toISOString()}); ` +
+              'a resend must be identical, a changed event needs a new event_id',
+          });
+          d.metrics?.recordRejected('FORGE_ERR_EVENT_ID_CONFLICT');
+        }
       } catch (e) {
         d.metrics?.recordFlush((performance.now() - t0) / 1000, events.length, false);
         throw e instanceof CollectorError ? e : new UnavailableError('FORGE_ERR_STORE_UNAVAILABLE', `store write failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
@@ -169,15 +189,22 @@ export class Ingestor {
     // The store's answer decides: only events this write appended go on to metrics and live totals, so a
     // replay after a restart, or the same event through another process, never counts twice.
     const fresh = events.filter((_, i) => stored[i] === true);
-    const accepted: AcceptedItem[] = events.map((e, i) => ({
-      index: acceptedAt[i]!.index,
-      ...(acceptedAt[i]!.path !== undefined ? { path: acceptedAt[i]!.path } : {}),
-      eventId: e.eventId,
-      totalMicros: e.totalMicros,
-      duplicate: stored[i] !== true,
-    }));
+    const accepted: AcceptedItem[] = [];
+    const kept: CostEvent[] = [];
+    events.forEach((e, i) => {
+      if (conflicting.has(i)) return;
+      kept.push(e);
+      accepted.push({
+        index: acceptedAt[i]!.index,
+        ...(acceptedAt[i]!.path !== undefined ? { path: acceptedAt[i]!.path } : {}),
+        eventId: e.eventId,
+        totalMicros: e.totalMicros,
+        duplicate: stored[i] !== true,
+      });
+    });
+    if (conflicting.size > 0) rejected.sort((x, y) => x.index - y.index);
     if (d.metrics) {
-      d.metrics.recordAccepted(events.length);
+      d.metrics.recordAccepted(kept.length);
       if (fresh.length > 0) d.metrics.recordEvents(fresh);
     }
     if (fresh.length > 0 && d.onAccepted) {
@@ -188,6 +215,6 @@ export class Ingestor {
         d.onError?.(e);
       }
     }
-    return { accepted, rejected, events };
+    return { accepted, rejected, events: kept };
   }
 }

@@ -91,7 +91,19 @@ const acceptedSchema = {
   },
 } as const;
 
-const errorResponses = { 400: errorSchema, 403: errorSchema, 413: errorSchema, 415: errorSchema, 500: errorSchema, 503: errorSchema };
+const errorResponses = { 400: errorSchema, 403: errorSchema, 409: errorSchema, 413: errorSchema, 415: errorSchema, 500: errorSchema, 503: errorSchema };
+
+const CONFLICT = 'FORGE_ERR_EVENT_ID_CONFLICT';
+
+/**
+ * The status and code of a request none of whose rejected items is stored, by what they have in common:
+ * 403 when every one is another tenant's, 409 when every one reuses an event id, 400 otherwise.
+ */
+function refusal(rejected: readonly RejectedItem[]): { status: 400 | 403 | 409; code: string } {
+  if (rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT')) return { status: 403, code: 'FORGE_ERR_FORBIDDEN_TENANT' };
+  if (rejected.every((x) => x.code === CONFLICT)) return { status: 409, code: CONFLICT };
+  return { status: 400, code: 'FORGE_ERR_VALIDATION' };
+}
 
 
 function acceptedJson(r: IngestResult) {
@@ -102,6 +114,16 @@ function acceptedJson(r: IngestResult) {
     total_usd: microsToUsd(a.totalMicros),
     duplicate: a.duplicate,
   }));
+}
+
+/**
+ * A JSON or CloudEvents batch with rejected items (the others stored): 403 only when nothing was stored and
+ * every item was another tenant's; 409 when every rejected item reuses an event id (the rest was stored);
+ * otherwise 400.
+ */
+function batchRefusal(rejected: readonly RejectedItem[], accepted: number): { status: 400 | 403 | 409; code: string } {
+  const r = refusal(rejected);
+  return r.status === 403 && accepted > 0 ? { status: 400, code: 'FORGE_ERR_VALIDATION' } : r;
 }
 
 function describe(r: RejectedItem): string {
@@ -128,12 +150,13 @@ function answerOtlp(reply: FastifyReply, proto: boolean, r: IngestResult, total:
   const n = r.rejected.length;
   const message = n === 0 ? '' : `${n} of ${total} ${o.what} rejected: ${r.rejected.slice(0, 10).map(describe).join('; ')}${n > 10 ? '; ...' : ''}`;
   if (n > 0 && r.accepted.length === 0) {
-    const status = r.rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT') ? 403 : 400;
-    if (proto) return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 403 ? 7 : 3, message)));
+    const { status, code } = refusal(r.rejected);
+    // gRPC status: PERMISSION_DENIED, ALREADY_EXISTS, INVALID_ARGUMENT.
+    if (proto) return reply.code(status).type(PROTOBUF).send(Buffer.from(encodeStatusProtobuf(status === 403 ? 7 : status === 409 ? 6 : 3, message)));
     const first = r.rejected[0]!;
     return reply.code(status).send({
       error: {
-        code: status === 403 ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
+        code,
         message,
         field: `${first.path ?? ''}.${first.field}`,
         rejected: r.rejected.map((x) => ({ index: x.index, ...(x.path !== undefined ? { path: x.path } : {}), code: x.code, field: x.field, reason: x.reason })),
@@ -240,13 +263,12 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
       if (r.rejected.length === 0) return reply.code(200).send({ accepted: acceptedJson(r) });
       if (!isBatch) {
         const x = r.rejected[0]!;
-        const status = x.code === 'FORGE_ERR_FORBIDDEN_TENANT' ? 403 : 400;
-        return reply.code(status).send({ error: { code: x.code, message: `${x.field}: ${x.reason}`, field: x.field } });
+        return reply.code(refusal([x]).status).send({ error: { code: x.code, message: `${x.field}: ${x.reason}`, field: x.field } });
       }
-      const allForbidden = r.accepted.length === 0 && r.rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT');
-      return reply.code(allForbidden ? 403 : 400).send({
+      const { status, code } = batchRefusal(r.rejected, r.accepted.length);
+      return reply.code(status).send({
         error: {
-          code: allForbidden ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
+          code,
           message: `${r.rejected.length} of ${items.length} events rejected (nothing of them stored; the other ${r.accepted.length} were stored): ${describe(r.rejected[0]!)}`,
           rejected: r.rejected.map((x) => ({ index: x.index, code: x.code, field: `events[${x.index}].${x.field}`, reason: x.reason })),
         },
@@ -276,12 +298,12 @@ export async function collectorRoutes(app: FastifyInstance, opts: CollectorRoute
     const where = (x: RejectedItem): string => (batch ? `[${x.index}].${x.field}` : x.field);
     if (!batch) {
       const x = rejected[0]!;
-      return reply.code(x.code === 'FORGE_ERR_FORBIDDEN_TENANT' ? 403 : 400).send({ error: { code: x.code, message: `${x.field}: ${x.reason}`, field: x.field } });
+      return reply.code(refusal([x]).status).send({ error: { code: x.code, message: `${x.field}: ${x.reason}`, field: x.field } });
     }
-    const allForbidden = r.accepted.length === 0 && rejected.every((x) => x.code === 'FORGE_ERR_FORBIDDEN_TENANT');
-    return reply.code(allForbidden ? 403 : 400).send({
+    const { status, code } = batchRefusal(rejected, r.accepted.length);
+    return reply.code(status).send({
       error: {
-        code: allForbidden ? 'FORGE_ERR_FORBIDDEN_TENANT' : 'FORGE_ERR_VALIDATION',
+        code,
         message: `${rejected.length} of ${list.length} CloudEvents rejected (nothing of them stored; the other ${r.accepted.length} were stored): ${where(rejected[0]!)}: ${rejected[0]!.reason}`,
         rejected: rejected.map((x) => ({ index: x.index, code: x.code, field: where(x), reason: x.reason })),
       },

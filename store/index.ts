@@ -7,7 +7,7 @@ export { componentFields, eventComponents, KEY_SOURCES, microsField } from './co
 export { openStore } from './store.ts';
 export type { Store, StoreOptions, StoredEvent } from './store.ts';
 export type { ConnectionOptions } from './client.ts';
-export type { BatchWriter, WriteReceipt, WriterOptions, WriterStats } from './writer.ts';
+export type { BatchWriter, EventIdConflict, WriteReceipt, WriterOptions, WriterStats } from './writer.ts';
 export { StoreError, STORE_ERROR_CODES, isStoreError } from './errors.ts';
 export type { StoreErrorCode } from './errors.ts';
 export { logScopeOf } from './scope.ts';

@@ -16,6 +16,11 @@ import { STORE_ERROR_CODES, StoreError } from './errors.ts';
  * Markers in the files: `{{table}}` (the table a `-- @table <name> shard_key=<expr>` directive above the
  * statement names), `{{on_cluster}}`, `{{db}}`, `{{dedup_window}}` (the engine's insert-deduplication
  * window setting, which differs between plain and replicated MergeTree).
+ *
+ * A statement under a `-- @backfill` directive fills a new derived table from the log (an INSERT ... SELECT
+ * over the plain table names, which are the Distributed tables on a cluster). It is not DDL: it runs once,
+ * after the migration's DDL and before the migration is recorded, so a crash in between repeats it (it must
+ * be harmless twice: the tables it fills collapse copies).
  */
 export type DdlMode = 'single' | 'cluster';
 
@@ -37,7 +42,10 @@ export interface RenderedMigration {
   version: number;
   name: string;
   checksum: string;
+  /** The DDL (CREATE TABLE, ADD COLUMN), ON CLUSTER on a cluster. */
   statements: string[];
+  /** `-- @backfill` statements, run once after the DDL. */
+  backfill: string[];
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -136,17 +144,21 @@ function renderStatement(raw: string, mode: DdlMode, opts: RenderOptions): strin
   return [sql, distributed];
 }
 
+const BACKFILL = /^--\s*@backfill\s*$/m;
+
 /** The migrations rendered as SQL statements for one deployment mode. */
 export function renderMigrations(mode: DdlMode, opts: RenderOptions, migrations: Migration[] = loadMigrations()): RenderedMigration[] {
   checkOptions(mode, opts);
-  return migrations.map((m) => ({
-    version: m.version,
-    name: m.name,
-    checksum: m.checksum,
-    statements: splitStatements(m.text)
-      .filter((s) => stripComments(s) !== '')
-      .flatMap((s) => renderStatement(s, mode, opts)),
-  }));
+  return migrations.map((m) => {
+    const all = splitStatements(m.text).filter((s) => stripComments(s) !== '');
+    return {
+      version: m.version,
+      name: m.name,
+      checksum: m.checksum,
+      statements: all.filter((s) => !BACKFILL.test(s)).flatMap((s) => renderStatement(s, mode, opts)),
+      backfill: all.filter((s) => BACKFILL.test(s)).map((s) => stripComments(s).replaceAll('{{db}}', opts.database)),
+    };
+  });
 }
 
 /** Statements that create the database and the migrations ledger. */
@@ -175,8 +187,11 @@ ORDER BY version`,
 export const LOG_TABLES = ['cost_events', 'guardrail_events', 'alert_log', 'tenants'] as const;
 /** Append-only tables beside the logs: chain heads and API keys (a change is a new row with a higher version). */
 export const VERSIONED_TABLES = ['chain_heads', 'api_keys', 'users', 'account_tokens'] as const;
-/** Tables derived from the logs and rebuilt from them when lost (snapshots of the control state's spend). */
-export const DERIVED_TABLES = ['control_snapshots', 'control_snapshot_groups'] as const;
+/**
+ * Tables derived from the logs and rebuilt from them when lost (snapshots of the control state's spend, the
+ * index of cost event ids).
+ */
+export const DERIVED_TABLES = ['control_snapshots', 'control_snapshot_groups', 'cost_event_ids'] as const;
 
 /**
  * Roles for production: `forge_writer` may only INSERT into the log tables (and the versioned tables beside
@@ -199,6 +214,9 @@ export function renderRoles(mode: DdlMode, opts: RenderOptions): string[] {
     `GRANT${grantOc} CREATE DATABASE, CREATE TABLE ON ${db}.* TO forge_migrator`,
     `GRANT${grantOc} ALTER ADD COLUMN ON ${db}.* TO forge_migrator`,
     `GRANT${grantOc} SELECT, INSERT ON ${db}.${MIGRATIONS_TABLE} TO forge_migrator`,
+    // The backfills (`-- @backfill`): read the log, fill the derived table.
+    `GRANT${grantOc} SELECT ON ${db}.cost_events TO forge_migrator`,
+    `GRANT${grantOc} INSERT ON ${db}.cost_event_ids TO forge_migrator`,
   ];
 }
 
@@ -206,7 +224,7 @@ export function renderRoles(mode: DdlMode, opts: RenderOptions): string[] {
 export function renderDdl(mode: DdlMode, opts: RenderOptions): string {
   const parts = [
     ...renderBootstrap(mode, opts),
-    ...renderMigrations(mode, opts).flatMap((m) => m.statements),
+    ...renderMigrations(mode, opts).flatMap((m) => [...m.statements, ...m.backfill]),
     ...renderRoles(mode, opts),
   ];
   return parts.map((s) => `${s};`).join('\n\n') + '\n';
@@ -244,6 +262,7 @@ export async function applyMigrations(client: ClickHouseClient, mode: DdlMode, o
         continue;
       }
       for (const s of m.statements) await client.command({ query: s });
+      for (const s of m.backfill) await client.command({ query: s });
       await client.insert({
         table: `${opts.database}.${MIGRATIONS_TABLE}`,
         values: [{ version: m.version, name: m.name, checksum: m.checksum, applied_at: Date.now() }],

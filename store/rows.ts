@@ -272,6 +272,39 @@ function attributionValues(e: CostEvent, at: string): string[] {
 /** Index of seq in the value array. */
 export const SEQ_INDEX = 1;
 
+/*
+ * What an event is, as its producer sent it: every hashed value but seq, the ingest time and what Forge priced
+ * (amounts, unit prices, the native token's price, what a receipt said). Two events of a tenant with one
+ * event_id are the same event (a resend) when these agree, and conflict when they do not. Priced values stay
+ * out: a resend priced a day later (another storage share, another native price, a receipt mined since)
+ * is still the same event. The RLI amount is the producer's fee converted to micro-dollars, nothing priced;
+ * reported gas is the producer's input, gas read from a receipt is not (only its tx hash and chain are).
+ */
+const PRICED: ReadonlySet<string> = new Set([
+  'seq',
+  'ingest_time',
+  ...COMPONENTS.filter((c) => c !== 'rli').map(componentColumn),
+  'total_micros',
+  'gas_used',
+  'gas_price_gwei',
+  'native_usd',
+  'gas_source',
+  'compute_hour_usd',
+  'gb_stored',
+  'storage_gb_month_usd',
+]);
+const IDENTITY_INDEXES: readonly number[] = HASHED_COLUMNS.flatMap((c, i) => (PRICED.has(c) ? [] : [i]));
+
+/**
+ * The identity of an event's values (eventValues, or a stored row read with CANONICAL_SELECT and
+ * normalised): equal strings for a resend of the same event, different ones for a changed event.
+ */
+export function eventIdentity(values: readonly unknown[]): string {
+  const source = values[col('gas_source')];
+  const gas = source === 'reported' ? [values[col('gas_used')], values[col('gas_price_gwei')]] : [source === 'none' ? 'none' : 'tx'];
+  return JSON.stringify([...IDENTITY_INDEXES.map((i) => values[i]), ...gas]);
+}
+
 /** Canonical bytes of hashed values (all of HASHED_COLUMNS, or the leading ones of an older version). */
 export function canonicalBytes(values: readonly unknown[], version: number = CANONICAL_VERSION): string {
   return canonicalFromBody(JSON.stringify(values.slice(0, hashedCount(version))), version);

@@ -3,7 +3,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { CostEvent } from './cost-event.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
 import { recordHeads, recordedHeads } from './heads.ts';
-import { CANONICAL_VERSION, chainHash, eventValues, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, linkTail, SEQ_INDEX } from './rows.ts';
+import { CANONICAL_SELECT, CANONICAL_VERSION, chainHash, eventIdentity, eventValues, GENESIS_HASH, HASHED_COLUMNS, INSERT_COLUMNS, linkTail, normaliseRow, SEQ_INDEX } from './rows.ts';
 import { isTransient, sleep } from './retry.ts';
 
 /** What one write() call ended up as, once durable. */
@@ -14,6 +14,20 @@ export interface WriteReceipt {
   duplicates: number;
   /** Per event, in the order written: true when this call appended it (only these may reach live totals). */
   fresh: boolean[];
+  /**
+   * Events refused because their tenant's event_id is taken by another event: stored under another event
+   * time, or with another body (store/rows.ts eventIdentity). Nothing of them was stored; fresh is false.
+   */
+  conflicts: EventIdConflict[];
+}
+
+/** An event whose (tenant, event_id) the log holds as a different event. */
+export interface EventIdConflict {
+  /** Its index in the write. */
+  index: number;
+  eventId: string;
+  /** The event time the log holds the id under, epoch ms. */
+  storedEventTime: number;
 }
 
 /** Buffers events, flushes in batches, resolves each write once its events are durably committed. */
@@ -43,6 +57,7 @@ export interface WriterStats {
   retries: number;
   stored: number;
   duplicates: number;
+  conflicts: number;
   failedFlushes: number;
 }
 
@@ -117,17 +132,88 @@ function firstOccurrences(rows: readonly Row[]): boolean[] {
   return fresh;
 }
 
+/** The identity of a row's event (store/rows.ts eventIdentity), from its encoded values. */
+function rowIdentity(r: Row): string {
+  return eventIdentity(JSON.parse(`${r.pre}0${r.post}]`) as unknown[]);
+}
+
+/**
+ * Per row, when it is refused, the event time its id is held under: a first occurrence the log holds as
+ * another event, or a repeat in the batch that is another event than its first occurrence. A repeat of a
+ * refused first occurrence is refused unless it has the stored event's time (then it is taken for that
+ * event: a duplicate, compared by time only; two writes with one id meet in a batch only when flushed
+ * together). Repeats are rare: their identities are worked out only for them.
+ */
+function conflictsOf(rows: readonly Row[], fresh: readonly boolean[], logged: ReadonlyMap<string, number>): Array<number | undefined> {
+  const out = new Array<number | undefined>(rows.length);
+  let firsts: Map<string, Row> | undefined;
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i] as Row;
+    const t = logged.get(r.key);
+    if (t !== undefined) {
+      if (fresh[i] || r.eventTime !== t) out[i] = t;
+      continue;
+    }
+    if (fresh[i]) continue;
+    if (!firsts) {
+      firsts = new Map();
+      for (let j = 0; j < rows.length; j++) if (fresh[j]) firsts.set((rows[j] as Row).key, rows[j] as Row);
+    }
+    const first = firsts.get(r.key) as Row;
+    if (first.eventTime !== r.eventTime || rowIdentity(first) !== rowIdentity(r)) out[i] = first.eventTime;
+  }
+  return out;
+}
+
+/** Code units from which UTF-16 order (JavaScript's) and UTF-8 byte order (the engine's) can differ. */
+const NON_BMP_ORDER = /[\uD800-\uFFFF]/;
+
+/**
+ * The tenants and the lowest and highest event id of these keys, in the engine's (byte) order; undefined when
+ * an id holds characters whose order JavaScript compares differently.
+ */
+function idSpan(keys: Iterable<string>): { tenants: string[]; lo: string; hi: string } | undefined {
+  const tenants = new Set<string>();
+  let lo: string | undefined;
+  let hi: string | undefined;
+  for (const k of keys) {
+    const cut = k.indexOf('\u0000');
+    const id = k.slice(cut + 1);
+    if (NON_BMP_ORDER.test(id)) return undefined;
+    tenants.add(k.slice(0, cut));
+    if (lo === undefined || id < lo) lo = id;
+    if (hi === undefined || id > hi) hi = id;
+  }
+  return lo === undefined || hi === undefined ? undefined : { tenants: [...tenants], lo, hi };
+}
+
 /** A flush's rows, and once sent ahead (#prefetchNext), its existence check. */
 interface Batch {
   entries: Entry[];
   rows: Row[];
   checked?: Promise<Checked | undefined>;
+  /** Its ids' insert into the id index, sent once the check answered: settles to the error when it failed. */
+  ids?: Promise<unknown>;
 }
 
-/** An existence check's answer: which rows are first of their key in the batch, and which keys the log holds. */
+/** An existence check's answer: which rows are first of their key in the batch, and what the log holds of them. */
 interface Checked {
   fresh: boolean[];
+  existing: Existing;
+}
+
+/** What the log holds of a batch's keys (`${tenant}\u0000${eventId}`). */
+interface Existing {
+  /** Keys stored with the row's event time and body: a resend (or an earlier attempt of this commit). */
   stored: Set<string>;
+  /** Keys stored as another event (another event time or body): the stored row's event time, epoch ms. */
+  conflicts: Map<string, number>;
+}
+
+/** A commit's answer per row: appended (fresh), and when refused, the event time the log holds its id under. */
+interface Committed {
+  fresh: boolean[];
+  conflict: Array<number | undefined>;
 }
 
 interface Entry {
@@ -165,6 +251,7 @@ export class StoreWriter implements BatchWriter {
   readonly #client: ClickHouseClient;
   readonly #db: string;
   readonly #table: string;
+  readonly #idTable: string;
   readonly #onError: (e: unknown) => void;
   readonly #maxBatch: number;
   readonly #interval: number;
@@ -194,7 +281,7 @@ export class StoreWriter implements BatchWriter {
   readonly #stream: () => number;
   /** The stream #heads are of: when the slot changes (a lease lost and claimed anew) they are read again. */
   #headsStream = -1;
-  readonly #stats = { flushes: 0, retries: 0, stored: 0, duplicates: 0, failedFlushes: 0 };
+  readonly #stats = { flushes: 0, retries: 0, stored: 0, duplicates: 0, conflicts: 0, failedFlushes: 0 };
 
   constructor(
     client: ClickHouseClient,
@@ -209,6 +296,7 @@ export class StoreWriter implements BatchWriter {
     this.#checkChunk = transport === 'embedded' ? CHECK_CHUNK_EMBEDDED : CHECK_CHUNK_SERVER;
     this.#db = database;
     this.#table = `${database}.cost_events`;
+    this.#idTable = `${database}.cost_event_ids`;
     this.#onError = onError;
     this.#maxBatch = positive(opts.maxBatchRows ?? 10_000, 'maxBatchRows');
     this.#interval = positive(opts.flushIntervalMs ?? 1000, 'flushIntervalMs');
@@ -262,7 +350,7 @@ export class StoreWriter implements BatchWriter {
   }
 
   #submit(rows: Row[]): Promise<WriteReceipt> {
-    if (rows.length === 0) return Promise.resolve({ stored: 0, duplicates: 0, fresh: [] });
+    if (rows.length === 0) return Promise.resolve({ stored: 0, duplicates: 0, fresh: [], conflicts: [] });
     return new Promise<WriteReceipt>((resolve, reject) => {
       const entry: Entry = { rows, resolve, reject };
       if (this.#waiters.length === 0 && this.#fits(rows.length)) {
@@ -396,18 +484,25 @@ export class StoreWriter implements BatchWriter {
     const next = this.#takeBatch();
     if (!next) return;
     const fresh = firstOccurrences(next.rows);
+    // The ids' insert follows the check (which then reads only what was stored before this batch), in the
+    // time the main thread takes to resolve this flush's writes.
+    let ids: Promise<unknown> | undefined;
     next.checked = this.#existing(next.rows, fresh).then(
-      (stored) => ({ fresh, stored }),
+      (existing) => {
+        ids = this.#insertIds(next.rows, fresh);
+        return { fresh, existing };
+      },
       () => undefined,
     );
+    next.ids = next.checked.then(() => ids);
     this.#next = next;
   }
 
   async #flushBatch(next: Batch): Promise<void> {
     const { entries: batch, rows } = next;
-    let fresh: boolean[];
+    let committed: Committed;
     try {
-      fresh = await this.#commitWithRetry(rows, next.checked);
+      committed = await this.#commitWithRetry(rows, next.checked, next.ids);
     } catch (e) {
       this.#stats.failedFlushes++;
       const err =
@@ -421,13 +516,20 @@ export class StoreWriter implements BatchWriter {
     this.#stats.flushes++;
     let i = 0;
     for (const entry of batch) {
-      const own = fresh.slice(i, i + entry.rows.length);
+      const own = committed.fresh.slice(i, i + entry.rows.length);
+      const conflicts: EventIdConflict[] = [];
+      for (let j = 0; j < entry.rows.length; j++) {
+        const t = committed.conflict[i + j];
+        if (t !== undefined) conflicts.push({ index: j, eventId: (entry.rows[j] as Row).eventId, storedEventTime: t });
+      }
       i += entry.rows.length;
       let stored = 0;
       for (const f of own) if (f) stored++;
+      const duplicates = entry.rows.length - stored - conflicts.length;
       this.#stats.stored += stored;
-      this.#stats.duplicates += entry.rows.length - stored;
-      entry.resolve({ stored, duplicates: entry.rows.length - stored, fresh: own });
+      this.#stats.duplicates += duplicates;
+      this.#stats.conflicts += conflicts.length;
+      entry.resolve({ stored, duplicates, fresh: own, conflicts });
     }
   }
 
@@ -437,13 +539,14 @@ export class StoreWriter implements BatchWriter {
    * reply was lost) nothing is chained or counted twice; and an identical retry carries the same
    * insert_deduplication_token, so an insert that lands late is dropped by the engine.
    */
-  async #commitWithRetry(rows: Row[], checked?: Promise<Checked | undefined>): Promise<boolean[]> {
+  async #commitWithRetry(rows: Row[], checked?: Promise<Checked | undefined>, ids?: Promise<unknown>): Promise<Committed> {
     // Keys this commit already sent in an insert whose outcome is unknown: found in the log on a retry,
     // they are this write's own rows (stored), not duplicates.
     const attempted = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#commitOnce(rows, attempted, attempt === 0 ? await checked : undefined);
+        const c = attempt === 0 ? await checked : undefined;
+        return await this.#commitOnce(rows, attempted, c, c ? ids : undefined);
       } catch (e) {
         for (const r of rows) this.#heads.delete(r.tenant);
         if (attempt >= this.#maxRetries || !isTransient(e)) {
@@ -460,23 +563,32 @@ export class StoreWriter implements BatchWriter {
     }
   }
 
-  /** Returns, per row, whether it was newly appended (false: a duplicate). */
-  async #commitOnce(rows: Row[], attempted: Set<string>, checked?: Checked): Promise<boolean[]> {
+  /**
+   * Returns, per row, whether it was newly appended (false: a duplicate or a conflict) and its conflict.
+   * `ids`: the insert of the rows' ids into the id index, when sent ahead with the check.
+   */
+  async #commitOnce(rows: Row[], attempted: Set<string>, checked?: Checked, ids?: Promise<unknown>): Promise<Committed> {
     const stream = this.#stream();
     if (stream !== this.#headsStream) {
       this.#heads.clear();
       this.#headsStream = stream;
     }
     const fresh = checked ? checked.fresh.slice() : firstOccurrences(rows);
-    const stored = checked ? checked.stored : await this.#existing(rows, fresh);
+    const { stored, conflicts } = checked ? checked.existing : await this.#existing(rows, fresh);
+    const idsWritten = ids ?? this.#insertIds(rows, fresh);
+    const conflict = conflictsOf(rows, fresh, conflicts);
     // toInsert[i]: fresh and not yet in the log. fresh but not toInsert: landed in an earlier attempt.
     const toInsert = fresh.slice();
-    if (stored.size > 0) {
+    if (stored.size > 0 || conflicts.size > 0) {
       for (let i = 0; i < rows.length; i++) {
         const k = (rows[i] as Row).key;
-        if (fresh[i] && stored.has(k)) {
+        if (!fresh[i]) continue;
+        if (stored.has(k)) {
           toInsert[i] = false;
           if (!attempted.has(k)) fresh[i] = false;
+        } else if (conflicts.has(k)) {
+          toInsert[i] = false;
+          fresh[i] = false;
         }
       }
     }
@@ -487,7 +599,7 @@ export class StoreWriter implements BatchWriter {
       const landed = new Set<string>();
       for (let i = 0; i < rows.length; i++) if (fresh[i]) landed.add((rows[i] as Row).tenant);
       if (landed.size > 0) await recordHeads(this.#client, this.#db, 'cost_events', await this.#loadHeads([...landed], stream), stream);
-      return fresh;
+      return { fresh, conflict };
     }
     const heads = await this.#loadHeads([...tenants], stream);
     const lines: string[] = [];
@@ -505,6 +617,10 @@ export class StoreWriter implements BatchWriter {
       head.seq = seq;
       head.hash = hash;
     }
+    // The ids before the rows: an id whose row did not land is a leftover the existence check sees through (it
+    // reads the row in the log before refusing an id), while a row whose id were missing could be stored twice.
+    const idsFailed = await idsWritten;
+    if (idsFailed) throw idsFailed;
     await this.#client.insert({
       table: this.#table,
       values: lines,
@@ -517,68 +633,207 @@ export class StoreWriter implements BatchWriter {
     // The durable head record, right after the rows it points at (verify checks the rows reach it).
     await recordHeads(this.#client, this.#db, 'cost_events', heads, stream);
     for (const [t, h] of heads) this.#heads.set(t, h);
-    return fresh;
+    return { fresh, conflict };
   }
 
   /**
-   * (tenant, event_id) pairs of these rows already in the log: a stored row with the tenant and event_id of
-   * one of the rows and an event time among theirs. Usually few stored rows fall in the rows' time span
-   * (events arrive roughly in time order): those are read in one cheap range query and matched here. When
-   * more than a bound do (late events, a replay of old ones), the rows are looked up by their keys instead.
+   * Writes the ids of the rows first of their key in the batch to the id index, all of them: the ids of
+   * duplicates and conflicts are entries of the log's own rows or leftovers the check sees through, so the
+   * insert need not wait for the commit to decide (the prefetch sends it right behind the check). Settles to
+   * the error when it failed, never rejects (it may be awaited only later, or not at all).
    */
-  async #existing(rows: Row[], fresh: boolean[]): Promise<Set<string>> {
-    const idx: number[] = [];
-    for (let i = 0; i < rows.length; i++) if (fresh[i]) idx.push(i);
+  #insertIds(rows: readonly Row[], fresh: readonly boolean[]): Promise<unknown> {
+    const lines: string[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      if (!fresh[i]) continue;
+      const r = rows[i] as Row;
+      // r.pre is `["<tenant>",`.
+      lines.push(`${r.pre}${JSON.stringify(r.eventId)},${r.eventTime}]`);
+    }
+    // No deduplication token: the table keeps no insert deduplication window (a retried insert that landed
+    // adds copies, which collapse), so a token left by an earlier statement on the connection is inert too.
+    return this.#client
+      .insert({
+        table: this.#idTable,
+        values: lines,
+        format: 'JSONCompactEachRow',
+        columns: ['tenant_id', 'event_id', 'event_time'],
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e ?? new Error('the id index insert failed'),
+      );
+  }
+
+  /**
+   * What the log holds of these rows' (tenant, event_id) keys. Usually few stored rows fall in the rows' time
+   * span (events arrive roughly in time order): those are read in one cheap range query and matched here; when
+   * more than a bound do (late events, a replay of old ones), the rows are looked up by their keys instead.
+   * The ids found in neither way are looked up in the id index (cost_event_ids), which finds one stored under
+   * another event time; such an id is refused only once its row is read in the log. A key stored with the
+   * row's own time is compared by body (eventIdentity): a resend is stored, a changed event a conflict.
+   */
+  async #existing(rows: Row[], fresh: boolean[]): Promise<Existing> {
+    // The event time of each key checked (a key's first row in the batch).
+    const want = new Map<string, number>();
     const tenants = new Set<string>();
-    const times = new Set<number>();
-    const ids = new Set<string>();
     let lo = Infinity;
     let hi = -Infinity;
-    for (const i of idx) {
+    for (let i = 0; i < rows.length; i++) {
+      if (!fresh[i]) continue;
       const r = rows[i] as Row;
+      want.set(r.key, r.eventTime);
       tenants.add(r.tenant);
-      ids.add(r.eventId);
-      times.add(r.eventTime);
       if (r.eventTime < lo) lo = r.eventTime;
       if (r.eventTime > hi) hi = r.eventTime;
     }
-    const found = new Set<string>();
-    if (idx.length === 0) return found;
-    const bound = Math.max(RANGE_CHECK_MIN, RANGE_CHECK_FACTOR * idx.length);
-    const rs = await this.#client.query({
-      query: `SELECT tenant_id, event_id, toUnixTimestamp64Milli(event_time) FROM ${this.#table}
+    const stored = new Set<string>();
+    const conflicts = new Map<string, number>();
+    if (want.size === 0) return { stored, conflicts };
+    const bound = Math.max(RANGE_CHECK_MIN, RANGE_CHECK_FACTOR * want.size);
+    // The id index's range of the batch's ids (#storedElsewhere) goes in the same statement: one round trip.
+    const span = idSpan(want.keys());
+    const spanSql = `SELECT 0, tenant_id, event_id, toUnixTimestamp64Milli(event_time) FROM ${this.#table}
 WHERE tenant_id IN {tenants:Array(String)}
   AND event_time >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND event_time <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')
-LIMIT {limit:UInt32}`,
-      query_params: { tenants: [...tenants], lo, hi, limit: bound + 1 },
+LIMIT {limit:UInt32}`;
+    const idSql = `SELECT 1, tenant_id, event_id, toUnixTimestamp64Milli(event_time) FROM ${this.#idTable}
+WHERE tenant_id IN {idTenants:Array(String)} AND event_id >= {idLo:String} AND event_id <= {idHi:String}
+LIMIT {limit:UInt32}`;
+    const rs = await this.#client.query({
+      query: span ? `SELECT * FROM (${spanSql})\nUNION ALL\nSELECT * FROM (${idSql})` : spanSql,
+      query_params: { tenants: [...tenants], lo, hi, limit: bound + 1, ...(span ? { idTenants: span.tenants, idLo: span.lo, idHi: span.hi } : {}) },
       format: 'JSONCompactEachRow',
     });
-    const inSpan = await rs.json<[string, string, number | string]>();
+    const inSpan: Array<[string, string, number | string]> = [];
+    let inIds: Array<[string, string, number | string]> | undefined = span ? [] : undefined;
+    for (const [tag, t, id, ms] of await rs.json<[number | string, string, string, number | string]>()) (Number(tag) === 0 ? inSpan : (inIds as typeof inSpan)).push([t, id, ms]);
+    if (inIds && inIds.length > bound) inIds = undefined;
     if (inSpan.length <= bound) {
-      for (const [t, id, ms] of inSpan) if (ids.has(id) && tenants.has(t) && times.has(Number(ms))) found.add(`${t}\u0000${id}`);
-      return found;
-    }
-    for (let off = 0; off < idx.length; off += this.#checkChunk) {
-      const chunkTenants = new Set<string>();
-      const chunkTimes = new Set<number>();
-      const chunkIds = new Set<string>();
-      for (const i of idx.slice(off, off + this.#checkChunk)) {
-        const r = rows[i] as Row;
-        chunkTenants.add(r.tenant);
-        chunkIds.add(r.eventId);
-        chunkTimes.add(r.eventTime);
+      for (const [t, id, ms] of inSpan) {
+        const k = `${t}\u0000${id}`;
+        const time = want.get(k);
+        if (time === undefined) continue;
+        if (Number(ms) === time) stored.add(k);
+        else conflicts.set(k, Number(ms));
       }
-      const ks = await this.#client.query({
-        query: `SELECT tenant_id, event_id FROM ${this.#table}
+    } else {
+      for (const chunk of this.#chunks([...want.keys()])) {
+        for (const [t, id] of await this.#keyed<[string, string]>('tenant_id, event_id', chunk, want)) stored.add(`${t}\u0000${id}`);
+      }
+    }
+    // The exact event in the log wins over a copy under another time (one stored twice before the id index).
+    for (const k of stored) conflicts.delete(k);
+    const unseen = [...want.keys()].filter((k) => !stored.has(k) && !conflicts.has(k));
+    if (unseen.length > 0) for (const [k, t] of await this.#storedElsewhere(unseen, want, inIds)) conflicts.set(k, t);
+    if (stored.size > 0) {
+      const changed = await this.#changedBodies(rows, fresh, stored, want);
+      for (const k of changed) {
+        stored.delete(k);
+        conflicts.set(k, want.get(k) as number);
+      }
+    }
+    return { stored, conflicts };
+  }
+
+  /** Keys in chunks the transport takes (query parameters). */
+  *#chunks(keys: readonly string[]): Generator<string[]> {
+    for (let off = 0; off < keys.length; off += this.#checkChunk) yield keys.slice(off, off + this.#checkChunk);
+  }
+
+  /**
+   * Rows of the log with these keys at the given event times (a superset: tenants, times and ids are matched
+   * as three lists; callers match the keys).
+   */
+  async #keyed<T>(select: string, keys: readonly string[], times: ReadonlyMap<string, number | readonly number[]>): Promise<T[]> {
+    const ts = new Set<string>();
+    const is = new Set<string>();
+    const at = new Set<number>();
+    for (const k of keys) {
+      const cut = k.indexOf('\u0000');
+      ts.add(k.slice(0, cut));
+      is.add(k.slice(cut + 1));
+      const t = times.get(k);
+      if (typeof t === 'number') at.add(t);
+      else for (const x of t ?? []) at.add(x);
+    }
+    const rs = await this.#client.query({
+      query: `SELECT ${select} FROM ${this.#table}
 WHERE tenant_id IN {tenants:Array(String)}
   AND event_time IN {times:Array(DateTime64(3, 'UTC'))}
   AND event_id IN {ids:Array(String)}`,
-        query_params: { tenants: [...chunkTenants], times: [...chunkTimes], ids: [...chunkIds] },
-        format: 'JSONCompactEachRow',
-      });
-      for (const [t, id] of await ks.json<[string, string]>()) found.add(`${t}\u0000${id}`);
+      query_params: { tenants: [...ts], times: [...at], ids: [...is] },
+      format: 'JSONCompactEachRow',
+    });
+    return rs.json<T>();
+  }
+
+  /**
+   * Keys the log holds under another event time than the row's: found in the id index, then read in the log
+   * (an index entry without its row is a write that failed midway, not an event). Key -> the stored time.
+   * `inRange`: the index's entries in the range of the batch's ids, when the existence check could read them
+   * (ids that sort together: sequential, time-ordered such as ULID or UUIDv7); otherwise (ids spread over the
+   * whole index, such as random UUIDs) the keys are looked up one chunk at a time.
+   */
+  async #storedElsewhere(keys: readonly string[], want: ReadonlyMap<string, number>, inRange?: ReadonlyArray<[string, string, number | string]>): Promise<Map<string, number>> {
+    const elsewhere = new Map<string, number[]>();
+    const found = (entries: ReadonlyArray<[string, string, number | string]>): void => {
+      for (const [t, id, ms] of entries) {
+        const k = `${t}\u0000${id}`;
+        const time = want.get(k);
+        // The row's own time: a leftover of a failed write (the range check found no such row).
+        if (time === undefined || Number(ms) === time) continue;
+        const list = elsewhere.get(k);
+        if (!list) elsewhere.set(k, [Number(ms)]);
+        else if (!list.includes(Number(ms))) list.push(Number(ms));
+      }
+    };
+    if (inRange) found(inRange);
+    else {
+      for (const chunk of this.#chunks(keys)) {
+        const ts = new Set<string>();
+        const is = new Set<string>();
+        for (const k of chunk) {
+          const cut = k.indexOf('\u0000');
+          ts.add(k.slice(0, cut));
+          is.add(k.slice(cut + 1));
+        }
+        const rs = await this.#client.query({
+          query: `SELECT tenant_id, event_id, toUnixTimestamp64Milli(event_time) FROM ${this.#idTable}
+WHERE tenant_id IN {tenants:Array(String)} AND event_id IN {ids:Array(String)}`,
+          query_params: { tenants: [...ts], ids: [...is] },
+          format: 'JSONCompactEachRow',
+        });
+        found(await rs.json<[string, string, number | string]>());
+      }
     }
-    return found;
+    const out = new Map<string, number>();
+    if (elsewhere.size === 0) return out;
+    for (const chunk of this.#chunks([...elsewhere.keys()])) {
+      for (const [t, id, ms] of await this.#keyed<[string, string, number | string]>('tenant_id, event_id, toUnixTimestamp64Milli(event_time)', chunk, elsewhere)) {
+        const k = `${t}\u0000${id}`;
+        if (elsewhere.get(k)?.includes(Number(ms))) out.set(k, Number(ms));
+      }
+    }
+    return out;
+  }
+
+  /** Of the keys stored with the row's own time, those whose stored row is another event than the row. */
+  async #changedBodies(rows: readonly Row[], fresh: readonly boolean[], stored: ReadonlySet<string>, want: ReadonlyMap<string, number>): Promise<string[]> {
+    const mine = new Map<string, string>();
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i] as Row;
+      if (fresh[i] && stored.has(r.key)) mine.set(r.key, rowIdentity(r));
+    }
+    const same = new Set<string>();
+    for (const chunk of this.#chunks([...mine.keys()])) {
+      for (const raw of await this.#keyed<unknown[]>(CANONICAL_SELECT, chunk, want)) {
+        const v = normaliseRow(raw);
+        const k = `${v[TENANT_INDEX] as string}\u0000${v[EVENT_ID_INDEX] as string}`;
+        if (v[EVENT_TIME_INDEX] === want.get(k) && mine.get(k) === eventIdentity(v)) same.add(k);
+      }
+    }
+    return [...mine.keys()].filter((k) => !same.has(k));
   }
 
   /** Chain heads of the tenants' streams `stream`, copied (the caller advances them and they are kept only after a successful insert). */

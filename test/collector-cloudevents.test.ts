@@ -43,13 +43,25 @@ describe('CloudEvents in', () => {
     const again = await post(batch, 'application/cloudevents-batch+json');
     expect(again.statusCode, again.body).toBe(200);
     expect((again.json() as { accepted: Array<{ duplicate: boolean }> }).accepted.every((a) => a.duplicate)).toBe(true);
-    const one = await post(cloudEvent(tn, 'a-1'), 'application/cloudevents+json; charset=utf-8');
+    // The same CloudEvent redelivered alone: a duplicate.
+    const one = await post(batch[0], 'application/cloudevents+json; charset=utf-8');
     expect(one.statusCode, one.body).toBe(200);
+    expect(one.json()).toMatchObject({ accepted: [{ duplicate: true }] });
+    // Another task under a delivered id + source: refused, the CloudEvent's id named; nothing stored.
+    const changed = await post(cloudEvent(tn, 'a-1'), 'application/cloudevents+json; charset=utf-8');
+    expect(changed.statusCode, changed.body).toBe(409);
+    expect(changed.json()).toMatchObject({ error: { code: 'FORGE_ERR_EVENT_ID_CONFLICT', field: 'id' } });
+    const shifted = await post([cloudEvent(tn, 'a-3'), { ...batch[1]!, data: { ...(batch[1]!.data as object), finalized_at: '2026-03-02T10:00:00Z' } }], 'application/cloudevents-batch+json');
+    expect(shifted.statusCode, shifted.body).toBe(409);
+    expect(shifted.json()).toMatchObject({
+      error: { code: 'FORGE_ERR_EVENT_ID_CONFLICT', rejected: [{ index: 1, code: 'FORGE_ERR_EVENT_ID_CONFLICT', field: '[1].id' }] },
+      accepted: [{ index: 0, duplicate: false }],
+    });
     const rows = await store.listEvents({ tenantId: tn }, RANGE);
-    expect(rows).toHaveLength(3);
-    expect(new Set(rows.map((r) => r.eventId)).size).toBe(3);
+    expect(rows).toHaveLength(4);
+    expect(new Set(rows.map((r) => r.eventId)).size).toBe(4);
     for (const r of rows) expect(r.eventId).toMatch(/^ce:[0-9a-f]{40}$/);
-    expect(await store.verify({ tenantId: tn })).toMatchObject({ ok: true, checked: 3 });
+    expect(await store.verify({ tenantId: tn })).toMatchObject({ ok: true, checked: 4 });
   });
 
   it('refuses a CloudEvent that is not a task event, naming the CloudEvent field; nothing of it is stored', async () => {

@@ -152,3 +152,44 @@ describe('GenAI spans that cannot be priced', () => {
     expect(await store.listEvents({ tenantId: tn }, RANGE)).toEqual([]);
   });
 });
+
+describe('GenAI spans resent', () => {
+  it('the same span again is a duplicate; with its end time re-stamped it is refused (409, the event id named); the rest of the export stands', async () => {
+    const tn = freshTenant();
+    t.tenants.add(tn);
+    const end = Date.parse('2026-03-02T09:00:00Z');
+    const span = (spanId: string, endMs: number) => ({
+      traceId: '5b8efff798038103d269b633813fc60c',
+      spanId,
+      name: 'chat gpt-4o',
+      startTimeUnixNano: String((endMs - 1000) * 1e6),
+      endTimeUnixNano: String(endMs * 1e6),
+      attributes: [
+        { key: 'forge.tenant.id', value: { stringValue: tn } },
+        { key: 'gen_ai.request.model', value: { stringValue: 'gpt-4o' } },
+        { key: 'gen_ai.usage.input_tokens', value: { intValue: 100 } },
+        { key: 'gen_ai.usage.output_tokens', value: { intValue: 10 } },
+      ],
+    });
+    const send = (spans: unknown[]) => t.app.inject({ method: 'POST', url: '/v1/traces', payload: { resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ spans }] }] } });
+    const first = await send([span('eee19b7ec3c1b174', end)]);
+    expect(first.statusCode, first.body).toBe(200);
+    const again = await send([span('eee19b7ec3c1b174', end)]);
+    expect(again.statusCode, again.body).toBe(200);
+    expect(again.json()).toMatchObject({ accepted: [{ duplicate: true }] });
+    const moved = await send([span('eee19b7ec3c1b174', end + 60_000)]);
+    expect(moved.statusCode, moved.body).toBe(409);
+    expect(moved.json()).toMatchObject({ error: { code: 'FORGE_ERR_EVENT_ID_CONFLICT', field: 'resourceSpans[0].scopeSpans[0].spans[0].event_id' } });
+    // With a new span beside it: partial success, the re-stamped one counted as rejected.
+    const mixed = await send([span('eee19b7ec3c1b175', end), span('eee19b7ec3c1b174', end - 60_000)]);
+    expect(mixed.statusCode, mixed.body).toBe(200);
+    expect(mixed.json()).toMatchObject({ partialSuccess: { rejectedSpans: 1 }, accepted: [{ index: 0, duplicate: false }] });
+    expect(mixed.json().partialSuccess.errorMessage).toMatch(/event_id: event_id "otel:5b8efff798038103d269b633813fc60c:eee19b7ec3c1b174" was already accepted/);
+    const rows = await store.listEvents({ tenantId: tn }, RANGE);
+    expect(rows.map((r) => [r.eventId.slice(-4), r.eventTime])).toEqual([
+      ['b174', end],
+      ['b175', end],
+    ]);
+    expect(await store.verify({ tenantId: tn })).toMatchObject({ ok: true, checked: 2 });
+  });
+});

@@ -33,6 +33,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       '0016_users',
       '0017_account_tokens',
       '0018_control_snapshots',
+      '0019_cost_event_ids',
       '0020_chain_streams',
     ]);
     // A file creates one table per `-- @table` directive (0015 creates two).
@@ -52,6 +53,12 @@ describe('migrations render for a single node and for a cluster from the same fi
         }
       }
     }
+    // The id index is filled from the log once, after its table exists, before the migration is recorded.
+    const ids = renderMigrations('single', opts).find((m) => m.name === 'cost_event_ids')!;
+    expect(ids.backfill).toEqual([
+      'INSERT INTO forge.cost_event_ids (tenant_id, event_id, event_time)\nSELECT DISTINCT tenant_id, event_id, event_time FROM forge.cost_events',
+    ]);
+    expect(ids.statements[0]).toContain('ORDER BY (tenant_id, event_id, event_time)');
     // Heads and keys keep their newest version.
     const [heads, keys] = renderMigrations('single', opts).slice(5).map((m) => m.statements[0]!);
     expect(heads).toContain('ENGINE = ReplacingMergeTree(seq)\nORDER BY (log, tenant_id)');
@@ -63,7 +70,7 @@ describe('migrations render for a single node and for a cluster from the same fi
     expect(renderMigrations('cluster', opts).map((m) => m.checksum)).toEqual(renderMigrations('single', opts).map((m) => m.checksum));
     const single = creates(renderMigrations('single', opts));
     const cluster = creates(renderMigrations('cluster', opts));
-    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)', eval_agents: 'cityHash64(tenant_id)', eval_results: 'cityHash64(tenant_id)', users: 'cityHash64(user_id)', account_tokens: 'cityHash64(token_hash)', control_snapshots: 'cityHash64(snapshot_id)', control_snapshot_groups: 'cityHash64(snapshot_id)' };
+    const shardKeys: Record<string, string> = { cost_events: 'cityHash64(tenant_id)', guardrail_events: 'cityHash64(scope)', alert_log: 'cityHash64(scope)', tenants: 'cityHash64(tenant_id)', chain_heads: 'cityHash64(tenant_id)', api_keys: 'cityHash64(id)', eval_agents: 'cityHash64(tenant_id)', eval_results: 'cityHash64(tenant_id)', users: 'cityHash64(user_id)', account_tokens: 'cityHash64(token_hash)', control_snapshots: 'cityHash64(snapshot_id)', control_snapshot_groups: 'cityHash64(snapshot_id)', cost_event_ids: 'cityHash64(tenant_id)' };
     for (const [i, m] of cluster.entries()) {
       if (m.name === 'guardrail_chain') {
         expect(m.statements).toHaveLength(2);
@@ -102,7 +109,7 @@ describe('migrations render for a single node and for a cluster from the same fi
       const grants = roles.filter((r) => r.startsWith('GRANT'));
       const to = (role: string) => grants.filter((g) => g.endsWith(`TO ${role}`));
       for (const g of to('forge_writer')) expect(g).toMatch(/^GRANT (ON CLUSTER 'forge_cluster' )?INSERT ON forge\.\w+ TO forge_writer$/);
-      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 20 : 10);
+      expect(to('forge_writer').length).toBe(mode === 'cluster' ? 22 : 11);
       expect(to('forge_auditor')).toEqual([`GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} SELECT ON forge.* TO forge_auditor`]);
       // The migrator may add columns (a schema change that touches no row); nothing else may alter anything.
       const addColumn = `GRANT${mode === 'cluster' ? " ON CLUSTER 'forge_cluster'" : ''} ALTER ADD COLUMN ON forge.* TO forge_migrator`;
@@ -115,8 +122,9 @@ describe('migrations render for a single node and for a cluster from the same fi
     expect(ddl).toContain("ReplicatedMergeTree('/clickhouse/tables/{shard}/forge/schema_migrations', '{replica}')");
     // 0010 (attribution columns) adds two: the local and the Distributed table.
     // 0018 (control snapshots) creates two tables: four statements.
+    // 0019 (cost event ids) creates one table and fills it from the log once: three statements.
     // 0020 (chain streams) adds a column to two tables: four statements.
-    expect(ddl.match(/;\n/g)?.length).toBe(2 + 2 * 13 + 4 + 2 + 4 + roles().length);
+    expect(ddl.match(/;\n/g)?.length).toBe(2 + 2 * 14 + 4 + 2 + 1 + 4 + roles().length);
     function roles() {
       return renderRoles('cluster', opts);
     }
