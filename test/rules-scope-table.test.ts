@@ -14,6 +14,7 @@ import {
   type ScopeState,
   type TaskOutcome,
 } from '../rules/index.ts';
+import { bandsArb } from './helpers/rules-arbitraries.ts';
 
 // The scope table keeps every scope's spend in a flat, mutable layout and adds a task in place, taking the
 // engine's own path only when something may hold. Whatever the spend, the bands, the time, late events,
@@ -24,26 +25,6 @@ import {
 const DAY0 = Date.parse('2026-03-02T00:00:00Z');
 const KINDS = ['rli', 'gas', 'llm', 'compute', 'bandwidth'] as const;
 
-const bandsArb = fc
-  .record({
-    dayHard: fc.integer({ min: 1_000_000, max: 400_000_000 }),
-    softPct: fc.integer({ min: 50, max: 100 }),
-    weekMult: fc.integer({ min: 1, max: 7 }),
-    runMult: fc.integer({ min: 1, max: 20 }),
-    unitCap: fc.integer({ min: 100_000, max: 60_000_000 }),
-    k: fc.integer({ min: 1, max: 5 }),
-  })
-  .map((r) =>
-    thresholdsOf({
-      daySoft: Math.floor((r.dayHard * r.softPct) / 100),
-      dayHard: r.dayHard,
-      weekSoft: Math.floor((r.dayHard * r.weekMult * r.softPct) / 100),
-      weekHard: r.dayHard * r.weekMult,
-      runCap: r.dayHard * r.runMult,
-      unitCap: r.unitCap,
-      k: r.k,
-    }),
-  );
 
 const stepArb = fc.record({
   // Up to 20 days into the stream (more than the 8 day buckets kept, with gaps); a lag makes a late event.

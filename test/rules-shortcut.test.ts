@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyTask, conditionsFor, conditionsForFull, DAY_MS, emptySpend, thresholdsOf, zeroComponents, type ScopeSpend, type TaskOutcome } from '../rules/index.ts';
+import { bandsArb } from './helpers/rules-arbitraries.ts';
 
 // conditionsFor skips building the component breakdowns when a scope is quiet (no band near). Whatever the
 // spend, the bands, the time and the task (late ones included), it must give exactly what the full
@@ -9,26 +10,6 @@ import { applyTask, conditionsFor, conditionsForFull, DAY_MS, emptySpend, thresh
 const DAY0 = Date.parse('2026-03-02T00:00:00Z');
 const KINDS = ['rli', 'gas', 'llm', 'compute'] as const;
 
-const bandsArb = fc
-  .record({
-    dayHard: fc.integer({ min: 1_000_000, max: 400_000_000 }),
-    softPct: fc.integer({ min: 50, max: 100 }),
-    weekMult: fc.integer({ min: 1, max: 7 }),
-    runMult: fc.integer({ min: 1, max: 20 }),
-    unitCap: fc.integer({ min: 100_000, max: 60_000_000 }),
-    k: fc.integer({ min: 1, max: 5 }),
-  })
-  .map((r) =>
-    thresholdsOf({
-      daySoft: Math.floor((r.dayHard * r.softPct) / 100),
-      dayHard: r.dayHard,
-      weekSoft: Math.floor((r.dayHard * r.weekMult * r.softPct) / 100),
-      weekHard: r.dayHard * r.weekMult,
-      runCap: r.dayHard * r.runMult,
-      unitCap: r.unitCap,
-      k: r.k,
-    }),
-  );
 
 const taskArb = fc.record({
   // Up to 9 days into the stream; a negative lag makes a late event (finalized before "now").
