@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { COMPONENTS } from '../rules/index.ts';
 import { STORE_ERROR_CODES, StoreError } from './errors.ts';
-import { parseStreamKey, STREAM_KEY_SQL } from './heads.ts';
+import { parseStreamKey, STREAM_KEY_SQL, streamKey } from './heads.ts';
 import { addInto, queryRows, toTotals, type AggRow, type RunDayTotals } from './queries.ts';
 import { componentColumn } from './rows.ts';
 import { checkTime } from './scope.ts';
@@ -130,26 +130,7 @@ export class ControlSnapshotTable {
     if (upTo) checkWatermark(upTo, 'upTo');
     const t = `${this.#db}.cost_events`;
     const lo = `transform(${STREAM_KEY_SQL}, {at:Array(String)}, {as:Array(UInt64)}, toUInt64(0))`;
-    const hi = `transform(${STREAM_KEY_SQL}, {ut:Array(String)}, {us:Array(UInt64)}, toUInt64(0))`;
-    // First how far each stream reaches past `after` (and its rows read): the totals are then read up to
-    // exactly there, so a row committed between the two reads is left to the next read since, not half-read.
-    const reach = await this.#rows<{ k: string; s: number | string; n: number | string }>(
-      `SELECT ${STREAM_KEY_SQL} AS k, max(seq) AS s, count() AS n FROM ${t}
-WHERE 1 = 1 /* all tenants, explicitly; bounded by the watermark, not by time */
-  AND seq > ${lo}${upTo ? `\n  AND seq <= ${hi}` : ''}
-GROUP BY k`,
-      { ...watermarkParams('a', after), ...(upTo ? watermarkParams('u', upTo) : {}) },
-    );
-    const watermark = new Map(after);
-    const streamRows = new Map<string, number>();
-    for (const r of reach) {
-      const k = String(r.k);
-      if (Number(r.s) > (watermark.get(k) ?? 0)) watermark.set(k, Number(r.s));
-      streamRows.set(k, Number(r.n));
-    }
-    const groups: RunDayTotals[] = [];
-    if (reach.length === 0) return { groups, watermark, streamRows };
-    const read = new Map(reach.map((r) => [String(r.k), Number(r.s)]));
+    const hi = upTo ? `\n    AND seq <= transform(${STREAM_KEY_SQL}, {ut:Array(String)}, {us:Array(UInt64)}, toUInt64(0))` : '';
     const cols = COMPONENTS.map((k) => `any(${componentColumn(k)}) AS c_${k}`).join(', ');
     // A key the rows up to `after` hold: only looked up for the keys read here (the sorting key's index).
     const dup =
@@ -158,24 +139,36 @@ GROUP BY k`,
         : `(t, et, e) IN (SELECT tenant_id, event_time, event_id FROM ${t}
       WHERE seq <= ${lo} AND (tenant_id, event_time, event_id) IN (SELECT t, et, e FROM since))`;
     const sums = COMPONENTS.map((k) => `sumIf(c_${k}, NOT dup) AS ${k}`).join(', ');
-    const rows = await this.#rows<AggRow & { t: string; r: string; d: string }>(
+    // One scan: the totals and, per writer stream, how far its rows read here reach and how many they are
+    // (each key's (stream, seq) pairs, few: only the rows past the watermark), so what the totals include and
+    // the watermark they are reported at are the same rows.
+    const rows = await this.#rows<AggRow & { t: string; r: string; d: string; ss: Array<[number | string, number | string]> }>(
       `WITH since AS (
-  SELECT tenant_id AS t, event_time AS et, event_id AS e, any(run_id) AS r, any(status) AS st, ${cols}, any(total_micros) AS tm
+  SELECT tenant_id AS t, event_time AS et, event_id AS e, any(run_id) AS r, any(status) AS st, ${cols}, any(total_micros) AS tm,
+    groupArray((stream, seq)) AS ss
   FROM ${t}
   WHERE 1 = 1 /* all tenants, explicitly; bounded by the watermark, not by time: a late event is past it */
-    AND seq > ${lo}
-    AND seq <= ${hi}
+    AND seq > ${lo}${hi}
   GROUP BY t, et, e
 )
 SELECT t, r, toString(toDate(et)) AS d, ${sums}, sumIf(tm, NOT dup) AS total, countIf(NOT dup) AS tasks,
-  countIf(NOT dup AND st = 'success') AS succeeded, countIf(NOT dup AND st != 'success') AS failed, countIf(NOT dup AND st = 'retried') AS retried
+  countIf(NOT dup AND st = 'success') AS succeeded, countIf(NOT dup AND st != 'success') AS failed, countIf(NOT dup AND st = 'retried') AS retried,
+  groupArrayArray(ss) AS ss
 FROM (SELECT *, ${dup} AS dup FROM since)
 GROUP BY t, r, d
 SETTINGS optimize_aggregation_in_order = 1`,
-      { ...watermarkParams('a', after), ...watermarkParams('u', read) },
+      { ...watermarkParams('a', after), ...(upTo ? watermarkParams('u', upTo) : {}) },
     );
+    const watermark = new Map(after);
+    const streamRows = new Map<string, number>();
+    const groups: RunDayTotals[] = [];
     for (const r of rows) {
       const tenantId = String(r.t);
+      for (const [stream, seq] of r.ss) {
+        const k = streamKey(tenantId, Number(stream));
+        if (Number(seq) > (watermark.get(k) ?? 0)) watermark.set(k, Number(seq));
+        streamRows.set(k, (streamRows.get(k) ?? 0) + 1);
+      }
       const totals = toTotals(r);
       // A group of replays only: nothing to add, but its seqs are read.
       if (totals.tasks > 0) groups.push({ tenantId, runId: String(r.r), day: String(r.d), ...totals });
