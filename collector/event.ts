@@ -417,6 +417,16 @@ function fastGas(v: unknown): ParsedEvent['gas'] | undefined {
   return chainId === undefined ? { gas_used: gasUsed, gas_price_gwei: gasPrice } : { chain_id: chainId, gas_used: gasUsed, gas_price_gwei: gasPrice };
 }
 
+/** The text fields the fast check takes as they are, each with the pattern the schema holds it to. */
+const TEXT_FIELDS: ReadonlyMap<string, RegExp> = new Map([
+  ['event_id', EVENT_ID_RE],
+  ['run_id', EVENT_ID_RE],
+  ['tenant_id', TENANT_ID_RE],
+  ['task_id', TASK_ID_RE],
+  ['task_type', TASK_TYPE_RE],
+  ['environment', ENVIRONMENT_RE],
+  ...[...ATTRIBUTION_FIELDS].map((f): [string, RegExp] => [f, ATTRIBUTION_ID_RE]),
+]);
 const SCHEMA_KEYS: ReadonlySet<string> = new Set(Object.keys(taskEventSchema.shape));
 const MAX_USD_TEXT = MAX_USD_INPUT.toFixed();
 const MAX_HOURS_TEXT = MAX_HOURS.toFixed();
@@ -433,38 +443,20 @@ export function fastTaskEvent(input: Record<string, unknown>): ParsedEvent | und
       if (SCHEMA_KEYS.has(k)) continue;
       return undefined;
     }
+    const re = TEXT_FIELDS.get(k);
+    if (re !== undefined) {
+      if (typeof v !== 'string' || !re.test(v)) return undefined;
+      out[k] = v;
+      continue;
+    }
     switch (k) {
-      case 'event_id':
-      case 'run_id':
-        if (typeof v !== 'string' || !EVENT_ID_RE.test(v)) return undefined;
-        out[k] = v;
-        break;
-      case 'tenant_id':
-        if (typeof v !== 'string' || !TENANT_ID_RE.test(v)) return undefined;
-        out[k] = v;
-        break;
-      case 'task_id':
-        if (typeof v !== 'string' || !TASK_ID_RE.test(v)) return undefined;
-        out[k] = v;
-        break;
-      case 'task_type':
-        if (typeof v !== 'string' || !TASK_TYPE_RE.test(v)) return undefined;
-        out[k] = v;
-        break;
-      case 'environment':
-        if (typeof v !== 'string' || !ENVIRONMENT_RE.test(v)) return undefined;
-        out[k] = v;
-        break;
       case 'model':
         if (typeof v !== 'string' || v.length > 128) return undefined;
         out[k] = v;
         break;
       case 'status':
-        if (!STATUS_SET.has(v)) return undefined;
-        out[k] = v;
-        break;
       case 'key_source':
-        if (!KEY_SOURCE_SET.has(v)) return undefined;
+        if (!(k === 'status' ? STATUS_SET : KEY_SOURCE_SET).has(v)) return undefined;
         out[k] = v;
         break;
       case 'finalized_at': {
@@ -493,11 +485,6 @@ export function fastTaskEvent(input: Record<string, unknown>): ParsedEvent | und
         break;
       }
       default: {
-        if (ATTRIBUTION_FIELDS.has(k)) {
-          if (typeof v !== 'string' || !ATTRIBUTION_ID_RE.test(v)) return undefined;
-          out[k] = v;
-          break;
-        }
         const max = METERED_FIELDS.get(k);
         const d = max === undefined ? undefined : fastDecimal(v, max);
         if (d === undefined) return undefined;
