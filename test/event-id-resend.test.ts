@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startForge, type RunningForge } from '../cli/forge-process.ts';
+import { PLAIN_PRICING } from './helpers/forge-process.ts';
 
 // A resent event id is never counted twice, whatever its timestamp: `forge start` on a real embedded store,
 // events over HTTP. A resend with another event time (a retry that re-stamps the time) or another body is
@@ -26,10 +27,7 @@ function world() {
   const dir = mkdtempSync(join(tmpdir(), 'forge-event-ids-'));
   dirs.push(dir);
   writeFileSync(join(dir, 'bands.yaml'), BANDS);
-  writeFileSync(
-    join(dir, 'pricing.yaml'),
-    'compute:\n  environments:\n    cpu: "0.40"\nstorage:\n  gb_stored: "0"\n  gb_month_usd: "0"\n  expected_tasks_day: 1\nllm:\n  models: {}\nnative_price:\n  source: fixed\n  usd: "2500"\n',
-  );
+  writeFileSync(join(dir, 'pricing.yaml'), PLAIN_PRICING);
   const logged: string[] = [];
   const start = async (): Promise<RunningForge & { admin: string }> => {
     for (const o of open.splice(0)) await o.close();

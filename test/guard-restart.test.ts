@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startForge, type RunningForge } from '../cli/forge-process.ts';
+import { PLAIN_PRICING } from './helpers/forge-process.ts';
 
 // Every piece of control state survives a restart of `forge start` on the same data directory: live
 // totals (a replay counts once), stops, lifts and their waivers, acknowledgements, budget versions, hard
@@ -20,10 +21,7 @@ function world(bands: string) {
   const dir = mkdtempSync(join(tmpdir(), 'forge-restart-'));
   dirs.push(dir);
   writeFileSync(join(dir, 'bands.yaml'), bands);
-  writeFileSync(
-    join(dir, 'pricing.yaml'),
-    'compute:\n  environments:\n    cpu: "0.40"\nstorage:\n  gb_stored: "0"\n  gb_month_usd: "0"\n  expected_tasks_day: 1\nllm:\n  models: {}\nnative_price:\n  source: fixed\n  usd: "2500"\n',
-  );
+  writeFileSync(join(dir, 'pricing.yaml'), PLAIN_PRICING);
   const clock = { now: Date.parse('2026-03-10T10:00:00Z') };
   const logged: string[] = [];
   const start = async (): Promise<RunningForge & { admin: string }> => {

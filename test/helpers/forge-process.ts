@@ -51,3 +51,10 @@ export function bandsYaml(tenants: Record<string, Record<string, number>>): stri
   }
   return lines.join('\n') + '\n';
 }
+
+/**
+ * A pricing file where a task costs its evaluation fee and compute only (CPU at 0.40 USD an hour, no storage,
+ * no LLM models, a fixed native price): the totals of a test follow from its events by hand.
+ */
+export const PLAIN_PRICING =
+  'compute:\n  environments:\n    cpu: "0.40"\nstorage:\n  gb_stored: "0"\n  gb_month_usd: "0"\n  expected_tasks_day: 1\nllm:\n  models: {}\nnative_price:\n  source: fixed\n  usd: "2500"\n';
