@@ -537,6 +537,8 @@ export class AlertDispatcher {
    * done) are resolved. A map lookup per task; nothing is queued for a task without an open page.
    */
   tasksEnded(tasks: Iterable<{ tenantId: string; runId?: string | undefined; taskId: string }>): void {
+    // Called with every ingested batch: nothing to look up while no page is open (the usual case).
+    if (this.#incidents.size === 0) return;
     for (const t of tasks) {
       if (t.runId === undefined) continue;
       const open = this.#incidents.get(`run:${t.tenantId}/${t.runId}`);
